@@ -1,0 +1,1 @@
+from . import classifiers, heads, losses, necks  # noqa: F401
