@@ -1,1 +1,3 @@
 from . import classifiers, heads, losses, necks  # noqa: F401
+from . import backbones  # noqa: F401
+from . import generators, scorers  # noqa: F401

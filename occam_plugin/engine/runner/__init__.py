@@ -1,0 +1,9 @@
+from .checkpoint import SAFE_GLOBALS, register_checkpoint_safe_globals
+from .dist import CPU_MODEL_WRAPPER_CFG, setup_cpu_distributed
+
+# `import occam_plugin` makes mmengine checkpoints loadable with
+# torch.load(weights_only=True), so `--resume` works on torch >= 2.6.
+register_checkpoint_safe_globals()
+
+__all__ = ['SAFE_GLOBALS', 'register_checkpoint_safe_globals',
+           'CPU_MODEL_WRAPPER_CFG', 'setup_cpu_distributed']

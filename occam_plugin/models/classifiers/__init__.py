@@ -1,0 +1,4 @@
+from .occam_classifier import OccamClassifier
+
+__all__ = ['OccamClassifier']
+from .lff_classifier import LfFClassifier  # noqa: F401

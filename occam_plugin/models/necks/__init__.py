@@ -1,0 +1,3 @@
+from .exit_neck import ExitNeck
+
+__all__ = ['ExitNeck']

@@ -1,0 +1,182 @@
+"""Bias-mitigation method benchmarks (issue 4). Not a test.
+
+    python benchmarks/methods.py colored --seeds 0 1 2 --epochs 20
+    python benchmarks/methods.py biased --seeds 0 --epochs 3 --width 16
+    python benchmarks/methods.py colored ... --results-md docs/results.md
+
+colored: Colored MNIST (1 % bias-conflicting), vanilla vs LfF, on the LfF MLP
+         and on a ResNet-18 (width ``--width``); aligned / conflicting /
+         unbiased test accuracy (the configs validate on the unbiased test
+         split), mean +- std over seeds.
+biased:  Biased MNIST small (32 px), {ResNet-18, OccamResNet-18} x {ERM, UpWt,
+         gDRO, SD, LfF, PGI}: unbiased accuracy mean +- std over seeds.
+
+Every run is ``tools/train.py`` on the configs of ``configs/`` and
+``configs/methods/`` with ``--cfg-options`` for seed/epochs/width/size only;
+the numbers are the final validation of each run (read from
+``<work_dir>/<timestamp>/vis_data/scalars.json``).
+"""
+import argparse
+import datetime
+import glob
+import json
+import os
+import os.path as osp
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+KEYS = ('bias/aligned_acc', 'bias/conflicting_acc', 'bias/unbiased_acc')
+
+
+def resnet_width(prefixes, width, head_prefixes=()):
+    opts = []
+    for p in prefixes:
+        opts += [f'{p}.backbone.stem_channels={width}',
+                 f'{p}.backbone.base_channels={width}']
+    opts += [f'{p}.head.in_channels={width * 8}' for p in head_prefixes]
+    return opts
+
+
+def colored_jobs(args):
+    m = 'configs/methods'
+    w = args.width
+    return [
+        ('MLP', 'vanilla', 'configs/mlp_colored_mnist.py', []),
+        ('MLP', 'LfF', f'{m}/mlp_colored_mnist_lff.py', []),
+        ('ResNet-18', 'vanilla', 'configs/resnet18_colored_mnist.py',
+         resnet_width(['model'], w, ['model'])),
+        ('ResNet-18', 'LfF', f'{m}/resnet18_colored_mnist_lff.py',
+         resnet_width(['model.biased_model'], w, ['model.biased_model'])),
+    ]
+
+
+def biased_jobs(args):
+    w, jobs = args.width, []
+    for model in ('resnet18', 'occam_resnet18'):
+        name = 'ResNet-18' if model == 'resnet18' else 'OccamResNet-18'
+        for method in ('erm', 'upwt', 'gdro', 'sd', 'lff', 'pgi'):
+            if method == 'erm':
+                cfg = f'configs/{model}_biased_mnist_small.py'
+            else:
+                cfg = f'configs/methods/{model}_biased_mnist_small_{method}.py'
+            if method == 'lff':
+                parts = ['model.biased_model'] + (
+                    ['model.debiased_model'] if model != 'resnet18' else [])
+                opts = resnet_width(parts, w, ['model.biased_model'])
+            else:
+                opts = resnet_width(['model'], w,
+                                    ['model'] if model == 'resnet18' else [])
+            if args.train_samples:
+                opts.append('train_dataloader.dataset.num_samples='
+                            f'{args.train_samples}')
+            jobs.append((name, method.upper() if method != 'gdro' else
+                         'gDRO', cfg, opts))
+    return jobs
+
+
+def final_metrics(work_dir):
+    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
+                                      'scalars.json')), key=osp.getmtime)
+    if not files:
+        return None
+    last = None
+    with open(files[-1]) as f:
+        for line in f:
+            rec = json.loads(line)
+            if 'bias/unbiased_acc' in rec:
+                last = rec
+    return last
+
+
+def run(args, jobs):
+    rows = []
+    for model, method, cfg, opts in jobs:
+        for seed in args.seeds:
+            tag = f'{args.suite}/{model}_{method}_s{seed}'.replace(' ', '')
+            work_dir = osp.join(args.work_root, tag)
+            cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'),
+                   osp.join(REPO, cfg), '--work-dir', work_dir,
+                   '--cfg-options', f'randomness.seed={seed}',
+                   f'train_cfg.max_epochs={args.epochs}',
+                   f'train_cfg.val_interval={args.epochs}',
+                   'default_hooks.logger.interval=50', *opts]
+            t0 = time.time()
+            proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+            dt = time.time() - t0
+            res = final_metrics(work_dir) if proc.returncode == 0 else None
+            if res is None:
+                print(f'FAILED {tag} ({dt:.0f} s):\n{proc.stdout[-3000:]}')
+            else:
+                print(f'{tag}: ' + ', '.join(
+                    f'{k}={res.get(k, float("nan")):.2f}' for k in KEYS) +
+                    f' ({dt:.0f} s)', flush=True)
+            rows.append(dict(model=model, method=method, seed=seed,
+                             seconds=dt, cmd=' '.join(cmd[1:]),
+                             **({k: res.get(k) for k in KEYS} if res else {})))
+    return rows
+
+
+def table(rows, keys):
+    groups = {}
+    for r in rows:
+        groups.setdefault((r['model'], r['method']), []).append(r)
+    head = '| model | method | seeds | ' + ' | '.join(
+        k.split('/')[1] for k in keys) + ' |'
+    lines = [head, '|' + '---|' * (3 + len(keys))]
+    for (model, method), rs in groups.items():
+        cells = []
+        for k in keys:
+            v = np.array([r[k] for r in rs if r.get(k) is not None], float)
+            cells.append(f'{v.mean():.1f} ± {v.std():.1f}' if len(v) else
+                         'failed')
+        lines.append(f'| {model} | {method} | {len(rs)} | ' +
+                     ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('suite', choices=['colored', 'biased'])
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    p.add_argument('--epochs', type=int, default=10)
+    p.add_argument('--width', type=int, default=16)
+    p.add_argument('--train-samples', type=int, default=None,
+                   help='biased: use only this many training images')
+    p.add_argument('--models', nargs='+', default=None,
+                   help='only these models (e.g. MLP ResNet-18)')
+    p.add_argument('--work-root', default='work_dirs/bench_methods')
+    p.add_argument('--results-md', default=None,
+                   help='append the markdown section to this file')
+    args = p.parse_args(argv)
+    jobs = colored_jobs(args) if args.suite == 'colored' else \
+        biased_jobs(args)
+    if args.models:
+        jobs = [j for j in jobs if j[0] in args.models]
+    start = datetime.datetime.now(datetime.timezone.utc)
+    rows = run(args, jobs)
+    os.makedirs(args.work_root, exist_ok=True)
+    name = args.suite + ('_' + '_'.join(args.models) if args.models else '')
+    with open(osp.join(args.work_root, f'{name}.json'), 'w') as f:
+        json.dump(rows, f, indent=1)
+    keys = KEYS if args.suite == 'colored' else ('bias/unbiased_acc', )
+    total = sum(r['seconds'] for r in rows)
+    md = (f'\n### {"Colored MNIST (1 % conflicting)" if args.suite == "colored" else "Biased MNIST small (p_bias 0.95, 32 px)"}'
+          f'\n\n`python benchmarks/methods.py {" ".join(argv or sys.argv[1:])}`'
+          f' — {start:%Y-%m-%d %H:%M} UTC, {platform.machine()} CPU '
+          f'({os.cpu_count()} cores, shared), {total / 60:.1f} min in all; '
+          f'{args.epochs} epochs, seeds {args.seeds}, ResNet width '
+          f'{args.width}.\n\n' + table(rows, keys) + '\n')
+    print(md)
+    if args.results_md:
+        with open(args.results_md, 'a') as f:
+            f.write(md)
+
+
+if __name__ == '__main__':
+    main()

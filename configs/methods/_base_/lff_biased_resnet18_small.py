@@ -1,0 +1,10 @@
+# The biased model of LfF on an OccamNet: a plain ResNet-18 (same trunk as
+# resnet18_biased_mnist_small.py), trained with GCE by LfFClassifier. Only
+# defines `lff_biased_model`, so it can sit beside an Occam config in _base_.
+_w = 16
+lff_biased_model = dict(
+    type='ImageClassifier',
+    backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=_w,
+                  base_channels=_w, out_indices=(3, ), style='pytorch'),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(type='DebiasLinearClsHead', num_classes=10, in_channels=_w * 8))

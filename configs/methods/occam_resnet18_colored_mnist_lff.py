@@ -1,0 +1,14 @@
+# Learning from Failure with OccamResNet-18 as the debiased model (Colored
+# MNIST): W multiplies every exit's CE; the biased model is the plain
+# ResNet-18 trained with GCE.
+_base_ = ['../occam_resnet18_colored_mnist.py',
+          './_base_/lff_biased_resnet18_colored.py']
+model = dict(
+    _delete_=True, type='LfFClassifier',
+    biased_model={{_base_.lff_biased_model}},
+    debiased_model={{_base_.model}},
+    biased_loss=dict(type='GeneralizedCELoss', q=0.7), ema_alpha=0.7)
+custom_hooks = [
+    dict(type='OccamGateHook'), dict(type='ExitFlopsHook'),
+    dict(type='BiasMethodHook')
+]

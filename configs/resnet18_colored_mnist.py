@@ -1,0 +1,14 @@
+# Plain ResNet-18 on Colored MNIST (28 px: the 3x3 stride-1 stem without
+# max-pool of ResNet_CIFAR), the baseline of occam_resnet18_colored_mnist.py
+# with identical data and schedule.
+custom_imports = dict(imports=['occam_plugin'], allow_failed_imports=False)
+_base_ = [
+    '_base_/models/resnet18.py',
+    '_base_/datasets/colored_mnist.py',
+    '_base_/schedules/colored_mnist.py',
+    '_base_/default_runtime.py',
+]
+model = dict(
+    backbone=dict(type='ResNet_CIFAR', depth=18, out_indices=(3, ),
+                  style='pytorch'),
+    head=dict(num_classes=10, in_channels=512))

@@ -1,0 +1,136 @@
+"""BAR: Biased Action Recognition (Nam et al., NeurIPS 2020)."""
+import os
+import os.path as osp
+from typing import Dict, List, Optional, Sequence
+
+from mmpretrain.datasets import BaseDataset
+from mmpretrain.registry import DATASETS
+
+#: the six action classes, in the order of the official loaders
+BAR_CLASSES = ('climbing', 'diving', 'fishing', 'pole vaulting', 'racing',
+               'throwing')
+
+#: file-name prefixes seen for each class (the official files use
+#: ``pole vaulting_<id>.jpg``; the BAR README calls the class "Vaulting")
+BAR_PREFIXES: Dict[str, str] = {
+    'climbing': 'climbing',
+    'diving': 'diving',
+    'fishing': 'fishing',
+    'pole vaulting': 'pole vaulting',
+    'polevaulting': 'pole vaulting',
+    'pole-vaulting': 'pole vaulting',
+    'vaulting': 'pole vaulting',
+    'racing': 'racing',
+    'throwing': 'throwing',
+}
+
+IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
+
+BAR_SOURCE = (
+    'BAR comes from Nam et al. 2020, "Learning from Failure" '
+    '(https://github.com/alinlab/BAR). Expected layout: '
+    'data/BAR/{train,test}/<class>_<id>.jpg, e.g. '
+    'data/BAR/train/climbing_0.jpg, with <class> one of '
+    f'{list(BAR_CLASSES)}.')
+
+
+@DATASETS.register_module()
+class BAR(BaseDataset):
+    """Biased Action Recognition: 6 actions, each photographed mostly in one
+    kind of place (climbing/rock wall, diving/underwater, ...).
+
+    The folder ``data_root/<split>/`` holds the images; the class of an image
+    is the part of its file name before the first ``_``
+    (``climbing_12.jpg`` → climbing). BAR has no bias annotations, so no bias
+    keys are produced.
+
+    Args:
+        data_root (str): The BAR folder holding ``train/`` and ``test/``.
+        split (str): ``'train'`` or ``'test'``. Defaults to ``'train'``.
+        pipeline (Sequence): Transforms applied to each sample.
+        test_mode (bool): Whether the dataset is used for testing (no refetch
+            on a failed sample). Defaults to ``split == 'test'``.
+        **kwargs: Other arguments of :class:`mmpretrain.datasets.BaseDataset`
+            (``indices``, ``lazy_init``, ...).
+    """
+
+    METAINFO = {'classes': BAR_CLASSES}
+    SPLITS = ('train', 'test')
+
+    def __init__(self,
+                 data_root: str,
+                 split: str = 'train',
+                 pipeline: Sequence = (),
+                 test_mode: Optional[bool] = None,
+                 **kwargs):
+        if split not in self.SPLITS:
+            raise ValueError(f'BAR: split must be one of {self.SPLITS}, '
+                             f'got {split!r}.')
+        if not data_root or not osp.isdir(data_root):
+            raise FileNotFoundError(
+                f'BAR: data root {data_root!r} does not exist '
+                f'(absolute: {osp.abspath(data_root or ".")}). {BAR_SOURCE}')
+        self.split = split
+        if test_mode is None:
+            test_mode = split == 'test'
+        super().__init__(
+            ann_file='',
+            data_root=data_root,
+            data_prefix=split,
+            pipeline=pipeline,
+            test_mode=test_mode,
+            **kwargs)
+
+    @staticmethod
+    def class_of(file_name: str) -> Optional[str]:
+        """The BAR class of a file name, or None if its prefix is unknown."""
+        stem = osp.splitext(file_name)[0]
+        prefix = stem.split('_')[0].lower()
+        if prefix == 'pole' and stem.lower().startswith('pole_vaulting_'):
+            prefix = 'pole vaulting'  # pole_vaulting_<id>: '_' inside name
+        return BAR_PREFIXES.get(prefix)
+
+    def load_data_list(self) -> List[dict]:
+        """Scan ``data_root/split`` and label every image by its prefix."""
+        folder = self.img_prefix
+        if not osp.isdir(folder):
+            raise FileNotFoundError(
+                f'BAR: split folder {folder!r} is missing. {BAR_SOURCE}')
+        files = sorted(
+            f for f in os.listdir(folder)
+            if f.lower().endswith(IMG_EXTENSIONS)
+            and osp.isfile(osp.join(folder, f)))
+        if not files:
+            raise FileNotFoundError(
+                f'BAR: split folder {folder!r} holds no images '
+                f'({", ".join(IMG_EXTENSIONS)}). {BAR_SOURCE}')
+
+        classes = list(self.metainfo['classes'])
+        data_list = []
+        for name in files:
+            cls = self.class_of(name)
+            if cls is None or cls not in classes:
+                raise ValueError(
+                    f'BAR: file {osp.join(folder, name)!r} has an unknown '
+                    f'class prefix {name.split("_")[0]!r}; the name must be '
+                    f'<class>_<id>.<ext> with <class> one of {classes} '
+                    f'(also accepted: {sorted(BAR_PREFIXES)}).')
+            data_list.append(
+                dict(img_path=osp.join(folder, name),
+                     gt_label=classes.index(cls)))
+
+        counts = [0] * len(classes)
+        for info in data_list:
+            counts[info['gt_label']] += 1
+        empty = [c for c, n in zip(classes, counts) if n == 0]
+        if empty:
+            raise ValueError(
+                f'BAR: split folder {folder!r} has no images of class(es) '
+                f'{empty} (images per class: '
+                f'{dict(zip(classes, counts))}); every one of the '
+                f'{len(classes)} classes needs images. {BAR_SOURCE}')
+        return data_list
+
+    def extra_repr(self) -> List[str]:
+        return [f'Split: \t{self.split}',
+                f'Data root: \t{self.data_root}']

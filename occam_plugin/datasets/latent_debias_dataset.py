@@ -1,0 +1,340 @@
+import copy
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmengine.dataset import Compose
+from mmpretrain.registry import DATASETS, MODELS
+
+
+def binarize(scores: torch.Tensor, threshold: Union[float, str, None],
+             positive_class: Optional[int], what: str) -> np.ndarray:
+    """Binary attribute labels from scorer outputs.
+
+    ``[N]`` scores: ``score > threshold`` (``'median'``: the median of these
+    scores). ``[N, K]`` logits: ``argmax == positive_class`` (``K == 2``:
+    positive class 1 by default).
+    """
+    scores = scores.detach().float().cpu()
+    if scores.dim() == 1:
+        thr = float(scores.median()) if threshold == 'median' else float(
+            threshold or 0.0)
+        return (scores > thr).numpy().astype(np.int64)
+    if scores.dim() != 2:
+        raise ValueError(f'{what}: the scorer must return [N] scores or '
+                         f'[N, K] logits, got shape {list(scores.shape)}')
+    if positive_class is None:
+        if scores.size(1) != 2:
+            raise ValueError(
+                f'{what}: the scorer returns {scores.size(1)} classes; set '
+                f'the positive class of the binary attribute '
+                f'({what}_positive_class=...)')
+        positive_class = 1
+    return (scores.argmax(1) == positive_class).numpy().astype(np.int64)
+
+
+def to_class_labels(scores: torch.Tensor, threshold=0.0) -> np.ndarray:
+    """Class labels the target classifier assigns: argmax of ``[N, K]``
+    logits, or ``score > threshold`` for ``[N]`` scores."""
+    scores = scores.detach().float().cpu()
+    if scores.dim() == 1:
+        return (scores > float(threshold or 0.0)).numpy().astype(np.int64)
+    return scores.argmax(1).numpy().astype(np.int64)
+
+
+def flip_protected(z: np.ndarray, w_t: np.ndarray, b_t, w_g: np.ndarray,
+                   b_g: float) -> np.ndarray:
+    """Ramaswamy et al.'s closed form: ``z'`` with the same target score(s)
+    and the negated protected score.
+
+    Binary target, unit normals ``w_t``, ``w_g`` (``c = w_t . w_g``),
+    protected score ``s_g = w_g . z + b_g``::
+
+        z' = z - 2 s_g / (1 - c^2) * (w_g - c w_t)
+
+    so ``w_t . z' = w_t . z`` and ``w_g . z' + b_g = -s_g``. With several
+    target planes (``w_t`` ``[K, d]``: one-vs-rest planes of a K-class target)
+    the same holds with ``u = w_g`` minus its projection on the span of the
+    target normals: ``z' = z - 2 s_g / (w_g . u) * u`` (for ``K = 1``,
+    ``u = w_g - c w_t`` and ``w_g . u = 1 - c^2``).
+    """
+    w_t = np.atleast_2d(np.asarray(w_t, dtype=np.float64))
+    w_g = np.asarray(w_g, dtype=np.float64)
+    # u: the part of w_g orthogonal to every target normal
+    q, _ = np.linalg.qr(w_t.T)
+    u = w_g - q @ (q.T @ w_g)
+    denom = float(w_g @ u)
+    if denom < 1e-6:
+        raise ValueError(
+            'LatentDebiasDataset: the protected hyperplane is (nearly) '
+            'parallel to the target hyperplane(s) (|w_g - projection| = '
+            f'{denom:.2e}); the protected attribute cannot be flipped while '
+            'the target score is kept.')
+    s_g = z @ w_g + b_g
+    return z - (2.0 * s_g / denom)[:, None] * u[None]
+
+
+@DATASETS.register_module()
+class LatentDebiasDataset:
+    """Latent-space de-biasing (Ramaswamy et al., CVPR 2021) as a dataset
+    wrapper: the real training set plus generated pairs that decorrelate the
+    target from the protected attribute.
+
+    1. Sample ``num_fit_samples`` latents ``z ~ N(0, I)``, generate ``G(z)``,
+       label them with the target and the protected scorer (binary
+       attributes, see :func:`binarize`), and fit one linear hyperplane in
+       ``z`` per attribute (``LogisticRegression`` or ``LinearSVC``), stored
+       with unit normals in ``target_plane`` / ``protected_plane`` (a
+       K-class target: K one-vs-rest planes).
+    2. Sample ``num_pairs`` new latents ``z`` and make ``z'`` by
+       :func:`flip_protected` (same target score, negated protected score).
+    3. Label ``G(z)`` and ``G(z')`` with the target scorer (its class
+       labels); ``pair_label='shared'`` (default, as in the paper) gives both
+       the label of ``G(z)``, ``'independent'`` labels ``G(z')`` by itself.
+    4. The dataset is ``real + [G(z_1), G(z'_1), ..., G(z_P), G(z'_P)]``;
+       synthetic samples carry ``gt_label``, ``bias_label`` (the protected
+       label by the protected scorer) and ``is_synthetic=True``; every sample
+       gets its position in this dataset as ``sample_idx``.
+
+    Args:
+        dataset (dict | Dataset): The real training set.
+        generator (dict | nn.Module): ``G`` (MODELS), with ``latent_dim`` and
+            ``forward(z) -> images [N, C, H, W] in [0, 1]`` (RGB or grey).
+        target_scorer (dict | nn.Module): The target classifier ``h_t``
+            (MODELS, images in [0, 1] -> ``[N]`` scores or ``[N, K]``
+            logits), e.g. ``ClassifierScorer``.
+        protected_scorer (dict | nn.Module): Scorer of the protected
+            attribute, e.g. ``InkMassScorer``.
+        num_pairs (int): Number of (z, z') pairs added. Defaults to 100.
+        num_fit_samples (int): Latents used to fit the hyperplanes.
+            Defaults to 1000.
+        fit_method (str): ``'logistic'`` or ``'svm'``. Defaults to
+            ``'logistic'``.
+        target_positive_class (int, optional): Positive class of a binary
+            target attribute when the target scorer gives ``[N, K]`` logits
+            with ``K > 2``. Defaults to None: then the target is the
+            K-class label and one plane per class is fitted; ``z'`` keeps all
+            K target scores (see :func:`flip_protected`).
+        protected_positive_class (int, optional): Same for the protected
+            scorer. Defaults to None.
+        target_threshold (float | str): Threshold of ``[N]`` target scores.
+            Defaults to 0.0.
+        protected_threshold (float | str): Threshold of ``[N]`` protected
+            scores (``'median'``: of the fitting samples). Defaults to
+            ``'median'``.
+        pair_label (str): ``'shared'`` or ``'independent'``. Defaults to
+            ``'shared'``.
+        img_size (int | Sequence[int], optional): Resize generated images to
+            this (H, W) (the real images' size). Defaults to None.
+        synthetic_pipeline (list[dict], optional): Pipeline of the synthetic
+            samples (their image is in ``results['img']``). Defaults to the
+            real dataset's pipeline without its ``LoadImage*`` steps.
+        seed (int): Seed of the latent sampling. Defaults to 0.
+        batch_size (int): Generator/scorer batch size. Defaults to 256.
+        lazy_init (bool): Defer the generation to :meth:`full_init`.
+            Defaults to False.
+    """
+
+    def __init__(self,
+                 dataset,
+                 generator,
+                 target_scorer,
+                 protected_scorer,
+                 num_pairs: int = 100,
+                 num_fit_samples: int = 1000,
+                 fit_method: str = 'logistic',
+                 target_positive_class: Optional[int] = None,
+                 protected_positive_class: Optional[int] = None,
+                 target_threshold: Union[float, str] = 0.0,
+                 protected_threshold: Union[float, str] = 'median',
+                 pair_label: str = 'shared',
+                 img_size=None,
+                 synthetic_pipeline: Optional[List[dict]] = None,
+                 seed: int = 0,
+                 batch_size: int = 256,
+                 lazy_init: bool = False):
+        if fit_method not in ('logistic', 'svm'):
+            raise ValueError("LatentDebiasDataset: fit_method must be "
+                             f"'logistic' or 'svm', got {fit_method!r}")
+        if pair_label not in ('shared', 'independent'):
+            raise ValueError("LatentDebiasDataset: pair_label must be "
+                             f"'shared' or 'independent', got {pair_label!r}")
+        if num_pairs < 0 or num_fit_samples < 2:
+            raise ValueError(
+                f'LatentDebiasDataset: num_pairs ({num_pairs}) must be >= 0 '
+                f'and num_fit_samples ({num_fit_samples}) >= 2')
+        self.dataset = DATASETS.build(dataset) if isinstance(
+            dataset, dict) else dataset
+        self.generator = MODELS.build(generator) if isinstance(
+            generator, dict) else generator
+        if not isinstance(getattr(self.generator, 'latent_dim', None), int):
+            raise TypeError(
+                f'LatentDebiasDataset: generator {type(self.generator).__name__}'
+                ' must have an int attribute `latent_dim` and forward(z) -> '
+                'images in [0, 1].')
+        self.target_scorer = MODELS.build(target_scorer) if isinstance(
+            target_scorer, dict) else target_scorer
+        self.protected_scorer = MODELS.build(protected_scorer) if isinstance(
+            protected_scorer, dict) else protected_scorer
+        self.num_pairs = num_pairs
+        self.num_fit_samples = num_fit_samples
+        self.fit_method = fit_method
+        self.target_positive_class = target_positive_class
+        self.protected_positive_class = protected_positive_class
+        self.target_threshold = target_threshold
+        self.protected_threshold = protected_threshold
+        self.pair_label = pair_label
+        if isinstance(img_size, int):
+            img_size = (img_size, img_size)
+        self.img_size = img_size
+        self.seed = seed
+        self.batch_size = batch_size
+        if synthetic_pipeline is None:
+            transforms = getattr(getattr(self.dataset, 'pipeline', None),
+                                 'transforms', [])
+            synthetic_pipeline = [
+                t for t in transforms
+                if not type(t).__name__.startswith('LoadImage')]
+        self.synthetic_pipeline = Compose(synthetic_pipeline)
+        self._fully_initialized = False
+        if not lazy_init:
+            self.full_init()
+
+    @property
+    def metainfo(self) -> dict:
+        return copy.deepcopy(getattr(self.dataset, 'metainfo', {}))
+
+    # ------------------------------------------------------------ generation
+    @torch.no_grad()
+    def _generate(self, z: np.ndarray) -> torch.Tensor:
+        self.generator.eval()
+        out = []
+        for i in range(0, len(z), self.batch_size):
+            zb = torch.as_tensor(z[i:i + self.batch_size], dtype=torch.float)
+            imgs = self.generator(zb).float().clamp(0, 1)
+            if self.img_size is not None and tuple(
+                    imgs.shape[-2:]) != self.img_size:
+                imgs = F.interpolate(imgs, size=self.img_size,
+                                     mode='bilinear', align_corners=False)
+            out.append(imgs)
+        return torch.cat(out) if out else torch.zeros(0)
+
+    @torch.no_grad()
+    def _score(self, scorer, imgs: torch.Tensor) -> torch.Tensor:
+        if hasattr(scorer, 'eval'):
+            scorer.eval()
+        return torch.cat([
+            scorer(imgs[i:i + self.batch_size])
+            for i in range(0, len(imgs), self.batch_size)
+        ])
+
+    def _fit_plane(self, z: np.ndarray, labels: np.ndarray, what: str):
+        if len(np.unique(labels)) < 2:
+            raise ValueError(
+                f'LatentDebiasDataset: every one of the {len(labels)} fitting '
+                f'samples has {what} label {labels[0]}; a hyperplane needs '
+                'both values (check the scorer, its threshold/positive class, '
+                'or raise num_fit_samples).')
+        if self.fit_method == 'logistic':
+            from sklearn.linear_model import LogisticRegression
+            clf = LogisticRegression(max_iter=1000)
+        else:
+            from sklearn.svm import LinearSVC
+            clf = LinearSVC()
+        clf.fit(z, labels)
+        w = np.asarray(clf.coef_, dtype=np.float64)
+        b = np.asarray(clf.intercept_, dtype=np.float64).reshape(-1)
+        norm = np.linalg.norm(w, axis=1)
+        w, b = w / norm[:, None], b / norm
+        if w.shape[0] == 1:  # binary: one plane
+            return w[0], float(b[0])
+        return w, b  # K classes: one-vs-rest planes [K, d], [K]
+
+    def full_init(self) -> None:
+        """Fit the hyperplanes and generate the pairs (once)."""
+        if self._fully_initialized:
+            return
+        if hasattr(self.dataset, 'full_init'):
+            self.dataset.full_init()
+        rng = np.random.default_rng(self.seed)
+        d = self.generator.latent_dim
+        z_fit = rng.standard_normal((self.num_fit_samples, d))
+        imgs = self._generate(z_fit)
+        s_t = self._score(self.target_scorer, imgs)
+        self.target_threshold_value = (
+            float(s_t.float().median()) if self.target_threshold == 'median'
+            and s_t.dim() == 1 else self.target_threshold)
+        if s_t.dim() == 2 and s_t.size(1) > 2 and \
+                self.target_positive_class is None:
+            y_t = to_class_labels(s_t)  # multi-class: one plane per class
+        else:
+            y_t = binarize(s_t, self.target_threshold_value,
+                           self.target_positive_class, 'target')
+        s_g = self._score(self.protected_scorer, imgs)
+        # 'median' is resolved once, on the fitting samples, and reused for
+        # the bias labels of the pairs
+        self.protected_threshold_value = (
+            float(s_g.float().median()) if self.protected_threshold == 'median'
+            and s_g.dim() == 1 else self.protected_threshold)
+        y_g = binarize(s_g, self.protected_threshold_value,
+                       self.protected_positive_class, 'protected')
+        self.target_plane = self._fit_plane(z_fit, y_t, 'target')
+        self.protected_plane = self._fit_plane(z_fit, y_g, 'protected')
+
+        z = rng.standard_normal((self.num_pairs, d))
+        z_flip = flip_protected(z, *self.target_plane, *self.protected_plane)
+        self.latents, self.latents_flipped = z, z_flip
+        pairs = np.stack([z, z_flip], axis=1).reshape(-1, d)  # z1, z1', ...
+        imgs = self._generate(pairs)
+        self.synthetic_infos = []
+        if len(pairs):
+            labels = to_class_labels(self._score(self.target_scorer, imgs),
+                                     self.target_threshold_value)
+            if self.pair_label == 'shared':
+                labels[1::2] = labels[0::2]
+            bias = binarize(self._score(self.protected_scorer, imgs),
+                            self.protected_threshold_value,
+                            self.protected_positive_class, 'protected')
+            arr = (imgs.permute(0, 2, 3, 1).cpu().numpy() * 255.0).round()
+            arr = arr.astype(np.uint8)
+            if arr.shape[-1] == 1:
+                arr = np.repeat(arr, 3, axis=-1)
+            else:
+                arr = arr[..., ::-1].copy()  # RGB -> BGR (mmcv convention)
+            for i in range(len(pairs)):
+                self.synthetic_infos.append(
+                    dict(img=arr[i], gt_label=int(labels[i]),
+                         bias_label=int(bias[i]), is_synthetic=True,
+                         pair_idx=i // 2, flipped=bool(i % 2)))
+        self._fully_initialized = True
+
+    # --------------------------------------------------------------- access
+    @property
+    def num_real(self) -> int:
+        return len(self.dataset)
+
+    def __len__(self) -> int:
+        if not self._fully_initialized:
+            self.full_init()
+        return self.num_real + len(self.synthetic_infos)
+
+    def get_data_info(self, idx: int) -> dict:
+        """Annotations of sample ``idx`` (real first, then the pairs)."""
+        if not self._fully_initialized:
+            self.full_init()
+        if idx < 0:
+            idx += len(self)
+        if idx < self.num_real:
+            info = self.dataset.get_data_info(idx)
+        else:
+            info = copy.deepcopy(self.synthetic_infos[idx - self.num_real])
+        info['sample_idx'] = idx
+        return info
+
+    def __getitem__(self, idx: int):
+        if idx < 0:
+            idx += len(self)
+        if idx < self.num_real:
+            return self.dataset[idx]  # real samples keep their index
+        return self.synthetic_pipeline(self.get_data_info(idx))

@@ -1,0 +1,3 @@
+from .mlp import MLPBackbone
+
+__all__ = ['MLPBackbone']

@@ -1,0 +1,129 @@
+import copy
+from typing import List, Optional
+
+import torch
+import torch.nn as nn
+
+from mmpretrain.models.classifiers import ImageClassifier
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+from ..utils.backbone_info import stage_channels
+from .dynamic_exit import (check_inference_mode, dynamic_predict,
+                           set_compute_all_flops)
+
+#: head buffers that hold one row per training sample: each rank writes its
+#: own samples, so DDP must not overwrite them with rank 0's copy every step
+#: (OccamHead.sync_state merges them at the epoch end instead)
+_RANK_LOCAL_BUFFERS = ('memory', 'valid', 'written')
+
+
+@MODELS.register_module()
+class OccamClassifier(ImageClassifier):
+    """An OccamNet on any CNN backbone.
+
+    Builds the backbone, asks it for its stage channels
+    (:func:`stage_channels`), and fills ``neck.in_channels`` (``ExitNeck``)
+    and ``head.in_channels`` (= ``neck.out_channels``, ``OccamHead``), so a
+    backbone swap edits only ``backbone=``. Fails at build time when the
+    backbone gives fewer than 2 four-dimensional maps.
+
+    ``mode='tensor'`` returns the tuple of every exit's logits;
+    ``mode='loss'`` raises ``FloatingPointError`` naming the loss that is not
+    finite; ``mode='predict'`` applies the exit rule of the head.
+
+    Args:
+        backbone (dict): Backbone config giving >= 2 stage maps.
+        neck (dict): Exit neck config. Defaults to ``dict(type='ExitNeck')``.
+        head (dict): Occam head config (needs ``num_classes``).
+        probe_size (int): Image side of the dry run used for backbones whose
+            channels cannot be read off. Defaults to 64.
+        inference_mode (str): ``'compute_all'`` computes every exit (every
+            per-exit score is filled, as validation metrics per exit need);
+            ``'dynamic'`` runs the backbone stage by stage and stops each
+            sample at its exit (same predictions, real savings; see
+            ``dynamic_exit.py``). Defaults to ``'compute_all'``.
+        pretrained (str, optional): Checkpoint of the whole model.
+        train_cfg (dict, optional): Batch augments (see ImageClassifier).
+        data_preprocessor (dict, optional): Defaults to
+            ``ClsDataPreprocessor``.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 neck: Optional[dict] = None,
+                 head: Optional[dict] = None,
+                 probe_size: int = 64,
+                 inference_mode: str = 'compute_all',
+                 pretrained: Optional[str] = None,
+                 train_cfg: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        if head is None:
+            raise ValueError('OccamClassifier: `head` is required, e.g. '
+                             "dict(type='OccamHead', num_classes=...).")
+        if not isinstance(backbone, nn.Module):
+            backbone = MODELS.build(backbone)
+        in_ch = 3
+        if isinstance(data_preprocessor, dict):
+            in_ch = len(data_preprocessor.get('mean', None) or [0] * 3)
+        channels = stage_channels(backbone, in_channels=in_ch,
+                                  img_size=probe_size)
+        neck = copy.deepcopy(neck) if neck is not None else dict(
+            type='ExitNeck')
+        if isinstance(neck, dict):
+            neck['in_channels'] = channels
+            neck = MODELS.build(neck)
+        if isinstance(head, dict):
+            head = copy.deepcopy(head)
+            head['in_channels'] = list(neck.out_channels)
+        super().__init__(
+            backbone=backbone,
+            neck=neck,
+            head=head,
+            pretrained=pretrained,
+            train_cfg=train_cfg,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg)
+        self.stage_channels = channels
+        self.inference_mode = check_inference_mode(inference_mode)
+        # torch DDP reads this attribute of the wrapped module
+        self._ddp_params_and_buffers_to_ignore = [
+            name for name, _ in self.named_buffers()
+            if name.startswith('head.')
+            and name.rsplit('.', 1)[-1] in _RANK_LOCAL_BUFFERS
+        ]
+
+    def loss(self, inputs: torch.Tensor,
+             data_samples: List[DataSample]) -> dict:
+        losses = super().loss(inputs, data_samples)
+        for key, value in losses.items():
+            if 'loss' in key and isinstance(value, torch.Tensor) and \
+                    not torch.isfinite(value).all():
+                raise FloatingPointError(
+                    f'OccamClassifier: loss {key!r} is not finite '
+                    f'({value.detach().float().cpu().tolist()}); check the '
+                    'learning rate, the input normalisation and the labels.')
+        return losses
+
+    def predict(self,
+                inputs: torch.Tensor,
+                data_samples: Optional[List[DataSample]] = None,
+                **kwargs) -> List[DataSample]:
+        """Exit-aware prediction (see ``OccamHead.predict``); also sets
+        ``flops`` (FLOPs spent per sample) on every DataSample."""
+        if self.inference_mode == 'dynamic':
+            results = dynamic_predict(self, inputs, data_samples)
+            if results is not None:  # None: backbone cannot be split
+                return results
+        results = self._predict_all(inputs, data_samples, **kwargs)
+        set_compute_all_flops(self, inputs, results)
+        return results
+
+    def _predict_all(self,
+                     inputs: torch.Tensor,
+                     data_samples: Optional[List[DataSample]] = None,
+                     **kwargs) -> List[DataSample]:
+        """Compute every exit, then pick each sample's exit."""
+        feats = self.extract_feat(inputs)
+        return self.head.predict(feats, data_samples, **kwargs)

@@ -1,0 +1,1 @@
+from .conv_vae import ConvVAE  # noqa: F401

@@ -1,0 +1,81 @@
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from mmpretrain.evaluation.metrics import Accuracy
+from mmpretrain.models.heads import LinearClsHead
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+
+@MODELS.register_module()
+class DebiasLinearClsHead(LinearClsHead):
+    """``LinearClsHead`` with the bias-mitigation plug point of ``OccamHead``.
+
+    The classification loss (``loss=``, CE by default; GCE for an LfF biased
+    model) is computed per sample, multiplied by ``sample_weight`` when given
+    (LfF's relative-difficulty weight), then reduced by the ``method`` module
+    (``GroupUpweighting``, ``GroupDRO``, ``SpectralDecoupling``, ``PGILoss``)
+    or averaged when there is none. The method modules are the very ones an
+    OccamNet uses, so a plain ResNet and an OccamNet switch methods the same
+    way.
+
+    Args:
+        num_classes (int): Number of classes.
+        in_channels (int): Input feature channels.
+        method (dict | nn.Module, optional): A method module (MODELS config)
+            with the signature ``method(per_sample_loss, logits, gt,
+            data_samples, exit_idx=None) -> scalar``. Defaults to None.
+        **kwargs: The other ``LinearClsHead`` arguments (``loss``, ``topk``,
+            ``cal_acc``, ``init_cfg``).
+    """
+
+    def __init__(self, num_classes: int, in_channels: int,
+                 method: Optional[dict] = None, **kwargs):
+        super().__init__(num_classes=num_classes, in_channels=in_channels,
+                         **kwargs)
+        if method is not None and not isinstance(method, nn.Module):
+            method = MODELS.build(method)
+        self.method = method
+
+    def loss(self, feats: Tuple[torch.Tensor], data_samples: List[DataSample],
+             sample_weight: Optional[torch.Tensor] = None, **kwargs) -> dict:
+        """Per-sample loss -> ``sample_weight`` -> method -> ``dict(loss=)``.
+
+        Args:
+            feats (tuple[Tensor]): Backbone/neck features (last one used).
+            data_samples (list[DataSample]): The batch annotations.
+            sample_weight (Tensor, optional): ``[N]`` per-sample weights.
+        """
+        cls_score = self(feats)
+        if 'gt_score' in data_samples[0]:
+            raise ValueError(
+                'DebiasLinearClsHead needs hard labels (gt_label); soft '
+                'labels from batch augmentations (Mixup/CutMix) are not '
+                'supported by the bias-mitigation methods.')
+        target = torch.cat([ds.gt_label for ds in data_samples])
+        per_sample = self.loss_module(cls_score, target,
+                                      reduction_override='none', **kwargs)
+        if per_sample.dim() != 1:
+            raise ValueError(
+                f'DebiasLinearClsHead: loss {type(self.loss_module).__name__} '
+                "must give one value per sample with reduction='none', got "
+                f'shape {list(per_sample.shape)}')
+        if sample_weight is not None:
+            if sample_weight.shape != per_sample.shape:
+                raise ValueError(
+                    f'DebiasLinearClsHead: sample_weight must have shape '
+                    f'{list(per_sample.shape)}, got '
+                    f'{list(sample_weight.shape)}')
+            per_sample = per_sample * sample_weight.detach()
+        if self.method is not None:
+            loss = self.method(per_sample, cls_score, target, data_samples,
+                               exit_idx=None)
+        else:
+            loss = per_sample.mean()
+        losses = dict(loss=loss)
+        if self.cal_acc:
+            acc = Accuracy.calculate(cls_score, target, topk=self.topk)
+            losses.update(
+                {f'accuracy_top-{k}': a for k, a in zip(self.topk, acc)})
+        return losses

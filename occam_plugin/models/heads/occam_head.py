@@ -1,0 +1,297 @@
+import copy
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+
+@MODELS.register_module()
+class OccamHead(BaseModule):
+    """The exits' predictors and gates of an OccamNet.
+
+    For every exit feature ``h_k`` (from ``ExitNeck``):
+
+    - suppressed-CAM predictor: ``CAM_k = conv1x1(h_k)`` (``num_classes``
+      maps);
+    - output predictor: ``logits_k = GAP(CAM_k)``;
+    - exit decision gate: ``gate_k = sigmoid(Linear(C_k, 16) -> BN1d -> ReLU
+      -> Linear(16, 1))`` on ``GAP(h_k.detach())``, so the gates never change
+      the features.
+
+    ``loss()`` gives per exit ``loss_cam_supp_e{k}`` (CAM suppression),
+    ``loss_ce_e{k}`` (gate-weighted CE) and ``loss_gate_e{k}`` (exit-gate
+    BCE), and logs the batch accuracy ``acc_e{k}`` (not a loss).
+    ``predict()`` applies the exit rule: the first exit
+    ``k >= min_inference_exit`` with ``gate_k >= exit_threshold``, else the
+    last exit.
+
+    Reweighting methods plug in two ways:
+
+    - ``sample_weight`` (``[N]``) passed to :meth:`loss` multiplies every
+      exit's per-sample CE (e.g. LfF's ``W(x)``);
+    - ``method`` (a MODELS config): for exit ``k`` with per-sample CE vector
+      ``l`` (gate-weighted, times ``sample_weight``), the exit's CE loss is
+      ``method(l, logits_k, gt_label, data_samples, exit_idx=k)`` instead of
+      ``l.mean()`` (UpWt, GroupDRO, SD, PGI). If the method has
+      ``reset_epoch_state``/``resize_memory``/``sync_state``, the head calls
+      them together with its own.
+
+    Args:
+        num_classes (int): Number of classes.
+        in_channels (Sequence[int]): Channels of every exit feature. Filled by
+            ``OccamClassifier`` from the neck; leave unset in configs.
+        min_inference_exit (int): Earliest exit used at inference (exit 0
+            only amplifies the bias). Defaults to 1.
+        exit_threshold (float): Gate value at which a sample exits.
+            Defaults to 0.5.
+        use_gates (bool): False: no gates, no gate loss, always the last exit
+            (``exit_gates`` reads 0 for every exit but the last, 1).
+            Defaults to True.
+        gate_hidden (int): Hidden width of the gate MLP. Defaults to 16.
+        cam_suppression (dict, optional): CAM suppression loss; None
+            disables it. Defaults to ``CAMSuppressionLoss`` with weight 0.1.
+        exit_ce (dict): The per-exit CE loss. Defaults to
+            ``GateWeightedCELoss(gamma0=3, gamma=1, offset=0.1)``.
+        gate_weighting (bool): False: plain, unweighted CE per exit.
+            Defaults to True.
+        gate_loss (dict): The exit-gate loss. Defaults to ``ExitGateLoss``
+            with weight 1, thresholds ``(0.5, 0.6, 0.7, 0.8)``,
+            ``min_epochs=1``.
+        method (dict, optional): Bias-mitigation method reducing each exit's
+            per-sample CE (see above). Defaults to None (mean).
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 num_classes: int,
+                 in_channels: Optional[Sequence[int]] = None,
+                 min_inference_exit: int = 1,
+                 exit_threshold: float = 0.5,
+                 use_gates: bool = True,
+                 gate_hidden: int = 16,
+                 cam_suppression: Optional[dict] = dict(
+                     type='CAMSuppressionLoss', loss_weight=0.1),
+                 exit_ce: dict = dict(
+                     type='GateWeightedCELoss', gamma0=3.0, gamma=1.0,
+                     offset=0.1),
+                 gate_weighting: bool = True,
+                 gate_loss: dict = dict(
+                     type='ExitGateLoss', loss_weight=1.0,
+                     thresholds=(0.5, 0.6, 0.7, 0.8), min_epochs=1),
+                 method: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f'OccamHead: num_classes={num_classes!r}; '
+                             'expected a positive int (model.head.num_classes).')
+        if in_channels is None or isinstance(in_channels, int) or len(
+                in_channels) < 2:
+            raise ValueError(
+                f'OccamHead: in_channels={in_channels!r}; expected a list of '
+                '>= 2 exit widths (OccamClassifier fills it from the neck).')
+        self.num_classes = num_classes
+        self.in_channels = [int(c) for c in in_channels]
+        self.num_exits = len(self.in_channels)
+        if not 0 <= min_inference_exit < self.num_exits:
+            raise ValueError(
+                f'OccamHead: min_inference_exit={min_inference_exit} with '
+                f'{self.num_exits} exits; expected 0..{self.num_exits - 1}.')
+        self.min_inference_exit = min_inference_exit
+        self.exit_threshold = exit_threshold
+        self.use_gates = use_gates
+        self.gate_weighting = gate_weighting
+
+        self.cam_convs = nn.ModuleList(
+            nn.Conv2d(c, num_classes, 1) for c in self.in_channels)
+        if use_gates:
+            self.gates = nn.ModuleList(
+                nn.Sequential(
+                    nn.Linear(c, gate_hidden), nn.BatchNorm1d(gate_hidden),
+                    nn.ReLU(inplace=True), nn.Linear(gate_hidden, 1))
+                for c in self.in_channels)
+
+        self.cam_suppression = (
+            MODELS.build(cam_suppression)
+            if cam_suppression is not None else None)
+        self.exit_ce = MODELS.build(
+            dict(copy.deepcopy(exit_ce), num_exits=self.num_exits))
+        self.gate_loss = MODELS.build(
+            dict(copy.deepcopy(gate_loss), num_exits=self.num_exits,
+                 num_classes=num_classes)) if use_gates else None
+        self.method = MODELS.build(method) if isinstance(method,
+                                                         dict) else method
+
+    # ---- forward -------------------------------------------------------------
+    def pre_logits(self, feats: Sequence[torch.Tensor]) -> Tuple[torch.Tensor]:
+        """The exit features themselves."""
+        return tuple(feats)
+
+    def forward_exit(self, k: int,
+                     h: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Exit ``k`` alone: ``cam`` ``[N, C, h, w]``, ``logits`` ``[N, C]``,
+        ``gate`` ``[N]`` (used by dynamic inference)."""
+        cam = self.cam_convs[k](h)
+        logits = cam.mean(dim=(2, 3))
+        if self.use_gates:
+            # detached: the gate decides, it never shapes the features
+            gate = torch.sigmoid(self.gates[k](h.detach().mean(
+                dim=(2, 3)))).squeeze(1)
+        else:
+            # no gates: "continue" everywhere but the last exit
+            gate = h.new_full((h.shape[0], ), float(k == self.num_exits - 1))
+        return dict(cam=cam, logits=logits, gate=gate)
+
+    def forward_exits(self, feats: Sequence[torch.Tensor]
+                      ) -> Dict[str, List[torch.Tensor]]:
+        """Every exit's CAM ``[N, C, h, w]``, logits ``[N, C]``, gate ``[N]``."""
+        if len(feats) != self.num_exits:
+            raise ValueError(f'OccamHead: got {len(feats)} exit features, '
+                             f'built for {self.num_exits}.')
+        outs = [self.forward_exit(k, h) for k, h in enumerate(feats)]
+        return dict(cams=[o['cam'] for o in outs],
+                    logits=[o['logits'] for o in outs],
+                    gates=[o['gate'] for o in outs])
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> Tuple[torch.Tensor]:
+        """Every exit's logits."""
+        return tuple(self.forward_exits(feats)['logits'])
+
+    # ---- training ------------------------------------------------------------
+    def loss(self,
+             feats: Sequence[torch.Tensor],
+             data_samples: List[DataSample],
+             sample_weight: Optional[torch.Tensor] = None,
+             outs: Optional[dict] = None,
+             **kwargs) -> Dict[str, torch.Tensor]:
+        """Per-exit losses.
+
+        Args:
+            feats (Sequence[Tensor]): Exit features from the neck.
+            data_samples (list[DataSample]): With ``gt_label`` and (for the
+                gate loss) ``sample_idx``.
+            sample_weight (Tensor, optional): ``[N]`` weights multiplied into
+                every exit's per-sample CE (e.g. LfF). Defaults to None.
+            outs (dict, optional): Result of :meth:`forward_exits` when the
+                caller already computed it (avoids a second pass).
+
+        Returns:
+            dict[str, Tensor]: ``loss_cam_supp_e{k}``, ``loss_ce_e{k}``,
+            ``loss_gate_e{k}`` and the non-loss logs ``acc_e{k}``.
+        """
+        if outs is None:
+            outs = self.forward_exits(feats)
+        device = outs['logits'][0].device
+        gt = torch.cat([ds.gt_label.reshape(-1) for ds in data_samples
+                        ]).long().to(device)
+        if sample_weight is not None:
+            sample_weight = sample_weight.reshape(-1).to(device)
+            if sample_weight.numel() != gt.numel():
+                raise ValueError(
+                    f'OccamHead.loss: sample_weight has {sample_weight.numel()}'
+                    f' values for {gt.numel()} samples.')
+        sample_idx = None
+        if self.use_gates and self.training:
+            missing = [i for i, ds in enumerate(data_samples)
+                       if 'sample_idx' not in ds]
+            if missing:
+                raise KeyError(
+                    'OccamHead.loss: data samples lack `sample_idx` (needed by '
+                    "the gate memory); keep 'sample_idx' in the meta_keys of "
+                    'PackInputs/PackBiasInputs.')
+            sample_idx = torch.as_tensor(
+                [int(ds.sample_idx) for ds in data_samples], device=device)
+        elif self.use_gates:
+            sample_idx = torch.zeros_like(gt)  # eval: memory is not used
+
+        losses = dict()
+        for k in range(self.num_exits):
+            cam, logits, gate = (outs['cams'][k], outs['logits'][k],
+                                 outs['gates'][k])
+            if self.cam_suppression is not None:
+                losses[f'loss_cam_supp_e{k}'] = self.cam_suppression(cam, gt)
+            if self.gate_weighting:
+                ce = self.exit_ce(
+                    logits, gt, k,
+                    prev_gate=outs['gates'][k - 1] if k > 0 else None,
+                    reduction='none')
+            else:
+                ce = F.cross_entropy(logits, gt, reduction='none')
+            if sample_weight is not None:
+                ce = ce * sample_weight
+            losses[f'loss_ce_e{k}'] = (
+                self.method(ce, logits, gt, data_samples, exit_idx=k)
+                if self.method is not None else ce.mean())
+            if self.use_gates:
+                losses[f'loss_gate_e{k}'] = self.gate_loss(
+                    gate, logits.detach(), gt, sample_idx, k)
+            with torch.no_grad():
+                losses[f'acc_e{k}'] = (logits.argmax(1) == gt).float().mean()
+        return losses
+
+    # ---- state driven by OccamGateHook ------------------------------------------
+    def _stateful(self):
+        return [m for m in (self.exit_ce, self.gate_loss, self.method)
+                if m is not None]
+
+    def reset_epoch_state(self, epoch: int) -> None:
+        """Epoch start: restart running accuracy and running max of weights."""
+        for m in self._stateful():
+            if hasattr(m, 'reset_epoch_state'):
+                m.reset_epoch_state(epoch)
+
+    def resize_memory(self, num_samples: int) -> None:
+        """Size the per-training-sample memories to the training set."""
+        for m in self._stateful():
+            if hasattr(m, 'resize_memory'):
+                m.resize_memory(num_samples)
+
+    def sync_state(self) -> None:
+        """Epoch end: share every rank's per-sample memory (no-op alone)."""
+        for m in self._stateful():
+            if hasattr(m, 'sync_state'):
+                m.sync_state()
+
+    # ---- inference ---------------------------------------------------------------
+    def select_exits(self, gates: torch.Tensor) -> torch.Tensor:
+        """Exit rule on gates ``[N, E]`` -> chosen exit per sample ``[N]``."""
+        n, e = gates.shape
+        if not self.use_gates:
+            return gates.new_full((n, ), e - 1, dtype=torch.long)
+        can_exit = gates >= self.exit_threshold
+        can_exit[:, :self.min_inference_exit] = False
+        can_exit[:, -1] = True
+        return can_exit.float().argmax(dim=1)  # first True
+
+    def predict(self,
+                feats: Sequence[torch.Tensor],
+                data_samples: Optional[List[Optional[DataSample]]] = None,
+                **kwargs) -> List[DataSample]:
+        """Exit-aware prediction.
+
+        Sets on every DataSample: ``pred_label``, ``pred_score`` (softmax of
+        the chosen exit), ``exit_idx`` (int), ``exit_scores`` (``[E, C]``
+        softmax of every exit) and ``exit_gates`` (``[E]``).
+        """
+        outs = self.forward_exits(feats)
+        scores = torch.stack([F.softmax(x, dim=1) for x in outs['logits']],
+                             dim=1).detach()  # N, E, C
+        gates = torch.stack(outs['gates'], dim=1).detach()  # N, E
+        exit_idx = self.select_exits(gates)
+        chosen = scores[torch.arange(scores.shape[0]), exit_idx]
+        labels = chosen.argmax(dim=1)
+        if data_samples is None:
+            data_samples = [None] * scores.shape[0]
+        results = []
+        for i, ds in enumerate(data_samples):
+            ds = DataSample() if ds is None else ds
+            ds.set_pred_score(chosen[i]).set_pred_label(labels[i])
+            ds.set_field(int(exit_idx[i]), 'exit_idx', field_type='metainfo')
+            ds.exit_scores = scores[i]
+            ds.exit_gates = gates[i]
+            results.append(ds)
+        return results

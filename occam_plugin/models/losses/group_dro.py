@@ -1,0 +1,119 @@
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+from mmpretrain.registry import MODELS
+
+from .method_utils import (all_reduce_sum_, check_per_sample,
+                           resize_buffers_for_load, sample_field)
+
+
+@MODELS.register_module()
+class GroupDRO(nn.Module):
+    """Group distributionally robust optimisation (Sagawa et al., ICLR 2020).
+
+    Online group weights ``q`` (one row per exit on an OccamNet, one row on a
+    plain model), updated at every training step by an exponentiated-gradient
+    step and renormalised::
+
+        L_g = mean of l_i over the batch samples of group g (0 if none)
+        q_g <- q_g * exp(eta * L_g);  q <- q / sum(q)
+        loss = sum_g q_g * L_g
+
+    The update uses the group losses of the whole global batch (summed over
+    processes), so every rank keeps the same ``q``; ``q`` is a buffer
+    (checkpointed, resized on load).
+
+    Args:
+        num_groups (int, optional): Number of groups. Defaults to None: set by
+            :class:`BiasMethodHook` from the dataset's ``num_groups`` /
+            ``group_idx``.
+        eta (float): Step size of the group-weight update. Defaults to 0.01.
+        group_key (str): Data-sample key of the group id.
+            Defaults to ``'group_idx'``.
+    """
+
+    def __init__(self, num_groups: Optional[int] = None, eta: float = 0.01,
+                 group_key: str = 'group_idx'):
+        super().__init__()
+        if eta < 0:
+            raise ValueError(f'GroupDRO: eta must be >= 0, got {eta}')
+        self.eta = eta
+        self.group_key = group_key
+        self.num_groups_from_cfg = num_groups is not None
+        self.register_buffer('q', torch.zeros(1, 0))
+        if num_groups is not None:
+            self.set_num_groups(num_groups)
+
+    def set_num_groups(self, num_groups: int) -> None:
+        """(Re)start every exit's weights at the uniform ``1 / num_groups``."""
+        if int(num_groups) < 1:
+            raise ValueError(
+                f'GroupDRO: num_groups must be >= 1, got {num_groups}')
+        rows = max(self.q.size(0), 1)
+        self.q = torch.full((rows, int(num_groups)), 1.0 / int(num_groups),
+                            device=self.q.device)
+
+    def prepare_from_dataset(self, info: dict) -> None:
+        """Called by ``BiasMethodHook``: take the number of groups."""
+        if self.num_groups_from_cfg or self.q.numel() > 0:
+            return  # given in the config, or restored from a checkpoint
+        num_groups = info.get('num_groups')
+        groups = info.get(self.group_key)
+        if not num_groups and groups is not None and len(groups):
+            num_groups = int(max(groups)) + 1
+        if not num_groups:
+            raise KeyError(
+                f'GroupDRO: the training dataset {info.get("dataset_name")} '
+                f"has neither metainfo['num_groups'] nor {self.group_key!r} "
+                'annotations; give num_groups in the config.')
+        self.set_num_groups(num_groups)
+
+    def _row(self, exit_idx: Optional[int]) -> int:
+        row = 0 if exit_idx is None else int(exit_idx)
+        if row >= self.q.size(0):  # first call of a deeper exit
+            g = self.q.size(1)
+            extra = torch.full((row + 1 - self.q.size(0), g), 1.0 / g,
+                               device=self.q.device)
+            self.q = torch.cat([self.q, extra], dim=0)
+        return row
+
+    def forward(self, per_sample_loss: torch.Tensor, logits: torch.Tensor,
+                gt: torch.Tensor, data_samples: Optional[Sequence] = None,
+                exit_idx: Optional[int] = None) -> torch.Tensor:
+        """Update this exit's group weights (training) and return the
+        q-weighted sum of the group losses (scalar)."""
+        check_per_sample(per_sample_loss, logits, gt, 'GroupDRO')
+        if self.q.numel() == 0:
+            raise RuntimeError(
+                'GroupDRO: the number of groups is unknown. Give '
+                "num_groups=... in the config or add dict(type='BiasMethodHook')"
+                ' to custom_hooks.')
+        num_groups = self.q.size(1)
+        g = sample_field(data_samples, self.group_key, logits.device,
+                         'GroupDRO')
+        if (g < 0).any() or (g >= num_groups).any():
+            raise ValueError(
+                f'GroupDRO: {self.group_key} values {sorted(set(g.tolist()))} '
+                f'outside [0, {num_groups}) (num_groups={num_groups}).')
+        row = self._row(exit_idx)
+        loss = per_sample_loss.float()
+        group_sum = loss.new_zeros(num_groups).index_add(0, g, loss)
+        group_cnt = loss.new_zeros(num_groups).index_add(
+            0, g, torch.ones_like(loss))
+        group_loss = group_sum / group_cnt.clamp(min=1)
+        if self.training:
+            with torch.no_grad():
+                stats = torch.cat([group_sum.detach(), group_cnt])
+                all_reduce_sum_(stats)  # global batch: same q on every rank
+                global_loss = stats[:num_groups] / stats[num_groups:].clamp(
+                    min=1)
+                q = self.q[row] * torch.exp(self.eta * global_loss)
+                self.q[row] = q / q.sum()
+        # a copy: the buffer is updated in place by the next exit / step,
+        # which must not touch what autograd saved for this loss
+        return (self.q[row].detach().clone() * group_loss).sum()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        resize_buffers_for_load(self, state_dict, prefix, ['q'])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -1,0 +1,95 @@
+"""Helpers shared by the bias-mitigation "method" modules.
+
+A method module has the plug-point signature used by ``OccamHead`` and
+``DebiasLinearClsHead``::
+
+    method(per_sample_loss [N], logits [N, C], gt [N], data_samples,
+           exit_idx=None) -> scalar loss
+
+These helpers read the bias annotations of ``docs/architecture.md`` from the
+data samples and reduce statistics across processes.
+"""
+from typing import List, Optional, Sequence
+
+import torch
+import torch.distributed as torch_dist
+
+
+def is_distributed() -> bool:
+    """Whether a process group with more than one process is open."""
+    return (torch_dist.is_available() and torch_dist.is_initialized()
+            and torch_dist.get_world_size() > 1)
+
+
+def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over processes in place (no-op when not distributed)."""
+    if is_distributed():
+        torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.SUM)
+    return tensor
+
+
+def sample_field(data_samples: Optional[Sequence], key: str,
+                 device: torch.device, owner: str,
+                 required: bool = True) -> Optional[torch.Tensor]:
+    """Stack the per-sample field ``key`` of ``data_samples`` as a long tensor.
+
+    Args:
+        data_samples (Sequence[DataSample] | None): The batch's data samples.
+        key (str): A data-sample key, e.g. ``'group_idx'``.
+        device (torch.device): Where to put the result.
+        owner (str): Name of the calling module, for the error message.
+        required (bool): Raise when a sample lacks the key, else return None.
+
+    Returns:
+        Tensor | None: ``[N]`` long tensor.
+    """
+    missing = (data_samples is None or len(data_samples) == 0
+               or any(key not in ds for ds in data_samples))
+    if missing:
+        if required:
+            raise KeyError(
+                f'{owner} needs the data-sample key {key!r} on every sample '
+                f'(see docs/architecture.md, "Data sample contract"); end the '
+                f"pipeline with dict(type='PackBiasInputs') and use a dataset "
+                f'that provides {key!r} (e.g. BiasedMNIST, ColoredMNIST).')
+        return None
+    values: List[int] = []
+    for ds in data_samples:
+        v = ds.get(key)
+        if isinstance(v, torch.Tensor):
+            v = v.reshape(-1)[0].item()
+        values.append(int(v))
+    return torch.tensor(values, dtype=torch.long, device=device)
+
+
+def check_per_sample(per_sample_loss: torch.Tensor, logits: torch.Tensor,
+                     gt: torch.Tensor, owner: str) -> None:
+    """Validate the shapes of the plug-point inputs."""
+    n = logits.size(0)
+    if per_sample_loss.dim() != 1 or per_sample_loss.numel() != n:
+        raise ValueError(
+            f'{owner}: per_sample_loss must have shape [N]={[n]} (one loss '
+            f'per sample), got {list(per_sample_loss.shape)}')
+    if gt.dim() != 1 or gt.numel() != n:
+        raise ValueError(f'{owner}: gt must have shape [N]={[n]}, got '
+                         f'{list(gt.shape)}')
+
+
+def resize_buffers_for_load(module: torch.nn.Module, state_dict: dict,
+                            prefix: str, names: Sequence[str]) -> None:
+    """Give buffers the checkpoint's shape before ``load_state_dict`` copies.
+
+    Buffers whose size depends on the training set or on the number of exits
+    (per-sample EMAs, group counts, group weights) may differ from the freshly
+    built module; resizing them here makes loading/resuming exact instead of
+    failing on shape. Call from ``_load_from_state_dict``.
+    """
+    for name in names:
+        key = prefix + name
+        if key in state_dict:
+            src = state_dict[key]
+            cur = getattr(module, name)
+            if cur.shape != src.shape:
+                setattr(module, name,
+                        torch.zeros(src.shape, dtype=cur.dtype,
+                                    device=cur.device))

@@ -1,0 +1,2 @@
+from .classifier_scorer import ClassifierScorer  # noqa: F401
+from .ink_mass_scorer import InkMassScorer  # noqa: F401

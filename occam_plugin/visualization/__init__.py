@@ -1,0 +1,5 @@
+"""Pictures of what each exit looked at (CAM grids)."""
+from .cam_grid import (collect_exit_cams, draw_cam_grid, grid_size,
+                       raw_images_rgb)
+
+__all__ = ['collect_exit_cams', 'draw_cam_grid', 'grid_size', 'raw_images_rgb']

@@ -1,0 +1,131 @@
+"""Shared fixtures: a tiny BAR folder of real JPEGs and a runner of tools/*.py.
+
+Reuse from any test module:
+
+    def test_x(tiny_bar_root, run_tool): ...
+"""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+PYTHON = sys.executable
+
+#: file-name prefixes of the 6 BAR classes, as in the official files
+BAR_FILE_PREFIXES = ('climbing', 'diving', 'fishing', 'pole vaulting',
+                     'racing', 'throwing')
+
+#: --cfg-options that shrink any BAR config to a few-second CPU run:
+#: 32 px crops, batch 4, 2 epochs, no workers, deterministic.
+TINY_BAR_OPTIONS = (
+    'train_dataloader.batch_size=4',
+    'train_dataloader.num_workers=0',
+    'val_dataloader.batch_size=6',
+    'val_dataloader.num_workers=0',
+    'test_dataloader.batch_size=6',
+    'test_dataloader.num_workers=0',
+    'train_dataloader.dataset.pipeline.1.scale=32',
+    'val_dataloader.dataset.pipeline.1.scale=36',
+    'val_dataloader.dataset.pipeline.2.crop_size=32',
+    'test_dataloader.dataset.pipeline.1.scale=36',
+    'test_dataloader.dataset.pipeline.2.crop_size=32',
+    'train_cfg.max_epochs=2',
+    'train_cfg.val_interval=2',
+    'default_hooks.logger.interval=1',
+    'randomness.seed=0',
+    'randomness.deterministic=True',
+)
+
+#: --cfg-options that make an mmpretrain ResNet backbone narrow (width 8)
+TINY_RESNET_OPTIONS = ('model.backbone.stem_channels=8',
+                       'model.backbone.base_channels=8')
+
+
+def bar_data_options(data_root):
+    """--cfg-options pointing every BAR dataloader at ``data_root``."""
+    return tuple(f'{loader}.dataset.data_root={data_root}'
+                 for loader in ('train_dataloader', 'val_dataloader',
+                                'test_dataloader'))
+
+
+def write_bar_folder(root, per_class=2, size=32, splits=('train', 'test'),
+                     prefixes=BAR_FILE_PREFIXES, seed=0):
+    """Write ``root/<split>/<class>_<id>.jpg`` as real JPEG files.
+
+    Each class gets its own mean colour (plus noise), so a model can learn
+    something; ids run on across classes as in the official files.
+    """
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    idx = 0
+    for split in splits:
+        os.makedirs(osp.join(root, split), exist_ok=True)
+        for c, prefix in enumerate(prefixes):
+            colour = np.array([40 * c % 255, 255 - 40 * c, 120], np.float32)
+            for _ in range(per_class):
+                pixels = colour + rng.normal(0, 30, (size, size, 3))
+                img = Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
+                img.save(osp.join(root, split, f'{prefix}_{idx}.jpg'),
+                         quality=90)
+                idx += 1
+    return str(root)
+
+
+@pytest.fixture
+def tiny_bar_root(tmp_path):
+    """A BAR folder (train/ and test/, 2 JPEGs of 32 px per class)."""
+    return write_bar_folder(tmp_path / 'BAR')
+
+
+def run_tool(tool, *args, check=True, timeout=600, nproc=None, env=None):
+    """Run ``tools/<tool>`` in a subprocess from the repo root.
+
+    Args:
+        tool (str): ``'train.py'`` or ``'test.py'``.
+        *args: Command-line arguments (config, ``--work-dir``, ...).
+        check (bool): Fail the test (showing the output) on a non-zero exit.
+        nproc (int, optional): Launch with ``torchrun --nproc_per_node``.
+
+    Returns:
+        subprocess.CompletedProcess: with ``stdout`` (stderr merged in).
+    """
+    tool_path = osp.join(REPO, 'tools', tool)
+    if nproc:
+        cmd = [PYTHON, '-m', 'torch.distributed.run', '--standalone',
+               f'--nproc_per_node={nproc}', tool_path, *args]
+    else:
+        cmd = [PYTHON, tool_path, *args]
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout, env=full_env)
+    if check and proc.returncode != 0:
+        pytest.fail(f'{" ".join(cmd)} exited {proc.returncode}:\n'
+                    f'{proc.stdout[-6000:]}')
+    return proc
+
+
+def load_tool(tool):
+    """Import ``tools/<tool>`` as a module (to call its ``main(argv)`` in the
+    test process, which skips the ~10 s of imports a subprocess pays)."""
+    import importlib.util
+    name = 'occam_tools_' + osp.splitext(tool)[0]
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(
+        name, osp.join(REPO, 'tools', tool))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    return module
+
+
+@pytest.fixture(name='run_tool')
+def run_tool_fixture():
+    """The :func:`run_tool` helper as a fixture."""
+    return run_tool

@@ -1,0 +1,127 @@
+"""BAR loader: official layout, class from the file-name prefix, clear errors."""
+import os
+import os.path as osp
+
+import pytest
+import torch
+from mmpretrain.registry import DATASETS, TRANSFORMS
+
+import occam_plugin  # noqa: F401  (registers BAR, LoadImageFromFileChecked)
+from occam_plugin.datasets.bar import BAR, BAR_CLASSES
+from conftest import write_bar_folder
+
+PIPELINE = [dict(type='LoadImageFromFileChecked'),
+            dict(type='PackBiasInputs')]
+
+
+def build(root, split='train', **kwargs):
+    return DATASETS.build(dict(type='BAR', data_root=root, split=split,
+                               pipeline=PIPELINE, **kwargs))
+
+
+def test_layout_labels_and_samples(tiny_bar_root):
+    train = build(tiny_bar_root, 'train')
+    test = build(tiny_bar_root, 'test')
+    assert train.metainfo['classes'] == BAR_CLASSES
+    assert len(BAR_CLASSES) == 6 and len(train) == 12 and len(test) == 12
+    # each file labelled by its prefix: climbing_0 -> 0, pole vaulting_* -> 3
+    by_name = {osp.basename(train.get_data_info(i)['img_path']):
+               train.get_data_info(i)['gt_label'] for i in range(len(train))}
+    assert by_name['climbing_0.jpg'] == 0
+    assert by_name['pole vaulting_6.jpg'] == 3
+    assert by_name['throwing_11.jpg'] == 5
+    assert sorted(by_name.values()) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    # test files are not mixed into train
+    assert not set(by_name) & {osp.basename(test.get_data_info(i)['img_path'])
+                               for i in range(len(test))}
+    # a packed sample: real decoded 32x32 image, label, index; no bias keys
+    out = train[0]
+    assert out['inputs'].shape == (3, 32, 32)
+    assert out['inputs'].dtype == torch.uint8
+    sample = out['data_samples']
+    assert int(sample.gt_label) == train.get_data_info(0)['gt_label']
+    assert sample.sample_idx == 0
+    assert 'bias_label' not in sample and 'group_idx' not in sample
+
+
+def test_alternative_spellings(tmp_path):
+    prefixes = ('climbing', 'diving', 'fishing', 'polevaulting', 'racing',
+                'throwing')
+    root = write_bar_folder(tmp_path / 'BAR', per_class=1, splits=('train', ),
+                            prefixes=prefixes)
+    os.rename(osp.join(root, 'train', 'fishing_2.jpg'),
+              osp.join(root, 'train', 'Fishing_2.JPG'))
+    os.rename(osp.join(root, 'train', 'polevaulting_3.jpg'),
+              osp.join(root, 'train', 'pole_vaulting_3.jpg'))
+    ds = build(root)
+    labels = sorted(ds.get_data_info(i)['gt_label'] for i in range(len(ds)))
+    assert labels == [0, 1, 2, 3, 4, 5]
+    assert BAR.class_of('polevaulting_9.jpg') == 'pole vaulting'
+    assert BAR.class_of('vaulting_9.jpg') == 'pole vaulting'
+    assert BAR.class_of('swimming_1.jpg') is None
+
+
+def test_missing_data_root(tmp_path):
+    missing = str(tmp_path / 'nowhere' / 'BAR')
+    with pytest.raises(FileNotFoundError) as err:
+        build(missing)
+    msg = str(err.value)
+    assert missing in msg
+    assert 'github.com/alinlab/BAR' in msg and 'Learning from Failure' in msg
+    assert 'data/BAR/{train,test}/<class>_<id>.jpg' in msg
+
+
+def test_missing_split_folder(tmp_path):
+    root = write_bar_folder(tmp_path / 'BAR', per_class=1, splits=('train', ))
+    with pytest.raises(FileNotFoundError, match='split folder') as err:
+        build(root, 'test')
+    assert osp.join(root, 'test') in str(err.value)
+    with pytest.raises(ValueError, match="split must be one of"):
+        build(root, 'val')
+
+
+def test_empty_split_folder(tmp_path):
+    root = tmp_path / 'BAR'
+    (root / 'train').mkdir(parents=True)
+    (root / 'train' / 'notes.txt').write_text('not an image')
+    with pytest.raises(FileNotFoundError, match='holds no images') as err:
+        build(str(root))
+    assert str(root / 'train') in str(err.value)
+
+
+def test_unknown_class_prefix(tmp_path):
+    root = write_bar_folder(tmp_path / 'BAR', per_class=1, splits=('train', ))
+    os.rename(osp.join(root, 'train', 'racing_4.jpg'),
+              osp.join(root, 'train', 'swimming_4.jpg'))
+    with pytest.raises(ValueError) as err:
+        build(root)
+    msg = str(err.value)
+    assert 'swimming_4.jpg' in msg and "'swimming'" in msg
+    for cls in BAR_CLASSES:
+        assert cls in msg
+
+
+def test_class_without_images(tmp_path):
+    root = write_bar_folder(tmp_path / 'BAR', per_class=1, splits=('train', ))
+    os.remove(osp.join(root, 'train', 'diving_1.jpg'))
+    with pytest.raises(ValueError, match=r"no images of class\(es\) \['diving'\]"):
+        build(root)
+
+
+def test_corrupt_image_names_the_file(tmp_path):
+    root = write_bar_folder(tmp_path / 'BAR', per_class=1, splits=('train', ))
+    bad = osp.join(root, 'train', 'fishing_2.jpg')
+    with open(bad, 'wb') as f:
+        f.write(b'\xff\xd8 this is no JPEG')
+    ds = build(root)
+    idx = [osp.basename(ds.get_data_info(i)['img_path'])
+           for i in range(len(ds))].index('fishing_2.jpg')
+    ds[0 if idx else 1]  # intact files still load
+    with pytest.raises(ValueError, match='Corrupt image') as err:
+        ds[idx]
+    assert bad in str(err.value)
+    # an empty file too
+    open(bad, 'wb').close()
+    load = TRANSFORMS.build(dict(type='LoadImageFromFileChecked'))
+    with pytest.raises(ValueError, match='Corrupt image'):
+        load(dict(img_path=bad))

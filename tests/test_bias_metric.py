@@ -1,0 +1,144 @@
+"""BiasMetric against hand-counted predictions (numbers written out)."""
+import json
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.evaluator import Evaluator
+from mmengine.logging import MMLogger
+
+import occam_plugin  # noqa: F401  (registers)
+from mmpretrain.registry import METRICS
+from mmpretrain.structures import DataSample
+
+
+def _sample(gt, pred, **fields):
+    s = DataSample().set_gt_label(gt).set_pred_label(pred)
+    for k, v in fields.items():
+        s.set_field(v, k)
+    return s
+
+
+# 6 samples, 4 groups declared, group 2 empty, group 3 has one sample.
+#   idx group correct aligned  color  scale
+#   0   0     yes     True     True   True
+#   1   0     yes     True     False  True
+#   2   0     no      True     True   True
+#   3   1     no      False    False  True
+#   4   1     no      False    True   True
+#   5   3     yes     False    False  True
+ROWS = [
+    (0, 1, 1, True, True),
+    (0, 2, 2, True, False),
+    (0, 3, 4, True, True),
+    (1, 5, 6, False, False),
+    (1, 7, 8, False, True),
+    (3, 9, 9, False, False),
+]
+
+
+def _samples():
+    out = []
+    for g, gt, pred, aligned, color in ROWS:
+        out.append(
+            _sample(gt, pred, group_idx=g, bias_aligned=aligned,
+                    bias_factors_aligned=dict(color=color, scale=True)))
+    return out
+
+
+def _evaluate(metric, samples, meta):
+    ev = Evaluator([metric])
+    ev.dataset_meta = meta
+    ev.process(data_samples=samples)
+    return ev.evaluate(len(samples))
+
+
+def test_hand_counted_groups_aligned_factors(tmp_path):
+    metric = METRICS.build(dict(type='BiasMetric', out_dir=str(tmp_path)))
+    res = _evaluate(metric, _samples(), dict(classes=list('0123456789'),
+                                             num_groups=4))
+    approx = lambda v: pytest.approx(v, abs=1e-3)  # noqa: E731
+    assert res['bias/acc'] == approx(50.0)  # 3 of 6
+    assert res['bias/acc_group_0'] == approx(66.667)  # 2 of 3
+    assert res['bias/acc_group_1'] == approx(0.0)  # 0 of 2
+    assert res['bias/acc_group_3'] == approx(100.0)  # one-sample group
+    assert 'bias/acc_group_2' not in res  # empty group skipped ...
+    assert res['bias/num_empty_groups'] == 1  # ... and counted
+    assert res['bias/num_groups'] == 4
+    # (66.667 + 0 + 100) / 3 -- not the overall 50
+    assert res['bias/unbiased_acc'] == approx(55.556)
+    assert res['bias/worst_group_acc'] == approx(0.0)
+    assert res['bias/worst_group'] == 1
+    assert res['bias/aligned_acc'] == approx(66.667)  # samples 0,1,2
+    assert res['bias/conflicting_acc'] == approx(33.333)  # samples 3,4,5
+    assert res['bias/num_aligned'] == 3 and res['bias/num_conflicting'] == 3
+    assert res['bias/color_aligned_acc'] == approx(33.333)  # 0,2,4
+    assert res['bias/color_conflicting_acc'] == approx(66.667)  # 1,3,5
+    assert res['bias/scale_aligned_acc'] == approx(50.0)
+    assert 'bias/scale_conflicting_acc' not in res  # no such sample
+
+    data = json.load(open(osp.join(tmp_path, 'bias_metrics.json')))
+    assert data['metrics']['bias/unbiased_acc'] == approx(55.556)
+    assert data['groups']['3'] == dict(acc=100.0, num=1)
+    assert '2' not in data['groups']
+    assert data['num_samples'] == 6
+
+
+def test_many_groups_logged_only_in_json(tmp_path):
+    metric = METRICS.build(
+        dict(type='BiasMetric', out_dir=str(tmp_path), max_logged_groups=2))
+    res = _evaluate(metric, _samples(), dict(num_groups=4))
+    assert not any(k.startswith('bias/acc_group_') for k in res)
+    data = json.load(open(osp.join(tmp_path, 'bias_metrics.json')))
+    assert data['metrics']['bias/acc_group_1'] == 0.0
+
+
+def test_num_groups_fallbacks(tmp_path):
+    # no dataset_meta: num_groups argument, then largest id + 1
+    res = _evaluate(BiasMetric_(num_groups=6, out_dir=str(tmp_path)),
+                    _samples(), None)
+    assert res['bias/num_empty_groups'] == 3  # groups 2, 4, 5
+    res = _evaluate(BiasMetric_(out_dir=str(tmp_path)), _samples(), None)
+    assert res['bias/num_groups'] == 4 and res['bias/num_empty_groups'] == 1
+
+
+def BiasMetric_(**kw):
+    return METRICS.build(dict(type='BiasMetric', **kw))
+
+
+def test_plain_dataset_and_pred_score(tmp_path):
+    # no bias annotations (e.g. BAR): only overall accuracy; pred_score used
+    s1 = DataSample().set_gt_label(1).set_pred_score(
+        torch.tensor([0.1, 0.7, 0.2]))
+    s2 = DataSample().set_gt_label(0).set_pred_score(
+        torch.tensor([0.1, 0.7, 0.2]))
+    assert 'pred_label' not in s1  # pred_score only
+    res = _evaluate(BiasMetric_(out_dir=str(tmp_path)), [s1, s2], None)
+    assert res == {'bias/acc': 50.0}
+
+
+def test_json_goes_to_runner_log_dir(tmp_path):
+    # inside a Runner the metric finds <work_dir>/<timestamp>/ via MMLogger
+    log_dir = tmp_path / '20260101_000000'
+    log_dir.mkdir()
+    MMLogger.get_instance('test_bias_metric_logdir',
+                          log_file=str(log_dir / '20260101_000000.log'))
+    metric = BiasMetric_()
+    _evaluate(metric, _samples(), dict(num_groups=4))
+    assert metric.last_json_path == str(log_dir / 'bias_metrics.json')
+    assert json.load(open(metric.last_json_path))['metrics']['bias/acc'] \
+        == 50.0
+
+
+def test_bad_inputs_are_named(tmp_path):
+    with pytest.raises(ValueError, match=r'group_idx 3 outside \[0, 2\)'):
+        _evaluate(BiasMetric_(out_dir=str(tmp_path)), _samples(),
+                  dict(num_groups=2))
+    mixed = _samples()[:2] + [_sample(1, 1)]
+    with pytest.raises(ValueError, match='1 of 3 samples have no `group_idx`'):
+        _evaluate(BiasMetric_(out_dir=str(tmp_path)), mixed, None)
+    no_pred = DataSample().set_gt_label(1)
+    with pytest.raises(KeyError, match='neither `pred_label` nor'):
+        _evaluate(BiasMetric_(out_dir=str(tmp_path)), [no_pred], None)
+    with pytest.raises(ValueError, match='num_groups must be >= 1'):
+        BiasMetric_(num_groups=0)

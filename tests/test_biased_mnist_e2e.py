@@ -1,0 +1,125 @@
+"""One short real training run per dataset family through tools/train.py
+(and the demo's own path), checking the metrics JSON in the work_dir.
+
+Tiny on purpose: 32 px Biased MNIST / 28 px Colored MNIST / 64 px
+COCO-on-Places h5, a few dozen samples, width-8 trunks, 1 epoch.
+"""
+import glob
+import json
+import os.path as osp
+
+import numpy as np
+import pytest
+
+from conftest import REPO, TINY_RESNET_OPTIONS, load_tool
+
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def _common(work_dir, batch=8):
+    opts = [f'{name}.batch_size={batch}' for name in LOADERS]
+    opts += [f'{name}.num_workers=0' for name in LOADERS]
+    return ['--work-dir', str(work_dir), '--cfg-options', *opts,
+            'train_cfg.max_epochs=1', 'default_hooks.logger.interval=1',
+            'randomness.seed=0']
+
+
+def _metrics_json(work_dir, name):
+    found = glob.glob(osp.join(str(work_dir), '*', name))
+    assert len(found) == 1, f'{name} not in {work_dir}/<timestamp>/: {found}'
+    with open(found[0], encoding='utf-8') as f:
+        return json.load(f)
+
+
+def _train(argv):
+    load_tool('train.py').main(argv)
+
+
+def test_occam_biased_mnist_train(tmp_path):
+    work = tmp_path / 'work'
+    data = tmp_path / 'bmnist'
+    opts = [f'{n}.dataset.{k}={v}' for n in LOADERS
+            for k, v in (('data_root', data), ('grid_size', 4),
+                         ('cell_size', 8), ('image_size', 32))]
+    opts += ['train_dataloader.dataset.num_samples=32',
+             'val_dataloader.dataset.num_samples=16',
+             'test_dataloader.dataset.num_samples=16']
+    _train([osp.join(REPO, 'configs', 'occam_resnet18_biased_mnist_small.py'),
+            *_common(work), *opts, *TINY_RESNET_OPTIONS])
+    bias = _metrics_json(work, 'bias_metrics.json')
+    for key in ('bias/acc', 'bias/unbiased_acc', 'bias/worst_group_acc',
+                'bias/num_empty_groups', 'bias/digit_color_aligned_acc',
+                'bias/texture_conflicting_acc'):
+        assert key in bias['metrics'], key
+    assert bias['num_samples'] == 16
+    # 16 samples over 100 class x colour groups: most groups are empty
+    assert bias['metrics']['bias/num_empty_groups'] >= 84
+    exits = _metrics_json(work, 'exit_metrics.json')
+    shares = [exits['metrics'][f'exit/share_e{k}'] for k in range(4)]
+    assert sum(shares) == pytest.approx(100.0)
+    assert shares[0] == 0.0  # exit 0 is never used at inference
+    # FLOPs measured by ExitFlopsHook: increasing, ratio within (0, 1]
+    flops = exits['exit_flops']
+    assert all(a < b for a, b in zip(flops, flops[1:]))
+    assert 0 < exits['metrics']['exit/expected_compute'] <= 1
+
+
+def test_mlp_colored_mnist_train(tmp_path):
+    work = tmp_path / 'work'
+    _train([osp.join(REPO, 'configs', 'mlp_colored_mnist.py'),
+            *_common(work, batch=16),
+            'train_dataloader.dataset.num_samples=48',
+            'val_dataloader.dataset.num_samples=40',
+            'test_dataloader.dataset.num_samples=40'])
+    m = _metrics_json(work, 'bias_metrics.json')['metrics']
+    for key in ('bias/unbiased_acc', 'bias/aligned_acc',
+                'bias/conflicting_acc', 'bias/color_conflicting_acc'):
+        assert key in m, key
+
+
+def _write_coco_h5(root, n=12, size=64, seed=0):
+    import h5py
+    rng = np.random.default_rng(seed)
+    root.mkdir()
+    for split in ('train', 'validtest', 'sgtest'):
+        with h5py.File(root / f'{split}.h5py', 'w') as f:
+            # official layout: N x 3 x H x W float in [0, 1], y, g
+            f['images'] = rng.random((n, 3, size, size), dtype=np.float32)
+            f['y'] = np.arange(n) % 9
+            f['g'] = (np.arange(n) // 9) % 2
+    return root
+
+
+def test_resnet_coco_on_places_train(tmp_path):
+    work = tmp_path / 'work'
+    data = _write_coco_h5(tmp_path / 'coco_on_places')
+    _train([osp.join(REPO, 'configs', 'resnet18_coco_on_places.py'),
+            *_common(work, batch=6),
+            *[f'{n}.dataset.data_root={data}' for n in LOADERS],
+            *TINY_RESNET_OPTIONS, 'model.head.in_channels=64'])
+    m = _metrics_json(work, 'bias_metrics.json')['metrics']
+    assert m['bias/num_groups'] == 18
+    for key in ('bias/unbiased_acc', 'bias/aligned_acc',
+                'bias/conflicting_acc'):
+        assert key in m, key
+
+
+def test_demo_pair_and_table(tmp_path, capsys):
+    demo = load_tool('demo.py')
+    results = demo.main([
+        '--epochs', '1', '--num-train', '24', '--num-eval', '12',
+        '--data-root', str(tmp_path / 'data'), '--work-dir',
+        str(tmp_path / 'demo')
+    ])
+    out = capsys.readouterr().out
+    assert 'unbiased accuracy' in out and 'exit 1: share' in out
+    assert 'OccamResNet - ResNet, unbiased accuracy' in out
+    assert set(results) == {'resnet', 'occam'}
+    assert 'bias/unbiased_acc' in results['resnet']
+    assert 'exit/share_e3' in results['occam']
+    summary = json.load(open(tmp_path / 'demo' / 'summary.json'))
+    assert summary['results']['occam']['bias/unbiased_acc'] == \
+        results['occam']['bias/unbiased_acc']
+    # the demo's numbers are the test split's (12 samples), read from JSON
+    test_json = osp.join(results['occam']['log_dir'], 'bias_metrics.json')
+    assert json.load(open(test_json))['num_samples'] == 12

@@ -1,0 +1,163 @@
+"""OccamGateHook driving the head's gate state through a real mmengine Runner."""
+import numpy as np
+import pytest
+import torch
+from mmengine.dataset import BaseDataset
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+
+import occam_plugin  # noqa: F401  (registers)
+from mmpretrain.datasets.transforms import PackInputs
+
+
+class TinySet(BaseDataset):
+    """10 random 16 px images, 2 classes, in memory."""
+
+    METAINFO = dict(classes=('cat', 'dog'))
+
+    def load_data_list(self):
+        rng = np.random.default_rng(0)
+        return [
+            dict(img=rng.integers(0, 255, (16, 16, 3), dtype=np.uint8),
+                 gt_label=i % 2) for i in range(10)
+        ]
+
+
+class RecordEpochState(Hook):
+    """Snapshot the head's gate state after each training epoch."""
+
+    priority = 'LOW'  # after OccamGateHook
+
+    def __init__(self):
+        self.seen = []
+
+    def after_train_epoch(self, runner):
+        gate = runner.model.head.gate_loss
+        self.seen.append(
+            dict(epoch=int(gate.epoch), total=gate.total.sum(1).tolist(),
+                 running_max=runner.model.head.exit_ce.running_max.clone()))
+
+
+def make_runner(tmp_path, num_classes=2, hooks=()):
+    model = dict(
+        type='OccamClassifier',
+        backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=8,
+                      base_channels=8, out_indices=(0, 1, 2, 3)),
+        neck=dict(type='ExitNeck'),
+        head=dict(type='OccamHead', num_classes=num_classes),
+        data_preprocessor=dict(mean=[127.5] * 3, std=[127.5] * 3,
+                               num_classes=num_classes))
+    return Runner(
+        model=model,
+        work_dir=str(tmp_path),
+        train_dataloader=dict(
+            dataset=TinySet(pipeline=[PackInputs()]),
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            batch_size=4,
+            num_workers=0),
+        train_cfg=dict(by_epoch=True, max_epochs=2),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        custom_hooks=[dict(type='OccamGateHook'), *hooks],
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook',
+                                           interval=1)),
+        default_scope='mmpretrain',
+        log_level='WARNING')
+
+
+def test_hook_sizes_memory_and_resets_each_epoch(tmp_path):
+    record = RecordEpochState()
+    runner = make_runner(tmp_path, hooks=[record])
+    assert runner.model.head.gate_loss.memory.shape[0] == 0
+    runner.train()
+    gate = runner.model.head.gate_loss
+    assert gate.memory.shape == (10, 4)  # len(train set) x exits
+    assert gate.valid.all()  # every sample got a target for every exit
+    # counts restart each epoch: each epoch sees the 10 samples once per exit
+    assert [s['epoch'] for s in record.seen] == [0, 1]
+    assert [s['total'] for s in record.seen] == [[10.0] * 4, [10.0] * 4]
+    assert all(s['running_max'].gt(0).all() for s in record.seen)
+    # the checkpoint carries the state; a fresh runner resumes it exactly
+    ckpt = torch.load(tmp_path / 'epoch_2.pth', weights_only=True,
+                      map_location='cpu')['state_dict']
+    assert torch.equal(ckpt['head.gate_loss.memory'], gate.memory)
+    assert torch.equal(ckpt['head.gate_loss.valid'], gate.valid)
+
+
+def test_hook_rejects_num_classes_mismatch(tmp_path):
+    runner = make_runner(tmp_path, num_classes=3)
+    with pytest.raises(ValueError) as err:
+        runner.train()
+    msg = str(err.value)
+    assert 'model.head.num_classes' in msg and '3' in msg and '2 classes' \
+        in msg
+
+
+# ------------------------------------------------------- two processes (gloo)
+def _dist_worker(rank, init_file, out_dir):
+    import torch.distributed as dist
+    from mmengine.model import MMDistributedDataParallel
+    from mmpretrain.registry import MODELS
+    from mmpretrain.structures import DataSample
+    dist.init_process_group('gloo', init_method=f'file://{init_file}',
+                            rank=rank, world_size=2)
+    torch.manual_seed(0)  # same initial weights on both ranks
+    model = MODELS.build(
+        dict(type='OccamClassifier',
+             backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=8,
+                           base_channels=8, out_indices=(0, 1, 2, 3)),
+             neck=dict(type='ExitNeck'),
+             head=dict(type='OccamHead', num_classes=2)))
+    model.head.resize_memory(8)
+    model.head.reset_epoch_state(0)
+    ddp = MMDistributedDataParallel(module=model, device_ids=None)
+    torch.manual_seed(rank)  # each rank its own images
+    for step in range(2):
+        # rank r, step s sees samples 4s + 2r, 4s + 2r + 1 (disjoint)
+        idx = [4 * step + 2 * rank, 4 * step + 2 * rank + 1]
+        ds = [DataSample(metainfo=dict(sample_idx=i)).set_gt_label(i % 2)
+              for i in idx]
+        losses = ddp(torch.randn(2, 3, 16, 16), ds, mode='loss')
+        sum(v for k, v in losses.items() if 'loss' in k).backward()
+    gate = model.head.gate_loss
+    before = gate.valid.clone()
+    model.head.sync_state()
+    torch.save(dict(before=before, memory=gate.memory, valid=gate.valid,
+                    total=gate.total,
+                    running_max=model.head.exit_ce.running_max),
+               f'{out_dir}/rank{rank}.pth')
+    dist.destroy_process_group()
+
+
+def test_two_ranks_keep_and_share_the_gate_memory(tmp_path):
+    import torch.multiprocessing as mp
+    # spawn, not fork: forking a process whose torch thread pools already
+    # ran (earlier tests) can deadlock
+    ctx = mp.get_context('spawn')
+    procs = [
+        ctx.Process(target=_dist_worker,
+                    args=(r, tmp_path / 'init', tmp_path)) for r in (0, 1)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(180)
+    for p in procs:
+        if p.is_alive():  # never hang the suite
+            p.terminate()
+            p.join()
+    assert [p.exitcode for p in procs] == [0, 0]
+    r0, r1 = (torch.load(tmp_path / f'rank{r}.pth', weights_only=True)
+              for r in (0, 1))
+    # before the sync each rank still holds its own writes (DDP did not
+    # overwrite them with rank 0's buffers at the second forward)
+    own = [torch.tensor([0, 1, 4, 5]), torch.tensor([2, 3, 6, 7])]
+    for r, state in enumerate((r0, r1)):
+        assert state['before'][own[r]].all()
+        assert not state['before'][own[1 - r]].any()
+    # after it every rank knows every sample's target, identically
+    assert r0['valid'].all() and r1['valid'].all()
+    assert torch.equal(r0['memory'], r1['memory'])
+    # per-class counts were all-reduced in the step: 8 samples per exit
+    assert r0['total'].sum(1).tolist() == [8.0] * 4
+    assert torch.equal(r0['total'], r1['total'])
+    assert torch.equal(r0['running_max'], r1['running_max'])

@@ -1,0 +1,187 @@
+"""CAM pictures: vis_cam.py PNGs, the CAM hook in a real Runner run, exit
+shares per class."""
+import glob
+import importlib.util
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+import occam_plugin  # noqa: F401  (registers)
+from conftest import REPO, write_bar_folder
+from occam_plugin.visualization import draw_cam_grid, grid_size
+
+PANEL = 64
+
+
+def _load_tool(name):
+    path = osp.join(REPO, 'tools', 'analysis', name)
+    spec = importlib.util.spec_from_file_location(name[:-3], path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+CONFIG = '''
+custom_imports = dict(imports=['occam_plugin'], allow_failed_imports=False)
+_base_ = [
+    '{repo}/configs/_base_/models/occam_resnet18.py',
+    '{repo}/configs/_base_/datasets/bar.py',
+    '{repo}/configs/_base_/schedules/bar.py',
+    '{repo}/configs/_base_/default_runtime.py',
+]
+model = dict(backbone=dict(stem_channels=8, base_channels=8),
+             head=dict(num_classes=6))
+data_root = '{root}'
+train_pipeline = [
+    dict(type='LoadImageFromFileChecked'),
+    dict(type='RandomResizedCrop', scale=32),
+    dict(type='PackBiasInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFileChecked'),
+    dict(type='ResizeEdge', scale=32, edge='short'),
+    dict(type='CenterCrop', crop_size=32),
+    dict(type='PackBiasInputs'),
+]
+train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root=data_root,
+                                     pipeline=train_pipeline))
+val_dataloader = dict(batch_size=6, num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root=data_root,
+                                   pipeline=test_pipeline))
+test_dataloader = val_dataloader
+train_cfg = dict(max_epochs=2, val_interval=2)
+default_hooks = dict(logger=dict(interval=1),
+                     checkpoint=dict(interval=2, save_best=None))
+custom_hooks = [
+    dict(type='OccamGateHook'),
+    dict(type='CAMVisualizationHook', interval=1, indices=(0, 7),
+         panel_size={panel}),
+]
+randomness = dict(seed=0)
+'''
+
+
+@pytest.fixture(scope='module')
+def trained_run(tmp_path_factory):
+    """A 2-epoch Runner run on a tiny BAR folder with the CAM hook."""
+    tmp = tmp_path_factory.mktemp('vis')
+    root = write_bar_folder(tmp / 'BAR', per_class=2)
+    cfg_file = tmp / 'occam_tiny_bar.py'
+    cfg_file.write_text(CONFIG.format(repo=REPO, root=root, panel=PANEL))
+    cfg = Config.fromfile(str(cfg_file))
+    cfg.work_dir = str(tmp / 'work')
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return dict(cfg_file=str(cfg_file), root=root, runner=runner,
+                ckpt=osp.join(cfg.work_dir, 'epoch_2.pth'))
+
+
+def test_hook_writes_grids_during_training(trained_run):
+    runner = trained_run['runner']
+    img_dir = osp.join(runner.log_dir, 'vis_data', 'vis_image')
+    files = sorted(osp.basename(p) for p in glob.glob(osp.join(img_dir, '*')))
+    # indices (0, 7) at epochs 1 and 2
+    assert files == ['cam_0_1.png', 'cam_0_2.png', 'cam_7_1.png',
+                     'cam_7_2.png']
+    import mmcv
+    img = mmcv.imread(osp.join(img_dir, 'cam_7_2.png'))
+    assert img.shape == grid_size(4, PANEL) + (3, )
+    assert img.std() > 0  # a picture, not a blank canvas
+
+
+def test_hook_rejects_bad_config():
+    from mmpretrain.registry import HOOKS
+    with pytest.raises(ValueError, match="target='both'"):
+        HOOKS.build(dict(type='CAMVisualizationHook', target='both'))
+    with pytest.raises(ValueError, match='interval=0'):
+        HOOKS.build(dict(type='CAMVisualizationHook', interval=0))
+
+
+def test_vis_cam_writes_one_png_per_image(trained_run, tmp_path):
+    vis_cam = _load_tool('vis_cam.py')
+    images = sorted(glob.glob(osp.join(trained_run['root'], 'test', '*.jpg')))
+    images = [images[0], images[-1]]  # climbing_*, throwing_*
+    out_dir = tmp_path / 'cams'
+    written = vis_cam.main([
+        trained_run['cfg_file'], trained_run['ckpt'], '--images', *images,
+        '--out-dir', str(out_dir), '--panel-size', '48'
+    ])
+    assert len(written) == 2
+    import mmcv
+    for img_path, png in zip(images, written):
+        name = osp.splitext(osp.basename(img_path))[0]
+        assert png == osp.join(str(out_dir), f'{name}_cam.png')
+        assert mmcv.imread(png).shape == grid_size(4, 48) + (3, )
+
+
+def test_vis_cam_pred_target_and_bad_labels(trained_run, tmp_path):
+    vis_cam = _load_tool('vis_cam.py')
+    img = sorted(glob.glob(osp.join(trained_run['root'], 'test', '*.jpg')))[0]
+    odd = tmp_path / 'holiday.jpg'
+    odd.write_bytes(open(img, 'rb').read())
+    # no class in the name: gt unknown -> a clear error, pred works
+    with pytest.raises(SystemExit, match='no ground truth'):
+        vis_cam.main([trained_run['cfg_file'], trained_run['ckpt'],
+                      '--images', str(odd), '--out-dir', str(tmp_path)])
+    written = vis_cam.main([
+        trained_run['cfg_file'], trained_run['ckpt'], '--images', str(odd),
+        '--out-dir', str(tmp_path), '--target', 'pred', '--panel-size', '32'
+    ])
+    assert osp.isfile(written[0])
+    with pytest.raises(SystemExit, match="'jumping' is neither"):
+        vis_cam.main([trained_run['cfg_file'], trained_run['ckpt'],
+                      '--images', str(odd), '--out-dir', str(tmp_path),
+                      '--gt-labels', 'jumping'])
+
+
+def test_draw_cam_grid_marks_taken_exit():
+    """The taken exit's panel is framed in red; the CAM maximum is drawn at
+    the right place (jet colormap: red at the top, blue at the bottom)."""
+    cam = np.zeros((4, 4), np.float32)
+    cam[0, 0] = 1.0  # hot corner top-left
+    rec = dict(image=np.full((8, 8, 3), 128, np.uint8), cams=[cam] * 3,
+               gates=[0.1, 0.9, 0.2], exit_idx=1, pred_label=0, gt_label=0,
+               target_label=0)
+    grid = draw_cam_grid(rec, panel_size=64)
+    h, w = grid_size(3, 64)
+    assert grid.shape == (h, w, 3)
+    top = h - 64  # panels start below the title band
+    taken = grid[top:, 2 * 64:3 * 64]  # panel of exit 1
+    other = grid[top:, 3 * 64:4 * 64]  # panel of exit 2
+    red = lambda p: (p[..., 0] > 200) & (p[..., 1] < 60) & (p[..., 2] < 60)
+    assert red(taken[:, 1]).mean() > 0.9  # left border of the frame
+    assert red(other[:, 1]).mean() < 0.1
+    # CAM peak top-left -> red-ish there, bottom-right is cold (blue-ish)
+    assert other[4, 4, 0] > other[4, 4, 2]
+    assert other[-5, -5, 2] > other[-5, -5, 0]
+
+
+def test_exit_shares_by_hand(tmp_path):
+    tool = _load_tool('plot_exit_shares.py')
+    # class 0: exits 1, 1, 3 -> [0, 2/3, 0, 1/3]; class 2: exit 2 -> [0,0,1,0]
+    preds = [
+        dict(gt_label=torch.tensor([0]), exit_idx=1,
+             exit_scores=torch.zeros(4, 3)),
+        dict(gt_label=torch.tensor([0]), exit_idx=1),
+        dict(gt_label=torch.tensor([0]), exit_idx=3),
+        dict(gt_label=torch.tensor([2]), exit_idx=2),
+    ]
+    stats = tool.exit_shares(preds)
+    assert stats['classes'] == [0, 2]
+    np.testing.assert_allclose(stats['shares'],
+                               [[0, 2 / 3, 0, 1 / 3], [0, 0, 1, 0]])
+    np.testing.assert_allclose(stats['overall'], [0, 0.5, 0.25, 0.25])
+    np.testing.assert_allclose(stats['counts'], [3, 1])
+    import mmengine
+    pkl = tmp_path / 'preds.pkl'
+    mmengine.dump(preds, str(pkl))
+    out = tmp_path / 'shares.png'
+    tool.main([str(pkl), '--out', str(out), '--classes', 'a', 'b', 'c'])
+    assert out.stat().st_size > 0
+    with pytest.raises(KeyError, match='lacks'):
+        tool.exit_shares([dict(gt_label=1)])

@@ -1,0 +1,114 @@
+"""Plot which exit the samples of each class took (from a test run).
+
+    python tools/test.py CONFIG CKPT --out preds.pkl
+    python tools/analysis/plot_exit_shares.py preds.pkl --out shares.png \\
+        [--classes climbing diving ...]
+
+One stacked bar per ground-truth class (and one for all samples): the share
+of its samples that left at each exit. The table is printed as well.
+"""
+import argparse
+import os.path as osp
+import sys
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+
+def _int(value, what: str, i: int) -> int:
+    try:
+        return int(np.asarray(value).reshape(-1)[0])
+    except Exception as err:
+        raise ValueError(f'prediction {i}: {what}={value!r} is not an '
+                         f'integer') from err
+
+
+def exit_shares(results: Sequence[dict]) -> Dict[str, np.ndarray]:
+    """Shares of exits per class.
+
+    Args:
+        results: Dumped predictions (dicts with ``gt_label`` and
+            ``exit_idx``, as ``tools/test.py --out`` writes them).
+
+    Returns:
+        dict: ``classes`` (sorted class ids), ``shares`` (``[K, E]``, rows
+        sum to 1), ``counts`` (``[K]``), ``overall`` (``[E]``).
+    """
+    if not results:
+        raise ValueError('exit_shares: no predictions')
+    pairs = []
+    for i, r in enumerate(results):
+        missing = [k for k in ('gt_label', 'exit_idx') if r.get(k) is None]
+        if missing:
+            raise KeyError(f'prediction {i} lacks {missing} (keys: '
+                           f'{sorted(r)}); dump an OccamNet test run with '
+                           'tools/test.py --out')
+        pairs.append((_int(r['gt_label'], 'gt_label', i),
+                      _int(r['exit_idx'], 'exit_idx', i)))
+    num_exits = max(
+        max(e for _, e in pairs) + 1,
+        max((len(np.asarray(r['exit_scores'])) for r in results
+             if r.get('exit_scores') is not None), default=0))
+    classes = sorted({y for y, _ in pairs})
+    counts = np.zeros((len(classes), num_exits))
+    for y, e in pairs:
+        counts[classes.index(y), e] += 1
+    totals = counts.sum(1)
+    return dict(classes=classes, shares=counts / totals[:, None],
+                counts=totals, overall=counts.sum(0) / totals.sum())
+
+
+def plot_exit_shares(stats: dict, out_file: str,
+                     class_names: Optional[List[str]] = None) -> str:
+    """Stacked bars of :func:`exit_shares`; returns ``out_file``."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    names = [class_names[c] if class_names and c < len(class_names) else
+             str(c) for c in stats['classes']] + ['all']
+    shares = np.vstack([stats['shares'], stats['overall'][None]])
+    fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(names) + 2), 3.5))
+    bottom = np.zeros(len(names))
+    for k in range(shares.shape[1]):
+        ax.bar(names, shares[:, k], bottom=bottom, label=f'exit {k}')
+        bottom += shares[:, k]
+    ax.set_ylabel('share of samples')
+    ax.set_ylim(0, 1)
+    ax.set_title('Exit taken per class')
+    ax.legend(loc='upper left', bbox_to_anchor=(1, 1), fontsize=8)
+    plt.setp(ax.get_xticklabels(), rotation=30, ha='right')
+    fig.tight_layout()
+    fig.savefig(out_file, dpi=100)
+    plt.close(fig)
+    return out_file
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('predictions', help='.pkl from tools/test.py --out')
+    parser.add_argument('--out', required=True, help='output PNG')
+    parser.add_argument('--classes', nargs='+', help='class names')
+    args = parser.parse_args(argv)
+    if not osp.isfile(args.predictions):
+        raise SystemExit(f'predictions file {args.predictions!r} does not '
+                         'exist.')
+    import mmengine
+    stats = exit_shares(mmengine.load(args.predictions))
+    names = args.classes
+    num_exits = stats['shares'].shape[1]
+    print('class\t' + '\t'.join(f'exit{k}' for k in range(num_exits)) +
+          '\tn')
+    for c, row, n in zip(stats['classes'], stats['shares'], stats['counts']):
+        label = names[c] if names and c < len(names) else c
+        print(f'{label}\t' + '\t'.join(f'{v:.3f}' for v in row) +
+              f'\t{int(n)}')
+    print('all\t' + '\t'.join(f'{v:.3f}' for v in stats['overall']) +
+          f'\t{int(stats["counts"].sum())}')
+    print(plot_exit_shares(stats, args.out, names))
+    return stats
+
+
+if __name__ == '__main__':
+    main()
+    sys.exit(0)

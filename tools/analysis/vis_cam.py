@@ -1,0 +1,160 @@
+"""Draw what every exit of an OccamNet looked at, one PNG per image.
+
+    python tools/analysis/vis_cam.py CONFIG CKPT --images a.jpg b.jpg \\
+        --out-dir work_dirs/cams [--target gt|pred] [--gt-labels diving 3] \\
+        [--panel-size 160] [--cfg-options key=value ...]
+
+Each PNG (``<out-dir>/<image name>_cam.png``) is one row: the image, then the
+CAM of the target class (``--target gt``: ground truth, ``pred``: predicted
+class) of every exit over it, titled with the exit's gate; the exit the
+sample took is framed in red. Images go through the config's test pipeline.
+
+Ground truth for ``--target gt``: ``--gt-labels`` (class names or indices,
+one per image) or, when not given, the file-name prefix before the first
+``_`` when it is a class name (BAR's naming, e.g. ``diving_12.jpg``).
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+import torch
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='CAM grids of every exit of an OccamNet')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('checkpoint', help='checkpoint file (.pth)')
+    parser.add_argument('--images', nargs='+', required=True,
+                        help='image files')
+    parser.add_argument('--out-dir', required=True, help='output folder')
+    parser.add_argument('--target', choices=['gt', 'pred'], default='gt',
+                        help='class whose CAM is drawn (default: gt)')
+    parser.add_argument('--gt-labels', nargs='+',
+                        help='ground-truth class (name or index) per image')
+    parser.add_argument('--panel-size', type=int, default=160,
+                        help='pixels of one panel (default: 160)')
+    parser.add_argument('--device', default='cpu', help='torch device')
+    from mmengine.config import DictAction
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config keys, key=value')
+    return parser.parse_args(argv)
+
+
+def class_names(cfg):
+    """Class names of the config's test dataset (None when unknown)."""
+    from mmpretrain.registry import DATASETS
+    ds_cfg = cfg.test_dataloader.dataset
+    classes = (ds_cfg.get('metainfo') or {}).get('classes')
+    if classes is None:
+        ds_type = ds_cfg.get('type')
+        ds_cls = DATASETS.get(ds_type) if isinstance(ds_type, str) else None
+        classes = getattr(ds_cls, 'METAINFO', {}).get('classes')
+    return list(classes) if classes is not None else None
+
+
+def resolve_labels(images, gt_labels, classes, need):
+    """One int label (or None) per image; see the module docstring."""
+    if gt_labels is not None:
+        if len(gt_labels) != len(images):
+            raise SystemExit(f'--gt-labels has {len(gt_labels)} values for '
+                             f'{len(images)} images.')
+        labels = []
+        for value in gt_labels:
+            if value.lstrip('-').isdigit():
+                labels.append(int(value))
+            elif classes is not None and value in classes:
+                labels.append(classes.index(value))
+            else:
+                raise SystemExit(f'--gt-labels: {value!r} is neither an index '
+                                 f'nor a class name of {classes}.')
+        return labels
+    labels = []
+    for path in images:
+        prefix = osp.basename(path).split('_')[0]
+        known = classes is not None and prefix in classes
+        label = classes.index(prefix) if known else None
+        if label is None and need:
+            raise SystemExit(
+                f'--target gt: no ground truth for {path!r} (file-name prefix '
+                f'{prefix!r} is not a class of {classes}); give '
+                '--gt-labels or use --target pred.')
+        labels.append(label)
+    return labels
+
+
+def load_model(cfg, checkpoint, device):
+    from mmengine.runner.checkpoint import load_state_dict
+    from mmpretrain.registry import MODELS
+    model = MODELS.build(cfg.model)
+    ckpt = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise SystemExit(f'{checkpoint!r} holds no state dict.')
+    state = {k[7:] if k.startswith('module.') else k: v
+             for k, v in state.items()}
+    load_state_dict(model, state, strict=True)
+    model.to(device)
+    model.eval()
+    for attr in ('neck', 'head'):
+        if getattr(model, attr, None) is None:
+            raise SystemExit(f'vis_cam: the model ({type(model).__name__}) '
+                             f'has no {attr}; it must be an OccamClassifier.')
+    if not hasattr(model.head, 'forward_exits'):
+        raise SystemExit('vis_cam: model.head has no forward_exits(); it must '
+                         'be an OccamHead.')
+    return model
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    for path, what in [(args.config, 'config'),
+                       (args.checkpoint, 'checkpoint')] + [
+                           (p, 'image') for p in args.images]:
+        if not osp.isfile(path):
+            raise SystemExit(f'{what} file {path!r} does not exist.')
+    from mmengine.config import Config
+    from mmengine.dataset import Compose, pseudo_collate
+    from mmengine.registry import init_default_scope
+    import mmcv
+
+    import occam_plugin  # noqa: F401  (registers)
+    from occam_plugin.visualization import collect_exit_cams, draw_cam_grid
+
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    classes = class_names(cfg)
+    labels = resolve_labels(args.images, args.gt_labels, classes,
+                            need=args.target == 'gt')
+    model = load_model(cfg, args.checkpoint, args.device)
+    pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
+
+    items = []
+    for path, label in zip(args.images, labels):
+        data = pipeline(dict(img_path=path))
+        if label is not None:
+            data['data_samples'].set_gt_label(label)
+        items.append(data)
+    os.makedirs(args.out_dir, exist_ok=True)
+    written = []
+    for path, data in zip(args.images, items):  # one by one: any image size
+        rec = collect_exit_cams(model, pseudo_collate([data]),
+                                target=args.target)[0]
+        grid = draw_cam_grid(rec, class_names=classes,
+                             panel_size=args.panel_size, target=args.target)
+        out = osp.join(args.out_dir,
+                       osp.splitext(osp.basename(path))[0] + '_cam.png')
+        mmcv.imwrite(grid[..., ::-1], out)  # RGB -> BGR for cv2
+        written.append(out)
+        name = (lambda c: classes[c] if classes and c is not None
+                and 0 <= c < len(classes) else c)
+        print(f'{path}: exit {rec["exit_idx"]}, pred {name(rec["pred_label"])}'
+              f', gt {name(rec["gt_label"])} -> {out}')
+    return written
+
+
+if __name__ == '__main__':
+    sys.exit(0 if main() else 1)

