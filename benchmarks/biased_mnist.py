@@ -73,7 +73,8 @@ def render(runs: list, args, command: str, started: str, done: bool) -> str:
     """The markdown of docs/results.md for the seeds finished so far."""
     seeds = [r['seed'] for r in runs]
     lines = [
-        '# Results: Biased MNIST, small CPU protocol', '',
+        '## Biased MNIST, small CPU protocol (issue 3, '
+        '`benchmarks/biased_mnist.py`)', '',
         '_Written by `benchmarks/biased_mnist.py`; numbers measured, not '
         'copied._' + ('' if done else
                       ' **Partial: the run was still going or was stopped; '
@@ -111,6 +112,27 @@ def render(runs: list, args, command: str, started: str, done: bool) -> str:
     return '\n'.join(lines) + '\n'
 
 
+BEGIN, END = '<!-- biased_mnist.py begin -->', '<!-- biased_mnist.py end -->'
+
+
+def write_section(path: str, text: str) -> None:
+    """Replace only this benchmark's section of ``path`` (other benchmarks
+    write their own sections into the same file)."""
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    old = ''
+    if osp.isfile(path):
+        with open(path, encoding='utf-8') as f:
+            old = f.read()
+    block = f'{BEGIN}\n{text}{END}\n'
+    if BEGIN in old and END in old:
+        head, rest = old.split(BEGIN, 1)
+        new = head + block + rest.split(END, 1)[1].lstrip('\n')
+    else:
+        new = block + ('\n' + old if old else '')
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(new)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
@@ -135,15 +157,13 @@ def main(argv=None):
         runs.append(dict(seed=seed, results=results,
                          p_bias=cfg.train_dataloader.dataset.p_bias,
                          epochs=cfg.train_cfg.max_epochs))
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w', encoding='utf-8') as f:
-            f.write(render(runs, args, command, started,
-                           done=len(runs) == len(args.seeds)))
+        write_section(args.out, render(runs, args, command, started,
+                                       done=len(runs) == len(args.seeds)))
         with open(osp.join(args.work_dir, 'runs.json'), 'w',
                   encoding='utf-8') as f:
             json.dump(runs, f, indent=2)
         print(demo.format_table(results), flush=True)
-    print(open(args.out, encoding='utf-8').read())
+    print(render(runs, args, command, started, done=True))
 
 
 if __name__ == '__main__':
