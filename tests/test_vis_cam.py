@@ -119,6 +119,26 @@ def test_vis_cam_writes_one_png_per_image(trained_run, tmp_path):
         assert mmcv.imread(png).shape == grid_size(4, 48) + (3, )
 
 
+def test_vis_cam_model_predicts_like_the_runner(trained_run):
+    """vis_cam must build the model as the Runner does (incl. the config's
+    top-level data_preprocessor, i.e. the input normalisation), so its gates
+    and exits are those of tools/test.py."""
+    vis_cam = _load_tool('vis_cam.py')
+    cfg = Config.fromfile(trained_run['cfg_file'])
+    model = vis_cam.load_model(cfg, trained_run['ckpt'], 'cpu')
+    runner_model = trained_run['runner'].model
+    runner_model.eval()
+    assert torch.equal(model.data_preprocessor.mean,
+                       runner_model.data_preprocessor.mean)
+    batch = next(iter(trained_run['runner'].test_dataloader))
+    with torch.no_grad():
+        ours = model.test_step(batch)
+        ref = runner_model.test_step(batch)
+    assert [d.exit_idx for d in ours] == [d.exit_idx for d in ref]
+    torch.testing.assert_close(torch.stack([d.exit_gates for d in ours]),
+                               torch.stack([d.exit_gates for d in ref]))
+
+
 def test_vis_cam_pred_target_and_bad_labels(trained_run, tmp_path):
     vis_cam = _load_tool('vis_cam.py')
     img = sorted(glob.glob(osp.join(trained_run['root'], 'test', '*.jpg')))[0]

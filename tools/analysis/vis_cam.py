@@ -87,7 +87,12 @@ def resolve_labels(images, gt_labels, classes, need):
 def load_model(cfg, checkpoint, device):
     from mmengine.runner.checkpoint import load_state_dict
     from mmpretrain.registry import MODELS
-    model = MODELS.build(cfg.model)
+    # as the Runner and mmpretrain's init_model do: configs keep the input
+    # normalisation in a top-level `data_preprocessor`
+    model_cfg = cfg.model.copy()
+    if cfg.get('data_preprocessor') is not None:
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    model = MODELS.build(model_cfg)
     ckpt = torch.load(checkpoint, map_location='cpu', weights_only=True)
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
