@@ -216,19 +216,9 @@ def dynamic_predict(model, inputs: torch.Tensor,
             active = active[keep]
             carry = take_samples(carry, keep)
 
-    chosen = scores[torch.arange(n, device=inputs.device), exit_idx]
-    labels = chosen.argmax(dim=1)
-    if data_samples is None:
-        data_samples = [None] * n
-    results = []
-    for i, ds in enumerate(data_samples):
-        ds = DataSample() if ds is None else ds
-        ds.set_pred_score(chosen[i]).set_pred_label(labels[i])
-        ds.set_field(int(exit_idx[i]), 'exit_idx', field_type='metainfo')
-        ds.exit_scores = scores[i]
-        ds.exit_gates = gates[i]
-        ds.set_field(float(spent[i]), 'flops', field_type='metainfo')
-        results.append(ds)
+    results = head.pack_predictions(scores, gates, exit_idx, data_samples)
+    for ds, cost in zip(results, spent.tolist()):
+        ds.set_field(float(cost), 'flops', field_type='metainfo')
     return results
 
 

@@ -281,11 +281,29 @@ class OccamHead(BaseModule):
         scores = torch.stack([F.softmax(x, dim=1) for x in outs['logits']],
                              dim=1).detach()  # N, E, C
         gates = torch.stack(outs['gates'], dim=1).detach()  # N, E
-        exit_idx = self.select_exits(gates)
-        chosen = scores[torch.arange(scores.shape[0]), exit_idx]
+        return self.pack_predictions(scores, gates, self.select_exits(gates),
+                                     data_samples)
+
+    @staticmethod
+    def pack_predictions(scores: torch.Tensor,
+                         gates: torch.Tensor,
+                         exit_idx: torch.Tensor,
+                         data_samples: Optional[List[Optional[DataSample]]]
+                         = None) -> List[DataSample]:
+        """Write the chosen exit's prediction and every exit's scores/gates
+        into DataSamples (shared by compute-all and dynamic inference).
+
+        Args:
+            scores (Tensor): ``[N, E, C]`` softmax of every exit.
+            gates (Tensor): ``[N, E]``.
+            exit_idx (Tensor): ``[N]`` exit taken by each sample.
+            data_samples (list, optional): Samples to fill; new ones if None.
+        """
+        n = scores.shape[0]
+        chosen = scores[torch.arange(n, device=scores.device), exit_idx]
         labels = chosen.argmax(dim=1)
         if data_samples is None:
-            data_samples = [None] * scores.shape[0]
+            data_samples = [None] * n
         results = []
         for i, ds in enumerate(data_samples):
             ds = DataSample() if ds is None else ds
