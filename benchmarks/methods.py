@@ -8,13 +8,16 @@ colored: Colored MNIST (1 % bias-conflicting), vanilla vs LfF, on the LfF MLP
          and on a ResNet-18 (width ``--width``); aligned / conflicting /
          unbiased test accuracy (the configs validate on the unbiased test
          split), mean +- std over seeds.
-biased:  Biased MNIST small (32 px), {ResNet-18, OccamResNet-18} x {ERM, UpWt,
-         gDRO, SD, LfF, PGI}: unbiased accuracy mean +- std over seeds.
+biased:  Biased MNIST small (the `make demo` protocol), {ResNet-18,
+         OccamResNet-18} x {ERM, UpWt, gDRO, SD, LfF, PGI}: unbiased accuracy
+         mean +- std over seeds.
 
 Every run is ``tools/train.py`` on the configs of ``configs/`` and
 ``configs/methods/`` with ``--cfg-options`` for seed/epochs/width/size only;
 the numbers are the final validation of each run (read from
-``<work_dir>/<timestamp>/vis_data/scalars.json``).
+``<work_dir>/<timestamp>/vis_data/scalars.json``). ``--jobs N`` runs N
+trainings at once, each with its share of the CPU threads. With
+``--results-md`` the table replaces this suite's section of that file.
 """
 import argparse
 import datetime
@@ -22,12 +25,12 @@ import glob
 import json
 import os
 import os.path as osp
-import platform
-import subprocess
 import sys
-import time
 
 import numpy as np
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from common import PYTHON, machine, run_commands, write_section  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 KEYS = ('bias/aligned_acc', 'bias/conflicting_acc', 'bias/unbiased_acc')
@@ -71,9 +74,18 @@ def biased_jobs(args):
             else:
                 opts = resnet_width(['model'], w,
                                     ['model'] if model == 'resnet18' else [])
+            # the lr steps keep their place in a shortened schedule
+            opts.append('param_scheduler.milestones=[{},{}]'.format(
+                max(1, round(args.epochs * 50 / 90)),
+                max(1, round(args.epochs * 70 / 90))))
             if args.train_samples:
+                # other generation params: their own data folder
+                root = osp.join(args.work_root, f'data_n{args.train_samples}')
                 opts.append('train_dataloader.dataset.num_samples='
                             f'{args.train_samples}')
+                opts += [f'{loader}.dataset.data_root={root}' for loader in
+                         ('train_dataloader', 'val_dataloader',
+                          'test_dataloader')]
             jobs.append((name, method.upper() if method != 'gdro' else
                          'gDRO', cfg, opts))
     return jobs
@@ -94,31 +106,34 @@ def final_metrics(work_dir):
 
 
 def run(args, jobs):
-    rows = []
+    tags, cmds, meta = [], [], []
     for model, method, cfg, opts in jobs:
         for seed in args.seeds:
             tag = f'{args.suite}/{model}_{method}_s{seed}'.replace(' ', '')
             work_dir = osp.join(args.work_root, tag)
-            cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'),
-                   osp.join(REPO, cfg), '--work-dir', work_dir,
-                   '--cfg-options', f'randomness.seed={seed}',
-                   f'train_cfg.max_epochs={args.epochs}',
-                   f'train_cfg.val_interval={args.epochs}',
-                   'default_hooks.logger.interval=50', *opts]
-            t0 = time.time()
-            proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True)
-            dt = time.time() - t0
-            res = final_metrics(work_dir) if proc.returncode == 0 else None
-            if res is None:
-                print(f'FAILED {tag} ({dt:.0f} s):\n{proc.stdout[-3000:]}')
-            else:
-                print(f'{tag}: ' + ', '.join(
-                    f'{k}={res.get(k, float("nan")):.2f}' for k in KEYS) +
-                    f' ({dt:.0f} s)', flush=True)
-            rows.append(dict(model=model, method=method, seed=seed,
-                             seconds=dt, cmd=' '.join(cmd[1:]),
-                             **({k: res.get(k) for k in KEYS} if res else {})))
+            cmds.append([PYTHON, osp.join(REPO, 'tools', 'train.py'),
+                         osp.join(REPO, cfg), '--work-dir', work_dir,
+                         '--cfg-options', f'randomness.seed={seed}',
+                         f'train_cfg.max_epochs={args.epochs}',
+                         f'train_cfg.val_interval={args.epochs}',
+                         'default_hooks.logger.interval=50', *opts])
+            tags.append((tag, work_dir))
+            meta.append((model, method, seed))
+    rows = []
+    for i, rc, dt, tail in run_commands(
+            cmds, args.jobs, osp.join(args.work_root, args.suite, 'logs')):
+        tag, work_dir = tags[i]
+        model, method, seed = meta[i]
+        res = final_metrics(work_dir) if rc == 0 else None
+        if res is None:
+            print(f'FAILED {tag} ({dt:.0f} s):\n{tail}')
+        else:
+            print(f'{tag}: ' + ', '.join(
+                f'{k}={res.get(k, float("nan")):.2f}' for k in KEYS) +
+                f' ({dt:.0f} s)', flush=True)
+        rows.append(dict(model=model, method=method, seed=seed,
+                         seconds=dt, cmd=' '.join(cmds[i][1:]),
+                         **({k: res.get(k) for k in KEYS} if res else {})))
     return rows
 
 
@@ -133,8 +148,8 @@ def table(rows, keys):
         cells = []
         for k in keys:
             v = np.array([r[k] for r in rs if r.get(k) is not None], float)
-            cells.append(f'{v.mean():.1f} ± {v.std():.1f}' if len(v) else
-                         'failed')
+            cells.append(f'{v.mean():.1f} ± {v.std(ddof=1):.1f}' if len(v) > 1
+                         else f'{v[0]:.1f}' if len(v) else 'failed')
         lines.append(f'| {model} | {method} | {len(rs)} | ' +
                      ' | '.join(cells) + ' |')
     return '\n'.join(lines)
@@ -150,9 +165,13 @@ def main(argv=None):
                    help='biased: use only this many training images')
     p.add_argument('--models', nargs='+', default=None,
                    help='only these models (e.g. MLP ResNet-18)')
+    p.add_argument('--jobs', type=int, default=1,
+                   help='trainings at a time (each gets cpu_count / jobs '
+                   'threads)')
     p.add_argument('--work-root', default='work_dirs/bench_methods')
     p.add_argument('--results-md', default=None,
-                   help='append the markdown section to this file')
+                   help='write the table into this markdown file (its own '
+                   'section per suite and model set)')
     args = p.parse_args(argv)
     jobs = colored_jobs(args) if args.suite == 'colored' else \
         biased_jobs(args)
@@ -166,16 +185,20 @@ def main(argv=None):
         json.dump(rows, f, indent=1)
     keys = KEYS if args.suite == 'colored' else ('bias/unbiased_acc', )
     total = sum(r['seconds'] for r in rows)
-    md = (f'\n### {"Colored MNIST (1 % conflicting)" if args.suite == "colored" else "Biased MNIST small (p_bias 0.95, 32 px)"}'
-          f'\n\n`python benchmarks/methods.py {" ".join(argv or sys.argv[1:])}`'
-          f' — {start:%Y-%m-%d %H:%M} UTC, {platform.machine()} CPU '
-          f'({os.cpu_count()} cores, shared), {total / 60:.1f} min in all; '
-          f'{args.epochs} epochs, seeds {args.seeds}, ResNet width '
-          f'{args.width}.\n\n' + table(rows, keys) + '\n')
+    title = ('Colored MNIST (1 % bias-conflicting)' if args.suite == 'colored'
+             else 'Biased MNIST, small CPU protocol')
+    md = (f'### {title}: {", ".join(args.models or ["all models"])}\n\n'
+          f'- command: `python benchmarks/methods.py '
+          f'{" ".join(argv or sys.argv[1:])}`\n'
+          f'- machine: {machine()}, {args.jobs} run(s) at a time\n'
+          f'- date: {start:%Y-%m-%d %H:%M} UTC, {total / 60:.1f} min of runs '
+          f'in all\n'
+          f'- {args.epochs} epochs, seeds {args.seeds}, ResNet width '
+          f'{args.width}; final validation on the unbiased split (%, mean ± '
+          f'std over seeds)\n\n' + table(rows, keys) + '\n')
     print(md)
     if args.results_md:
-        with open(args.results_md, 'a') as f:
-            f.write(md)
+        write_section(args.results_md, f'methods.py {name}', md)
 
 
 if __name__ == '__main__':

@@ -40,10 +40,12 @@ import time
 
 import torch
 
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from common import write_section  # noqa: E402
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 OCCAM_CFG = osp.join(REPO, 'configs', '_base_', 'models', 'occam_resnet18.py')
 NUM_CLASSES = 10
-BEGIN, END = '<!-- speed.py begin -->', '<!-- speed.py end -->'
 
 
 # ------------------------------------------------------------------ models
@@ -322,7 +324,7 @@ def run_profile(args) -> str:
 
 # ------------------------------------------------------------------ report
 def markdown(args, train, infer, gpu_rows, prof, started, wall) -> str:
-    lines = [BEGIN, '## Speed: training overhead and dynamic early exit '
+    lines = ['## Speed: training overhead and dynamic early exit '
              '(issue 5, `benchmarks/speed.py`)', '']
     cpu = platform.processor() or platform.machine()
     try:
@@ -419,22 +421,7 @@ def markdown(args, train, infer, gpu_rows, prof, started, wall) -> str:
     if prof:
         lines += ['### Where the time goes (torch.profiler, CPU)', '',
                   '```', prof, '```', '']
-    lines.append(END)
     return '\n'.join(lines)
-
-
-def write_section(path: str, section: str) -> None:
-    """Replace this script's section of ``path`` (or append it); other
-    sections are left as they are (the file is re-read right before)."""
-    text = open(path, encoding='utf-8').read() if osp.isfile(path) else ''
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + section + tail
-    else:
-        text = text.rstrip('\n') + ('\n\n' if text else '') + section + '\n'
-    with open(path, 'w', encoding='utf-8') as f:
-        f.write(text)
 
 
 def parse_args(argv=None):
@@ -483,7 +470,7 @@ def main(argv=None):
                        time.time() - t0)
     print(section)
     if args.results_md:
-        write_section(args.results_md, section)
+        write_section(args.results_md, 'speed.py', section)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(dict(train=train, infer=infer, gpu=gpu_rows), f,

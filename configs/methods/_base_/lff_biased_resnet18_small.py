@@ -4,7 +4,7 @@
 _w = 16
 lff_biased_model = dict(
     type='ImageClassifier',
-    backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=_w,
+    backbone=dict(type='ResNet', depth=18, stem_channels=_w,
                   base_channels=_w, out_indices=(3, ), style='pytorch'),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(type='DebiasLinearClsHead', num_classes=10, in_channels=_w * 8))
