@@ -61,15 +61,17 @@ def write_section(path: str, name: str, text: str) -> None:
         f.write(new)
 
 
-def run_commands(commands, jobs: int = 1, log_dir: str = None):
+def run_commands(commands, jobs: int = 1, log_dir: str = None,
+                 threads: int = None):
     """Run each command (an argv list) as its own process, ``jobs`` at a
-    time, every process limited to ``cpu_count // jobs`` threads so parallel
-    runs do not fight over the cores. Yields ``(index, returncode, seconds,
-    output_tail)`` in the order given; the full output goes to
-    ``log_dir/<index>.log`` when ``log_dir`` is given."""
+    time, every process limited to ``threads`` (default ``cpu_count //
+    jobs``) torch threads so parallel runs do not fight over the cores.
+    Yields ``(index, returncode, seconds, output_tail)`` in the order given;
+    the full output goes to ``log_dir/<index>.log`` when ``log_dir`` is
+    given."""
     jobs = max(1, jobs)
     env = dict(os.environ)
-    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    threads = str(threads or max(1, (os.cpu_count() or 1) // jobs))
     env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     if log_dir:
         os.makedirs(log_dir, exist_ok=True)

@@ -119,9 +119,21 @@ def run(args, jobs):
                          'default_hooks.logger.interval=50', *opts])
             tags.append((tag, work_dir))
             meta.append((model, method, seed))
-    rows = []
-    for i, rc, dt, tail in run_commands(
-            cmds, args.jobs, osp.join(args.work_root, args.suite, 'logs')):
+    rows, todo = [], list(range(len(cmds)))
+    if args.reuse_finished:  # runs whose final validation is on disk
+        done = [i for i in todo if final_metrics(tags[i][1]) is not None]
+        todo = [i for i in todo if i not in done]
+        for i in done:
+            model, method, seed = meta[i]
+            res = final_metrics(tags[i][1])
+            print(f'{tags[i][0]}: reused from {tags[i][1]}')
+            rows.append(dict(order=i, model=model, method=method, seed=seed,
+                             seconds=0.0, cmd=' '.join(cmds[i][1:]),
+                             reused=True, **{k: res.get(k) for k in KEYS}))
+    for j, rc, dt, tail in run_commands(
+            [cmds[i] for i in todo], args.jobs,
+            osp.join(args.work_root, args.suite, 'logs'), args.threads):
+        i = todo[j]
         tag, work_dir = tags[i]
         model, method, seed = meta[i]
         res = final_metrics(work_dir) if rc == 0 else None
@@ -131,10 +143,10 @@ def run(args, jobs):
             print(f'{tag}: ' + ', '.join(
                 f'{k}={res.get(k, float("nan")):.2f}' for k in KEYS) +
                 f' ({dt:.0f} s)', flush=True)
-        rows.append(dict(model=model, method=method, seed=seed,
+        rows.append(dict(order=i, model=model, method=method, seed=seed,
                          seconds=dt, cmd=' '.join(cmds[i][1:]),
                          **({k: res.get(k) for k in KEYS} if res else {})))
-    return rows
+    return sorted(rows, key=lambda r: r['order'])
 
 
 def table(rows, keys):
@@ -168,6 +180,12 @@ def main(argv=None):
     p.add_argument('--jobs', type=int, default=1,
                    help='trainings at a time (each gets cpu_count / jobs '
                    'threads)')
+    p.add_argument('--threads', type=int, default=None,
+                   help='torch threads per run (default: cpu_count / jobs)')
+    p.add_argument('--reuse-finished', action='store_true',
+                   help='take the numbers of runs already finished in '
+                   '--work-root instead of training them again (to finish '
+                   'an interrupted benchmark)')
     p.add_argument('--work-root', default='work_dirs/bench_methods')
     p.add_argument('--results-md', default=None,
                    help='write the table into this markdown file (its own '

@@ -205,3 +205,18 @@ def test_exit_shares_by_hand(tmp_path):
     assert out.stat().st_size > 0
     with pytest.raises(KeyError, match='lacks'):
         tool.exit_shares([dict(gt_label=1)])
+
+
+@pytest.mark.parametrize('config, classes', [
+    ('occam_resnet18_biased_mnist_small.py', [str(i) for i in range(10)]),
+    ('occam_resnet18_colored_mnist.py', [str(i) for i in range(10)]),
+    ('occam_resnet18_bar.py', ['climbing', 'diving', 'fishing',
+                               'pole vaulting', 'racing', 'throwing']),
+])
+def test_vis_cam_knows_the_classes_without_building_data(config, classes):
+    # read from the dataset class, so no split is generated or opened
+    vis = _load_tool('vis_cam.py')
+    cfg = Config.fromfile(osp.join(REPO, 'configs', config))
+    assert vis.class_names(cfg) == classes
+    with pytest.raises(SystemExit, match=r"prefix 'img' is not a class"):
+        vis.resolve_labels(['x/img_1.png'], None, classes, need=True)

@@ -446,6 +446,8 @@ class BiasedMNIST(BaseDataset):
         **kwargs: Other ``BaseDataset`` arguments (``pipeline``,
             ``test_mode``, ``indices``, ...).
     """
+    # class names known before any split is built (tools read them)
+    METAINFO = dict(classes=CLASSES)
     GROUP_BY = ('class_x_primary', 'class_x_aligned')
 
     def __init__(self,

@@ -74,6 +74,8 @@ class ColoredMNIST(BaseDataset):
         **kwargs: Other ``BaseDataset`` arguments (``pipeline``,
             ``test_mode``, ``indices``, ...).
     """
+    # class names known before any split is built (tools read them)
+    METAINFO = dict(classes=CLASSES)
     GROUP_BY = ('class_x_color', 'class_x_aligned')
     SPLITS = ('train', 'test')
 

@@ -76,10 +76,13 @@ def resolve_labels(images, gt_labels, classes, need):
         known = classes is not None and prefix in classes
         label = classes.index(prefix) if known else None
         if label is None and need:
+            known_as = (f'is not a class of {classes}' if classes is not None
+                        else "cannot be checked: the config's test dataset "
+                        'names no classes')
             raise SystemExit(
                 f'--target gt: no ground truth for {path!r} (file-name prefix '
-                f'{prefix!r} is not a class of {classes}); give '
-                '--gt-labels or use --target pred.')
+                f'{prefix!r} {known_as}); give --gt-labels or use --target '
+                'pred.')
         labels.append(label)
     return labels
 
