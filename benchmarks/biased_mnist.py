@@ -18,7 +18,8 @@ import sys
 import time
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from common import PYTHON, machine, mean_std, run_commands, write_section  # noqa: E402,E501
+from common import (PYTHON, machine, mean_std, run_commands,  # noqa: E402
+                    write_section)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MODELS = ('resnet', 'occam')
@@ -113,7 +114,9 @@ def main(argv=None):
     prep = [PYTHON, osp.join(REPO, 'tools', 'demo.py'), '--prepare-only']
     if args.p_bias is not None:
         prep += ['--p-bias', str(args.p_bias)]
-    next(run_commands([prep]))
+    _, rc, _, tail = next(run_commands([prep]))
+    if rc != 0:
+        raise RuntimeError(f'generating the data failed (exit {rc}):\n{tail}')
     done, runs = {}, []
     for i, rc, seconds, tail in run_commands(
             cmds, args.jobs, osp.join(args.work_dir, 'logs')):

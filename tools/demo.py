@@ -1,6 +1,6 @@
 """`make demo`: OccamResNet vs plain ResNet on a small Biased MNIST, on the CPU.
 
-    python tools/demo.py                       # the default protocol (~10 min)
+    python tools/demo.py                       # the default protocol (~6 min, 2 cores)
     python tools/demo.py --epochs 2            # quicker, less accurate
     python tools/demo.py --p-bias 0.95 --seed 1 --work-dir work_dirs/demo_s1
 
@@ -43,14 +43,16 @@ def parse_args(argv=None):
                    help='training epochs (default: the config\'s); the lr '
                    'steps keep their relative place')
     p.add_argument('--num-train', type=int, default=None,
-                   help='train images (default: the config\'s, 16,000 = 4 per shipped train digit)')
+                   help='train images (default: the config\'s, 16,000 = '
+                   '4 per shipped train digit)')
     p.add_argument('--num-eval', type=int, default=None,
                    help='val/test samples (default: the config\'s)')
     p.add_argument('--seed', type=int, default=0,
                    help='training seed (the data are generated with seed 0)')
     p.add_argument('--data-root', default=None,
                    help='folder of the generated data (default: '
-                   'data/biased_mnist_small/p<p_bias>_n<num-train>[_eval<num-eval>])')
+                   'data/biased_mnist_small/p<p_bias>_n<num-train>'
+                   '[_eval<num-eval>])')
     p.add_argument('--work-dir', default=osp.join('work_dirs', 'demo'),
                    help='logs, checkpoints and summary.json go here')
     p.add_argument('--models', nargs='+', choices=sorted(CONFIGS),
@@ -71,7 +73,8 @@ def build_cfg(model: str, work_dir: str, p_bias=None, epochs=None,
         # one folder per generation setting: a split on disk is never
         # silently reused for other params
         n_train = train_ds.num_samples if num_train is None else num_train
-        data_root = osp.join('data', 'biased_mnist_small', f'p{p}_n{n_train}')
+        data_root = osp.join('data', 'biased_mnist_small',
+                             f'p{p}_n{n_train}')
         if num_eval is not None:
             data_root += f'_eval{num_eval}'
     for name in LOADERS:
