@@ -30,8 +30,6 @@ import datetime
 import json
 import os
 import os.path as osp
-import platform
-import re
 import resource
 import statistics
 import subprocess
@@ -41,7 +39,7 @@ import time
 import torch
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from common import write_section  # noqa: E402
+from common import machine, write_section  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 OCCAM_CFG = osp.join(REPO, 'configs', '_base_', 'models', 'occam_resnet18.py')
@@ -326,20 +324,13 @@ def run_profile(args) -> str:
 def markdown(args, train, infer, gpu_rows, prof, started, wall) -> str:
     lines = ['## Speed: training overhead and dynamic early exit '
              '(issue 5, `benchmarks/speed.py`)', '']
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            names = re.findall(r'model name\s*:\s*(.*)', f.read())
-        cpu = f'{names[0]} ({len(names)} logical CPUs)' if names else cpu
-    except OSError:
-        pass
     cmd = ' '.join(['python', 'benchmarks/speed.py'] + sys.argv[1:])
     lines += [
         f'- Command: `{cmd}`',
         f'- Date: {started} UTC, wall time {wall:.0f} s',
-        f'- Machine: {cpu}; torch {torch.__version__}, '
-        f'{torch.get_num_threads()} threads; the CPU was shared with other '
-        'jobs, so absolute numbers are noisy (medians reported).',
+        f'- Machine: {machine()}, {torch.get_num_threads()} torch threads; '
+        f'load average {os.getloadavg()[0]:.1f} when the report was written '
+        '(other processes add noise: medians reported).',
         f'- Input {args.img_size} px, batch {args.batch} '
         f'(batch-1 rows: {args.b1_images} images one at a time), '
         f'{NUM_CLASSES} classes; OccamResNet-18 = '
