@@ -1,0 +1,39 @@
+"""The helpers the benchmark scripts share (benchmarks/common.py): each
+script owns one section of docs/results.md and must not touch the others."""
+import os.path as osp
+import sys
+
+from conftest import REPO
+
+sys.path.insert(0, osp.join(REPO, 'benchmarks'))
+from common import mean_std, run_commands, write_section  # noqa: E402
+
+
+def test_write_section_replaces_only_its_own_block(tmp_path):
+    md = tmp_path / 'results.md'
+    write_section(str(md), 'a.py', 'first A\n')
+    write_section(str(md), 'b.py', 'first B')
+    md.write_text(md.read_text() + '\nhand-written note\n')
+    write_section(str(md), 'a.py', 'second A')
+    text = md.read_text()
+    assert text.count('<!-- a.py begin -->') == 1
+    assert 'second A' in text and 'first A' not in text
+    assert 'first B' in text and text.endswith('hand-written note\n')
+    assert text.index('second A') < text.index('first B')  # kept its place
+
+
+def test_mean_std_is_the_sample_std_and_skips_missing():
+    assert mean_std([1.0, 2.0, 3.0]) == '2.00 ± 1.00'
+    assert mean_std([None, 4.0]) == '4.00'
+    assert mean_std([None]) == '-'
+
+
+def test_run_commands_gives_each_process_its_thread_share(tmp_path):
+    py = sys.executable
+    cmds = [[py, '-c', 'import os; print(os.environ["OMP_NUM_THREADS"])'],
+            [py, '-c', 'raise SystemExit(3)']]
+    out = list(run_commands(cmds, jobs=2, log_dir=str(tmp_path),
+                            threads=1))
+    assert [(i, rc) for i, rc, _, _ in out] == [(0, 0), (1, 3)]
+    assert out[0][3].strip() == '1'
+    assert (tmp_path / '0.log').read_text().strip() == '1'
