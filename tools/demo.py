@@ -22,7 +22,7 @@ import os.path as osp
 import sys
 import time
 
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = dict(
@@ -42,50 +42,65 @@ def parse_args(argv=None):
     p.add_argument('--epochs', type=int, default=None,
                    help='training epochs (default: the config\'s); the lr '
                    'steps keep their relative place')
-    p.add_argument('--num-train', type=int, default=None,
-                   help='train images (default: the config\'s, 16,000 = '
-                   '4 per shipped train digit)')
-    p.add_argument('--num-eval', type=int, default=None,
-                   help='val/test samples (default: the config\'s)')
+    p.add_argument('--num-trainval', type=int, default=None,
+                   help='trainval renderings (default: the config\'s, 19,200 '
+                   '= 16,000 train + 3,200 val images of the shipped train '
+                   'digits)')
+    p.add_argument('--image-size', type=int, default=None,
+                   help='stored image side in px (default: the config\'s, '
+                   '64; the benchmark\'s is 160)')
+    p.add_argument('--num-test', type=int, default=None,
+                   help='test images (default: one per shipped test digit)')
     p.add_argument('--seed', type=int, default=0,
                    help='training seed (the data are generated with seed 0)')
     p.add_argument('--data-root', default=None,
-                   help='folder of the generated data (default: '
-                   'data/biased_mnist_small/p<p_bias>_n<num-train>'
-                   '[_eval<num-eval>])')
+                   help='folder of the generated data (default: the '
+                   'config\'s, plus _n<num-trainval>/_t<num-test> when '
+                   'given); every p_bias lives beside the others in it')
     p.add_argument('--work-dir', default=osp.join('work_dirs', 'demo'),
                    help='logs, checkpoints and summary.json go here')
     p.add_argument('--models', nargs='+', choices=sorted(CONFIGS),
                    default=['resnet', 'occam'])
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   default=None,
+                   help='extra config overrides for every model (key=value,'
+                   ' as in tools/train.py), e.g. model.head.use_gates=False')
     p.add_argument('--prepare-only', action='store_true',
                    help='generate the data splits, train nothing')
     return p.parse_args(argv)
 
 
 def build_cfg(model: str, work_dir: str, p_bias=None, epochs=None,
-              num_train=None, num_eval=None, seed=0,
-              data_root=None) -> Config:
+              num_trainval=None, num_test=None, image_size=None, seed=0,
+              data_root=None, cfg_options=None) -> Config:
     """The model's small config with the demo's overrides applied."""
     cfg = Config.fromfile(CONFIGS[model])
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
     train_ds = cfg.train_dataloader.dataset
     p = train_ds.p_bias if p_bias is None else p_bias
+    gen = dict(train_ds.generate)
+    if num_trainval is not None:
+        gen['num_trainval'] = num_trainval
+    if num_test is not None:
+        gen['num_test'] = num_test
+    if image_size is not None:
+        gen['image_size'] = image_size
     if data_root is None:
-        # one folder per generation setting: a split on disk is never
-        # silently reused for other params
-        n_train = train_ds.num_samples if num_train is None else num_train
-        data_root = osp.join('data', 'biased_mnist_small',
-                             f'p{p}_n{n_train}')
-        if num_eval is not None:
-            data_root += f'_eval{num_eval}'
+        # one folder per generation setting: data on disk is never
+        # silently reused for other params (the p_bias sets live inside)
+        data_root = train_ds.data_root
+        if num_trainval is not None:
+            data_root += f'_n{num_trainval}'
+        if num_test is not None:
+            data_root += f'_t{num_test}'
+        if image_size is not None:
+            data_root += f'_s{image_size}'
     for name in LOADERS:
         ds = cfg[name].dataset
         ds.data_root = data_root
-        ds.p_bias = p  # only the train split uses it (val/test unbiased)
-    if num_train is not None:
-        cfg.train_dataloader.dataset.num_samples = num_train
-    if num_eval is not None:
-        for name in LOADERS[1:]:
-            cfg[name].dataset.num_samples = num_eval
+        ds.p_bias = p  # the train split reads full_<p>; val full_0.5
+        ds.generate = gen
     if epochs is not None:
         cfg.train_cfg.max_epochs = epochs
         cfg.train_cfg.val_interval = epochs  # validate once, at the end
@@ -106,10 +121,19 @@ def run_one(cfg: Config) -> dict:
     t0 = time.time()
     runner.train()
     train_s = time.time() - t0
+    # the last validation's metrics (protocol choices are made on them),
+    # read before the test run writes its own files in their place
+    val = _read_metrics(runner.log_dir)
     runner.test()
-    out = dict(train_seconds=train_s, log_dir=runner.log_dir)
+    out = dict(train_seconds=train_s, log_dir=runner.log_dir, val=val)
+    out.update(_read_metrics(runner.log_dir))
+    return out
+
+
+def _read_metrics(log_dir: str) -> dict:
+    out = {}
     for name in ('bias_metrics.json', 'exit_metrics.json'):
-        path = osp.join(runner.log_dir, name)
+        path = osp.join(log_dir, name)
         if osp.isfile(path):
             with open(path, encoding='utf-8') as f:
                 out.update(json.load(f)['metrics'])
@@ -182,14 +206,17 @@ def main(argv=None):
     args = parse_args(argv)
     t0 = time.time()
     overrides = dict(p_bias=args.p_bias, epochs=args.epochs,
-                     num_train=args.num_train, num_eval=args.num_eval,
-                     seed=args.seed,
+                     num_trainval=args.num_trainval, num_test=args.num_test,
+                     image_size=args.image_size, seed=args.seed,
+                     cfg_options=args.cfg_options,
                      data_root=args.data_root)
     cfg = build_cfg('occam', args.work_dir, **overrides)
     ds = cfg.train_dataloader.dataset
-    print(f'Biased MNIST (small): data in {ds.data_root}, p_bias {ds.p_bias},'
-          f' {ds.grid_size}x{ds.grid_size} cells of {ds.cell_size} px stored '
-          f'at {ds.image_size} px, {cfg.train_cfg.max_epochs} epochs; '
+    g = ds.generate
+    print(f'Biased MNIST v2 (small): data in {ds.data_root}, p_bias '
+          f'{ds.p_bias} (val reads full_{ds.get("val_p_bias", 0.5)}), '
+          f'{g["num_cells"]}x{g["num_cells"]} cells stored at '
+          f'{g["image_size"]} px, {cfg.train_cfg.max_epochs} epochs; '
           'generated on first use, then reused.', flush=True)
     if args.prepare_only:
         import occam_plugin  # noqa: F401  (registers the datasets)

@@ -23,11 +23,16 @@ from PIL import Image
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
-from .biased_mnist import PALETTE
 from .mnist_source import load_mnist
 
 CLASSES = tuple(str(i) for i in range(10))
 NUM_COLORS = 10
+#: 10 well-separated RGB colours, colour ``c`` tied to class ``c``
+PALETTE = np.array([(230, 25, 75), (60, 180, 75), (255, 225, 25),
+                    (0, 130, 200), (245, 130, 48), (145, 30, 180),
+                    (70, 240, 240), (240, 50, 230), (210, 245, 60),
+                    (250, 190, 212)],
+                   dtype=np.float32)
 
 
 def colorize(digits: np.ndarray, colors: np.ndarray) -> np.ndarray:

@@ -10,7 +10,9 @@ model = dict(
         stem_channels=58,
         base_channels=58,
         out_indices=(0, 1, 2, 3),  # one map per stage -> one exit per stage
-        style='pytorch'),
+        style='pytorch',
+        # as the reference: residual BNs start at 1 (mmpretrain zero-inits)
+        zero_init_residual=False),
     neck=dict(
         type='ExitNeck',
         hidden_ratio=0.25,

@@ -3,7 +3,9 @@ model = dict(
     type='ImageClassifier',
     backbone=dict(
         type='ResNet', depth=18, num_stages=4, out_indices=(3, ),
-        style='pytorch'),
+        style='pytorch',
+        # as the reference: residual BNs start at 1 (mmpretrain zero-inits)
+        zero_init_residual=False),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(
         type='LinearClsHead',

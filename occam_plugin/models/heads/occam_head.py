@@ -64,7 +64,9 @@ class OccamHead(BaseModule):
             ``min_epochs=1``.
         method (dict, optional): Bias-mitigation method reducing each exit's
             per-sample CE (see above). Defaults to None (mean).
-        init_cfg (dict, optional): Initialisation config.
+        init_cfg (dict, optional): Initialisation config. Defaults to the
+            reference's: CAM convs drawn from N(0, sqrt(2 / (k * k * C_out)))
+            (Kaiming normal, fan_out), zero bias.
     """
 
     def __init__(self,
@@ -84,7 +86,9 @@ class OccamHead(BaseModule):
                      type='ExitGateLoss', loss_weight=1.0,
                      thresholds=(0.5, 0.6, 0.7, 0.8), min_epochs=1),
                  method: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
+                 init_cfg: Optional[dict] = dict(
+                     type='Kaiming', layer='Conv2d', mode='fan_out',
+                     nonlinearity='relu')):
         super().__init__(init_cfg=init_cfg)
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f'OccamHead: num_classes={num_classes!r}; '
