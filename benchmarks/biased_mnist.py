@@ -14,6 +14,11 @@ stay those of generation seed 0), tested on the unbiased test split.
 run leaves its partial numbers (marked as such); ``--reuse-finished`` skips
 runs whose summary.json exists.
 
+``--ablations`` measures why the OccamResNet-18 gains what it gains at the
+given p_bias and seeds: the same run without CAM suppression, without the
+gate weighting of the exit CE, without gates (always the last exit), and the
+full model's checkpoint re-tested with other exit thresholds.
+
 ``--paper-scale`` runs the paper's configs instead (configs/*_biased_mnist.py:
 160 px, width 58, 90 epochs, batch 128) through tools/train.py and
 tools/test.py; it needs a GPU (and ``--mnist-root`` for the full MNIST, or
@@ -124,6 +129,109 @@ def render(by_p: dict, args, command: str, started: str, done: bool) -> str:
     return '\n'.join(lines) + '\n'
 
 
+ABLATIONS = (
+    ('no CAM suppression', ['model.head.cam_suppression=None']),
+    ('no gate weighting (plain CE per exit)',
+     ['model.head.gate_weighting=False']),
+    ('no gates (always the last exit)', ['model.head.use_gates=False']),
+)
+THRESHOLDS = (0.3, 0.7, 0.9, 1.01)
+
+
+def _last_metrics(work_dir: str) -> dict:
+    """bias + exit metrics of the newest run folder under ``work_dir``."""
+    import glob
+    found = sorted(glob.glob(osp.join(work_dir, '*', 'bias_metrics.json')),
+                   key=osp.getmtime)
+    out = {}
+    for name in ('bias_metrics.json', 'exit_metrics.json'):
+        path = osp.join(osp.dirname(found[-1]), name)
+        if osp.isfile(path):
+            with open(path, encoding='utf-8') as f:
+                out.update(json.load(f)['metrics'])
+    return out
+
+
+def ablations(args, wd) -> None:
+    """Occam variants at each (p_bias, seed); the full model comes from the
+    main grid's runs (run it first)."""
+    rows = {}  # (variant, p) -> list of result dicts
+    cmds, tags = [], []
+    for pb in args.p_bias:
+        for seed in args.seeds:
+            full = wd(pb, seed, 'occam')
+            with open(osp.join(full, 'summary.json'), encoding='utf-8') as f:
+                rows.setdefault(('full OccamResNet-18', pb), []).append(
+                    json.load(f)['results']['occam'])
+            with open(osp.join(wd(pb, seed, 'resnet'), 'summary.json'),
+                      encoding='utf-8') as f:
+                rows.setdefault(('ResNet-18 (reference point)', pb),
+                                []).append(json.load(f)['results']['resnet'])
+            for name, opts in ABLATIONS:
+                out = osp.join(args.work_dir, 'ablations', f'p{pb}',
+                               f'seed{seed}', name.split(' (')[0]
+                               .replace(' ', '_'))
+                if not (args.reuse_finished and
+                        osp.isfile(osp.join(out, 'summary.json'))):
+                    cmds.append([PYTHON, osp.join(REPO, 'tools', 'demo.py'),
+                                 '--models', 'occam', '--seed', str(seed),
+                                 '--p-bias', str(pb), '--work-dir', out,
+                                 '--cfg-options', *opts])
+                tags.append((name, pb, out))
+            ckpt_dir = osp.join(full, 'occam')
+            with open(osp.join(ckpt_dir, 'last_checkpoint'),
+                      encoding='utf-8') as f:
+                ckpt = f.read().strip()
+            for t in THRESHOLDS:
+                out = osp.join(args.work_dir, 'ablations', f'p{pb}',
+                               f'seed{seed}', f'threshold{t}')
+                cmds.append([PYTHON, osp.join(REPO, 'tools', 'test.py'),
+                             osp.join(REPO, 'configs',
+                                      'occam_resnet18_biased_mnist_small.py'),
+                             ckpt, '--work-dir', out, '--cfg-options',
+                             f'model.head.exit_threshold={t}'])
+                tags.append((f'full model, exit threshold {t} (re-test)',
+                             pb, out))
+    for i, rc, seconds, tail in run_commands(
+            cmds, args.jobs, osp.join(args.work_dir, 'ablations', 'logs')):
+        if rc != 0:
+            raise RuntimeError(f'{" ".join(cmds[i])} failed:\n{tail}')
+    for name, pb, out in tags:
+        if osp.isfile(osp.join(out, 'summary.json')):
+            with open(osp.join(out, 'summary.json'), encoding='utf-8') as f:
+                res = json.load(f)['results']['occam']
+        else:
+            res = _last_metrics(out)
+        rows.setdefault((name, pb), []).append(res)
+    lines = ['## Biased MNIST v2, CPU protocol: OccamResNet-18 ablations '
+             '(`benchmarks/biased_mnist.py --ablations`)', '',
+             '_Written by `benchmarks/biased_mnist.py`; numbers measured._',
+             '', f'- command: `python benchmarks/biased_mnist.py '
+             f'--ablations --p-bias {" ".join(map(str, args.p_bias))} '
+             f'--seeds {" ".join(map(str, args.seeds))}`',
+             f'- machine: {machine()}, {args.jobs} run(s) at a time',
+             f'- date: {time.strftime("%Y-%m-%d %H:%M", time.gmtime())} UTC',
+             '- same protocol as the grid above; each variant changes one '
+             'thing of the full model (re-tests reuse its checkpoint); test '
+             'metrics in %', '',
+             '| variant | p_bias | unbiased acc. (test) | unbiased acc. '
+             '(val) | conflicting acc. (digit colour) | exit shares 1 / 2 '
+             '/ 3 (%) |', '|---|---|---|---|---|---|']
+    for (name, pb), res in rows.items():
+        shares = ' / '.join(
+            mean_std([r.get(f'exit/share_e{k}') for r in res], 1)
+            for k in (1, 2, 3))
+        lines.append(
+            f'| {name} | {pb} | '
+            f'{mean_std([r.get("bias/unbiased_acc") for r in res])} | '
+            f'{mean_std([r.get("val", {}).get("bias/unbiased_acc") for r in res])} | '  # noqa: E501
+            f'{mean_std([r.get("bias/conflicting_acc") for r in res])} | '
+            f'{shares if "exit/share_e1" in res[0] else "-"} |')
+    text = '\n'.join(lines) + '\n'
+    write_section(args.out, 'biased_mnist.py ablations', text)
+    print(text)
+
+
 def paper_scale(args) -> None:
     """The paper's configs on a GPU (tools/train.py + tools/test.py)."""
     import torch
@@ -178,6 +286,9 @@ def main(argv=None):
                    help='take the results of runs whose summary.json exists')
     p.add_argument('--work-dir', default=osp.join('work_dirs', 'bench'))
     p.add_argument('--out', default=osp.join(REPO, 'docs', 'results.md'))
+    p.add_argument('--ablations', action='store_true',
+                   help='OccamResNet ablations at --p-bias / --seeds (after '
+                   'the grid has run there)')
     p.add_argument('--paper-scale', action='store_true',
                    help='run the 160 px paper configs (needs a GPU)')
     p.add_argument('--data-root', default='data/biased_mnist_v2',
@@ -195,6 +306,9 @@ def main(argv=None):
 
     def wd(pb, seed, m):
         return osp.join(args.work_dir, f'p{pb}', f'seed{seed}', m)
+
+    if args.ablations:
+        return ablations(args, wd)
 
     keys = [(pb, seed, m) for pb in args.p_bias for seed in args.seeds
             for m in MODELS]

@@ -134,7 +134,7 @@ def test_demo_prepare_only_generates_data_and_trains_nothing(tmp_path):
         records = json.load(open(data / folder / f'{subset}.json'))
         assert len(records) == n
         params = json.load(open(data / folder / f'{subset}_params.json'))
-        assert params['image_size'] == 64  # the small protocol's
+        assert params['image_size'] == 80  # the small protocol's
     ixs = [json.load(open(data / f'{s}_ixs.json')) for s in ('train', 'val')]
     assert sorted(ixs[0] + ixs[1]) == list(range(24))
     assert not work.exists()  # no run, no checkpoint, no summary

@@ -61,6 +61,10 @@ def parse_args(argv=None):
                    help='logs, checkpoints and summary.json go here')
     p.add_argument('--models', nargs='+', choices=sorted(CONFIGS),
                    default=['resnet', 'occam'])
+    p.add_argument('--jobs', type=int, default=2,
+                   help='models trained at once, each in its own process '
+                   'with cpu_count / jobs threads (1: in this process, one '
+                   'after the other)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    default=None,
                    help='extra config overrides for every model (key=value,'
@@ -192,14 +196,66 @@ def format_table(results: dict) -> str:
 
 
 def run_pair(work_dir: str, models=('resnet', 'occam'), **overrides) -> dict:
-    """Train and test every model of the demo; returns metrics per model."""
+    """Train and test every model of the demo in this process, one after
+    the other; returns metrics per model (also saved as
+    ``<work_dir>/<model>/demo_result.json``)."""
     results = {}
     for i, m in enumerate(models):
         print(f'\n=== [{i + 1}/{len(models)}] training {NAMES[m]} '
               f'({osp.relpath(CONFIGS[m], REPO)}) ===', flush=True)
         cfg = build_cfg(m, osp.join(work_dir, m), **overrides)
         results[m] = run_one(cfg)
+        with open(osp.join(work_dir, m, 'demo_result.json'), 'w',
+                  encoding='utf-8') as f:
+            json.dump(results[m], f, indent=2)
     return results
+
+
+def run_parallel(work_dir: str, models, argv, jobs: int) -> dict:
+    """Train the models at once, each in its own process with its share of
+    the CPU threads (on 2 cores, two 1-thread runs finish sooner than two
+    2-thread runs in turn); their logs go to ``<work_dir>/<model>.log``."""
+    import subprocess
+    env = dict(os.environ)
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    os.makedirs(work_dir, exist_ok=True)
+    procs = {}
+    print(f'Training {", ".join(NAMES[m] for m in models)} in parallel '
+          f'({threads} thread(s) each); logs: '
+          + ', '.join(osp.join(work_dir, f'{m}.log') for m in models),
+          flush=True)
+    for m in models:
+        log = open(osp.join(work_dir, f'{m}.log'), 'w', encoding='utf-8')
+        cmd = [sys.executable, osp.abspath(__file__), *argv, '--models', m,
+               '--jobs', '1', '--work-dir', work_dir]
+        procs[m] = (subprocess.Popen(cmd, stdout=log,
+                                     stderr=subprocess.STDOUT, env=env), log)
+    results = {}
+    for m, (proc, log) in procs.items():
+        rc = proc.wait()
+        log.close()
+        if rc != 0:
+            with open(log.name, encoding='utf-8') as f:
+                tail = f.read()[-3000:]
+            raise SystemExit(f'{NAMES[m]} failed (exit {rc}); end of '
+                             f'{log.name}:\n{tail}')
+        with open(osp.join(work_dir, m, 'demo_result.json'),
+                  encoding='utf-8') as f:
+            results[m] = json.load(f)
+        print(f'{NAMES[m]}: done ({results[m]["train_seconds"]:.0f} s of '
+              'training)', flush=True)
+    return results
+
+
+def prepare(cfg: Config) -> None:
+    """Generate the data every loader of ``cfg`` reads (once)."""
+    import occam_plugin  # noqa: F401  (registers the datasets)
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import DATASETS
+    init_default_scope('mmpretrain')
+    for name in LOADERS:
+        DATASETS.build(cfg[name].dataset)
 
 
 def main(argv=None):
@@ -219,14 +275,14 @@ def main(argv=None):
           f'{g["image_size"]} px, {cfg.train_cfg.max_epochs} epochs; '
           'generated on first use, then reused.', flush=True)
     if args.prepare_only:
-        import occam_plugin  # noqa: F401  (registers the datasets)
-        from mmengine.registry import init_default_scope
-        from mmpretrain.registry import DATASETS
-        init_default_scope('mmpretrain')
-        for name in LOADERS:
-            DATASETS.build(cfg[name].dataset)  # generates the split
+        prepare(cfg)
         return {}
-    results = run_pair(args.work_dir, args.models, **overrides)
+    if args.jobs > 1 and len(args.models) > 1:
+        prepare(cfg)  # once, before the runs share the data
+        argv = list(sys.argv[1:] if argv is None else argv)
+        results = run_parallel(args.work_dir, args.models, argv, args.jobs)
+    else:
+        results = run_pair(args.work_dir, args.models, **overrides)
     table = format_table(results)
     print('\nUnbiased Biased MNIST test split (%):\n' + table)
     os.makedirs(args.work_dir, exist_ok=True)
