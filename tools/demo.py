@@ -107,11 +107,13 @@ def build_cfg(model: str, work_dir: str, p_bias=None, epochs=None,
         ds.generate = gen
     if epochs is not None:
         cfg.train_cfg.max_epochs = epochs
-        cfg.train_cfg.val_interval = epochs  # validate once, at the end
         cfg.param_scheduler.milestones = [
             max(1, round(epochs * 50 / 90)),
             max(1, round(epochs * 70 / 90))
         ]
+    # validate once, after the last epoch: that is the number protocol
+    # choices are made on (validation does not change training)
+    cfg.train_cfg.val_interval = cfg.train_cfg.max_epochs
     cfg.randomness = dict(seed=seed, deterministic=False)
     cfg.work_dir = work_dir
     cfg.launcher = 'none'

@@ -195,12 +195,12 @@ class BiasedMNIST(BaseDataset):
                 f'(train reads full_<p_bias={self.p_bias}>, val reads '
                 f'full_<val_p_bias={self.val_p_bias}>). A partial download? '
                 'Fetch the missing part, or set `generate` to make the data.')
-        records = gen._read_json(json_file)
+        records = gen.read_json(json_file)
         if not isinstance(records, list) or not records:
             raise ValueError(f'{json_file}: expected a non-empty list of '
                              'per-image dicts')
         if ix_file is not None:
-            ixs = gen._read_json(ix_file)
+            ixs = gen.read_json(ix_file)
             bad = [i for i in ixs
                    if not isinstance(i, int) or not 0 <= i < len(records)]
             if bad:

@@ -215,10 +215,10 @@ def render_letter(letter: str, rng: np.random.Generator) -> np.ndarray:
                       interpolation=cv2.INTER_AREA)
 
 
-def letter_bank(split: str, seed: int, per_letter: int = 200) -> np.ndarray:
-    """``10 x per_letter x 28 x 28`` letter images, one pool per split
-    (trainval / test), like EMNIST's train and test samples."""
-    rng = np.random.default_rng([seed, 104729, 0 if split == 'trainval'
+def letter_bank(subset: str, seed: int, per_letter: int = 200) -> np.ndarray:
+    """``10 x per_letter x 28 x 28`` letter images, one pool per subset
+    ('trainval' / 'test'), like EMNIST's train and test samples."""
+    rng = np.random.default_rng([seed, 104729, 0 if subset == 'trainval'
                                  else 1])
     return np.stack([
         np.stack([render_letter(ch, rng) for _ in range(per_letter)])
@@ -324,7 +324,7 @@ def generation_params(num_trainval: Optional[int] = None,
                 mnist_root=osp.abspath(mnist_root) if mnist_root else None)
 
 
-def _read_json(path: str):
+def read_json(path: str):
     try:
         with open(path, encoding='utf-8') as f:
             return json.load(f)
@@ -353,7 +353,7 @@ def _check_root(data_root: str, params: dict) -> None:
             'Delete them or choose another data_root.')
     gen_file = osp.join(data_root, 'generation.json')
     if osp.isfile(gen_file):
-        on_disk = _read_json(gen_file)
+        on_disk = read_json(gen_file)
         if on_disk != params:
             diff = [f'{k}: on disk {on_disk.get(k)!r}, requested '
                     f'{params.get(k)!r}'
@@ -406,7 +406,7 @@ def generate_split(data_root: str, subset: str, p_bias, params: dict,
     meta_file = osp.join(folder, f'{subset}_params.json')
     meta = dict(params, p_bias=p)
     if osp.isfile(done):
-        on_disk = _read_json(meta_file) if osp.isfile(meta_file) else {}
+        on_disk = read_json(meta_file) if osp.isfile(meta_file) else {}
         on_disk.pop('mnist_source', None)
         if on_disk != meta:
             raise ValueError(
