@@ -113,6 +113,10 @@ def test_demo_pair_and_table(tmp_path, capsys):
     assert set(results) == {'resnet', 'occam'}
     assert 'bias/unbiased_acc' in results['resnet']
     assert 'exit/share_e3' in results['occam']
+    # default --jobs 2: one process per model, each with its own log
+    for m in ('resnet', 'occam'):
+        assert (tmp_path / 'demo' / f'{m}.log').is_file()
+        assert 'bias/unbiased_acc' in results[m]['val']  # from full_0.5
     summary = json.load(open(tmp_path / 'demo' / 'summary.json'))
     assert summary['results']['occam']['bias/unbiased_acc'] == \
         results['occam']['bias/unbiased_acc']
