@@ -171,8 +171,8 @@ def ablations(args, wd) -> None:
                 out = osp.join(args.work_dir, 'ablations', f'p{pb}',
                                f'seed{seed}', name.split(' (')[0]
                                .replace(' ', '_'))
-                if not (args.reuse_finished and
-                        osp.isfile(osp.join(out, 'summary.json'))):
+                if not (args.reuse_finished and osp.isfile(
+                        osp.join(out, 'occam', 'demo_result.json'))):
                     cmds.append([PYTHON, osp.join(REPO, 'tools', 'demo.py'),
                                  '--models', 'occam', '--seed', str(seed),
                                  '--p-bias', str(pb), '--work-dir', out,
@@ -197,9 +197,10 @@ def ablations(args, wd) -> None:
         if rc != 0:
             raise RuntimeError(f'{" ".join(cmds[i])} failed:\n{tail}')
     for name, pb, out in tags:
-        if osp.isfile(osp.join(out, 'summary.json')):
-            with open(osp.join(out, 'summary.json'), encoding='utf-8') as f:
-                res = json.load(f)['results']['occam']
+        result = osp.join(out, 'occam', 'demo_result.json')
+        if osp.isfile(result):  # a variant's training run
+            with open(result, encoding='utf-8') as f:
+                res = json.load(f)
         else:
             res = _last_metrics(out)
         rows.setdefault((name, pb), []).append(res)
