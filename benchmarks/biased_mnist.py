@@ -149,15 +149,14 @@ THRESHOLDS = (0.3, 0.7, 0.9, 1.01)
 def _last_metrics(work_dir: str) -> dict:
     """bias + exit metrics of the newest run folder under ``work_dir``."""
     import glob
+    import importlib.util
     found = sorted(glob.glob(osp.join(work_dir, '*', 'bias_metrics.json')),
                    key=osp.getmtime)
-    out = {}
-    for name in ('bias_metrics.json', 'exit_metrics.json'):
-        path = osp.join(osp.dirname(found[-1]), name)
-        if osp.isfile(path):
-            with open(path, encoding='utf-8') as f:
-                out.update(json.load(f)['metrics'])
-    return out
+    spec = importlib.util.spec_from_file_location(
+        'occam_demo', osp.join(REPO, 'tools', 'demo.py'))
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    return demo.read_metrics(osp.dirname(found[-1]))
 
 
 def ablations(args, wd) -> None:

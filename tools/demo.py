@@ -129,14 +129,15 @@ def run_one(cfg: Config) -> dict:
     train_s = time.time() - t0
     # the last validation's metrics (protocol choices are made on them),
     # read before the test run writes its own files in their place
-    val = _read_metrics(runner.log_dir)
+    val = read_metrics(runner.log_dir)
     runner.test()
     out = dict(train_seconds=train_s, log_dir=runner.log_dir, val=val)
-    out.update(_read_metrics(runner.log_dir))
+    out.update(read_metrics(runner.log_dir))
     return out
 
 
-def _read_metrics(log_dir: str) -> dict:
+def read_metrics(log_dir: str) -> dict:
+    """The metrics BiasMetric / ExitMetric wrote into a run's log folder."""
     out = {}
     for name in ('bias_metrics.json', 'exit_metrics.json'):
         path = osp.join(log_dir, name)
