@@ -4,9 +4,9 @@ import pytest
 import torch
 from mmengine.dataset import BaseDataset
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
 
 import occam_plugin  # noqa: F401  (registers)
+from occam_plugin.engine.runner import SafeRunner
 from mmpretrain.datasets.transforms import PackInputs
 
 
@@ -47,7 +47,9 @@ def make_runner(tmp_path, num_classes=2, hooks=()):
         head=dict(type='OccamHead', num_classes=num_classes),
         data_preprocessor=dict(mean=[127.5] * 3, std=[127.5] * 3,
                                num_classes=num_classes))
-    return Runner(
+    # SafeRunner: what every occam-plugin config runs with (its `guard`
+    # hook checks the class count)
+    return SafeRunner(
         model=model,
         work_dir=str(tmp_path),
         train_dataloader=dict(
@@ -83,7 +85,7 @@ def test_hook_sizes_memory_and_resets_each_epoch(tmp_path):
     assert torch.equal(ckpt['head.gate_loss.valid'], gate.valid)
 
 
-def test_hook_rejects_num_classes_mismatch(tmp_path):
+def test_runner_rejects_num_classes_mismatch(tmp_path):
     runner = make_runner(tmp_path, num_classes=3)
     with pytest.raises(ValueError) as err:
         runner.train()

@@ -8,10 +8,8 @@ import os
 import os.path as osp
 
 from mmengine.config import Config, ConfigDict, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
-
-from occam_plugin.engine.runner import setup_cpu_distributed
+from occam_plugin.engine.runner import (CheckpointError, build_runner,
+                                        setup_cpu_distributed)
 
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
@@ -28,6 +26,11 @@ def parse_args(argv=None):
         '--out', help='dump every sample\'s prediction (pred_label, '
         'pred_score and, for OccamNets, exit_idx / exit_scores / exit_gates) '
         'to this pickle file')
+    parser.add_argument(
+        '--non-strict', action='store_true',
+        help='load checkpoint weights partially: keys that are missing, '
+        'unexpected or of another shape are skipped with a warning '
+        '(default: they are an error that lists them)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config keys, key=value')
@@ -49,6 +52,8 @@ def merge_args(cfg, args):
             './work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
     cfg.resume = False
+    if args.non_strict:
+        cfg.strict_load = False
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     if args.out is not None:
@@ -76,11 +81,11 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
     setup_cpu_distributed(cfg)
-    if 'runner_type' in cfg:
-        runner = RUNNERS.build(cfg)
-    else:
-        runner = Runner.from_cfg(cfg)
-    metrics = runner.test()
+    try:
+        runner = build_runner(cfg)
+        metrics = runner.test()
+    except CheckpointError as err:  # its message names the file and the fix
+        raise SystemExit(f'error: {err}') from err
     return metrics
 
 

@@ -12,10 +12,8 @@ import os.path as osp
 
 import torch
 from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
-
-from occam_plugin.engine.runner import setup_cpu_distributed
+from occam_plugin.engine.runner import (CheckpointError, build_runner,
+                                        setup_cpu_distributed)
 
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
@@ -40,6 +38,11 @@ def parse_args(argv=None):
     parser.add_argument(
         '--auto-scale-lr', action='store_true',
         help='scale the lr by total batch size / auto_scale_lr.base_batch_size')
+    parser.add_argument(
+        '--non-strict', action='store_true',
+        help='load checkpoint weights partially: keys that are missing, '
+        'unexpected or of another shape are skipped with a warning '
+        '(default: they are an error that lists them)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config keys, key=value (e.g. '
@@ -90,6 +93,8 @@ def merge_args(cfg, args):
                              'exist.')
         cfg.resume = True
         cfg.load_from = args.resume
+    if args.non_strict:
+        cfg.strict_load = False
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
     if args.cfg_options is not None:
@@ -108,11 +113,11 @@ def main(argv=None):
     # pytorch launcher would call torch.cuda.set_device).
     setup_cpu_distributed(cfg)
 
-    if 'runner_type' in cfg:
-        runner = RUNNERS.build(cfg)
-    else:
-        runner = Runner.from_cfg(cfg)
-    runner.train()
+    try:
+        runner = build_runner(cfg)
+        runner.train()
+    except CheckpointError as err:  # its message names the file and the fix
+        raise SystemExit(f'error: {err}') from err
 
 
 if __name__ == '__main__':

@@ -1,5 +1,9 @@
 # Runtime shared by every occam-plugin config (mmpretrain conventions).
 default_scope = 'mmpretrain'
+# mmengine's Runner plus occam-plugin's checkpoint guarantees (atomic saves,
+# strict loading, no overwritten or deleted files of another run) and the
+# `guard` hook (non-finite losses, class counts) for every model
+runner_type = 'SafeRunner'
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

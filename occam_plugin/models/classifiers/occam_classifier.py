@@ -8,6 +8,7 @@ from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from ..utils.backbone_info import stage_channels
+from ..utils.finite import check_finite_losses
 from .dynamic_exit import (check_inference_mode, dynamic_predict,
                            set_compute_all_flops)
 
@@ -97,13 +98,8 @@ class OccamClassifier(ImageClassifier):
     def loss(self, inputs: torch.Tensor,
              data_samples: List[DataSample]) -> dict:
         losses = super().loss(inputs, data_samples)
-        for key, value in losses.items():
-            if 'loss' in key and isinstance(value, torch.Tensor) and \
-                    not torch.isfinite(value).all():
-                raise FloatingPointError(
-                    f'OccamClassifier: loss {key!r} is not finite '
-                    f'({value.detach().float().cpu().tolist()}); check the '
-                    'learning rate, the input normalisation and the labels.')
+        # before the optimizer step, so the weights stay finite
+        check_finite_losses(losses, 'OccamClassifier')
         return losses
 
     def predict(self,

@@ -1,0 +1,384 @@
+"""No checkpoint is lost, no number comes from the wrong weights (issue 11).
+
+Every case runs tools/train.py / tools/test.py on a tiny BAR folder (32 px,
+width 8): in the test process (``main(argv)``) where determinism does not
+matter, in subprocesses where it does (resume equality, SIGKILL).
+"""
+import hashlib
+import os
+import os.path as osp
+import random
+import shutil
+import signal
+import subprocess
+import textwrap
+
+import pytest
+import torch
+
+import occam_plugin  # noqa: F401  (checkpoint allow-list for torch.load)
+from conftest import (PYTHON, REPO, TINY_BAR_OPTIONS, TINY_RESNET_OPTIONS,
+                      bar_data_options, load_tool, write_bar_folder)
+from occam_plugin.engine.runner import CheckpointError, latest_checkpoint
+
+OCCAM_CFG = osp.join(REPO, 'configs', 'occam_resnet18_bar.py')
+PLAIN_CFG = osp.join(REPO, 'configs', 'resnet18_bar.py')
+#: the plain head's input width follows the tiny backbone (8 x 8)
+PLAIN_WIDTH = ('model.head.in_channels=64', )
+GATE_STATE = ('head.gate_loss.memory', 'head.gate_loss.valid',
+              'head.gate_loss.written')
+
+
+def digest(folder):
+    """sha256 of every file directly in ``folder`` (name -> hash)."""
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        path = osp.join(folder, name)
+        if osp.isfile(path):
+            with open(path, 'rb') as f:
+                out[name] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def unchanged(before, folder):
+    """Every file of ``before`` is still in ``folder``, byte for byte (a
+    refused run may add its own log folder and config copy)."""
+    after = digest(folder)
+    changed = {k for k in before if after.get(k) != before[k]}
+    assert not changed, f'changed or removed: {sorted(changed)}'
+    return True
+
+
+def options(root, *extra, deterministic=False):
+    return ['--cfg-options', *TINY_BAR_OPTIONS, *bar_data_options(root),
+            *TINY_RESNET_OPTIONS,
+            f'randomness.deterministic={deterministic}',
+            'default_hooks.logger.interval=50', *extra]
+
+
+def train(work_dir, root, *extra, config=OCCAM_CFG, flags=()):
+    """tools/train.py in this process."""
+    load_tool('train.py').main(
+        [config, '--work-dir', str(work_dir), *flags, *options(root, *extra)])
+
+
+def run_test(config, ckpt, work_dir, root, *flags):
+    return load_tool('test.py').main(
+        [config, str(ckpt), '--work-dir', str(work_dir), *flags,
+         *options(root)])
+
+
+@pytest.fixture(scope='module')
+def root(tmp_path_factory):
+    return write_bar_folder(tmp_path_factory.mktemp('data') / 'BAR')
+
+
+@pytest.fixture(scope='module')
+def occam_dir(tmp_path_factory, root):
+    """An OccamResNet-18 work dir, 2 epochs, validated each epoch."""
+    work_dir = tmp_path_factory.mktemp('occam')
+    train(work_dir, root, 'train_cfg.val_interval=1')
+    return work_dir
+
+
+@pytest.fixture(scope='module')
+def plain_dir(tmp_path_factory, root):
+    """A plain ResNet-18 work dir, 1 epoch."""
+    work_dir = tmp_path_factory.mktemp('plain')
+    train(work_dir, root, 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
+          *PLAIN_WIDTH, config=PLAIN_CFG)
+    return work_dir
+
+
+def set_best_score(ckpt_path, score):
+    """Make the resumed run believe the best score so far is ``score``, so
+    that its next validation surely saves a new best (and removes the
+    previous one)."""
+    ckpt = torch.load(ckpt_path, map_location='cpu', weights_only=True)
+    ckpt['message_hub']['runtime_info']['best_score'] = score
+    torch.save(ckpt, ckpt_path)
+
+
+# --- 1. a copied or moved work dir resumes, the original keeps its files ---
+
+def test_resuming_a_copy_keeps_the_original_intact(occam_dir, root, tmp_path):
+    best = [f for f in os.listdir(occam_dir) if f.startswith('best_')]
+    assert best, os.listdir(occam_dir)
+    before = digest(occam_dir)
+    copy = tmp_path / 'copy'
+    shutil.copytree(occam_dir, copy)
+    set_best_score(copy / 'epoch_2.pth', -1.0)
+    train(copy, root, 'train_cfg.max_epochs=3', 'train_cfg.val_interval=1',
+          flags=['--resume', str(copy / 'epoch_2.pth')])
+    assert digest(occam_dir) == before  # nothing of the original touched
+    names = os.listdir(copy)
+    assert 'epoch_3.pth' in names
+    # the copy's own previous best was replaced by its new one
+    assert [f for f in names if f.startswith('best_')] == [
+        'best_accuracy_top1_epoch_3.pth']
+
+
+def test_a_moved_work_dir_resumes(occam_dir, root, tmp_path):
+    first = tmp_path / 'first'
+    shutil.copytree(occam_dir, first)
+    moved = tmp_path / 'moved'
+    shutil.move(first, moved)  # the paths the checkpoints name are gone
+    set_best_score(moved / 'epoch_2.pth', -1.0)
+    train(moved, root, 'train_cfg.max_epochs=3', 'train_cfg.val_interval=1',
+          flags=['--resume'])
+    assert osp.isfile(moved / 'epoch_3.pth')
+    assert not osp.exists(first)
+
+
+# --- 2. a new run never overwrites a used work dir --------------------------
+
+def test_new_run_into_a_used_work_dir_is_refused(occam_dir, root):
+    before = digest(occam_dir)
+    with pytest.raises(SystemExit) as err:
+        train(occam_dir, root)
+    assert 'already holds checkpoints' in str(err.value)
+    assert 'epoch_1.pth' in str(err.value) and '--resume' in str(err.value)
+    assert unchanged(before, occam_dir)
+
+
+def test_resume_from_an_earlier_checkpoint_does_not_overwrite_later_ones(
+        occam_dir, root):
+    before = digest(occam_dir)
+    with pytest.raises(SystemExit) as err:
+        train(occam_dir, root, flags=['--resume',
+                                      str(occam_dir / 'epoch_1.pth')])
+    assert 'later checkpoints' in str(err.value)
+    assert 'epoch_2.pth' in str(err.value)
+    assert unchanged(before, occam_dir)
+
+
+def test_testing_into_the_training_work_dir_keeps_its_config(
+        occam_dir, root):
+    before = digest(occam_dir)
+    run_test(OCCAM_CFG, occam_dir / 'epoch_2.pth', occam_dir, root)
+    after = digest(occam_dir)
+    assert unchanged(before, occam_dir)
+    # the test run's config went beside it, under its own name
+    assert any(k.startswith('occam_resnet18_bar_') for k in after)
+
+
+# --- 3. strict loading -----------------------------------------------------
+
+def test_checkpoint_of_another_model_is_refused_by_test(plain_dir, root,
+                                                        tmp_path):
+    with pytest.raises(SystemExit) as err:
+        run_test(OCCAM_CFG, plain_dir / 'epoch_1.pth', tmp_path, root)
+    message = str(err.value)
+    assert 'epoch_1.pth' in message and 'does not fit OccamClassifier' in message
+    assert 'head.exits' in message or 'missing keys' in message
+    assert '--non-strict' in message
+    # the explicit flag loads what fits
+    metrics = run_test(OCCAM_CFG, plain_dir / 'epoch_1.pth', tmp_path / 'ns',
+                   root, '--non-strict')
+    assert 'accuracy/top1' in metrics
+
+
+def test_checkpoint_of_another_width_is_refused(occam_dir, root, tmp_path):
+    with pytest.raises(SystemExit) as err:
+        load_tool('test.py').main(
+            [OCCAM_CFG, str(occam_dir / 'epoch_2.pth'), '--work-dir',
+             str(tmp_path), *options(root, 'model.backbone.base_channels=16',
+                                     'model.backbone.stem_channels=16')])
+    assert 'epoch_2.pth' in str(err.value)
+    assert 'size mismatch' in str(err.value)
+
+
+def test_resume_with_a_checkpoint_of_another_width_names_it(occam_dir, root,
+                                                            tmp_path):
+    ckpt = tmp_path / 'other.pth'
+    shutil.copy(occam_dir / 'epoch_2.pth', ckpt)
+    with pytest.raises(SystemExit) as err:
+        train(tmp_path / 'run', root, 'model.backbone.base_channels=16',
+              'model.backbone.stem_channels=16', 'train_cfg.max_epochs=3',
+              flags=['--resume', str(ckpt)])
+    assert 'other.pth' in str(err.value) and 'size mismatch' in str(err.value)
+
+
+# --- 4. the plain baselines have the guards too -----------------------------
+
+def test_plain_baseline_stops_on_a_non_finite_loss(root, tmp_path):
+    with pytest.raises(FloatingPointError) as err:
+        train(tmp_path, root, 'optim_wrapper.optimizer.lr=1e30',
+              'train_cfg.max_epochs=2', *PLAIN_WIDTH, config=PLAIN_CFG)
+    assert 'non-finite loss' in str(err.value)
+    assert 'ImageClassifier' in str(err.value)
+    assert not [f for f in os.listdir(tmp_path) if f.endswith('.pth')]
+
+
+def test_plain_baseline_checks_num_classes(root, tmp_path):
+    with pytest.raises(ValueError) as err:
+        train(tmp_path, root, 'model.head.num_classes=5', *PLAIN_WIDTH,
+              config=PLAIN_CFG)
+    assert 'model.head.num_classes is 5' in str(err.value)
+    assert '6 classes' in str(err.value)
+
+
+# --- 5. --resume with nothing to resume -------------------------------------
+
+def test_resume_without_a_checkpoint_fails(root, tmp_path):
+    (tmp_path / 'typo').mkdir()
+    with pytest.raises(SystemExit) as err:
+        train(tmp_path / 'typo', root, flags=['--resume'])
+    assert 'holds no checkpoint' in str(err.value)
+    assert str(tmp_path / 'typo') in str(err.value)
+    assert not [f for f in os.listdir(tmp_path / 'typo')
+                if f.endswith('.pth')]
+
+
+# --- 6. truncated checkpoints and atomic saves ------------------------------
+
+def test_truncated_checkpoint_is_named(occam_dir, root, tmp_path):
+    ckpt = tmp_path / 'epoch_2.pth'
+    data = (occam_dir / 'epoch_2.pth').read_bytes()
+    ckpt.write_bytes(data[:len(data) // 2])
+    with pytest.raises(SystemExit) as err:
+        run_test(OCCAM_CFG, ckpt, tmp_path / 'test', root)
+    assert str(ckpt) in str(err.value) and 'truncated' in str(err.value)
+    with pytest.raises(SystemExit) as err:
+        train(tmp_path, root, 'train_cfg.max_epochs=3', flags=['--resume'])
+    assert str(ckpt) in str(err.value) and 'truncated' in str(err.value)
+
+
+def test_a_failed_save_leaves_no_checkpoint_file(root, tmp_path, monkeypatch):
+    """A full disk during the save of epoch 2: epoch_1.pth stays, no
+    epoch_2.pth (not even a truncated one), no temporary file."""
+    from mmengine.fileio.backends import LocalBackend
+    put = LocalBackend.put
+
+    def full_disk(self, obj, filepath):
+        if 'epoch_2' in str(filepath):
+            with open(filepath, 'wb') as f:
+                f.write(obj[:100])
+            raise OSError(28, 'No space left on device')
+        return put(self, obj, filepath)
+
+    monkeypatch.setattr(LocalBackend, 'put', full_disk)
+    with pytest.raises(SystemExit) as err:
+        train(tmp_path, root)
+    assert 'epoch_2.pth' in str(err.value)
+    assert 'No space left' in str(err.value)
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        n for n in os.listdir(tmp_path) if not n.startswith('.'))
+    assert 'epoch_1.pth' in os.listdir(tmp_path)
+    assert 'epoch_2.pth' not in os.listdir(tmp_path)
+    assert latest_checkpoint(str(tmp_path)).endswith('epoch_1.pth')
+
+
+def test_checkpoint_error_is_a_runtime_error():
+    assert issubclass(CheckpointError, RuntimeError)
+
+
+# --- fault injection: SIGKILL anywhere, resume, same weights -----------------
+
+#: run tools/train.py, SIGKILL-ing this process before the global iteration
+#: KILL_ITER, or halfway through writing the checkpoint file whose name
+#: starts with KILL_SAVE; each kill point fires once (a marker file says so)
+KILLER = '''
+import os, runpy, signal, sys
+from mmengine.fileio.backends import LocalBackend
+from mmengine.runner import EpochBasedTrainLoop
+
+marker = os.environ['KILL_MARKER']
+kill_iter = int(os.environ.get('KILL_ITER', -1))
+kill_save = os.environ.get('KILL_SAVE')
+
+
+def die():
+    open(marker, 'w').close()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+run_iter = EpochBasedTrainLoop.run_iter
+
+
+def killing_run_iter(self, idx, data_batch):
+    if self._iter == kill_iter and not os.path.exists(marker):
+        die()
+    return run_iter(self, idx, data_batch)
+
+
+put = LocalBackend.put
+
+
+def killing_put(self, obj, filepath):
+    name = os.path.basename(str(filepath))
+    if kill_save and name.startswith(kill_save) and \\
+            not os.path.exists(marker):
+        with open(filepath, 'wb') as f:
+            f.write(obj[:len(obj) // 2])
+            f.flush()
+        die()
+    return put(self, obj, filepath)
+
+
+EpochBasedTrainLoop.run_iter = killing_run_iter
+LocalBackend.put = killing_put
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+'''
+
+#: when each kill point happens in a 2-epoch, 3-iteration-per-epoch run
+#: (iterations are counted from 0; epoch ends save epoch_N, then the last
+#: validation saves the best and epoch_2 once more)
+SAVE_POINTS = {'.epoch_1.pth': 3.5, '.epoch_2.pth': 6.5, '.best_': 6.7}
+
+
+def kill_points(seed):
+    """Two iterations and one checkpoint save, in the order they happen."""
+    rng = random.Random(seed)
+    points = [(i + (0.9 if i % 3 == 0 else 0), dict(KILL_ITER=str(i)))
+              for i in rng.sample(range(1, 6), 2)]
+    save = rng.choice(sorted(SAVE_POINTS))
+    points.append((SAVE_POINTS[save], dict(KILL_SAVE=save)))
+    return [kill for _, kill in sorted(points, key=lambda p: p[0])]
+
+
+def test_sigkill_at_random_points_then_resume_equals_uninterrupted(
+        root, tmp_path):
+    tool = osp.join(REPO, 'tools', 'train.py')
+    killer = tmp_path / 'killer.py'
+    killer.write_text(textwrap.dedent(KILLER))
+
+    def run(work_dir, *flags, env=None):
+        cmd = [PYTHON, str(killer), tool, OCCAM_CFG, '--work-dir',
+               str(work_dir), *flags, *options(root, deterministic=True)]
+        return subprocess.run(cmd, cwd=REPO, env={**os.environ, **(env or {})},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=600)
+
+    reference = tmp_path / 'reference'
+    proc = run(reference, env=dict(KILL_MARKER=str(tmp_path / 'none')))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+
+    kills = kill_points(seed=3)
+    work_dir = tmp_path / 'killed'
+    outcomes = []
+    for n, kill in enumerate(kills + [{}]):
+        kill['KILL_MARKER'] = str(tmp_path / f'killed_{n}')
+        resume = ['--resume'] if latest_checkpoint(str(work_dir)) else []
+        proc = run(work_dir, *resume, env=kill)
+        outcomes.append(proc.returncode)
+        if kill.keys() - {'KILL_MARKER'}:
+            assert proc.returncode == -signal.SIGKILL, proc.stdout[-3000:]
+            assert osp.exists(kill['KILL_MARKER'])
+        else:
+            assert proc.returncode == 0, proc.stdout[-3000:]
+        # whatever happened, no truncated checkpoint is ever left under a
+        # checkpoint name: every one of them loads
+        for name in os.listdir(work_dir):
+            if name.endswith('.pth'):
+                torch.load(work_dir / name, map_location='cpu',
+                           weights_only=True)
+    full = torch.load(reference / 'epoch_2.pth', map_location='cpu',
+                      weights_only=True)['state_dict']
+    resumed = torch.load(work_dir / 'epoch_2.pth', map_location='cpu',
+                         weights_only=True)['state_dict']
+    assert full.keys() == resumed.keys()
+    for key in GATE_STATE:
+        assert key in full
+    assert [k for k in full if not torch.equal(full[k], resumed[k])] == []
