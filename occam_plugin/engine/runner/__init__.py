@@ -1,7 +1,8 @@
 from .checkpoint import SAFE_GLOBALS, register_checkpoint_safe_globals
 from .dist import CPU_MODEL_WRAPPER_CFG, setup_cpu_distributed
 from .safe_runner import (CheckpointError, SafeRunner, build_runner,
-                          checkpoint_files, latest_checkpoint)
+                          checkpoint_files, latest_checkpoint,
+                          load_state_strictly, read_checkpoint)
 
 # `import occam_plugin` makes mmengine checkpoints loadable with
 # torch.load(weights_only=True), so `--resume` works on torch >= 2.6.
@@ -10,4 +11,4 @@ register_checkpoint_safe_globals()
 __all__ = ['SAFE_GLOBALS', 'register_checkpoint_safe_globals',
            'CPU_MODEL_WRAPPER_CFG', 'setup_cpu_distributed',
            'CheckpointError', 'SafeRunner', 'build_runner', 'checkpoint_files',
-           'latest_checkpoint']
+           'latest_checkpoint', 'load_state_strictly', 'read_checkpoint']

@@ -263,26 +263,12 @@ class SafeRunner(Runner):
         """Load ``filename`` into the model; strict unless ``strict=False``
         or the config's ``strict_load=False``."""
         strict = self.strict_load if strict is None else strict
-        try:
-            checkpoint = _load_checkpoint(filename, map_location=map_location)
-        except FileNotFoundError as err:
-            raise CheckpointError(
-                f'checkpoint {filename!r} does not exist.') from err
-        except Exception as err:
-            raise CheckpointError(
-                f'checkpoint {filename!r} cannot be read: it is truncated, '
-                f'corrupt or not a checkpoint ({type(err).__name__}: '
-                f'{str(err).splitlines()[0] if str(err) else ""}). Use '
-                'another checkpoint.') from err
-        if not isinstance(checkpoint, dict):
-            raise CheckpointError(
-                f'checkpoint {filename!r} holds a {type(checkpoint).__name__}'
-                ', expected a dict with a state_dict.')
+        checkpoint = read_checkpoint(filename, map_location)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self.model.module if is_model_wrapper(self.model) \
             else self.model
         if strict:
-            _load_strictly(model, checkpoint, filename, revise_keys)
+            load_state_strictly(model, checkpoint, filename, revise_keys)
         else:
             _load_checkpoint_to_model(model, checkpoint, False,
                                       revise_keys=revise_keys)
@@ -311,9 +297,34 @@ def build_runner(cfg) -> Runner:
     return SafeRunner.from_cfg(cfg)
 
 
-def _load_strictly(model, checkpoint: dict, filename: str,
-                   revise_keys: list) -> None:
-    """``model.load_state_dict`` that lists every key that does not fit."""
+def read_checkpoint(filename: str, map_location='cpu') -> dict:
+    """``torch.load(weights_only=True)`` of a checkpoint, with errors that
+    name the file (missing, truncated, corrupt, not a dict)."""
+    try:
+        checkpoint = _load_checkpoint(filename, map_location=map_location)
+    except FileNotFoundError as err:
+        raise CheckpointError(
+            f'checkpoint {filename!r} does not exist.') from err
+    except Exception as err:
+        first = str(err).splitlines()[0] if str(err) else ''
+        raise CheckpointError(
+            f'checkpoint {filename!r} cannot be read: it is truncated, '
+            f'corrupt or not a checkpoint ({type(err).__name__}: {first}). '
+            'Use another checkpoint.') from err
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(
+            f'checkpoint {filename!r} holds a {type(checkpoint).__name__}, '
+            'expected a dict with a state_dict.')
+    return checkpoint
+
+
+def load_state_strictly(model, checkpoint: dict, filename: str,
+                        revise_keys: list = [(r'^module\.', '')]) -> None:
+    """``model.load_state_dict`` that lists every key that does not fit.
+
+    Raises :class:`CheckpointError` naming ``filename`` and the missing,
+    unexpected or mis-shaped keys.
+    """
     state_dict = checkpoint.get('state_dict', checkpoint)
     metadata = getattr(state_dict, '_metadata', OrderedDict())
     for pattern, repl in revise_keys:
