@@ -30,6 +30,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from common import (PYTHON, machine, mean_std, run_commands,  # noqa: E402
                     write_section)
+from occam_plugin.engine.runner import checkpoint_files  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 KEYS = ('bias/aligned_acc', 'bias/conflicting_acc', 'bias/unbiased_acc')
@@ -130,6 +131,14 @@ def run(args, jobs):
             rows.append(dict(order=i, model=model, method=method, seed=seed,
                              seconds=0.0, cmd=' '.join(cmds[i][1:]),
                              reused=True, **{k: res.get(k) for k in KEYS}))
+    # tools/train.py refuses a work dir that holds another run's
+    # checkpoints: say so once, before anything trains
+    used = [tags[i][1] for i in todo if checkpoint_files(tags[i][1])]
+    if used:
+        raise SystemExit(
+            f'{len(used)} run folder(s) already hold checkpoints, e.g. '
+            f'{used[0]}; pass --reuse-finished (finished runs), a new '
+            '--work-root, or remove them.')
     for j, rc, dt, tail in run_commands(
             [cmds[i] for i in todo], args.jobs,
             osp.join(args.work_root, args.suite, 'logs'), args.threads):
