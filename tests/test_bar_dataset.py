@@ -1,4 +1,5 @@
 """BAR loader: official layout, class from the file-name prefix, clear errors."""
+import logging
 import os
 import os.path as osp
 
@@ -125,3 +126,39 @@ def test_corrupt_image_names_the_file(tmp_path):
     load = TRANSFORMS.build(dict(type='LoadImageFromFileChecked'))
     with pytest.raises(ValueError, match='Corrupt image'):
         load(dict(img_path=bad))
+
+
+def test_unsupported_image_extension_is_an_error(tmp_path):
+    """A real image the loader does not list (here a GIF) is not skipped
+    without a word: its class would silently lose samples."""
+    from PIL import Image
+    root = write_bar_folder(tmp_path / 'BAR', per_class=1, splits=('train', ))
+    for name in ('diving_7.gif', 'racing_8.TIFF'):
+        Image.new('RGB', (8, 8), (200, 0, 0)).save(
+            osp.join(root, 'train', name))
+    with pytest.raises(ValueError) as err:
+        build(root)
+    msg = str(err.value)
+    assert osp.join(root, 'train') in msg
+    assert 'diving_7.gif' in msg and 'racing_8.TIFF' in msg
+    assert '.jpg' in msg and '.png' in msg  # the supported extensions
+
+
+def test_stray_non_image_files_are_listed_in_a_warning(tmp_path,
+                                                       monkeypatch):
+    from occam_plugin.datasets import bar
+    logged = []
+    monkeypatch.setattr(bar, 'print_log',
+                        lambda msg, logger=None, level=None:
+                        logged.append((msg, level)))
+    root = write_bar_folder(tmp_path / 'BAR', per_class=1, splits=('train', ))
+    for name in ('.DS_Store', 'README.txt'):
+        (tmp_path / 'BAR' / 'train' / name).write_text('x')
+    os.mkdir(osp.join(root, 'train', 'old'))
+    ds = build(root)
+    assert len(ds) == 6  # the images are still all read
+    warnings = [m for m, level in logged if level == logging.WARNING]
+    assert len(warnings) == 1
+    for name in ('.DS_Store', 'README.txt', 'old'):
+        assert name in warnings[0]
+    assert osp.join(root, 'train') in warnings[0]

@@ -1,8 +1,10 @@
 """BAR: Biased Action Recognition (Nam et al., NeurIPS 2020)."""
+import logging
 import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
+from mmengine.logging import print_log
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
@@ -26,12 +28,28 @@ BAR_PREFIXES: Dict[str, str] = {
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 
+#: image formats BAR does not read: a split holding such a file is refused
+#: (skipping it would silently drop samples of its class)
+OTHER_IMAGE_EXTENSIONS = ('.gif', '.tif', '.tiff', '.heic', '.heif', '.avif',
+                          '.jp2', '.j2k', '.jxl', '.jfif', '.ppm', '.pgm',
+                          '.pbm', '.pnm', '.ico', '.svg', '.psd', '.dng',
+                          '.raw', '.cr2', '.nef')
+
+#: how many names a message lists before "... and N more"
+MAX_LISTED = 10
+
 BAR_SOURCE = (
     'BAR comes from Nam et al. 2020, "Learning from Failure" '
     '(https://github.com/alinlab/BAR). Expected layout: '
     'data/BAR/{train,test}/<class>_<id>.jpg, e.g. '
     'data/BAR/train/climbing_0.jpg, with <class> one of '
     f'{list(BAR_CLASSES)}.')
+
+
+def _listed(names: List[str]) -> str:
+    """The first :data:`MAX_LISTED` names, then how many more."""
+    more = len(names) - MAX_LISTED
+    return str(names[:MAX_LISTED]) + (f' and {more} more' if more > 0 else '')
 
 
 @DATASETS.register_module()
@@ -42,7 +60,10 @@ class BAR(BaseDataset):
     The folder ``data_root/<split>/`` holds the images; the class of an image
     is the part of its file name before the first ``_``
     (``climbing_12.jpg`` → climbing). BAR has no bias annotations, so no bias
-    keys are produced.
+    keys are produced. Images are read with the extensions of
+    :data:`IMG_EXTENSIONS`; an image of another format (``.gif``, ``.tif``,
+    ...) is an error, other entries (``.DS_Store``, notes, sub-folders) are
+    ignored with a warning that lists them.
 
     Args:
         data_root (str): The BAR folder holding ``train/`` and ``test/``.
@@ -96,10 +117,30 @@ class BAR(BaseDataset):
         if not osp.isdir(folder):
             raise FileNotFoundError(
                 f'BAR: split folder {folder!r} is missing. {BAR_SOURCE}')
-        files = sorted(
-            f for f in os.listdir(folder)
-            if f.lower().endswith(IMG_EXTENSIONS)
-            and osp.isfile(osp.join(folder, f)))
+        files, other_images, ignored = [], [], []
+        for name in sorted(os.listdir(folder)):
+            if not osp.isfile(osp.join(folder, name)):
+                ignored.append(name + '/')
+            elif name.lower().endswith(IMG_EXTENSIONS):
+                files.append(name)
+            elif name.lower().endswith(OTHER_IMAGE_EXTENSIONS):
+                other_images.append(name)
+            else:
+                ignored.append(name)
+        if other_images:
+            raise ValueError(
+                f'BAR: split folder {folder!r} holds {len(other_images)} '
+                f'image(s) in a format BAR does not read: '
+                f'{_listed(other_images)}. Supported extensions: '
+                f'{", ".join(IMG_EXTENSIONS)}; convert these files (e.g. to '
+                '.jpg) or move them out of the folder.')
+        if ignored:
+            # .DS_Store, README.txt, sub-folders: harmless, but say so
+            print_log(
+                f'BAR: split folder {folder!r}: ignoring {len(ignored)} '
+                f'entr(ies) that are not images ({", ".join(IMG_EXTENSIONS)})'
+                f': {_listed(ignored)}', logger='current',
+                level=logging.WARNING)
         if not files:
             raise FileNotFoundError(
                 f'BAR: split folder {folder!r} holds no images '
