@@ -661,3 +661,48 @@ def test_dataset_bad_args(tmp_path):
 def test_generated_root_needs_its_generate_args(generated):
     with pytest.raises(ValueError, match='generation.json'):
         build(generated, generate=None)
+
+
+def _cli_p_bias(*options):
+    """``train_dataloader.dataset.p_bias`` of the demo config after
+    ``--cfg-options`` (parsed as tools/train.py parses them)."""
+    import argparse
+    from mmengine.config import Config, DictAction
+    from conftest import REPO
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    args = parser.parse_args(['--cfg-options', *options])
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs', 'occam_resnet18_biased_mnist_small.py'))
+    cfg.merge_from_dict(args.cfg_options)
+    return cfg.train_dataloader.dataset.p_bias
+
+
+def test_p_bias_from_the_command_line():
+    key = 'train_dataloader.dataset.p_bias'
+    seven = [0.9, 0.9, 0.9, 0.5, 0.5, 0.5, 0.5]
+    per_factor = dict(zip(gen.FACTORS, seven))
+    # a dict typed on the command line arrives cut at its commas
+    typed = _cli_p_bias(f"{key}={{'digit_color':0.9,'texture':0.8}}")
+    assert isinstance(typed, list)
+    with pytest.raises(TypeError) as err:
+        gen.normalize_p_bias(typed)
+    msg = str(err.value)
+    assert 'got list' in msg and 'DictAction' in msg
+    for form in (f'{key}=0.9', f'{key}=[0.9,0.9,0.9,0.5,0.5,0.5,0.5]',
+                 f'{key}._delete_=True', f'{key}.digit_color=0.9'):
+        assert form in msg
+    # ... and each form it gives works
+    assert gen.normalize_p_bias(_cli_p_bias(f'{key}=0.9')) == {
+        f: 0.9 for f in gen.FACTORS}
+    assert gen.normalize_p_bias(_cli_p_bias(
+        f'{key}=[0.9,0.9,0.9,0.5,0.5,0.5,0.5]')) == per_factor
+    assert gen.normalize_p_bias(_cli_p_bias(
+        f'{key}._delete_=True',
+        *[f'{key}.{f}={v}' for f, v in per_factor.items()])) == per_factor
+    # a list in factor order is the same setting (same folder) as the dict
+    assert gen.p_tag(seven) == gen.p_tag(per_factor)
+    with pytest.raises(ValueError, match=r'7 values.*got 2'):
+        gen.normalize_p_bias([0.9, 0.8])
+    with pytest.raises(TypeError, match='p_bias must be a float'):
+        gen.normalize_p_bias('dict(digit_color=0.9)')

@@ -42,7 +42,7 @@ import os.path as osp
 import shutil
 import zlib
 from functools import lru_cache
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -124,11 +124,42 @@ def p_tag(p_bias) -> str:
     return f'full_custom{zlib.crc32(key.encode()):08x}'
 
 
+#: the forms of ``p_bias``, and how to give them with ``--cfg-options``
+P_BIAS_FORMS = (
+    f'a float (every factor), a dict with one float per factor of {FACTORS}'
+    f', or a list of {len(FACTORS)} floats in that order. On the command '
+    "line mmengine's DictAction cuts a value at its commas, so a dict cannot "
+    'be one value; use --cfg-options train_dataloader.dataset.p_bias=0.9, '
+    'or train_dataloader.dataset.p_bias=[0.9,0.9,0.9,0.5,0.5,0.5,0.5], or '
+    'one key per factor: train_dataloader.dataset.p_bias._delete_=True '
+    'train_dataloader.dataset.p_bias.digit_color=0.9 ... (all '
+    f'{len(FACTORS)} factors; likewise for val_/test_dataloader); in a '
+    'config file a dict works as it is')
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def normalize_p_bias(
-        p_bias: Union[float, Dict[str, float]]) -> Dict[str, float]:
-    """``p_bias`` as a dict over :data:`FACTORS` (a scalar applies to
-    all)."""
-    if isinstance(p_bias, (int, float)) and not isinstance(p_bias, bool):
+        p_bias: Union[float, Dict[str, float], Sequence[float]]
+) -> Dict[str, float]:
+    """``p_bias`` as a dict over :data:`FACTORS`.
+
+    Args:
+        p_bias (float | dict | Sequence[float]): See :data:`P_BIAS_FORMS`:
+            a scalar applies to every factor; a sequence (what
+            ``--cfg-options key=[a,b,...]`` gives) lists the factors in the
+            order of :data:`FACTORS`.
+    """
+    if isinstance(p_bias, (list, tuple)) and all(map(_is_number, p_bias)):
+        if len(p_bias) != len(FACTORS):
+            raise ValueError(
+                f'p_bias as a list needs {len(FACTORS)} values, one per '
+                f'factor of {FACTORS} in that order; got {len(p_bias)}: '
+                f'{list(p_bias)}')
+        p_bias = dict(zip(FACTORS, p_bias))
+    if _is_number(p_bias):
         p = {f: float(p_bias) for f in FACTORS}
     elif isinstance(p_bias, dict):
         unknown = sorted(set(p_bias) - set(FACTORS))
@@ -140,8 +171,8 @@ def normalize_p_bias(
                 'a single float for all)')
         p = {f: float(p_bias[f]) for f in FACTORS}
     else:
-        raise TypeError(f'p_bias must be a float or a dict over {FACTORS}, '
-                        f'got {type(p_bias).__name__} {p_bias!r}')
+        raise TypeError(f'p_bias must be {P_BIAS_FORMS}; got '
+                        f'{type(p_bias).__name__} {p_bias!r}')
     for f, v in p.items():
         if not 0.0 <= v <= 1.0:
             raise ValueError(f'p_bias[{f!r}] = {v} is not a probability in '
@@ -499,7 +530,8 @@ def generate_biased_mnist(data_root: str,
 
     Args:
         data_root (str): Folder of the data (created if needed).
-        p_bias (float | dict): Train bias, one float or one per factor.
+        p_bias (float | dict | list): Train bias, one float or one per
+            factor (see :func:`normalize_p_bias`).
         val_p_bias (float): Bias of the set the val indices are read from
             (the reference validates on ``full_0.5``).
         splits (Sequence[str]): Which of 'train', 'val', 'test' to prepare.
