@@ -143,7 +143,15 @@ ABLATIONS = (
      ['model.head.gate_weighting=False']),
     ('no gates (always the last exit)', ['model.head.use_gates=False']),
 )
-THRESHOLDS = (0.3, 0.7, 0.9, 1.01)
+#: re-tests of the full model's checkpoint: (folder, variant, cfg option).
+#: "Last exit only" is min_inference_exit=3 (the last of the 4 exits), not a
+#: threshold above 1 (refused: exit_threshold must lie in [0, 1]) nor 1.0
+#: (a gate can saturate to exactly 1.0 and exit). Earlier runs named this
+#: row "exit threshold 1.01": the same predictions.
+RETESTS = tuple((f'threshold{t}', f'exit threshold {t}',
+                 f'model.head.exit_threshold={t}') for t in (0.3, 0.7, 0.9)
+                ) + (('last_exit_only', 'last exit only',
+                      'model.head.min_inference_exit=3'), )
 
 
 def _last_metrics(work_dir: str) -> dict:
@@ -189,16 +197,15 @@ def ablations(args, wd) -> None:
             with open(osp.join(ckpt_dir, 'last_checkpoint'),
                       encoding='utf-8') as f:
                 ckpt = f.read().strip()
-            for t in THRESHOLDS:
+            for folder, variant, option in RETESTS:
                 out = osp.join(args.work_dir, 'ablations', f'p{pb}',
-                               f'seed{seed}', f'threshold{t}')
+                               f'seed{seed}', folder)
                 cmds.append([PYTHON, osp.join(REPO, 'tools', 'test.py'),
                              osp.join(REPO, 'configs',
                                       'occam_resnet18_biased_mnist_small.py'),
                              ckpt, '--work-dir', out, '--cfg-options',
-                             f'model.head.exit_threshold={t}'])
-                tags.append((f'full model, exit threshold {t} (re-test)',
-                             pb, out))
+                             option])
+                tags.append((f'full model, {variant} (re-test)', pb, out))
     for i, rc, seconds, tail in run_commands(
             cmds, args.jobs, osp.join(args.work_dir, 'ablations', 'logs')):
         if rc != 0:

@@ -176,15 +176,18 @@ def run_train_benchmark(args) -> dict:
 class ExitControl:
     """Force the share of samples leaving at exit 1 (the rest: exit 3).
 
-    Exit 2's gate is pinned shut through its output bias; exit 1's threshold
-    is 0 (all leave), above 1 (none), or the median of exit-1 gates of the
-    benchmark images (half).
+    Exit 2's gate is pinned shut through its output bias; for exit 1 the
+    threshold is 0 (all leave) or between two exit-1 gates of the benchmark
+    images (a share), and for none its gate is pinned shut as well (the
+    threshold must lie in [0, 1], and a gate can saturate to exactly 1).
     """
 
     def __init__(self, model, inputs):
         self.head = model.head
+        self.bias1 = self.head.gates[1][-1].bias
         self.bias2 = self.head.gates[2][-1].bias
-        self.saved = (self.head.exit_threshold, self.bias2.detach().clone())
+        self.saved = (self.head.exit_threshold, self.bias1.detach().clone(),
+                      self.bias2.detach().clone())
         model.inference_mode = 'compute_all'
         with torch.no_grad():
             res = model.predict(inputs)
@@ -193,8 +196,11 @@ class ExitControl:
     def set(self, share: float):
         with torch.no_grad():
             self.bias2.fill_(-1e4)  # gate 2 = 0: never leave at exit 2
+            self.bias1.copy_(self.saved[1])
         if share == 0:
-            self.head.exit_threshold = 1.01
+            with torch.no_grad():
+                self.bias1.fill_(-1e4)  # gate 1 = 0 < any threshold > 0
+            self.head.exit_threshold = 0.5
         elif share == 1:
             self.head.exit_threshold = 0.0
         else:
@@ -205,7 +211,8 @@ class ExitControl:
     def restore(self):
         self.head.exit_threshold = self.saved[0]
         with torch.no_grad():
-            self.bias2.copy_(self.saved[1])
+            self.bias1.copy_(self.saved[1])
+            self.bias2.copy_(self.saved[2])
 
 
 def time_modes(model, inputs, batch, repeats, autocast=None,

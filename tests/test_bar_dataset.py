@@ -1,4 +1,5 @@
 """BAR loader: official layout, class from the file-name prefix, clear errors."""
+import logging
 import os
 import os.path as osp
 
@@ -113,7 +114,7 @@ def test_corrupt_image_names_the_file(tmp_path):
     bad = osp.join(root, 'train', 'fishing_2.jpg')
     with open(bad, 'wb') as f:
         f.write(b'\xff\xd8 this is no JPEG')
-    ds = build(root)
+    ds = build(root, verify_images=False)  # the loader's own message
     idx = [osp.basename(ds.get_data_info(i)['img_path'])
            for i in range(len(ds))].index('fishing_2.jpg')
     ds[0 if idx else 1]  # intact files still load
@@ -125,3 +126,99 @@ def test_corrupt_image_names_the_file(tmp_path):
     load = TRANSFORMS.build(dict(type='LoadImageFromFileChecked'))
     with pytest.raises(ValueError, match='Corrupt image'):
         load(dict(img_path=bad))
+
+
+def test_unsupported_image_extension_is_an_error(tmp_path):
+    """A real image the loader does not list (here a GIF) is not skipped
+    without a word: its class would silently lose samples."""
+    from PIL import Image
+    root = write_bar_folder(tmp_path / 'BAR', per_class=1, splits=('train', ))
+    for name in ('diving_7.gif', 'racing_8.TIFF'):
+        Image.new('RGB', (8, 8), (200, 0, 0)).save(
+            osp.join(root, 'train', name))
+    with pytest.raises(ValueError) as err:
+        build(root)
+    msg = str(err.value)
+    assert osp.join(root, 'train') in msg
+    assert 'diving_7.gif' in msg and 'racing_8.TIFF' in msg
+    assert '.jpg' in msg and '.png' in msg  # the supported extensions
+
+
+def test_stray_non_image_files_are_listed_in_a_warning(tmp_path,
+                                                       monkeypatch):
+    from occam_plugin.datasets import bar
+    logged = []
+    monkeypatch.setattr(bar, 'print_log',
+                        lambda msg, logger=None, level=None:
+                        logged.append((msg, level)))
+    root = write_bar_folder(tmp_path / 'BAR', per_class=1, splits=('train', ))
+    for name in ('.DS_Store', 'README.txt'):
+        (tmp_path / 'BAR' / 'train' / name).write_text('x')
+    os.mkdir(osp.join(root, 'train', 'old'))
+    ds = build(root)
+    assert len(ds) == 6  # the images are still all read
+    warnings = [m for m, level in logged if level == logging.WARNING]
+    assert len(warnings) == 1
+    for name in ('.DS_Store', 'README.txt', 'old'):
+        assert name in warnings[0]
+    assert osp.join(root, 'train') in warnings[0]
+
+
+def _corrupt(path, data=b'\xff\xd8 this is no JPEG'):
+    with open(path, 'wb') as f:
+        f.write(data)
+    return str(path)
+
+
+def test_corrupt_images_are_reported_when_the_split_is_built(tmp_path):
+    """Every image is decoded once when the dataset is built, so a bad file
+    stops the run before training, not when a batch (or validation) first
+    reads it; all bad files are named at once."""
+    root = write_bar_folder(tmp_path / 'BAR', per_class=1)
+    bad = [_corrupt(osp.join(root, 'test', 'diving_7.jpg')),
+           _corrupt(osp.join(root, 'test', 'racing_10.jpg'), b'')]
+    # a truncated JPEG (half of a real file) too
+    with open(osp.join(root, 'test', 'throwing_11.jpg'), 'rb') as f:
+        half = f.read()
+    bad.append(_corrupt(osp.join(root, 'test', 'throwing_11.jpg'),
+                        half[:len(half) // 2]))
+    build(root, 'train')  # intact split: fine
+    with pytest.raises(ValueError) as err:
+        build(root, 'test')
+    msg = str(err.value)
+    assert '3 of 6' in msg
+    for path in bad:
+        assert path in msg
+    assert 'verify_images=False' in msg  # how to defer the check
+    build(root, 'test', verify_images=False)
+
+
+def test_corrupt_val_image_stops_training_before_the_first_iteration(
+        tmp_path):
+    """mmengine builds the val dataloader before the first iteration, so a
+    bad test/ image stops training at once: no iteration, no checkpoint."""
+    import argparse
+    from mmengine.config import Config, DictAction
+    from mmengine.runner import Runner
+    from conftest import (REPO, TINY_BAR_OPTIONS, TINY_RESNET_OPTIONS,
+                          bar_data_options)
+    root = write_bar_folder(tmp_path / 'BAR', per_class=1)
+    bad = _corrupt(osp.join(root, 'test', 'fishing_8.jpg'))
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    options = parser.parse_args(
+        ['--cfg-options', *TINY_BAR_OPTIONS, *TINY_RESNET_OPTIONS,
+         *bar_data_options(root), 'train_cfg.max_epochs=1',
+         'train_cfg.val_interval=1',
+         'train_dataloader.persistent_workers=False',
+         'val_dataloader.persistent_workers=False',
+         'test_dataloader.persistent_workers=False']).cfg_options
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'occam_resnet18_bar.py'))
+    cfg.merge_from_dict(options)
+    cfg.work_dir = str(tmp_path / 'work')
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(ValueError, match='Corrupt image') as err:
+        runner.train()
+    assert bad in str(err.value)
+    assert runner.iter == 0
+    assert not [f for f in os.listdir(cfg.work_dir) if f.endswith('.pth')]

@@ -661,3 +661,135 @@ def test_dataset_bad_args(tmp_path):
 def test_generated_root_needs_its_generate_args(generated):
     with pytest.raises(ValueError, match='generation.json'):
         build(generated, generate=None)
+
+
+def _cli_p_bias(*options):
+    """``train_dataloader.dataset.p_bias`` of the demo config after
+    ``--cfg-options`` (parsed as tools/train.py parses them)."""
+    import argparse
+    from mmengine.config import Config, DictAction
+    from conftest import REPO
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    args = parser.parse_args(['--cfg-options', *options])
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs', 'occam_resnet18_biased_mnist_small.py'))
+    cfg.merge_from_dict(args.cfg_options)
+    return cfg.train_dataloader.dataset.p_bias
+
+
+def test_p_bias_from_the_command_line():
+    key = 'train_dataloader.dataset.p_bias'
+    seven = [0.9, 0.9, 0.9, 0.5, 0.5, 0.5, 0.5]
+    per_factor = dict(zip(gen.FACTORS, seven))
+    # a dict typed on the command line arrives cut at its commas
+    typed = _cli_p_bias(f"{key}={{'digit_color':0.9,'texture':0.8}}")
+    assert isinstance(typed, list)
+    with pytest.raises(TypeError) as err:
+        gen.normalize_p_bias(typed)
+    msg = str(err.value)
+    assert 'got list' in msg and 'DictAction' in msg
+    for form in (f'{key}=0.9', f'{key}=[0.9,0.9,0.9,0.5,0.5,0.5,0.5]',
+                 f'{key}._delete_=True', f'{key}.digit_color=0.9'):
+        assert form in msg
+    # ... and each form it gives works
+    assert gen.normalize_p_bias(_cli_p_bias(f'{key}=0.9')) == {
+        f: 0.9 for f in gen.FACTORS}
+    assert gen.normalize_p_bias(_cli_p_bias(
+        f'{key}=[0.9,0.9,0.9,0.5,0.5,0.5,0.5]')) == per_factor
+    assert gen.normalize_p_bias(_cli_p_bias(
+        f'{key}._delete_=True',
+        *[f'{key}.{f}={v}' for f, v in per_factor.items()])) == per_factor
+    # a list in factor order is the same setting (same folder) as the dict
+    assert gen.p_tag(seven) == gen.p_tag(per_factor)
+    with pytest.raises(ValueError, match=r'7 values.*got 2'):
+        gen.normalize_p_bias([0.9, 0.8])
+    with pytest.raises(TypeError, match='p_bias must be a float'):
+        gen.normalize_p_bias('dict(digit_color=0.9)')
+
+
+# ------------------------------------------------------ interrupted generation
+#: a few images: interruption tests need a real but quick generation
+SMALL = dict(num_trainval=12, num_test=8, image_size=32, seed=SEED)
+
+
+def _temps(root):
+    """Every file or folder under ``root`` named like a generator temp."""
+    return sorted(osp.relpath(osp.join(d, n), root)
+                  for d, dirs, files in os.walk(root)
+                  for n in dirs + files if '.tmp-' in n)
+
+
+def _interrupt_on_call(n):
+    """A stand-in that raises KeyboardInterrupt on its n-th call."""
+    calls = []
+
+    def fake(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return fake.real(*args, **kwargs)
+    return fake
+
+
+@pytest.mark.parametrize('where, n', [
+    ('json.dump', 1),   # generation.json
+    ('render_sample', 3),  # mid-way through the images
+    ('json.dump', 5),   # trainval.json, the last file of the split
+])
+def test_interrupted_generation_leaves_no_temp(tmp_path, monkeypatch, where,
+                                               n):
+    root = str(tmp_path / 'bm')
+    fake = _interrupt_on_call(n)
+    owner, name = (gen.json, 'dump') if where == 'json.dump' else (
+        gen, 'render_sample')
+    fake.real = getattr(owner, name)
+    monkeypatch.setattr(owner, name, fake)
+    with pytest.raises(KeyboardInterrupt):
+        gen.generate_biased_mnist(root, p_bias=0.9, splits=('train', ),
+                                  **SMALL)
+    assert _temps(root) == []
+    monkeypatch.undo()
+    # the next run completes the split
+    gen.generate_biased_mnist(root, p_bias=0.9, splits=('train', ), **SMALL)
+    assert osp.isfile(osp.join(root, 'full_0.9', 'trainval.json'))
+    assert _temps(root) == []
+
+
+def test_stale_temps_of_dead_processes_are_removed(tmp_path):
+    """After a SIGKILL no ``finally`` runs: the next generation removes the
+    temps whose process is gone, and leaves a running one's alone."""
+    import subprocess
+    import sys
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()  # reaped: its pid names no process now
+    alive = subprocess.Popen([sys.executable, '-c',
+                              'import time; time.sleep(60)'])
+    try:
+        root = tmp_path / 'bm'
+        folder = root / 'full'
+        folder.mkdir(parents=True)
+        stale = [gen.temp_path(str(folder / '.test'), dead.pid),
+                 gen.temp_path(str(root / 'generation.json'), dead.pid),
+                 str(folder / f'.test.tmp-{dead.pid}')]  # older naming
+        live = [gen.temp_path(str(folder / '.test'), alive.pid),
+                gen.temp_path(str(root / 'train_ixs.json'), alive.pid),
+                # another machine's (shared file system): its pid means
+                # nothing here
+                str(folder / f'.test.tmp-otherhost-{dead.pid}')]
+        for path in stale[:1] + live[:1] + live[2:]:
+            os.makedirs(path)
+            open(osp.join(path, '0.jpg'), 'wb').close()
+        for path in stale[1:2] + live[1:2]:
+            open(path, 'w').close()
+        os.makedirs(stale[2])
+        gen.generate_biased_mnist(str(root), p_bias=0.9, splits=('test', ),
+                                  **SMALL)
+        assert osp.isfile(folder / 'test.json')
+        for path in stale:
+            assert not osp.exists(path), path
+        for path in live:
+            assert osp.exists(path), path
+    finally:
+        alive.kill()
+        alive.wait()

@@ -192,7 +192,9 @@ def test_dynamic_equals_compute_all_mixed_batch(which, request):
 
 @pytest.mark.parametrize('which', ['resnet_model', 'timm_model'])
 @pytest.mark.parametrize('n', [1, 5], ids=['batch1', 'batch5'])
-@pytest.mark.parametrize('threshold,expected_exit', [(0.0, 1), (1.01, 3)],
+# 1.0: the random gates stay below it, so nobody exits before the last exit
+# (gates saturated to 1.0 would exit; see test_occam_model.py)
+@pytest.mark.parametrize('threshold,expected_exit', [(0.0, 1), (1.0, 3)],
                          ids=['all_early', 'none_early'])
 def test_dynamic_equals_compute_all_controlled(which, n, threshold,
                                                expected_exit, request):

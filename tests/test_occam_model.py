@@ -302,3 +302,38 @@ def test_bad_head_and_neck_config():
     with pytest.raises(ValueError, match='detach_exits'):
         MODELS.build(dict(type='ExitNeck', in_channels=[4, 8],
                           detach_exits=(2, )))
+
+
+@pytest.mark.parametrize('value', [1.5, 1.01, -0.1, float('nan'), '0.5',
+                                   True, None])
+def test_exit_threshold_outside_0_1_is_refused(value):
+    """1.5 would silently mean "never exit early"; the error says so and
+    names the supported way."""
+    with pytest.raises(ValueError) as err:
+        MODELS.build(occam_cfg(exit_threshold=value))
+    msg = str(err.value)
+    assert 'model.head.exit_threshold' in msg and repr(value) in msg
+    assert '[0, 1]' in msg and 'min_inference_exit=3' in msg
+    # set later (a re-test script, the speed benchmark): refused as well
+    head = build_model().head
+    with pytest.raises(ValueError, match='model.head.exit_threshold'):
+        head.exit_threshold = value
+    assert head.exit_threshold == 0.5
+    for ok in (0, 0.0, 1.0, 1):
+        head.exit_threshold = ok
+        assert head.exit_threshold == ok
+
+
+def test_last_exit_only_with_saturated_gates():
+    """Gates saturate to exactly 1.0 in float32, so even threshold 1.0 lets
+    samples exit; ``min_inference_exit = num_exits - 1`` is "last exit
+    only" for compute-all and dynamic inference alike."""
+    model = build_model(exit_threshold=1.0).eval()
+    force_gates(model.head, [100.] * 4)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert [s.exit_idx for s in model.predict(x)] == [1, 1]
+        model.head.min_inference_exit = 3
+        for mode in ('compute_all', 'dynamic'):
+            model.inference_mode = mode
+            assert [s.exit_idx for s in model.predict(x)] == [3, 3], mode

@@ -5,7 +5,6 @@ tiny with --cfg-options only (width 8, 32 px, batch 4).
 """
 import os
 import os.path as osp
-import pickle
 import textwrap
 
 import pytest
@@ -15,6 +14,7 @@ import occam_plugin  # noqa: F401  (checkpoint allow-list for torch.load)
 from conftest import (REPO, TINY_BAR_OPTIONS, TINY_RESNET_OPTIONS,
                       bar_data_options, load_tool, run_tool,
                       write_bar_folder)
+from occam_plugin.evaluation import load_predictions
 
 OCCAM_CFG = osp.join(REPO, 'configs', 'occam_resnet18_bar.py')
 PLAIN_CFG = osp.join(REPO, 'configs', 'resnet18_bar.py')
@@ -75,8 +75,8 @@ def test_occam_resnet_train_and_test(occam_run, bar_root, tmp_path):
                     '--cfg-options', *TINY_BAR_OPTIONS,
                     *TINY_RESNET_OPTIONS, *bar_data_options(bar_root))
     assert 'accuracy/top1' in proc.stdout
-    with open(out, 'rb') as f:
-        preds = pickle.load(f)
+    # the allow-list loader reads a real tools/test.py dump
+    preds = load_predictions(str(out))
     assert len(preds) == 12  # the 12 test images
     for p in preds:
         assert 0 <= int(p['pred_label']) < 6

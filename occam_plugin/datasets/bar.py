@@ -1,10 +1,16 @@
 """BAR: Biased Action Recognition (Nam et al., NeurIPS 2020)."""
+import logging
 import os
 import os.path as osp
+import time
 from typing import Dict, List, Optional, Sequence
 
+from mmcv.transforms import LoadImageFromFile
+from mmengine.logging import print_log
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
+
+from .transforms.loading import check_image_files
 
 #: the six action classes, in the order of the official loaders
 BAR_CLASSES = ('climbing', 'diving', 'fishing', 'pole vaulting', 'racing',
@@ -26,12 +32,28 @@ BAR_PREFIXES: Dict[str, str] = {
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 
+#: image formats BAR does not read: a split holding such a file is refused
+#: (skipping it would silently drop samples of its class)
+OTHER_IMAGE_EXTENSIONS = ('.gif', '.tif', '.tiff', '.heic', '.heif', '.avif',
+                          '.jp2', '.j2k', '.jxl', '.jfif', '.ppm', '.pgm',
+                          '.pbm', '.pnm', '.ico', '.svg', '.psd', '.dng',
+                          '.raw', '.cr2', '.nef')
+
+#: how many names a message lists before "... and N more"
+MAX_LISTED = 10
+
 BAR_SOURCE = (
     'BAR comes from Nam et al. 2020, "Learning from Failure" '
     '(https://github.com/alinlab/BAR). Expected layout: '
     'data/BAR/{train,test}/<class>_<id>.jpg, e.g. '
     'data/BAR/train/climbing_0.jpg, with <class> one of '
     f'{list(BAR_CLASSES)}.')
+
+
+def _listed(names: List[str]) -> str:
+    """The first :data:`MAX_LISTED` names, then how many more."""
+    more = len(names) - MAX_LISTED
+    return str(names[:MAX_LISTED]) + (f' and {more} more' if more > 0 else '')
 
 
 @DATASETS.register_module()
@@ -42,7 +64,10 @@ class BAR(BaseDataset):
     The folder ``data_root/<split>/`` holds the images; the class of an image
     is the part of its file name before the first ``_``
     (``climbing_12.jpg`` → climbing). BAR has no bias annotations, so no bias
-    keys are produced.
+    keys are produced. Images are read with the extensions of
+    :data:`IMG_EXTENSIONS`; an image of another format (``.gif``, ``.tif``,
+    ...) is an error, other entries (``.DS_Store``, notes, sub-folders) are
+    ignored with a warning that lists them.
 
     Args:
         data_root (str): The BAR folder holding ``train/`` and ``test/``.
@@ -50,6 +75,13 @@ class BAR(BaseDataset):
         pipeline (Sequence): Transforms applied to each sample.
         test_mode (bool): Whether the dataset is used for testing (no refetch
             on a failed sample). Defaults to ``split == 'test'``.
+        verify_images (bool): Decode every image of the split once when the
+            dataset is built (with the pipeline's loading settings), so a
+            corrupt file stops the run before training starts, all bad files
+            named at once (the Runner builds the val dataloader before the
+            first iteration). One decode per image (about 1 ms for a
+            640x480 JPEG on one CPU core). False: a bad file is
+            found when a batch first reads it. Defaults to True.
         **kwargs: Other arguments of :class:`mmpretrain.datasets.BaseDataset`
             (``indices``, ``lazy_init``, ...).
     """
@@ -62,6 +94,7 @@ class BAR(BaseDataset):
                  split: str = 'train',
                  pipeline: Sequence = (),
                  test_mode: Optional[bool] = None,
+                 verify_images: bool = True,
                  **kwargs):
         if split not in self.SPLITS:
             raise ValueError(f'BAR: split must be one of {self.SPLITS}, '
@@ -71,6 +104,7 @@ class BAR(BaseDataset):
                 f'BAR: data root {data_root!r} does not exist '
                 f'(absolute: {osp.abspath(data_root or ".")}). {BAR_SOURCE}')
         self.split = split
+        self.verify_images = verify_images
         if test_mode is None:
             test_mode = split == 'test'
         super().__init__(
@@ -96,10 +130,30 @@ class BAR(BaseDataset):
         if not osp.isdir(folder):
             raise FileNotFoundError(
                 f'BAR: split folder {folder!r} is missing. {BAR_SOURCE}')
-        files = sorted(
-            f for f in os.listdir(folder)
-            if f.lower().endswith(IMG_EXTENSIONS)
-            and osp.isfile(osp.join(folder, f)))
+        files, other_images, ignored = [], [], []
+        for name in sorted(os.listdir(folder)):
+            if not osp.isfile(osp.join(folder, name)):
+                ignored.append(name + '/')
+            elif name.lower().endswith(IMG_EXTENSIONS):
+                files.append(name)
+            elif name.lower().endswith(OTHER_IMAGE_EXTENSIONS):
+                other_images.append(name)
+            else:
+                ignored.append(name)
+        if other_images:
+            raise ValueError(
+                f'BAR: split folder {folder!r} holds {len(other_images)} '
+                f'image(s) in a format BAR does not read: '
+                f'{_listed(other_images)}. Supported extensions: '
+                f'{", ".join(IMG_EXTENSIONS)}; convert these files (e.g. to '
+                '.jpg) or move them out of the folder.')
+        if ignored:
+            # .DS_Store, README.txt, sub-folders: harmless, but say so
+            print_log(
+                f'BAR: split folder {folder!r}: ignoring {len(ignored)} '
+                f'entr(ies) that are not images ({", ".join(IMG_EXTENSIONS)})'
+                f': {_listed(ignored)}', logger='current',
+                level=logging.WARNING)
         if not files:
             raise FileNotFoundError(
                 f'BAR: split folder {folder!r} holds no images '
@@ -129,7 +183,25 @@ class BAR(BaseDataset):
                 f'{empty} (images per class: '
                 f'{dict(zip(classes, counts))}); every one of the '
                 f'{len(classes)} classes needs images. {BAR_SOURCE}')
+        if self.verify_images:
+            self._check_images([info['img_path'] for info in data_list])
         return data_list
+
+    def _check_images(self, paths: List[str]) -> None:
+        """Decode every image once, as the pipeline's loader would."""
+        loader = next((t for t in getattr(self.pipeline, 'transforms', [])
+                       if isinstance(t, LoadImageFromFile)), None)
+        start = time.perf_counter()
+        try:
+            check_image_files(paths, loader, max_listed=MAX_LISTED)
+        except ValueError as err:
+            raise ValueError(
+                f'BAR: split folder {self.img_prefix!r}: {err}\nSet '
+                'verify_images=False in the dataset config to defer this '
+                'check to the first read of each file.') from None
+        print_log(f'BAR: decoded all {len(paths)} images of '
+                  f'{self.img_prefix!r} in {time.perf_counter() - start:.1f}'
+                  ' s', logger='current')
 
     def extra_repr(self) -> List[str]:
         return [f'Split: \t{self.split}',

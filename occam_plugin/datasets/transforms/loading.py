@@ -1,10 +1,84 @@
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import mmcv
 import numpy as np
 from mmcv.transforms import LoadImageFromFile
 from mmengine import fileio
 from mmpretrain.registry import TRANSFORMS
+
+
+def read_image_checked(filename: str,
+                       color_type: str = 'color',
+                       imdecode_backend: str = 'cv2',
+                       backend_args: Optional[dict] = None) -> np.ndarray:
+    """Read and decode one image; errors name the file.
+
+    Args:
+        filename (str): The image file.
+        color_type (str): mmcv's ``imfrombytes`` flag. Defaults to 'color'.
+        imdecode_backend (str): mmcv's decoding backend. Defaults to 'cv2'.
+        backend_args (dict, optional): mmengine file backend arguments.
+
+    Raises:
+        FileNotFoundError: The file cannot be read.
+        ValueError: The bytes cannot be decoded as an image (corrupt,
+            truncated or empty file).
+    """
+    try:
+        img_bytes = fileio.get(filename, backend_args=backend_args)
+    except Exception as e:
+        raise FileNotFoundError(
+            f'Cannot read image file {filename!r}: {e}') from e
+    img = None
+    error = None
+    if img_bytes:
+        try:
+            img = mmcv.imfrombytes(img_bytes, flag=color_type,
+                                   backend=imdecode_backend)
+        except Exception as e:  # decoder-specific errors (PIL, turbojpeg)
+            error = e
+    if img is None or not isinstance(img, np.ndarray) or img.size == 0:
+        raise ValueError(
+            f'Corrupt image: {filename!r} ({len(img_bytes)} bytes) could '
+            f'not be decoded as an image by the {imdecode_backend!r} '
+            f'backend{f" ({error})" if error else ""}. Replace or delete '
+            'the file (re-extract the dataset).')
+    return img
+
+
+def check_image_files(paths: Sequence[str],
+                      loader: Optional[LoadImageFromFile] = None,
+                      max_listed: int = 10) -> None:
+    """Decode every image once; raise one error naming all bad files.
+
+    Args:
+        paths (Sequence[str]): Image files.
+        loader (LoadImageFromFile, optional): The pipeline's loading step,
+            whose ``color_type``, ``imdecode_backend`` and ``backend_args``
+            are used, so the check accepts exactly what training reads.
+            Defaults to mmcv's defaults (cv2, colour).
+        max_listed (int): How many errors the message quotes.
+
+    Raises:
+        ValueError: Some files cannot be read or decoded.
+    """
+    kwargs = {}
+    if loader is not None:
+        kwargs = dict(color_type=loader.color_type,
+                      imdecode_backend=loader.imdecode_backend,
+                      backend_args=loader.backend_args)
+    errors: List[str] = []
+    for path in paths:
+        try:
+            read_image_checked(path, **kwargs)
+        except (FileNotFoundError, ValueError) as e:
+            errors.append(str(e))
+    if errors:
+        more = len(errors) - max_listed
+        raise ValueError(
+            f'{len(errors)} of {len(paths)} images cannot be read:\n  ' +
+            '\n  '.join(errors[:max_listed]) +
+            (f'\n  ... and {more} more' if more > 0 else ''))
 
 
 @TRANSFORMS.register_module()
@@ -22,30 +96,14 @@ class LoadImageFromFileChecked(LoadImageFromFile):
     """
 
     def transform(self, results: dict) -> Optional[dict]:
-        filename = results['img_path']
         try:
-            img_bytes = fileio.get(filename, backend_args=self.backend_args)
-        except Exception as e:
+            img = read_image_checked(results['img_path'], self.color_type,
+                                     self.imdecode_backend,
+                                     self.backend_args)
+        except (FileNotFoundError, ValueError):
             if self.ignore_empty:
                 return None
-            raise FileNotFoundError(
-                f'Cannot read image file {filename!r}: {e}') from e
-        img = None
-        error = None
-        if img_bytes:
-            try:
-                img = mmcv.imfrombytes(img_bytes, flag=self.color_type,
-                                       backend=self.imdecode_backend)
-            except Exception as e:  # decoder-specific errors (PIL, turbojpeg)
-                error = e
-        if img is None or not isinstance(img, np.ndarray) or img.size == 0:
-            if self.ignore_empty:
-                return None
-            raise ValueError(
-                f'Corrupt image: {filename!r} ({len(img_bytes)} bytes) could '
-                f'not be decoded as an image by the {self.imdecode_backend!r} '
-                f'backend{f" ({error})" if error else ""}. Replace or delete '
-                'the file (re-extract the dataset).')
+            raise
         if self.to_float32:
             img = img.astype(np.float32)
         results['img'] = img

@@ -1,4 +1,5 @@
 import copy
+import numbers
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -47,8 +48,11 @@ class OccamHead(BaseModule):
             ``OccamClassifier`` from the neck; leave unset in configs.
         min_inference_exit (int): Earliest exit used at inference (exit 0
             only amplifies the bias). Defaults to 1.
-        exit_threshold (float): Gate value at which a sample exits.
-            Defaults to 0.5.
+        exit_threshold (float): Gate value at which a sample exits, in
+            [0, 1] (checked whenever it is set). For "always the last exit"
+            set ``min_inference_exit`` to ``num_exits - 1`` instead: gates
+            saturate to exactly 1.0, so no threshold in [0, 1] means
+            "never". Defaults to 0.5.
         use_gates (bool): False: no gates, no gate loss, always the last exit
             (``exit_gates`` reads 0 for every exit but the last, 1).
             Defaults to True.
@@ -129,6 +133,24 @@ class OccamHead(BaseModule):
                  num_classes=num_classes)) if use_gates else None
         self.method = MODELS.build(method) if isinstance(method,
                                                          dict) else method
+
+    @property
+    def exit_threshold(self) -> float:
+        """Gate value at which a sample exits (see the class Args)."""
+        return self._exit_threshold
+
+    @exit_threshold.setter
+    def exit_threshold(self, value: float) -> None:
+        # a value above 1 used to mean "never exit early" silently; refuse
+        # it (and NaN, which compares False) and name the supported way
+        if isinstance(value, bool) or not isinstance(
+                value, numbers.Real) or not 0 <= value <= 1:
+            raise ValueError(
+                f'OccamHead: model.head.exit_threshold={value!r}; expected a '
+                'number in [0, 1] (a sample exits at the first exit whose '
+                'gate is >= it). To always use the last exit, set '
+                f'model.head.min_inference_exit={self.num_exits - 1} instead.')
+        self._exit_threshold = value
 
     # ---- forward -------------------------------------------------------------
     def pre_logits(self, feats: Sequence[torch.Tensor]) -> Tuple[torch.Tensor]:
