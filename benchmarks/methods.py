@@ -36,12 +36,18 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 KEYS = ('bias/aligned_acc', 'bias/conflicting_acc', 'bias/unbiased_acc')
 
 
-def resnet_width(prefixes, width, head_prefixes=()):
+#: the method module each method switches on (model.head.method.type);
+#: LfF is a twin model: its own config in configs/methods/
+METHOD_TYPES = dict(upwt='GroupUpweighting', gdro='GroupDRO',
+                    sd='SpectralDecoupling', pgi='PGILoss')
+
+
+def resnet_width(prefixes, width):
+    # the heads read their in_channels from the narrowed backbones
     opts = []
     for p in prefixes:
         opts += [f'{p}.backbone.stem_channels={width}',
                  f'{p}.backbone.base_channels={width}']
-    opts += [f'{p}.head.in_channels={width * 8}' for p in head_prefixes]
     return opts
 
 
@@ -52,9 +58,9 @@ def colored_jobs(args):
         ('MLP', 'vanilla', 'configs/mlp_colored_mnist.py', []),
         ('MLP', 'LfF', f'{m}/mlp_colored_mnist_lff.py', []),
         ('ResNet-18', 'vanilla', 'configs/resnet18_colored_mnist.py',
-         resnet_width(['model'], w, ['model'])),
+         resnet_width(['model'], w)),
         ('ResNet-18', 'LfF', f'{m}/resnet18_colored_mnist_lff.py',
-         resnet_width(['model.biased_model'], w, ['model.biased_model'])),
+         resnet_width(['model.biased_model'], w)),
     ]
 
 
@@ -63,17 +69,16 @@ def biased_jobs(args):
     for model in ('resnet18', 'occam_resnet18'):
         name = 'ResNet-18' if model == 'resnet18' else 'OccamResNet-18'
         for method in ('erm', 'upwt', 'gdro', 'sd', 'lff', 'pgi'):
-            if method == 'erm':
-                cfg = f'configs/{model}_biased_mnist_small.py'
-            else:
-                cfg = f'configs/methods/{model}_biased_mnist_small_{method}.py'
+            cfg = f'configs/{model}_biased_mnist_small.py'
             if method == 'lff':
+                cfg = f'configs/methods/{model}_biased_mnist_small_lff.py'
                 parts = ['model.biased_model'] + (
                     ['model.debiased_model'] if model != 'resnet18' else [])
-                opts = resnet_width(parts, w, ['model.biased_model'])
+                opts = resnet_width(parts, w)
             else:
-                opts = resnet_width(['model'], w,
-                                    ['model'] if model == 'resnet18' else [])
+                opts = resnet_width(['model'], w)
+            if method in METHOD_TYPES:  # the mixin's key, by --cfg-options
+                opts.append(f'model.head.method.type={METHOD_TYPES[method]}')
             # the lr steps keep their place in a shortened schedule
             opts.append('param_scheduler.milestones=[{},{}]'.format(
                 max(1, round(args.epochs * 50 / 90)),

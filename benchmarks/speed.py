@@ -40,6 +40,8 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from common import machine, write_section  # noqa: E402
+from occam_plugin.models.utils.training_state import \
+    reset_epoch_state  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 OCCAM_CFG = osp.join(REPO, 'configs', '_base_', 'models', 'occam_resnet18.py')
@@ -103,8 +105,8 @@ def train_worker(kind: str, size: int, batch: int, iters: int,
     torch.manual_seed(0)
     model = build_model(kind)
     if kind == 'occam':
-        model.head.resize_memory(batch)
-        model.head.reset_epoch_state(0)
+        model.head.gate_loss.resize_memory(batch)
+        reset_epoch_state(model, 0)
     optim = OptimWrapper(torch.optim.Adam(model.parameters(), lr=1e-3,
                                           weight_decay=5e-4))
     data = make_batch(batch, size)
@@ -132,8 +134,8 @@ def interleaved_step_times(args) -> dict:
         torch.manual_seed(0)
         models[kind] = build_model(kind)
         if kind == 'occam':
-            models[kind].head.resize_memory(args.batch)
-            models[kind].head.reset_epoch_state(0)
+            models[kind].head.gate_loss.resize_memory(args.batch)
+            reset_epoch_state(models[kind], 0)
         models[kind].train()
         optims[kind] = OptimWrapper(torch.optim.Adam(
             models[kind].parameters(), lr=1e-3, weight_decay=5e-4))

@@ -7,11 +7,11 @@ _base_ = [
     '_base_/default_runtime.py',
 ]
 model = dict(
-    type='ImageClassifier',
+    type='DebiasImageClassifier',
     backbone=dict(type='MLPBackbone', in_channels=3, img_size=28,
                   hidden_dims=(100, 100, 100)),
     head=dict(
-        type='LinearClsHead',
+        type='DebiasLinearClsHead',
         num_classes=10,
         in_channels=100,
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0),

@@ -18,4 +18,4 @@ val_evaluator = [
 test_evaluator = val_evaluator
 # OccamGateHook drives the gate state; ExitFlopsHook measures the FLOPs per
 # exit once so ExitMetric can report the expected compute
-custom_hooks = [dict(type='OccamGateHook'), dict(type='ExitFlopsHook')]
+custom_hooks = [dict(type='ExitFlopsHook')]

@@ -24,7 +24,7 @@ val_evaluator = [
     dict(type='ExitMetric'),
 ]
 test_evaluator = val_evaluator
-custom_hooks = [dict(type='OccamGateHook'), dict(type='ExitFlopsHook')]
+custom_hooks = [dict(type='ExitFlopsHook')]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     # the demo compares final models: keep only the last checkpoint

@@ -14,4 +14,4 @@ val_evaluator = [
     dict(type='ExitMetric'),
 ]
 test_evaluator = val_evaluator
-custom_hooks = [dict(type='OccamGateHook'), dict(type='ExitFlopsHook')]
+custom_hooks = [dict(type='ExitFlopsHook')]

@@ -12,7 +12,7 @@ _base_ = [
 width = 16
 model = dict(
     backbone=dict(stem_channels=width, base_channels=width),
-    head=dict(num_classes=10, in_channels=width * 8))
+    head=dict(num_classes=10))
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     checkpoint=dict(type='CheckpointHook', interval=-1, save_last=True,

@@ -10,4 +10,4 @@ _base_ = [
 model = dict(
     backbone=dict(type='ResNet_CIFAR', depth=18, out_indices=(3, ),
                   style='pytorch'),
-    head=dict(num_classes=9, in_channels=512))
+    head=dict(num_classes=9))

@@ -11,6 +11,7 @@ import occam_plugin  # noqa: F401  (registers)
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from occam_plugin.models.classifiers.dynamic_exit import flop_profile
+from occam_plugin.models.utils.training_state import reset_epoch_state
 from occam_plugin.models.utils.staged_backbone import (StagedBackbone,
                                                        take_samples)
 
@@ -110,8 +111,8 @@ def _trained_model(backbone, steps=3):
              data_preprocessor=dict(type='ClsDataPreprocessor',
                                     mean=[127.5] * 3, std=[64.0] * 3,
                                     to_rgb=True)))
-    model.head.resize_memory(8)
-    model.head.reset_epoch_state(0)
+    model.head.gate_loss.resize_memory(8)
+    reset_epoch_state(model, 0)
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.05,
                                          momentum=0.9))
     model.train()

@@ -67,7 +67,7 @@ def test_group_upweighting_weights():
 
 def test_group_upweighting_empty_group_and_hook_counts():
     upwt = MODELS.build(dict(type='GroupUpweighting'))
-    with pytest.raises(RuntimeError, match='BiasMethodHook'):
+    with pytest.raises(RuntimeError, match='TrainingStateHook'):
         upwt(torch.ones(1), torch.zeros(1, 2), torch.zeros(1).long(),
              samples(group_idx=[0]))
     # what the hook passes: groups of 10 training samples, one empty group

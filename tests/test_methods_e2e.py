@@ -1,6 +1,8 @@
 """Every bias-mitigation method trains one short epoch through tools/train.py,
-on a plain ResNet-18 and on an OccamResNet-18 (tiny Biased MNIST: 24 train
-images of 32 px, width 8), switched by its config in configs/methods/ only."""
+on a plain ResNet-18 and on an OccamResNet-18 (tiny Biased MNIST: 16 train
+images of 32 px, width 8). A method is switched on by config alone: one
+line in a config that inherits the model's (or the same key with
+--cfg-options); LfF (a twin model) by its config in configs/methods/."""
 import glob
 import importlib.util
 import os.path as osp
@@ -33,11 +35,23 @@ def train(config, work_dir, *args):
         return f.read()
 
 METHODS = ('upwt', 'gdro', 'sd', 'pgi', 'lff')
+#: the method module each method is (model.head.method.type)
+METHOD_TYPES = dict(upwt='GroupUpweighting', gdro='GroupDRO',
+              sd='SpectralDecoupling', pgi='PGILoss')
 MODELS_ = ('resnet18', 'occam_resnet18')
 
 
-def method_config(model, method, data='biased_mnist_small'):
-    return osp.join(REPO, 'configs', 'methods', f'{model}_{data}_{method}.py')
+def method_config(folder, model, method, data='biased_mnist_small'):
+    """The config of ``model`` on ``data`` with ``method``: LfF's own file,
+    else what a user writes: the model config plus one line."""
+    if method == 'lff':
+        return osp.join(REPO, 'configs', 'methods', f'{model}_{data}_lff.py')
+    path = osp.join(str(folder), f'{model}_{data}_{method}.py')
+    with open(path, 'w') as f:
+        f.write(f"_base_ = [{osp.join(REPO, 'configs', f'{model}_{data}.py')!r}]"
+                f"\nmodel = dict(head=dict(method=dict(type="
+                f"'{METHOD_TYPES[method]}')))\n")
+    return path
 
 
 def tiny_options(data_root, model, method, max_epochs=1):
@@ -58,10 +72,7 @@ def tiny_options(data_root, model, method, max_epochs=1):
     for p in parts:
         opts += [f'{p}.backbone.stem_channels=8',
                  f'{p}.backbone.base_channels=8']
-    if model == 'resnet18' and method != 'lff':
-        opts.append('model.head.in_channels=64')
-    elif method == 'lff':
-        opts.append('model.biased_model.head.in_channels=64')
+    # (the heads read their in_channels from the narrowed backbones)
     return opts
 
 
@@ -74,19 +85,31 @@ def bmnist_root(tmp_path_factory):
 @pytest.mark.parametrize('model', MODELS_)
 @pytest.mark.parametrize('method', METHODS)
 def test_method_trains_one_epoch(bmnist_root, tmp_path, model, method):
-    log = train(method_config(model, method), tmp_path, '--cfg-options',
-                *tiny_options(bmnist_root, model, method))
+    log = train(method_config(tmp_path, model, method), tmp_path / 'run',
+                '--cfg-options', *tiny_options(bmnist_root, model, method))
     assert 'Epoch(train)' in log and 'Epoch(val)' in log
     assert 'bias/unbiased_acc' in log  # the bias-aware metric ran
-    assert osp.exists(osp.join(tmp_path, 'epoch_1.pth'))
+    assert osp.exists(osp.join(tmp_path, 'run', 'epoch_1.pth'))
     if method == 'lff':
         assert 'biased.loss_gce' in log and 'lff_weight_mean' in log
     if method in ('upwt', 'gdro', 'lff'):
-        assert 'BiasMethodHook: prepared' in log
+        assert 'TrainingStateHook: prepared' in log
+
+
+def test_method_by_cfg_options_alone(bmnist_root, tmp_path):
+    """The mixin's key on the command line does what the mixin does."""
+    config = osp.join(REPO, 'configs', 'resnet18_biased_mnist_small.py')
+    log = train(config, tmp_path, '--cfg-options',
+                *tiny_options(bmnist_root, 'resnet18', 'gdro'),
+                'model.head.method.type=GroupDRO')
+    assert "prepared ['GroupDRO']" in log
+    state = torch.load(osp.join(tmp_path, 'epoch_1.pth'),
+                       weights_only=True)['state_dict']
+    assert state['head.method.q'].shape[1] > 1  # the groups were counted
 
 
 def test_lff_resume_keeps_ema_state(bmnist_root, tmp_path):
-    cfg = method_config('resnet18', 'lff')
+    cfg = method_config(tmp_path, 'resnet18', 'lff')
     train(cfg, tmp_path, '--cfg-options',
           *tiny_options(bmnist_root, 'resnet18', 'lff'))
     state = torch.load(osp.join(tmp_path, 'epoch_1.pth'),
@@ -106,21 +129,24 @@ def test_lff_resume_keeps_ema_state(bmnist_root, tmp_path):
 
 @pytest.mark.parametrize('model', MODELS_)
 @pytest.mark.parametrize('method', METHODS)
-def test_method_configs_only_switch_the_method(model, method):
-    """A method config changes the head's method / the classifier only."""
+def test_method_configs_only_switch_the_method(tmp_path, model, method):
+    """A method changes the head's method / the classifier only, and no
+    config names a hook for it."""
     base = Config.fromfile(
         osp.join(REPO, 'configs', f'{model}_biased_mnist_small.py'))
-    cfg = Config.fromfile(method_config(model, method))
+    cfg = Config.fromfile(method_config(tmp_path, model, method))
     assert cfg.train_dataloader == base.train_dataloader
     assert cfg.optim_wrapper == base.optim_wrapper
+    assert cfg.get('custom_hooks') == base.get('custom_hooks')
     if method == 'lff':
         assert cfg.model.type == 'LfFClassifier'
         debiased = cfg.model.get('debiased_model') or cfg.model.biased_model
         assert debiased.backbone == base.model.backbone
     else:
         assert cfg.model.backbone == base.model.backbone
-        assert cfg.model.head.method.type
-    assert any(h.type == 'BiasMethodHook' for h in cfg.custom_hooks)
+        assert cfg.model.head.method.type == METHOD_TYPES[method]
+        base.model.head.method = cfg.model.head.method
+        assert cfg.model == base.model
 
 
 # ------------------------------------------------------------ Colored MNIST
@@ -138,16 +164,17 @@ NARROW_RESNET = ('backbone.stem_channels=8', 'backbone.base_channels=8')
      ('model.biased_model.backbone.hidden_dims=[8]',
       'model.biased_model.head.in_channels=8')),
     ('resnet18_colored_mnist_pgi',
-     tuple(f'model.{o}' for o in NARROW_RESNET) +
-     ('model.head.in_channels=64', )),
+     tuple(f'model.{o}' for o in NARROW_RESNET)),
     ('occam_resnet18_colored_mnist_lff',
      tuple(f'model.{m}.{o}' for m in ('biased_model', 'debiased_model')
-           for o in NARROW_RESNET) +
-     ('model.biased_model.head.in_channels=64', )),
+           for o in NARROW_RESNET)),
 ])
 def test_colored_mnist_method_trains(tmp_path, name, extra):
-    cfg = osp.join(REPO, 'configs', 'methods', f'{name}.py')
-    log = train(cfg, tmp_path, '--cfg-options', *CMNIST_DATA, *extra)
+    model, method = name.rsplit('_', 1)
+    cfg = method_config(tmp_path, model.replace('_colored_mnist', ''),
+                        method, 'colored_mnist')
+    log = train(cfg, tmp_path / 'run', '--cfg-options', *CMNIST_DATA,
+                *extra)
     assert 'Epoch(val)' in log and 'bias/unbiased_acc' in log
 
 
@@ -178,9 +205,10 @@ def test_latent_debias_config_trains(tmp_path):
 
 @pytest.mark.parametrize('method', METHODS)
 @pytest.mark.parametrize('model', ('mlp', 'resnet18', 'occam_resnet18'))
-def test_colored_mnist_configs_build(model, method):
+def test_colored_mnist_configs_build(tmp_path, model, method):
     from mmpretrain.registry import MODELS
-    cfg = Config.fromfile(method_config(model, method, 'colored_mnist'))
+    cfg = Config.fromfile(
+        method_config(tmp_path, model, method, 'colored_mnist'))
     net = MODELS.build(cfg.model)
     if method == 'lff':
         assert type(net).__name__ == 'LfFClassifier'

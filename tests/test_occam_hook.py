@@ -1,4 +1,4 @@
-"""OccamGateHook driving the head's gate state through a real mmengine Runner."""
+"""TrainingStateHook driving the Occam gate state through a real Runner."""
 import numpy as np
 import pytest
 import torch
@@ -7,6 +7,9 @@ from mmengine.hooks import Hook
 
 import occam_plugin  # noqa: F401  (registers)
 from occam_plugin.engine.runner import SafeRunner
+from occam_plugin.models.utils.training_state import (rank_local_buffers,
+                                                    reset_epoch_state,
+                                                    sync_state)
 from mmpretrain.datasets.transforms import PackInputs
 
 
@@ -26,7 +29,7 @@ class TinySet(BaseDataset):
 class RecordEpochState(Hook):
     """Snapshot the head's gate state after each training epoch."""
 
-    priority = 'LOW'  # after OccamGateHook
+    priority = 'LOW'  # after TrainingStateHook
 
     def __init__(self):
         self.seen = []
@@ -38,8 +41,8 @@ class RecordEpochState(Hook):
                  running_max=runner.model.head.exit_ce.running_max.clone()))
 
 
-def make_runner(tmp_path, num_classes=2, hooks=()):
-    model = dict(
+def make_model_cfg(num_classes):
+    return dict(
         type='OccamClassifier',
         backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=8,
                       base_channels=8, out_indices=(0, 1, 2, 3)),
@@ -47,6 +50,10 @@ def make_runner(tmp_path, num_classes=2, hooks=()):
         head=dict(type='OccamHead', num_classes=num_classes),
         data_preprocessor=dict(mean=[127.5] * 3, std=[127.5] * 3,
                                num_classes=num_classes))
+
+
+def make_runner(tmp_path, num_classes=2, hooks=()):
+    model = make_model_cfg(num_classes)
     # SafeRunner: what every occam-plugin config runs with (its `guard`
     # hook checks the class count)
     return SafeRunner(
@@ -59,10 +66,11 @@ def make_runner(tmp_path, num_classes=2, hooks=()):
             num_workers=0),
         train_cfg=dict(by_epoch=True, max_epochs=2),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
-        custom_hooks=[dict(type='OccamGateHook'), *hooks],
+        custom_hooks=list(hooks),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook',
                                            interval=1)),
         default_scope='mmpretrain',
+        randomness=dict(seed=0),
         log_level='WARNING')
 
 
@@ -83,6 +91,27 @@ def test_hook_sizes_memory_and_resets_each_epoch(tmp_path):
                       map_location='cpu')['state_dict']
     assert torch.equal(ckpt['head.gate_loss.memory'], gate.memory)
     assert torch.equal(ckpt['head.gate_loss.valid'], gate.valid)
+
+
+def test_deprecated_hook_names_do_not_drive_the_state_twice(tmp_path):
+    """Configs that still list OccamGateHook / BiasMethodHook train exactly
+    as without them (the runner's TrainingStateHook drives the state once)."""
+    plain, old = RecordEpochState(), RecordEpochState()
+    make_runner(tmp_path / 'a', hooks=[plain]).train()
+    make_runner(tmp_path / 'b', hooks=[dict(type='OccamGateHook'),
+                                       dict(type='BiasMethodHook'),
+                                       old]).train()
+    assert [s['total'] for s in old.seen] == [s['total'] for s in plain.seen]
+    for a, b in zip(plain.seen, old.seen):
+        assert torch.equal(a['running_max'], b['running_max'])
+
+
+def test_rank_local_buffers_come_from_the_declarations():
+    from mmpretrain.registry import MODELS
+    model = MODELS.build(make_model_cfg(2))
+    expected = [f'head.gate_loss.{b}' for b in ('memory', 'valid', 'written')]
+    assert rank_local_buffers(model) == expected
+    assert model._ddp_params_and_buffers_to_ignore == expected
 
 
 def test_runner_rejects_num_classes_mismatch(tmp_path):
@@ -109,8 +138,8 @@ def _dist_worker(rank, init_file, out_dir):
                            base_channels=8, out_indices=(0, 1, 2, 3)),
              neck=dict(type='ExitNeck'),
              head=dict(type='OccamHead', num_classes=2)))
-    model.head.resize_memory(8)
-    model.head.reset_epoch_state(0)
+    model.head.gate_loss.resize_memory(8)
+    reset_epoch_state(model, 0)
     ddp = MMDistributedDataParallel(module=model, device_ids=None)
     torch.manual_seed(rank)  # each rank its own images
     for step in range(2):
@@ -122,7 +151,7 @@ def _dist_worker(rank, init_file, out_dir):
         sum(v for k, v in losses.items() if 'loss' in k).backward()
     gate = model.head.gate_loss
     before = gate.valid.clone()
-    model.head.sync_state()
+    sync_state(model)
     torch.save(dict(before=before, memory=gate.memory, valid=gate.valid,
                     total=gate.total,
                     running_max=model.head.exit_ce.running_max),

@@ -224,7 +224,7 @@ def test_gate_loss_thresholds_padded_and_memory_errors():
     loss = build(dict(type='ExitGateLoss', num_classes=2, num_exits=5,
                       thresholds=(0.5, 0.6)))
     assert loss.thresholds == [0.5, 0.6, 0.6, 0.6, 0.6]
-    with pytest.raises(IndexError, match='OccamGateHook'):
+    with pytest.raises(IndexError, match='TrainingStateHook'):
         loss(torch.full((1, ), 0.5), torch.zeros(1, 2), torch.tensor([0]),
              torch.tensor([3]), 0)
 

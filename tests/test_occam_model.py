@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import occam_plugin  # noqa: F401  (registers)
+from occam_plugin.models.utils.training_state import prepare_from_dataset
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from occam_plugin.models.utils.backbone_info import stage_channels
@@ -35,7 +36,8 @@ def samples(n=4, num_classes=3):
 def build_model(n_train=8, **head):
     torch.manual_seed(0)
     model = MODELS.build(occam_cfg(**head))
-    model.head.resize_memory(n_train)
+    # what TrainingStateHook does before training
+    prepare_from_dataset(model, dict(num_samples=n_train))
     return model
 
 
@@ -185,9 +187,9 @@ def test_non_finite_loss_names_the_key():
 
 def test_missing_memory_or_sample_idx_is_a_clear_error():
     model = build_model(n_train=0)
-    with pytest.raises(IndexError, match='OccamGateHook'):
+    with pytest.raises(IndexError, match='TrainingStateHook'):
         model(torch.randn(4, 3, 16, 16), samples(), mode='loss')
-    model.head.resize_memory(8)
+    model.head.gate_loss.resize_memory(8)
     no_idx = [DataSample().set_gt_label(i % 3) for i in range(4)]
     with pytest.raises(KeyError, match='sample_idx'):
         model(torch.randn(4, 3, 16, 16), no_idx, mode='loss')

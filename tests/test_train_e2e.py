@@ -119,7 +119,10 @@ def test_configs_build(config):
     assert all(o.shape == (2, 6) for o in outs)
     if config.startswith('occam'):
         assert len(outs) == 4
-        assert 'OccamGateHook' in [h.type for h in cfg.custom_hooks]
+    # the training state and the guards come with the runner, not the config
+    assert cfg.runner_type == 'SafeRunner'
+    assert not {'OccamGateHook', 'BiasMethodHook'} & {
+        h.type for h in cfg.get('custom_hooks', [])}
 
 
 def test_resume_gives_identical_weights_and_gate_memory(occam_run, bar_root,
@@ -172,8 +175,7 @@ def test_two_process_gloo_training(tmp_path, bar_root):
         custom_imports = dict(
             imports=['occam_plugin', 'dump_gate_memory_hook'],
             allow_failed_imports=False)
-        custom_hooks = [dict(type='OccamGateHook'),
-                        dict(type='DumpGateMemoryHook')]
+        custom_hooks = [dict(type='DumpGateMemoryHook')]
     '''))
     work_dir = tmp_path / 'dist'
     env = dict(PYTHONPATH=os.pathsep.join(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.runner import Runner
+from occam_plugin.engine.runner import build_runner
 
 import occam_plugin  # noqa: F401  (registers)
 from conftest import REPO, write_bar_folder
@@ -58,7 +58,6 @@ train_cfg = dict(max_epochs=2, val_interval=2)
 default_hooks = dict(logger=dict(interval=1),
                      checkpoint=dict(interval=2, save_best=None))
 custom_hooks = [
-    dict(type='OccamGateHook'),
     dict(type='CAMVisualizationHook', interval=1, indices=(0, 7),
          panel_size={panel}),
 ]
@@ -75,7 +74,7 @@ def trained_run(tmp_path_factory):
     cfg_file.write_text(CONFIG.format(repo=REPO, root=root, panel=PANEL))
     cfg = Config.fromfile(str(cfg_file))
     cfg.work_dir = str(tmp / 'work')
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)  # SafeRunner, as the config says
     runner.train()
     return dict(cfg_file=str(cfg_file), root=root, runner=runner,
                 ckpt=osp.join(cfg.work_dir, 'epoch_2.pth'))

@@ -36,6 +36,3 @@ model = dict(
             min_epochs=1),
     ),
 )
-
-# drives the gate state across epochs (memory size, running accuracy, sync)
-custom_hooks = [dict(type='OccamGateHook')]

@@ -2,8 +2,8 @@
 # of resnet18_colored_mnist.py, trained with GCE by LfFClassifier. Defines
 # only `lff_biased_model`, so it can sit beside an Occam config in _base_.
 lff_biased_model = dict(
-    type='ImageClassifier',
+    type='DebiasImageClassifier',
     backbone=dict(type='ResNet_CIFAR', depth=18, out_indices=(3, ),
                   style='pytorch'),
     neck=dict(type='GlobalAveragePooling'),
-    head=dict(type='DebiasLinearClsHead', num_classes=10, in_channels=512))
+    head=dict(type='DebiasLinearClsHead', num_classes=10))

@@ -3,8 +3,8 @@
 # defines `lff_biased_model`, so it can sit beside an Occam config in _base_.
 _w = 16
 lff_biased_model = dict(
-    type='ImageClassifier',
+    type='DebiasImageClassifier',
     backbone=dict(type='ResNet', depth=18, stem_channels=_w,
                   base_channels=_w, out_indices=(3, ), style='pytorch'),
     neck=dict(type='GlobalAveragePooling'),
-    head=dict(type='DebiasLinearClsHead', num_classes=10, in_channels=_w * 8))
+    head=dict(type='DebiasLinearClsHead', num_classes=10))

@@ -1,8 +1,7 @@
-from .occam_gate_hook import OccamGateHook
-
-__all__ = ['OccamGateHook']
-from .bias_method_hook import BiasMethodHook  # noqa: F401
 from .cam_vis_hook import CAMVisualizationHook  # noqa: F401
 from .exit_flops_hook import ExitFlopsHook  # noqa: F401
 from .random_state_hook import RandomStateHook  # noqa: F401
 from .train_guard_hook import TrainGuardHook  # noqa: F401
+from .training_state_hook import (BiasMethodHook,  # noqa: F401
+                                  OccamGateHook, TrainingStateHook,
+                                  training_set_info)

@@ -22,6 +22,7 @@ from mmengine.runner.checkpoint import (_load_checkpoint,
                                         _load_checkpoint_to_model)
 
 from mmpretrain.registry import RUNNERS
+from ...models.utils.training_state import rank_local_buffers
 
 #: ``epoch_3.pth`` / ``iter_100.pth``: checkpoints a run can resume from
 _RESUMABLE = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
@@ -100,9 +101,13 @@ class SafeRunner(Runner):
       them; ``strict_load=False`` in the config (``--non-strict`` in our
       tools) loads the matching keys only. A truncated or corrupt
       checkpoint is named in the error.
-    - Every run gets :data:`PLUGIN_DEFAULT_HOOKS` (e.g. the ``guard`` hook
-      that stops on non-finite losses and class-count mismatches for every
-      model), unless the config sets ``default_hooks.<name>=None``.
+    - Every run gets :data:`PLUGIN_DEFAULT_HOOKS`, unless the config sets
+      ``default_hooks.<name>=None``: ``guard`` (stops on non-finite losses
+      and class-count mismatches, for every model) and ``training_state``
+      (drives every module that declares ``TrainingState``: Occam gate
+      memory, LfF EMAs, GroupDRO weights, ...).
+    - Under DDP, the buffers that modules declare rank-local are left out
+      of DDP's buffer broadcast (``_ddp_params_and_buffers_to_ignore``).
 
     Use it with ``runner_type = 'SafeRunner'`` (``configs/_base_/
     default_runtime.py`` does; ``tools/train.py`` and ``tools/test.py`` use
@@ -111,7 +116,9 @@ class SafeRunner(Runner):
     """
 
     #: hooks added to every run; a config drops one with ``name=None``
-    PLUGIN_DEFAULT_HOOKS = dict(guard=dict(type='TrainGuardHook'))
+    PLUGIN_DEFAULT_HOOKS = dict(
+        guard=dict(type='TrainGuardHook'),
+        training_state=dict(type='TrainingStateHook'))
 
     strict_load = True
 
@@ -148,6 +155,16 @@ class SafeRunner(Runner):
                                 f'{stem}_{self.timestamp}_{n}{ext}')
         with open(path, 'w', encoding='utf-8') as f:
             f.write(text)
+
+    def wrap_model(self, model_wrapper_cfg, model):
+        # DDP reads this attribute when it wraps the model: the declared
+        # rank-local buffers (per-sample memories) must not be overwritten by
+        # rank 0's copy each step; TrainingStateHook merges them instead
+        ignore = set(getattr(model, '_ddp_params_and_buffers_to_ignore', ()))
+        ignore.update(rank_local_buffers(model))
+        if ignore:
+            model._ddp_params_and_buffers_to_ignore = sorted(ignore)
+        return super().wrap_model(model_wrapper_cfg, model)
 
     # -- where checkpoints go -------------------------------------------
     def checkpoint_dir(self) -> str:

@@ -10,6 +10,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from ..losses.method_utils import is_distributed, resize_buffers_for_load
+from ..utils.training_state import TrainingState
 
 
 def relative_difficulty(loss_b: torch.Tensor, loss_d: torch.Tensor,
@@ -40,7 +41,7 @@ def _all_gather_rows(x: torch.Tensor) -> torch.Tensor:
 
 
 @MODELS.register_module()
-class LfFClassifier(BaseClassifier):
+class LfFClassifier(BaseClassifier, TrainingState):
     """Learning from Failure (Nam et al., NeurIPS 2020).
 
     Trains a *biased* and a *debiased* model together on the same batches:
@@ -59,7 +60,7 @@ class LfFClassifier(BaseClassifier):
     Prediction (and ``mode='tensor'``) comes from the debiased model. The EMA
     updates of all processes are all-gathered, so every rank holds every
     sample's EMA (no-op without a process group). The buffers are sized by
-    :class:`BiasMethodHook` before training, grow if a larger ``sample_idx``
+    :class:`TrainingStateHook` before training, grow if a larger ``sample_idx``
     shows up, and take the checkpoint's size on load (exact resume).
 
     With an OccamNet as the debiased model, ``L_D`` is the CE of its last exit.
@@ -75,7 +76,7 @@ class LfFClassifier(BaseClassifier):
         ema_alpha (float): EMA factor of the per-sample losses. Defaults to
             0.7.
         num_samples (int): Initial size of the per-sample buffers (normally
-            set by ``BiasMethodHook``). Defaults to 0.
+            set by ``TrainingStateHook``). Defaults to 0.
         data_preprocessor (dict, optional): Defaults to
             ``ClsDataPreprocessor``.
         init_cfg (dict, optional): Initialization config.
@@ -154,7 +155,7 @@ class LfFClassifier(BaseClassifier):
             setattr(self, name, new)
 
     def prepare_from_dataset(self, info: dict) -> None:
-        """Called by ``BiasMethodHook``: size the memory to the train set."""
+        """TrainingState: size the memory to the train set."""
         self.resize_memory(int(info['num_samples']))
         labels = info.get('gt_label')
         if labels is not None:

@@ -9,14 +9,9 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from ..utils.backbone_info import stage_channels
 from ..utils.finite import check_finite_losses
+from ..utils.training_state import rank_local_buffers
 from .dynamic_exit import (check_inference_mode, dynamic_predict,
                            set_compute_all_flops)
-
-#: head buffers that hold one row per training sample: each rank writes its
-#: own samples, so DDP must not overwrite them with rank 0's copy every step
-#: (OccamHead.sync_state merges them at the epoch end instead)
-_RANK_LOCAL_BUFFERS = ('memory', 'valid', 'written')
-
 
 @MODELS.register_module()
 class OccamClassifier(ImageClassifier):
@@ -89,11 +84,8 @@ class OccamClassifier(ImageClassifier):
         self.stage_channels = channels
         self.inference_mode = check_inference_mode(inference_mode)
         # torch DDP reads this attribute of the wrapped module
-        self._ddp_params_and_buffers_to_ignore = [
-            name for name, _ in self.named_buffers()
-            if name.startswith('head.')
-            and name.rsplit('.', 1)[-1] in _RANK_LOCAL_BUFFERS
-        ]
+        # (the per-sample gate memory: see TrainingState.RANK_LOCAL_BUFFERS)
+        self._ddp_params_and_buffers_to_ignore = rank_local_buffers(self)
 
     def loss(self, inputs: torch.Tensor,
              data_samples: List[DataSample]) -> dict:

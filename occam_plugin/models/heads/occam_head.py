@@ -38,9 +38,10 @@ class OccamHead(BaseModule):
     - ``method`` (a MODELS config): for exit ``k`` with per-sample CE vector
       ``l`` (gate-weighted, times ``sample_weight``), the exit's CE loss is
       ``method(l, logits_k, gt_label, data_samples, exit_idx=k)`` instead of
-      ``l.mean()`` (UpWt, GroupDRO, SD, PGI). If the method has
-      ``reset_epoch_state``/``resize_memory``/``sync_state``, the head calls
-      them together with its own.
+      ``l.mean()`` (UpWt, GroupDRO, SD, PGI).
+
+    Its stateful parts (``gate_loss``, ``exit_ce``, a stateful ``method``)
+    declare ``TrainingState`` and are driven by ``TrainingStateHook``.
 
     Args:
         num_classes (int): Number of classes.
@@ -258,29 +259,6 @@ class OccamHead(BaseModule):
             with torch.no_grad():
                 losses[f'acc_e{k}'] = (logits.argmax(1) == gt).float().mean()
         return losses
-
-    # ---- state driven by OccamGateHook ------------------------------------------
-    def _stateful(self):
-        return [m for m in (self.exit_ce, self.gate_loss, self.method)
-                if m is not None]
-
-    def reset_epoch_state(self, epoch: int) -> None:
-        """Epoch start: restart running accuracy and running max of weights."""
-        for m in self._stateful():
-            if hasattr(m, 'reset_epoch_state'):
-                m.reset_epoch_state(epoch)
-
-    def resize_memory(self, num_samples: int) -> None:
-        """Size the per-training-sample memories to the training set."""
-        for m in self._stateful():
-            if hasattr(m, 'resize_memory'):
-                m.resize_memory(num_samples)
-
-    def sync_state(self) -> None:
-        """Epoch end: share every rank's per-sample memory (no-op alone)."""
-        for m in self._stateful():
-            if hasattr(m, 'sync_state'):
-                m.sync_state()
 
     # ---- inference ---------------------------------------------------------------
     def select_exits(self, gates: torch.Tensor) -> torch.Tensor:

@@ -6,13 +6,10 @@ import torch.nn.functional as F
 from mmengine.dist import all_reduce, get_world_size
 
 from mmpretrain.registry import MODELS
-
-#: buffers whose first dimension is the training-set size
-_MEMORY_BUFFERS = ('memory', 'valid', 'written')
-
+from ..utils.training_state import TrainingState
 
 @MODELS.register_module()
-class ExitGateLoss(nn.Module):
+class ExitGateLoss(nn.Module, TrainingState):
     """Exit-gate loss of OccamNets: BCE toward "exit k was right".
 
     Target of exit ``k``'s gate for a sample: 1 when exit ``k`` predicts its
@@ -50,7 +47,8 @@ class ExitGateLoss(nn.Module):
         balance_power (float): Exponent of the exit/continue balance weight.
             Defaults to 0.5.
         num_samples (int): Initial training-set size of the memory; the
-            ``OccamGateHook`` resizes it. Defaults to 0.
+            ``TrainingStateHook`` sizes it to the training set. Defaults
+            to 0.
         loss_weight (float): Weight of the loss. Defaults to 1.0.
     """
 
@@ -84,7 +82,14 @@ class ExitGateLoss(nn.Module):
         self.register_buffer('total', torch.zeros(num_exits, num_classes))
         self.register_buffer('epoch', torch.zeros((), dtype=torch.long))
 
-    # ---- state driven by OccamGateHook -------------------------------------
+    # ---- TrainingState (driven by TrainingStateHook) -----------------------
+    #: ``[N_train, E]`` rows each rank writes for its own samples
+    RANK_LOCAL_BUFFERS = ('memory', 'valid', 'written')
+
+    def prepare_from_dataset(self, info: dict) -> None:
+        """Size the per-sample memory to the training set."""
+        self.resize_memory(int(info['num_samples']))
+
     def resize_memory(self, num_samples: int) -> None:
         """Size the per-sample memory to the training set (kept if equal)."""
         if self.memory.shape[0] == num_samples:
@@ -145,10 +150,10 @@ class ExitGateLoss(nn.Module):
                                    or sample_idx.max() >= n_mem):
             raise IndexError(
                 f'ExitGateLoss: sample_idx {sample_idx.max().item()} outside '
-                f'the gate memory of size {n_mem}. Add `custom_hooks = '
-                "[dict(type='OccamGateHook')]` to the config (it sizes the "
-                'memory to the training set) or call '
-                '`head.resize_memory(len(train_set))`.')
+                f'the gate memory of size {n_mem}. Train with SafeRunner (the '
+                "default runner_type of occam-plugin's configs), whose "
+                'TrainingStateHook sizes the memory to the training set, or '
+                'call `head.gate_loss.resize_memory(len(train_set))`.')
         # running per-class accuracy of this epoch, incl. this batch
         onehot = F.one_hot(gt_label, self.num_classes).float()
         counts = torch.stack([correct @ onehot, onehot.sum(0)])

@@ -6,10 +6,11 @@ import torch.nn.functional as F
 from mmengine.dist import all_reduce
 
 from mmpretrain.registry import MODELS
+from ..utils.training_state import TrainingState
 
 
 @MODELS.register_module()
-class GateWeightedCELoss(nn.Module):
+class GateWeightedCELoss(nn.Module, TrainingState):
     """Per-exit weighted cross-entropy of OccamNets.
 
     The per-sample CE of exit ``k`` is multiplied by a weight ``w``:

@@ -4,12 +4,13 @@ import torch
 import torch.nn as nn
 from mmpretrain.registry import MODELS
 
+from ..utils.training_state import TrainingState
 from .method_utils import (all_reduce_sum_, check_per_sample,
                            resize_buffers_for_load, sample_field)
 
 
 @MODELS.register_module()
-class GroupDRO(nn.Module):
+class GroupDRO(nn.Module, TrainingState):
     """Group distributionally robust optimisation (Sagawa et al., ICLR 2020).
 
     Online group weights ``q`` (one row per exit on an OccamNet, one row on a
@@ -26,7 +27,7 @@ class GroupDRO(nn.Module):
 
     Args:
         num_groups (int, optional): Number of groups. Defaults to None: set by
-            :class:`BiasMethodHook` from the dataset's ``num_groups`` /
+            :class:`TrainingStateHook` from the dataset's ``num_groups`` /
             ``group_idx``.
         eta (float): Step size of the group-weight update. Defaults to 0.01.
         group_key (str): Data-sample key of the group id.
@@ -55,7 +56,7 @@ class GroupDRO(nn.Module):
                             device=self.q.device)
 
     def prepare_from_dataset(self, info: dict) -> None:
-        """Called by ``BiasMethodHook``: take the number of groups."""
+        """TrainingState: take the number of groups."""
         if self.num_groups_from_cfg or self.q.numel() > 0:
             return  # given in the config, or restored from a checkpoint
         num_groups = info.get('num_groups')
@@ -87,8 +88,8 @@ class GroupDRO(nn.Module):
         if self.q.numel() == 0:
             raise RuntimeError(
                 'GroupDRO: the number of groups is unknown. Give '
-                "num_groups=... in the config or add dict(type='BiasMethodHook')"
-                ' to custom_hooks.')
+                'num_groups=... in the config, or train with SafeRunner '
+                '(its TrainingStateHook takes it from the training set).')
         num_groups = self.q.size(1)
         g = sample_field(data_samples, self.group_key, logits.device,
                          'GroupDRO')

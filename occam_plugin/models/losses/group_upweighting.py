@@ -5,11 +5,12 @@ import torch
 import torch.nn as nn
 from mmpretrain.registry import MODELS
 
+from ..utils.training_state import TrainingState
 from .method_utils import check_per_sample, resize_buffers_for_load, sample_field
 
 
 @MODELS.register_module()
-class GroupUpweighting(nn.Module):
+class GroupUpweighting(nn.Module, TrainingState):
     """Group upweighting (UpWt): per-sample loss weights from the inverse
     frequency of the sample's group in the **training set**.
 
@@ -19,12 +20,12 @@ class GroupUpweighting(nn.Module):
     expectation. ``loss = mean_i w_{g_i} * l_i``.
 
     The counts are either given in the config or filled before training by
-    :class:`BiasMethodHook` from the training dataset's ``group_idx``; they
+    :class:`TrainingStateHook` from the training dataset's ``group_idx``; they
     live in a buffer (checkpointed).
 
     Args:
         group_counts (Sequence[int], optional): Training count per group.
-            Defaults to None (set by ``BiasMethodHook``).
+            Defaults to None (set by ``TrainingStateHook``).
         group_key (str): Data-sample key holding the group id.
             Defaults to ``'group_idx'``.
     """
@@ -49,7 +50,7 @@ class GroupUpweighting(nn.Module):
         self.group_counts = counts.to(self.group_counts.device)
 
     def prepare_from_dataset(self, info: dict) -> None:
-        """Called by ``BiasMethodHook``: count the training set's groups."""
+        """TrainingState: count the training set's groups."""
         if self.counts_from_cfg:
             return
         groups = info.get(self.group_key)
@@ -81,9 +82,8 @@ class GroupUpweighting(nn.Module):
         if self.group_counts.numel() == 0:
             raise RuntimeError(
                 'GroupUpweighting: group counts are unknown. Give '
-                "group_counts=[...] in the config or add "
-                "dict(type='BiasMethodHook') to custom_hooks so they are "
-                'counted from the training set.')
+                'group_counts=[...] in the config, or train with SafeRunner '
+                '(its TrainingStateHook counts them in the training set).')
         g = sample_field(data_samples, self.group_key, logits.device,
                          'GroupUpweighting')
         num_groups = self.group_counts.numel()

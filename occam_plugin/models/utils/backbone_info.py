@@ -20,8 +20,9 @@ _HINT = ('OccamNets need >= 2 four-dimensional stage maps (N, C, H, W) from '
          '`(1, 2, 3, 4)`). Token outputs (ViT, 3-D) are not supported.')
 
 
-def _check_count(channels: Sequence[int], backbone: nn.Module) -> List[int]:
-    if len(channels) < 2:
+def _check_count(channels: Sequence[int], backbone: nn.Module,
+                 min_maps: int = 2) -> List[int]:
+    if len(channels) < min_maps:
         raise ValueError(
             f'{type(backbone).__name__} gives {len(channels)} stage map(s) '
             f'(channels {list(channels)}); {_HINT}')
@@ -74,7 +75,8 @@ def _dry_run_channels(backbone: nn.Module, in_channels: int,
 
 def stage_channels(backbone: nn.Module,
                    in_channels: int = 3,
-                   img_size: int = 64) -> List[int]:
+                   img_size: int = 64,
+                   min_maps: int = 2) -> List[int]:
     """Channels of every stage map a backbone returns, validated.
 
     Args:
@@ -82,12 +84,14 @@ def stage_channels(backbone: nn.Module,
         in_channels (int): Image channels for the dry run. Defaults to 3.
         img_size (int): Side of the zero image used by the dry run.
             Defaults to 64.
+        min_maps (int): Fewest maps accepted (an OccamNet needs 2 exits, a
+            plain classifier 1). Defaults to 2.
 
     Returns:
-        list[int]: One channel count per returned stage map (>= 2 of them).
+        list[int]: One channel count per returned stage map.
 
     Raises:
-        ValueError: Fewer than 2 maps, or maps that are not 4-D.
+        ValueError: Fewer than ``min_maps`` maps, or maps that are not 4-D.
     """
     if hasattr(backbone, 'timm_model'):
         channels = _timm_channels(backbone)
@@ -97,4 +101,4 @@ def stage_channels(backbone: nn.Module,
         channels = _mmpretrain_resnet_channels(backbone)
     else:
         channels = _dry_run_channels(backbone, in_channels, img_size)
-    return _check_count(channels, backbone)
+    return _check_count(channels, backbone, min_maps)

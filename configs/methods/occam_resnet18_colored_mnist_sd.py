@@ -1,8 +1,0 @@
-# SpectralDecoupling on OccamResNet-18 (Colored MNIST): applied to every exit's
-# gate-weighted CE; BiasMethodHook fills the method's training-set state.
-_base_ = ['../occam_resnet18_colored_mnist.py']
-model = dict(head=dict(method=dict(type='SpectralDecoupling')))
-custom_hooks = [
-    dict(type='OccamGateHook'), dict(type='ExitFlopsHook'),
-    dict(type='BiasMethodHook')
-]

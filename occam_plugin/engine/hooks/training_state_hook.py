@@ -1,0 +1,115 @@
+import logging
+
+import numpy as np
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+
+from mmpretrain.registry import HOOKS
+from ...models.utils.training_state import (prepare_from_dataset,
+                                            reset_epoch_state,
+                                            stateful_modules, sync_state)
+
+
+def training_set_info(dataset) -> dict:
+    """What training-state modules need from the training set.
+
+    Returns ``num_samples``, ``gt_label`` ``[S]``, ``group_idx`` ``[S]`` (-1
+    where a sample has none; None when no sample has one), ``num_groups``
+    (from ``metainfo``, or None) and ``dataset_name``. Reads the annotations
+    with ``get_data_info`` only (no image is loaded).
+    """
+    n = len(dataset)
+    labels = np.full(n, -1, dtype=np.int64)
+    groups = np.full(n, -1, dtype=np.int64)
+    for i in range(n):
+        info = dataset.get_data_info(i)
+        if info.get('gt_label') is not None:
+            labels[i] = int(np.asarray(info['gt_label']).reshape(-1)[0])
+        if info.get('group_idx') is not None:
+            groups[i] = int(info['group_idx'])
+    metainfo = getattr(dataset, 'metainfo', {}) or {}
+    return dict(num_samples=n, gt_label=labels,
+                group_idx=groups if (groups >= 0).any() else None,
+                num_groups=metainfo.get('num_groups'),
+                dataset_name=type(dataset).__name__)
+
+
+@HOOKS.register_module()
+class TrainingStateHook(Hook):
+    """Drives every module of the model that declares ``TrainingState``.
+
+    The schedule only; the state lives in the modules' buffers (so
+    checkpoints carry it), as mmengine's ``EMAHook`` keeps its state in the
+    model. Before training each declaring module gets
+    :func:`training_set_info` of the train dataset (``prepare_from_dataset``:
+    Occam gate memory sized to the training set, GroupDRO's number of groups,
+    group upweighting's counts, LfF's per-sample EMAs); at each epoch start
+    ``reset_epoch_state(epoch)``; at each epoch end ``sync_state()`` (merges
+    rank-local per-sample state; a no-op in one process).
+
+    ``SafeRunner`` adds it to every run (``default_hooks.training_state``);
+    no config needs to name it. A model without declaring modules costs
+    nothing.
+    """
+
+    priority = 'NORMAL'  # before CheckpointHook, so saved state is synced
+
+    @staticmethod
+    def _model(runner):
+        model = runner.model
+        return model.module if is_model_wrapper(model) else model
+
+    def _enabled(self, runner) -> bool:
+        # a deprecated alias listed in custom_hooks stands down when the
+        # runner already has the real hook, so nothing runs twice
+        return True
+
+    def before_train(self, runner) -> None:
+        model = self._model(runner)
+        if not self._enabled(runner) or \
+                next(stateful_modules(model), None) is None:
+            return
+        info = training_set_info(runner.train_dataloader.dataset)
+        names = prepare_from_dataset(model, info)
+        runner.logger.info(
+            f'TrainingStateHook: prepared {names} from '
+            f'{info["num_samples"]} training samples')
+
+    def before_train_epoch(self, runner) -> None:
+        if self._enabled(runner):
+            reset_epoch_state(self._model(runner), runner.epoch)
+
+    def after_train_epoch(self, runner) -> None:
+        if self._enabled(runner):
+            sync_state(self._model(runner))
+
+
+class _DeprecatedStateHook(TrainingStateHook):
+    """Old names of :class:`TrainingStateHook` (configs that list them keep
+    working): they act only where the runner has no ``TrainingStateHook``
+    of its own (a plain mmengine ``Runner``)."""
+
+    def __init__(self, **kwargs):
+        # (OccamGateHook took check_num_classes: TrainGuardHook checks it)
+        print_log(
+            f'{type(self).__name__} is deprecated: TrainingStateHook, a '
+            'default hook of SafeRunner, drives every training-state module;'
+            ' remove it from custom_hooks.', logger='current',
+            level=logging.WARNING)
+
+    def _enabled(self, runner) -> bool:
+        return not any(type(h) is TrainingStateHook for h in runner.hooks)
+
+
+@HOOKS.register_module()
+class OccamGateHook(_DeprecatedStateHook):
+    """Deprecated: ``TrainingStateHook`` (a default hook of ``SafeRunner``)
+    drives the Occam gate state now; remove it from ``custom_hooks``."""
+
+
+@HOOKS.register_module()
+class BiasMethodHook(_DeprecatedStateHook):
+    """Deprecated: ``TrainingStateHook`` (a default hook of ``SafeRunner``)
+    prepares the bias-mitigation modules now; remove it from
+    ``custom_hooks``."""

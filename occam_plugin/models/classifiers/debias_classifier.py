@@ -1,0 +1,51 @@
+import copy
+from typing import Optional
+
+import torch.nn as nn
+from mmpretrain.models.classifiers import ImageClassifier
+from mmpretrain.registry import MODELS
+
+from ..utils.backbone_info import stage_channels
+
+
+@MODELS.register_module()
+class DebiasImageClassifier(ImageClassifier):
+    """The plain classifier that every bias-mitigation method composes with.
+
+    An ``ImageClassifier`` whose head's ``in_channels`` is read from the
+    backbone when the config leaves it out (the channels of the last map the
+    backbone returns; the neck must keep them, as ``GlobalAveragePooling``
+    does), so a backbone swap or a width change edits only ``backbone=``,
+    as with ``OccamClassifier``. With ``DebiasLinearClsHead`` as its head
+    (the default in ``configs/_base_/models/resnet18.py``) a method is one
+    config line, ``model.head.method=dict(type=...)``, as on an OccamNet.
+
+    Args:
+        backbone (dict): Backbone config.
+        neck (dict, optional): Neck config (``GlobalAveragePooling``).
+        head (dict, optional): Head config; ``in_channels`` is filled in when
+            missing or None.
+        probe_size (int): Image side of the dry run for backbones whose
+            channels cannot be read off. Defaults to 64.
+        **kwargs: The other ``ImageClassifier`` arguments
+            (``data_preprocessor``, ``train_cfg``, ``init_cfg``, ...).
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 neck: Optional[dict] = None,
+                 head: Optional[dict] = None,
+                 probe_size: int = 64,
+                 **kwargs):
+        if isinstance(head, dict) and head.get('in_channels') is None:
+            if not isinstance(backbone, nn.Module):
+                backbone = MODELS.build(backbone)
+            preprocessor = kwargs.get('data_preprocessor')
+            in_ch = 3
+            if isinstance(preprocessor, dict):
+                in_ch = len(preprocessor.get('mean', None) or [0] * 3)
+            head = copy.deepcopy(head)
+            head['in_channels'] = stage_channels(
+                backbone, in_channels=in_ch, img_size=probe_size,
+                min_maps=1)[-1]
+        super().__init__(backbone=backbone, neck=neck, head=head, **kwargs)
