@@ -15,8 +15,10 @@ from mmpretrain.registry import DATASETS
 
 from .bias_groups import (bias_fields, check_group_by, class_x_bias_group,
                           class_x_bias_names, group_metainfo)
-from .colored_mnist_generator import (NUM_COLORS, PALETTE, SPLITS,  # noqa: F401
-                                      colorize, make_colored_mnist)
+# colorize and PALETTE stay importable from here (older import path)
+from .colored_mnist_generator import colorize  # noqa: F401
+from .colored_mnist_generator import (NUM_COLORS, PALETTE, SPLITS,
+                                      make_colored_mnist)
 
 CLASSES = tuple(str(i) for i in range(10))
 
