@@ -5,7 +5,7 @@ custom_imports = dict(imports=['occam_plugin'], allow_failed_imports=False)
 _base_ = [
     '_base_/models/occam_resnet18_64px.py',
     '_base_/datasets/coco_on_places.py',
-    '_base_/schedules/biased_mnist.py',
+    '_base_/schedules/occamnets.py',
     '_base_/default_runtime.py',
 ]
 model = dict(head=dict(num_classes=9))

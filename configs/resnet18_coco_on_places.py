@@ -4,7 +4,7 @@ custom_imports = dict(imports=['occam_plugin'], allow_failed_imports=False)
 _base_ = [
     '_base_/models/resnet18.py',
     '_base_/datasets/coco_on_places.py',
-    '_base_/schedules/biased_mnist.py',
+    '_base_/schedules/occamnets.py',
     '_base_/default_runtime.py',
 ]
 model = dict(

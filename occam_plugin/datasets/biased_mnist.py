@@ -24,6 +24,8 @@ from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
 from . import biased_mnist_generator as gen
+from .bias_groups import (bias_fields, check_group_by, class_x_bias_group,
+                          class_x_bias_names, group_metainfo)
 from .biased_mnist_generator import FACTOR_KEYS, FACTORS, NUM_VALUES
 
 CLASSES = tuple(str(i) for i in range(10))
@@ -102,9 +104,7 @@ class BiasedMNIST(BaseDataset):
         if primary_factor not in FACTORS:
             raise ValueError(f'primary_factor must be one of {FACTORS}, got '
                              f'{primary_factor!r}')
-        if group_by not in self.GROUP_BY:
-            raise ValueError(f'group_by must be one of {self.GROUP_BY}, got '
-                             f'{group_by!r}')
+        check_group_by(group_by, self.GROUP_BY)
         if generate is not None and not isinstance(generate, dict):
             raise TypeError('generate must be None (read released data) or '
                             'a dict of generation arguments, got '
@@ -122,16 +122,11 @@ class BiasedMNIST(BaseDataset):
         values = factor_value_names(
             released=self.generate is None,
             num_cells=(self.gen_params or {}).get('num_cells', 5))
-        if group_by == 'class_x_primary':
-            names = [f'{c}|{primary_factor}={v}' for c in CLASSES
-                     for v in values[primary_factor]]
-        else:
-            names = [f'{c}|{a}' for c in CLASSES
-                     for a in ('aligned', 'conflicting')]
-        meta = dict(classes=CLASSES, num_groups=len(names),
-                    group_names=names, bias_factors=FACTORS,
-                    bias_factor_values=values)
-        meta.update(metainfo or {})
+        names = class_x_bias_names(
+            CLASSES, group_by,
+            [f'{primary_factor}={v}' for v in values[primary_factor]])
+        meta = group_metainfo(CLASSES, names, metainfo, bias_factors=FACTORS,
+                              bias_factor_values=values)
         super().__init__(ann_file='', data_root=data_root, metainfo=meta,
                          **kwargs)
 
@@ -247,14 +242,10 @@ class BiasedMNIST(BaseDataset):
                 factors['digit_position'] == canon_cells[y])
         primary = self.primary_factor
         n_values = len(self.metainfo['bias_factor_values'][primary])
-        if self.group_by == 'class_x_primary':
-            group = n_values * y + factors[primary]
-        else:
-            group = 2 * y + (0 if aligned[primary] else 1)
-        return dict(img_path=img_path, gt_label=y, group_idx=group,
-                    bias_label=factors[primary],
-                    bias_aligned=aligned[primary],
-                    bias_factors=factors, bias_factors_aligned=aligned)
+        group = class_x_bias_group(self.group_by, y, factors[primary],
+                                   aligned[primary], n_values)
+        return dict(img_path=img_path, gt_label=y,
+                    **bias_fields(group, factors, aligned, primary))
 
     def extra_repr(self) -> Sequence[str]:
         return [

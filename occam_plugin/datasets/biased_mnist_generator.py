@@ -284,15 +284,10 @@ def texture_mask(text: str, repeats: int, size: int) -> np.ndarray:
     return mask
 
 
-def render_sample(digit32: np.ndarray, values: Dict[str, int],
-                  position: tuple, texture_repeats: int,
-                  letter_imgs: List[np.ndarray], letter_cells: List[tuple],
-                  num_cells: int) -> np.ndarray:
-    """One ``160 x 160 x 3`` RGB uint8 image (for 5 cells)."""
-    size = num_cells * CELL_PX
-    img = np.zeros((size, size, 3), np.float32)
-    # digit: nearest-neighbour scaling, coloured strokes, halved (the
-    # reference blends it with the black canvas)
+def _paint_digit(img: np.ndarray, digit32: np.ndarray, values: Dict[str, int],
+                 position: tuple, num_cells: int) -> None:
+    """The digit: nearest-neighbour scaling, coloured strokes, halved (the
+    reference blends it with the black canvas)."""
     side = int(CELL_PX * digit_scales(num_cells)[values['digit_scale']])
     d = cv2.resize(digit32, (side, side), interpolation=cv2.INTER_NEAREST)
     r0, c0 = position[0] * CELL_PX, position[1] * CELL_PX
@@ -300,11 +295,20 @@ def render_sample(digit32: np.ndarray, values: Dict[str, int],
                    DIGIT_COLORS[values['digit_color']], d[..., None])
     region = img[r0:r0 + side, c0:c0 + side]
     region[...] = np.where((d != 0)[..., None], col / 2, region)
-    # texture: glyphs tiled over the whole image, on top of the digit
+
+
+def _paint_texture(img: np.ndarray, values: Dict[str, int],
+                   texture_repeats: int) -> None:
+    """Glyphs tiled over the whole image, on top of the digit."""
     text = TEXTURES[values['texture']]
     color = TEXTURE_COLORS[values['texture_color']]
-    img[texture_mask(text, texture_repeats, size)] = color
-    # letters: replace the pixels they cover
+    img[texture_mask(text, texture_repeats, len(img))] = color
+
+
+def _paint_letters(img: np.ndarray, values: Dict[str, int],
+                   letter_imgs: List[np.ndarray],
+                   letter_cells: List[tuple]) -> None:
+    """Each letter replaces the pixels it covers in its cell."""
     lc = LETTER_COLORS[values['letter_color']]
     for (r, c), let in zip(letter_cells, letter_imgs):
         r0, c0 = r * CELL_PX, c * CELL_PX
@@ -312,6 +316,19 @@ def render_sample(digit32: np.ndarray, values: Dict[str, int],
         mask = colored.sum(-1, keepdims=True) > 0
         region = img[r0:r0 + LETTER_PX, c0:c0 + LETTER_PX]
         region[...] = np.where(mask, colored, region)
+
+
+def render_sample(digit32: np.ndarray, values: Dict[str, int],
+                  position: tuple, texture_repeats: int,
+                  letter_imgs: List[np.ndarray], letter_cells: List[tuple],
+                  num_cells: int) -> np.ndarray:
+    """One ``160 x 160 x 3`` RGB uint8 image (for 5 cells): digit, then
+    texture, then letters, each over the last."""
+    size = num_cells * CELL_PX
+    img = np.zeros((size, size, 3), np.float32)
+    _paint_digit(img, digit32, values, position, num_cells)
+    _paint_texture(img, values, texture_repeats)
+    _paint_letters(img, values, letter_imgs, letter_cells)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
@@ -441,8 +458,8 @@ def _write_json(path: str, obj, **kw):
 
 
 def _check_root(data_root: str, params: dict) -> None:
-    """Write or compare ``generation.json`` (the params every split of the
-    root shares) and the train/val index files."""
+    """Write or compare ``generation.json``: the params every split of the
+    root shares."""
     os.makedirs(data_root, exist_ok=True)
     old = [d for d in ('train', 'val', 'test')
            if osp.isfile(osp.join(data_root, d, 'params.json'))]
@@ -474,6 +491,15 @@ def _trainval_digits(params: dict):
     return digits, np.arange(n) % len(digits)
 
 
+def _subset_digits(subset: str, params: dict):
+    """The digit source of ``subset`` and the source row of each image
+    (sources smaller than the set are cycled through)."""
+    if subset == 'trainval':
+        return _trainval_digits(params)
+    digits = load_mnist('test', params['mnist_root'])
+    return digits, np.arange(params['num_test'] or len(digits)) % len(digits)
+
+
 def write_split_indices(data_root: str, params: dict) -> None:
     """``train_ixs.json`` / ``val_ixs.json``: a fixed split of the trainval
     indices by source digit, so val digits are never trained on."""
@@ -491,45 +517,114 @@ def write_split_indices(data_root: str, params: dict) -> None:
                     np.nonzero(sel)[0].tolist())
 
 
-def generate_split(data_root: str, subset: str, p_bias, params: dict,
-                   show_progress: bool = False) -> str:
-    """Render ``full_<p>/trainval`` (``subset='trainval'``) or
-    ``full/test`` (``subset='test'``, ``p = 0.1``) unless it is complete
-    already; return its folder. Writes into a temporary folder renamed at
-    the end, so an interrupted run leaves no half split behind."""
+def subset_folder(data_root: str, subset: str, p_bias) -> tuple:
+    """(folder, per-factor p) of ``full_<p>/trainval`` (``subset=
+    'trainval'``) or ``full/test`` (``subset='test'``, ``p = 0.1``)."""
     if subset == 'trainval':
         p = normalize_p_bias(p_bias)
-        folder = osp.join(data_root, p_tag(p))
-    else:
-        p = normalize_p_bias(TEST_P_BIAS)
-        folder = osp.join(data_root, 'full')
-    done = osp.join(folder, f'{subset}.json')
-    meta_file = osp.join(folder, f'{subset}_params.json')
-    meta = dict(params, p_bias=p)
-    if osp.isfile(done):
-        on_disk = read_json(meta_file) if osp.isfile(meta_file) else {}
-        on_disk.pop('mnist_source', None)
-        if on_disk != meta:
-            raise ValueError(
-                f'{done} exists but was made with other params than '
-                f'{meta} (see {meta_file}); choose another data_root.')
-        return folder
-    if subset == 'trainval':
-        digits, rows = _trainval_digits(params)
-    else:
-        digits = load_mnist('test', params['mnist_root'])
-        rows = np.arange(params['num_test'] or len(digits)) % len(digits)
-    labels = digits.labels[rows]
-    split_id = 0 if subset == 'trainval' else 1
-    rng = np.random.default_rng(
-        [params['seed'], split_id, zlib.crc32(osp.basename(folder).encode())])
-    k = params['num_cells']
-    canon = canonical_positions(k, params['seed'])
-    scales = digit_scales(k)
-    values = sample_factors(labels, p, canon, rng)
-    letters = letter_bank(subset, params['seed'])
+        return osp.join(data_root, p_tag(p)), p
+    return osp.join(data_root, 'full'), normalize_p_bias(TEST_P_BIAS)
 
-    os.makedirs(folder, exist_ok=True)
+
+def _is_complete(done: str, meta_file: str, meta: dict) -> bool:
+    """Whether the subset's json exists, made with ``meta`` (other params
+    raise: a data root never holds two settings under one name)."""
+    if not osp.isfile(done):
+        return False
+    on_disk = read_json(meta_file) if osp.isfile(meta_file) else {}
+    on_disk.pop('mnist_source', None)
+    if on_disk != meta:
+        raise ValueError(
+            f'{done} exists but was made with other params than '
+            f'{meta} (see {meta_file}); choose another data_root.')
+    return True
+
+
+class _SubsetPlan:
+    """What every image of one subset is drawn from: its digits, factor
+    values, letter pool and the random stream that places letters and
+    texture (consumed image by image, in order)."""
+
+    def __init__(self, folder: str, subset: str, p: Dict[str, float],
+                 params: dict):
+        self.digits, self.rows = _subset_digits(subset, params)
+        self.labels = self.digits.labels[self.rows]
+        split_id = 0 if subset == 'trainval' else 1
+        self.rng = np.random.default_rng([
+            params['seed'], split_id,
+            zlib.crc32(osp.basename(folder).encode())
+        ])
+        self.num_cells = params['num_cells']
+        self.image_size = params['image_size']
+        self.canon = canonical_positions(self.num_cells, params['seed'])
+        self.scales = digit_scales(self.num_cells)
+        self.values = sample_factors(self.labels, p, self.canon, self.rng)
+        self.letters = letter_bank(subset, params['seed'])
+
+    def __len__(self):
+        return len(self.rows)
+
+
+def _draw_layout(plan: _SubsetPlan, v: Dict[str, int]) -> dict:
+    """Where image ``v`` puts its digit, letters and texture: the position
+    and side of the digit box, 3 letter cells outside it with a letter
+    sample each, and the texture's repeats per side."""
+    rng, k, letters = plan.rng, plan.num_cells, plan.letters
+    s = v['digit_scale']
+    position = plan.canon[s][v['digit_position']]
+    side = int(CELL_PX * plan.scales[s])
+    cands = letter_cell_candidates(position, side, k)
+    picks = rng.choice(len(cands), LETTERS_PER_IMAGE, replace=False)
+    cells = [cands[j] for j in picks]
+    imgs = [letters[v['letter'], rng.integers(letters.shape[1])]
+            for _ in cells]
+    repeats = int(rng.integers(*TEXTURE_REPEATS))
+    return dict(position=position, side=side, cells=cells, imgs=imgs,
+                repeats=repeats)
+
+
+def _record(plan: _SubsetPlan, i: int, v: Dict[str, int],
+            layout: dict) -> dict:
+    """The json entry of image ``i``: the released keys, then ours."""
+    k = plan.num_cells
+    position, side = layout['position'], layout['side']
+    rec = dict(index=i, digit=int(plan.labels[i]))
+    for f in FACTORS:
+        rec[FACTOR_KEYS[f]] = v[f]
+    # our position value: the top-left cell, row-major (the reference's
+    # json repeats the scale index here)
+    rec[FACTOR_KEYS['digit_position']] = int(position[0] * k + position[1])
+    r0, c0 = position[0] * CELL_PX, position[1] * CELL_PX
+    rec.update(
+        # as the reference: (row1, col1, row2, col2) in 160 px units
+        digit_position=[r0, c0, r0 + side, c0 + side],
+        digit_position_canonical=v['digit_position'] == 0,
+        texture_repeats=layout['repeats'],
+        letter_cells=[int(r * k + c) for r, c in layout['cells']],
+        mnist_index=int(plan.digits.source_idx[plan.rows[i]]))
+    return rec
+
+
+def _make_image(plan: _SubsetPlan, i: int, out_dir: str) -> dict:
+    """Draw, render and save image ``i`` as ``out_dir/<i>.jpg``; return its
+    json entry."""
+    v = {f: int(plan.values[f][i]) for f in FACTORS}
+    layout = _draw_layout(plan, v)
+    img = render_sample(resize_digit(plan.digits.images[plan.rows[i]]), v,
+                        layout['position'], layout['repeats'],
+                        layout['imgs'], layout['cells'], plan.num_cells)
+    pil = Image.fromarray(img)
+    if plan.image_size != pil.width:
+        pil = pil.resize((plan.image_size,) * 2, Image.BILINEAR)
+    pil.save(osp.join(out_dir, f'{i}.jpg'), quality=95)
+    return _record(plan, i, v, layout)
+
+
+def _write_images(plan: _SubsetPlan, folder: str, subset: str,
+                  show_progress: bool) -> List[dict]:
+    """Every image of the subset into ``folder/<subset>/``, through a
+    temporary folder renamed at the end (an interrupted run leaves no half
+    subset behind); return the json entries."""
     tmp = temp_path(osp.join(folder, f'.{subset}'))
     records = []
     try:  # the temp goes on any exception, KeyboardInterrupt included
@@ -538,40 +633,9 @@ def generate_split(data_root: str, subset: str, p_bias, params: dict,
         bar = None
         if show_progress:
             from mmengine.utils import ProgressBar
-            bar = ProgressBar(len(rows))
-        for i, row in enumerate(rows):
-            v = {f: int(values[f][i]) for f in FACTORS}
-            s = v['digit_scale']
-            position = canon[s][v['digit_position']]
-            side = int(CELL_PX * scales[s])
-            cands = letter_cell_candidates(position, side, k)
-            picks = rng.choice(len(cands), LETTERS_PER_IMAGE, replace=False)
-            cells = [cands[j] for j in picks]
-            imgs = [letters[v['letter'],
-                            rng.integers(letters.shape[1])] for _ in cells]
-            repeats = int(rng.integers(*TEXTURE_REPEATS))
-            img = render_sample(resize_digit(digits.images[row]), v, position,
-                                repeats, imgs, cells, k)
-            pil = Image.fromarray(img)
-            if params['image_size'] != pil.width:
-                pil = pil.resize((params['image_size'],) * 2, Image.BILINEAR)
-            pil.save(osp.join(tmp, f'{i}.jpg'), quality=95)
-            rec = dict(index=i, digit=int(labels[i]))
-            for f in FACTORS:
-                rec[FACTOR_KEYS[f]] = v[f]
-            # our position value: the top-left cell, row-major (the
-            # reference's json repeats the scale index here)
-            rec[FACTOR_KEYS['digit_position']] = int(position[0] * k +
-                                                     position[1])
-            r0, c0 = position[0] * CELL_PX, position[1] * CELL_PX
-            rec.update(
-                # as the reference: (row1, col1, row2, col2) in 160 px units
-                digit_position=[r0, c0, r0 + side, c0 + side],
-                digit_position_canonical=v['digit_position'] == 0,
-                texture_repeats=repeats,
-                letter_cells=[int(r * k + c) for r, c in cells],
-                mnist_index=int(digits.source_idx[row]))
-            records.append(rec)
+            bar = ProgressBar(len(plan))
+        for i in range(len(plan)):
+            records.append(_make_image(plan, i, tmp))
             if bar is not None:
                 bar.update()
         if bar is not None:
@@ -581,11 +645,29 @@ def generate_split(data_root: str, subset: str, p_bias, params: dict,
         os.rename(tmp, img_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _write_json(meta_file, dict(meta, mnist_source=digits.source),
+    return records
+
+
+def generate_split(data_root: str, subset: str, p_bias, params: dict,
+                   show_progress: bool = False) -> str:
+    """Render ``full_<p>/trainval`` (``subset='trainval'``) or
+    ``full/test`` (``subset='test'``, ``p = 0.1``) unless it is complete
+    already; return its folder. The images first, then
+    ``<subset>_params.json``, then ``<subset>.json``, whose presence marks
+    a complete subset."""
+    folder, p = subset_folder(data_root, subset, p_bias)
+    done = osp.join(folder, f'{subset}.json')
+    meta_file = osp.join(folder, f'{subset}_params.json')
+    meta = dict(params, p_bias=p)
+    if _is_complete(done, meta_file, meta):
+        return folder
+    plan = _SubsetPlan(folder, subset, p, params)
+    os.makedirs(folder, exist_ok=True)
+    records = _write_images(plan, folder, subset, show_progress)
+    _write_json(meta_file, dict(meta, mnist_source=plan.digits.source),
                 indent=1, sort_keys=True)
     _write_json(done, records)  # last: its presence marks a complete split
     return folder
-
 
 
 def generate_biased_mnist(data_root: str,
@@ -610,6 +692,7 @@ def generate_biased_mnist(data_root: str,
             ``image_size``, ``seed``, ``mnist_root`` (see
             :func:`generation_params`).
     """
+    # through JSON once, so the params compare equal to generation.json
     params = json.loads(json.dumps(generation_params(**gen_kwargs)))
     if osp.isdir(data_root):
         remove_stale_temps(data_root)

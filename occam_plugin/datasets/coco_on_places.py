@@ -23,6 +23,8 @@ import numpy as np
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
+from .bias_groups import aligned_group, group_metainfo, group_names
+
 #: the 9 COCO object classes, in the label order of the official files
 COCO_ON_PLACES_CLASSES = ('boat', 'airplane', 'truck', 'dog', 'zebra', 'horse',
                           'bird', 'train', 'bus')
@@ -87,14 +89,10 @@ class COCOOnPlaces(BaseDataset):
                              f'{COCO_ON_PLACES_SPLITS}, got {split!r}')
         self.split = split
         self.with_masks = with_masks
-        names = [
-            f'{c} {m}' for c in COCO_ON_PLACES_CLASSES
-            for m in ('majority', 'minority')
-        ]
-        meta = dict(classes=COCO_ON_PLACES_CLASSES,
-                    num_groups=len(names),
-                    group_names=names)
-        meta.update(metainfo or {})
+        # g = 0 majority (aligned), 1 minority: the alignment grouping
+        names = group_names(COCO_ON_PLACES_CLASSES, ('majority', 'minority'),
+                            sep=' ')
+        meta = group_metainfo(COCO_ON_PLACES_CLASSES, names, metainfo)
         super().__init__(ann_file='',
                          data_root=data_root,
                          metainfo=meta,
@@ -189,7 +187,7 @@ class COCOOnPlaces(BaseDataset):
                 info['gt_label'] = y
                 if 'g' in data:
                     g = int(data['g'][i])
-                    info.update(group_idx=2 * y + g,
+                    info.update(group_idx=aligned_group(y, g == 0),
                                 bias_label=g,
                                 bias_aligned=g == 0)
             if masks is not None:

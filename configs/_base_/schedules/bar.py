@@ -1,16 +1,2 @@
-# OccamNets' schedule. The paper gives one recipe for its datasets (stated for
-# Biased MNIST in DESIGN.md, and the 90-epoch length matches the BAR quick
-# start): Adam, lr 1e-3, weight decay 5e-4, 90 epochs, lr x0.1 at epochs 50
-# and 70, batch 128 (set in the dataset config).
-optim_wrapper = dict(
-    optimizer=dict(type='Adam', lr=1e-3, weight_decay=5e-4))
-
-param_scheduler = dict(
-    type='MultiStepLR', by_epoch=True, milestones=[50, 70], gamma=0.1)
-
-train_cfg = dict(by_epoch=True, max_epochs=90, val_interval=1)
-val_cfg = dict()
-test_cfg = dict()
-
-# lr above is for a total batch of 128 (enable with --auto-scale-lr)
-auto_scale_lr = dict(base_batch_size=128)
+# BAR trains with OccamNets' schedule (one recipe for its datasets).
+_base_ = ['./occamnets.py']

@@ -1,0 +1,118 @@
+"""Pinned digests of tiny synthetic datasets: the files the Biased MNIST
+generator writes, and the samples (images, labels, bias fields, groups) that
+BiasedMNIST and ColoredMNIST give. A refactor of the generators or of the
+group code must leave every byte the same; a digest change means the data
+changed (or Pillow / libjpeg / OpenCV changed how they encode or draw)."""
+import hashlib
+import os
+import os.path as osp
+
+import numpy as np
+import pytest
+
+import occam_plugin  # noqa: F401  (registers)
+from mmpretrain.registry import DATASETS
+from occam_plugin.datasets import biased_mnist_generator as gen
+
+#: a few images per set: a train set with one p, one with a p per factor
+#: (its folder is ``full_custom<hash>``), the val set and the test set
+GEN = dict(num_trainval=48, num_test=8, image_size=32, seed=5)
+P_PER_FACTOR = [0.9, 0.9, 0.9, 0.5, 0.5, 0.5, 0.5]
+
+
+def tree_digest(root: str) -> dict:
+    """sha256 of every file under ``root``, by relative path."""
+    out = {}
+    for d, _, files in os.walk(root):
+        for n in files:
+            path = osp.join(d, n)
+            with open(path, 'rb') as f:
+                out[osp.relpath(path, root)] = hashlib.sha256(
+                    f.read()).hexdigest()
+    return out
+
+
+def combined(digests: dict) -> str:
+    h = hashlib.sha256()
+    for k in sorted(digests):
+        h.update(f'{k}:{digests[k]}\n'.encode())
+    return h.hexdigest()
+
+
+def samples_digest(ds, root: str = '') -> str:
+    """sha256 of every sample's annotations (paths relative to ``root``,
+    in-memory images by their bytes) and of the metainfo."""
+    h = hashlib.sha256(repr(sorted(ds.metainfo.items())).encode())
+    for i in range(len(ds)):
+        info = ds.get_data_info(i)
+        for k in sorted(info):
+            v = info[k]
+            if isinstance(v, np.ndarray):
+                h.update(f'{k}:{v.shape}:{v.dtype}:'.encode() + v.tobytes())
+            elif k == 'img_path':
+                h.update(f'{k}:{osp.relpath(v, root)}'.encode())
+            else:
+                v = sorted(v.items()) if isinstance(v, dict) else v
+                h.update(f'{k}:{v!r}'.encode())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope='module')
+def tiny_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('bm_digest'))
+    gen.generate_biased_mnist(root, p_bias=0.9, **GEN)
+    gen.generate_biased_mnist(root, p_bias=P_PER_FACTOR, splits=('train', ),
+                              **GEN)
+    return root
+
+
+BIASED_MNIST_FILES = (
+    'da20444c66fa7079d515e69650b2cda4484f6c0567915d96662980b090e5cf5a')
+
+
+def test_generated_biased_mnist_files_are_pinned(tiny_root):
+    digests = tree_digest(tiny_root)
+    # 3 root files; per set its json, params json and images
+    assert len(digests) == 3 + 3 * (2 + 48) + (2 + 8)
+    assert combined(digests) == BIASED_MNIST_FILES, digests
+
+
+BIASED_MNIST_SAMPLES = {
+    ('train', 0.9, 'class_x_primary', 'digit_color'):
+        '59a2517a139aa2891f1607a8f558b40cfb0ac7bed2ad1e20d6fb0fe300fed73c',
+    ('train', 'custom', 'class_x_aligned', 'digit_position'):
+        'f4a2110b04f6a91afde71cc0bc80ffef1be167dfcced2dd3cb5dcf3a5429551e',
+    ('val', 0.9, 'class_x_aligned', 'texture'):
+        '4ec51a6254bfed074bda124ebefad6a3c5ecd135ee335585398c5d6a57fea6c1',
+    ('test', 0.9, 'class_x_primary', 'letter_color'):
+        '2251b542379fc2fe3d6db7221c59101df6d13d79b5cc2181a5d7cc296de712f5',
+}
+
+
+@pytest.mark.parametrize('key', sorted(BIASED_MNIST_SAMPLES, key=repr))
+def test_biased_mnist_samples_are_pinned(tiny_root, key):
+    split, p, group_by, primary = key
+    ds = DATASETS.build(dict(
+        type='BiasedMNIST', data_root=tiny_root, split=split,
+        p_bias=P_PER_FACTOR if p == 'custom' else p, generate=GEN,
+        group_by=group_by, primary_factor=primary))
+    assert samples_digest(ds, tiny_root) == BIASED_MNIST_SAMPLES[key]
+
+
+COLORED_MNIST_SAMPLES = {
+    ('train', 'class_x_color'):
+        '59f4f75bfc7d8f8f6ce5cda27ce7c255bb7ef00b35587cf45b268a8f6a5735a9',
+    ('train', 'class_x_aligned'):
+        'bc8772994f1d676b2fcbba770cf5f948c10946418c4f1bf2144860af10d2e5a3',
+    ('test', 'class_x_color'):
+        '817db4f95c840a72d842881042372cec723a6bf0179a129129b4b0780b2f2f61',
+}
+
+
+@pytest.mark.parametrize('key', sorted(COLORED_MNIST_SAMPLES))
+def test_colored_mnist_samples_are_pinned(key):
+    split, group_by = key
+    ds = DATASETS.build(dict(
+        type='ColoredMNIST', split=split, conflict_ratio=0.1,
+        num_samples=40, image_size=14, seed=2, group_by=group_by))
+    assert samples_digest(ds) == COLORED_MNIST_SAMPLES[key]
