@@ -68,6 +68,11 @@ def _check_files(log_dir, metrics):
 
 def test_val_and_test_write_the_files_into_the_log_dir(tmp_path):
     runner = _runner(tmp_path / 'work')
+    # no config line: SafeRunner adds the file hook; the exit FLOPs come
+    # with the predictions, no hook in custom_hooks measures them
+    assert [h.type for h in runner.cfg.custom_hooks] == ['OccamGateHook']
+    hooks = [type(h).__name__ for h in runner.hooks]
+    assert 'MetricsFileHook' in hooks and 'ExitFlopsHook' not in hooks
     val = runner.val()
     val_files = _check_files(runner.log_dir, val)
     test = runner.test()
@@ -80,3 +85,66 @@ def test_val_and_test_write_the_files_into_the_log_dir(tmp_path):
         with open(os.environ['OCCAM_METRICS_SNAPSHOT'], 'w') as f:
             json.dump(dict(zip(('bias', 'exit'), test_files)), f, indent=1,
                       sort_keys=True)
+
+
+class _Metric:
+    """What MetricsFileHook reads of a metric."""
+
+    def __init__(self, result_file=None, last_result=None, out_dir=None):
+        self.result_file = result_file
+        self.last_result = last_result
+        self.out_dir = out_dir
+
+
+def test_hook_writes_last_results_to_log_dir_or_out_dir(tmp_path):
+    from types import SimpleNamespace
+
+    from mmpretrain.registry import HOOKS
+    hook = HOOKS.build(dict(type='MetricsFileHook'))
+    elsewhere = str(tmp_path / 'elsewhere')
+    evaluator = SimpleNamespace(metrics=[
+        _Metric('a.json', dict(metrics={'a/x': 1.0}, num_samples=2)),
+        _Metric('b.json', dict(metrics={}), out_dir=elsewhere),
+        _Metric('c.json', None),  # nothing computed (e.g. another rank)
+        SimpleNamespace(),  # a metric without a result file (Accuracy)
+    ])
+    runner = SimpleNamespace(log_dir=str(tmp_path / 'log'),
+                             val_evaluator=evaluator,
+                             test_evaluator=SimpleNamespace(metrics=[]))
+    hook.after_val_epoch(runner, metrics={})
+    assert _read(runner.log_dir, 'a.json') == dict(metrics={'a/x': 1.0},
+                                                   num_samples=2)
+    assert _read(elsewhere, 'b.json') == dict(metrics={})
+    assert sorted(os.listdir(runner.log_dir)) == ['a.json']
+    hook.after_test_epoch(runner, metrics={})  # an empty evaluator: no-op
+    assert sorted(os.listdir(runner.log_dir)) == ['a.json']
+
+
+def test_metrics_outside_a_runner_write_nothing(tmp_path, monkeypatch):
+    import torch
+    from mmengine.evaluator import Evaluator
+    from mmpretrain.registry import METRICS
+    from mmpretrain.structures import DataSample
+    monkeypatch.chdir(tmp_path)
+    metric = METRICS.build(dict(type='BiasMetric'))
+    ev = Evaluator([metric])
+    ev.process(data_samples=[
+        DataSample().set_gt_label(1).set_pred_score(torch.tensor([.2, .8]))])
+    assert ev.evaluate(1) == {'bias/acc': 100.0}
+    assert metric.last_result['num_samples'] == 1
+    assert os.listdir(tmp_path) == []
+
+
+def test_deprecated_exit_flops_hook_builds_and_does_nothing(monkeypatch):
+    from mmpretrain.registry import HOOKS
+    from occam_plugin.engine.hooks import exit_flops_hook
+    logged = []
+    monkeypatch.setattr(exit_flops_hook, 'print_log',
+                        lambda msg, **kw: logged.append(msg))
+    monkeypatch.setattr(exit_flops_hook.ExitFlopsHook, '_warned', False)
+    for _ in range(2):  # old configs still build it, with its old args
+        hook = HOOKS.build(dict(type='ExitFlopsHook', input_shape=(3, 8, 8)))
+    assert len(logged) == 1 and 'deprecated' in logged[0]
+    # no stage of the run is overridden: it measures and publishes nothing
+    assert not [name for name in vars(type(hook))
+                if name.startswith(('before_', 'after_'))]

@@ -111,7 +111,8 @@ class SafeRunner(Runner):
     """
 
     #: hooks added to every run; a config drops one with ``name=None``
-    PLUGIN_DEFAULT_HOOKS = dict(guard=dict(type='TrainGuardHook'))
+    PLUGIN_DEFAULT_HOOKS = dict(guard=dict(type='TrainGuardHook'),
+                                metrics_file=dict(type='MetricsFileHook'))
 
     strict_load = True
 
