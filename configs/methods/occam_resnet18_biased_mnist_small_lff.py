@@ -8,7 +8,4 @@ model = dict(
     biased_model={{_base_.lff_biased_model}},
     debiased_model={{_base_.model}},
     biased_loss=dict(type='GeneralizedCELoss', q=0.7), ema_alpha=0.7)
-custom_hooks = [
-    dict(type='OccamGateHook'), dict(type='ExitFlopsHook'),
-    dict(type='BiasMethodHook')
-]
+custom_hooks = [dict(type='OccamGateHook'), dict(type='BiasMethodHook')]

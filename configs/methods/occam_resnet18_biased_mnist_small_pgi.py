@@ -2,7 +2,4 @@
 # gate-weighted CE; BiasMethodHook fills the method's training-set state.
 _base_ = ['../occam_resnet18_biased_mnist_small.py']
 model = dict(head=dict(method=dict(type='PGILoss')))
-custom_hooks = [
-    dict(type='OccamGateHook'), dict(type='ExitFlopsHook'),
-    dict(type='BiasMethodHook')
-]
+custom_hooks = [dict(type='OccamGateHook'), dict(type='BiasMethodHook')]

@@ -2,7 +2,4 @@
 # gate-weighted CE; BiasMethodHook fills the method's training-set state.
 _base_ = ['../occam_resnet18_colored_mnist.py']
 model = dict(head=dict(method=dict(type='GroupDRO')))
-custom_hooks = [
-    dict(type='OccamGateHook'), dict(type='ExitFlopsHook'),
-    dict(type='BiasMethodHook')
-]
+custom_hooks = [dict(type='OccamGateHook'), dict(type='BiasMethodHook')]

@@ -39,3 +39,8 @@ model = dict(
 
 # drives the gate state across epochs (memory size, running accuracy, sync)
 custom_hooks = [dict(type='OccamGateHook')]
+
+# what an OccamNet adds to its dataset's evaluator (per-exit accuracy, exit
+# shares, expected compute); each Occam config appends it:
+#   val_evaluator = _base_.val_evaluator + _base_.occam_metrics
+occam_metrics = [dict(type='ExitMetric')]
