@@ -13,3 +13,6 @@ _base_ = [
     '_base_/default_runtime.py',
 ]
 model = dict(head=dict(num_classes=6))
+
+val_evaluator = _base_.val_evaluator + _base_.occam_metrics
+test_evaluator = val_evaluator

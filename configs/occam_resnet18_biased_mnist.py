@@ -10,12 +10,5 @@ _base_ = [
 ]
 model = dict(head=dict(num_classes=10))
 
-val_evaluator = [
-    dict(type='Accuracy', topk=(1, )),
-    dict(type='BiasMetric'),
-    dict(type='ExitMetric'),
-]
+val_evaluator = _base_.val_evaluator + _base_.occam_metrics
 test_evaluator = val_evaluator
-# OccamGateHook drives the gate state; ExitFlopsHook measures the FLOPs per
-# exit once so ExitMetric can report the expected compute
-custom_hooks = [dict(type='ExitFlopsHook')]

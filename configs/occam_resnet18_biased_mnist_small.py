@@ -18,13 +18,8 @@ model = dict(
     head=dict(num_classes=10),
     probe_size=64)
 
-val_evaluator = [
-    dict(type='Accuracy', topk=(1, )),
-    dict(type='BiasMetric'),
-    dict(type='ExitMetric'),
-]
+val_evaluator = _base_.val_evaluator + _base_.occam_metrics
 test_evaluator = val_evaluator
-custom_hooks = [dict(type='ExitFlopsHook')]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     # the demo compares final models: keep only the last checkpoint

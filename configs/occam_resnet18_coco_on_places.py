@@ -9,10 +9,5 @@ _base_ = [
     '_base_/default_runtime.py',
 ]
 model = dict(head=dict(num_classes=9))
-val_evaluator = [
-    dict(type='Accuracy', topk=(1, )),
-    dict(type='BiasMetric'),
-    dict(type='ExitMetric'),
-]
+val_evaluator = _base_.val_evaluator + _base_.occam_metrics
 test_evaluator = val_evaluator
-custom_hooks = [dict(type='ExitFlopsHook')]

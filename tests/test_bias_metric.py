@@ -1,11 +1,7 @@
 """BiasMetric against hand-counted predictions (numbers written out)."""
-import json
-import os.path as osp
-
 import pytest
 import torch
 from mmengine.evaluator import Evaluator
-from mmengine.logging import MMLogger
 
 import occam_plugin  # noqa: F401  (registers)
 from mmpretrain.registry import METRICS
@@ -53,8 +49,8 @@ def _evaluate(metric, samples, meta):
     return ev.evaluate(len(samples))
 
 
-def test_hand_counted_groups_aligned_factors(tmp_path):
-    metric = METRICS.build(dict(type='BiasMetric', out_dir=str(tmp_path)))
+def test_hand_counted_groups_aligned_factors():
+    metric = METRICS.build(dict(type='BiasMetric'))
     res = _evaluate(metric, _samples(), dict(classes=list('0123456789'),
                                              num_groups=4))
     approx = lambda v: pytest.approx(v, abs=1e-3)  # noqa: E731
@@ -77,28 +73,51 @@ def test_hand_counted_groups_aligned_factors(tmp_path):
     assert res['bias/scale_aligned_acc'] == approx(50.0)
     assert 'bias/scale_conflicting_acc' not in res  # no such sample
 
-    data = json.load(open(osp.join(tmp_path, 'bias_metrics.json')))
-    assert data['metrics']['bias/unbiased_acc'] == approx(55.556)
+    # the full result (what MetricsFileHook writes to bias_metrics.json)
+    data = metric.last_result
+    assert set(data) == {'metrics', 'groups', 'num_samples'}
+    assert data['metrics'] == res
     assert data['groups']['3'] == dict(acc=100.0, num=1)
     assert '2' not in data['groups']
     assert data['num_samples'] == 6
 
 
-def test_many_groups_logged_only_in_json(tmp_path):
-    metric = METRICS.build(
-        dict(type='BiasMetric', out_dir=str(tmp_path), max_logged_groups=2))
+def test_calculate_by_hand():
+    """The pure statistics on plain lists (the 6 samples above)."""
+    rows = list(zip(*ROWS))
+    correct = [gt == pred for gt, pred in zip(rows[1], rows[2])]
+    res = METRICS.get('BiasMetric').calculate(
+        correct, group_idx=rows[0], bias_aligned=rows[3],
+        factors_aligned=[dict(color=c) for c in rows[4]], num_groups=4)
+    m = res['metrics']
+    assert m['acc'] == 50.0
+    assert m['unbiased_acc'] == pytest.approx((200 / 3 + 0 + 100) / 3)
+    assert (m['worst_group'], m['worst_group_acc']) == (1, 0.0)
+    assert m['num_empty_groups'] == 1
+    assert m['aligned_acc'] == pytest.approx(200 / 3)
+    assert m['color_conflicting_acc'] == pytest.approx(200 / 3)
+    assert res['groups'] == {'0': dict(acc=pytest.approx(200 / 3), num=3),
+                             '1': dict(acc=0.0, num=2),
+                             '3': dict(acc=100.0, num=1)}
+    # nothing but correctness: overall accuracy only; largest id + 1 groups
+    assert METRICS.get('BiasMetric').calculate([True, False]) == dict(
+        metrics=dict(acc=50.0), groups={}, num_samples=2)
+    assert METRICS.get('BiasMetric').calculate(
+        [True], group_idx=[2])['metrics']['num_empty_groups'] == 2
+
+
+def test_many_groups_logged_only_in_json():
+    metric = METRICS.build(dict(type='BiasMetric', max_logged_groups=2))
     res = _evaluate(metric, _samples(), dict(num_groups=4))
     assert not any(k.startswith('bias/acc_group_') for k in res)
-    data = json.load(open(osp.join(tmp_path, 'bias_metrics.json')))
-    assert data['metrics']['bias/acc_group_1'] == 0.0
+    assert metric.last_result['metrics']['bias/acc_group_1'] == 0.0
 
 
-def test_num_groups_fallbacks(tmp_path):
+def test_num_groups_fallbacks():
     # no dataset_meta: num_groups argument, then largest id + 1
-    res = _evaluate(BiasMetric_(num_groups=6, out_dir=str(tmp_path)),
-                    _samples(), None)
+    res = _evaluate(BiasMetric_(num_groups=6), _samples(), None)
     assert res['bias/num_empty_groups'] == 3  # groups 2, 4, 5
-    res = _evaluate(BiasMetric_(out_dir=str(tmp_path)), _samples(), None)
+    res = _evaluate(BiasMetric_(), _samples(), None)
     assert res['bias/num_groups'] == 4 and res['bias/num_empty_groups'] == 1
 
 
@@ -106,39 +125,26 @@ def BiasMetric_(**kw):
     return METRICS.build(dict(type='BiasMetric', **kw))
 
 
-def test_plain_dataset_and_pred_score(tmp_path):
+def test_plain_dataset_and_pred_score():
     # no bias annotations (e.g. BAR): only overall accuracy; pred_score used
     s1 = DataSample().set_gt_label(1).set_pred_score(
         torch.tensor([0.1, 0.7, 0.2]))
     s2 = DataSample().set_gt_label(0).set_pred_score(
         torch.tensor([0.1, 0.7, 0.2]))
     assert 'pred_label' not in s1  # pred_score only
-    res = _evaluate(BiasMetric_(out_dir=str(tmp_path)), [s1, s2], None)
+    res = _evaluate(BiasMetric_(), [s1, s2], None)
     assert res == {'bias/acc': 50.0}
 
 
-def test_json_goes_to_runner_log_dir(tmp_path):
-    # inside a Runner the metric finds <work_dir>/<timestamp>/ via MMLogger
-    log_dir = tmp_path / '20260101_000000'
-    log_dir.mkdir()
-    MMLogger.get_instance('test_bias_metric_logdir',
-                          log_file=str(log_dir / '20260101_000000.log'))
-    metric = BiasMetric_()
-    _evaluate(metric, _samples(), dict(num_groups=4))
-    assert metric.last_json_path == str(log_dir / 'bias_metrics.json')
-    assert json.load(open(metric.last_json_path))['metrics']['bias/acc'] \
-        == 50.0
-
-
-def test_bad_inputs_are_named(tmp_path):
+def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match=r'group_idx 3 outside \[0, 2\)'):
-        _evaluate(BiasMetric_(out_dir=str(tmp_path)), _samples(),
+        _evaluate(BiasMetric_(), _samples(),
                   dict(num_groups=2))
     mixed = _samples()[:2] + [_sample(1, 1)]
     with pytest.raises(ValueError, match='1 of 3 samples have no `group_idx`'):
-        _evaluate(BiasMetric_(out_dir=str(tmp_path)), mixed, None)
+        _evaluate(BiasMetric_(), mixed, None)
     no_pred = DataSample().set_gt_label(1)
     with pytest.raises(KeyError, match='neither `pred_label` nor'):
-        _evaluate(BiasMetric_(out_dir=str(tmp_path)), [no_pred], None)
+        _evaluate(BiasMetric_(), [no_pred], None)
     with pytest.raises(ValueError, match='num_groups must be >= 1'):
         BiasMetric_(num_groups=0)

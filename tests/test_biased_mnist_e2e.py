@@ -55,7 +55,7 @@ def test_occam_biased_mnist_train(tmp_path):
     shares = [exits['metrics'][f'exit/share_e{k}'] for k in range(4)]
     assert sum(shares) == pytest.approx(100.0)
     assert shares[0] == 0.0  # exit 0 is never used at inference
-    # FLOPs measured by ExitFlopsHook: increasing, ratio within (0, 1]
+    # FLOPs carried on the predictions: increasing, ratio within (0, 1]
     flops = exits['exit_flops']
     assert all(a < b for a, b in zip(flops, flops[1:]))
     assert 0 < exits['metrics']['exit/expected_compute'] <= 1

@@ -189,6 +189,32 @@ def test_fairness_metric_by_hand():
     assert res['fairness/KL'] > 10
 
 
+def test_fairness_calculate_by_hand():
+    """The pure statistics: 3-class scores, arrays in, dict out."""
+    calc = METRICS.get('FairnessMetric').calculate
+    gt = np.array([0, 0, 1, 1, 2, 2])
+    attr = np.array([0, 1, 0, 1, 0, 1])
+    scores = np.eye(3)[[0, 1, 1, 1, 2, 0]]  # preds 0 1 1 1 2 0
+    res = calc(gt, attr, scores)
+    assert set(res) == {'accuracy', 'AP', 'DEO', 'BA', 'KL'}
+    assert res['accuracy'] == pytest.approx(400 / 6)
+    # TPR gaps per class: |1 - 0|, |1 - 1|, |1 - 0| -> mean 2/3
+    assert res['DEO'] == pytest.approx(2 / 3)
+    # AP one-vs-rest (recall step x precision): class 0 scores 1 for one
+    # positive and one negative, 0 for the rest: 0.5 * 1/2 + 0.5 * 2/6 =
+    # 5/12; class 1: both positives among 3 ones: 2/3; class 2: its one
+    # score-1 sample is positive: 0.5 * 1 + 0.5 * 2/6 = 2/3 -> mean 7/12
+    assert res['AP'] == pytest.approx(700 / 12)
+    # every (class, attr) cell has P(t, a) = P(t) P(a): y = 0, BA = mean(-D);
+    # attr 1 predicts 0, 1, 1 for classes 0, 1, 2: D = 0, 1/3, -1/3 -> 0
+    assert res['BA'] == pytest.approx(0.0)
+    # a binary task reports the positive class only
+    binary = calc(np.array([1, 0]), np.array([0, 1]),
+                  np.array([[0.2, 0.8], [0.6, 0.4]]), positive_class=1)
+    assert binary['accuracy'] == 100.0 and binary['AP'] == 100.0
+    assert binary['DEO'] != binary['DEO']  # NaN: one group per class
+
+
 def test_fairness_kl_by_hand():
     from occam_plugin.evaluation.metrics.fairness_metric import score_kl
     scores = np.array([0.95, 0.95, 0.95, 0.05, 0.05, 0.05, 0.05, 0.95])

@@ -8,4 +8,3 @@ model = dict(
     biased_model={{_base_.lff_biased_model}},
     debiased_model={{_base_.model}},
     biased_loss=dict(type='GeneralizedCELoss', q=0.7), ema_alpha=0.7)
-custom_hooks = [dict(type='ExitFlopsHook')]

@@ -53,7 +53,7 @@ val_dataloader = dict(
         pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False),
 )
-val_evaluator = dict(type='Accuracy', topk=(1, ))
+val_evaluator = [dict(type='Accuracy', topk=(1, ))]
 
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator

@@ -36,3 +36,8 @@ model = dict(
             min_epochs=1),
     ),
 )
+
+# what an OccamNet adds to its dataset's evaluator (per-exit accuracy, exit
+# shares, expected compute); each Occam config appends it:
+#   val_evaluator = _base_.val_evaluator + _base_.occam_metrics
+occam_metrics = [dict(type='ExitMetric')]

@@ -1,5 +1,6 @@
 from .cam_vis_hook import CAMVisualizationHook  # noqa: F401
 from .exit_flops_hook import ExitFlopsHook  # noqa: F401
+from .metrics_file_hook import MetricsFileHook  # noqa: F401
 from .random_state_hook import RandomStateHook  # noqa: F401
 from .train_guard_hook import TrainGuardHook  # noqa: F401
 from .training_state_hook import (BiasMethodHook,  # noqa: F401

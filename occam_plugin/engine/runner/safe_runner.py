@@ -118,7 +118,8 @@ class SafeRunner(Runner):
     #: hooks added to every run; a config drops one with ``name=None``
     PLUGIN_DEFAULT_HOOKS = dict(
         guard=dict(type='TrainGuardHook'),
-        training_state=dict(type='TrainingStateHook'))
+        training_state=dict(type='TrainingStateHook'),
+        metrics_file=dict(type='MetricsFileHook'))
 
     strict_load = True
 

@@ -3,11 +3,8 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmengine.evaluator import BaseMetric
-from mmengine.logging import print_log
 
 from mmpretrain.registry import METRICS
-
-from .json_dump import dump_metrics_json
 
 
 def _to_int(value, key: str) -> int:
@@ -54,24 +51,30 @@ class BiasMetric(BaseMetric):
     - ``bias/{factor}_aligned_acc``, ``bias/{factor}_conflicting_acc``: the
       same for every factor of multi-factor data (``bias_factors_aligned``).
 
-    A subset without samples gets no key (never NaN). The full results
-    (every key, per-group accuracy and counts) are also written as JSON to
-    ``<out_dir>/bias_metrics.json``; ``out_dir`` defaults to the Runner's log
-    folder ``<work_dir>/<timestamp>/`` (found through the current MMLogger,
-    see ``json_dump.py``). The file holds the latest evaluation.
+    A subset without samples gets no key (never NaN).
+
+    The statistics are :meth:`calculate` (no I/O). The full result (every
+    key with every group, per-group accuracy and counts, ``num_samples``) is
+    kept in :attr:`last_result`; inside a Runner, ``MetricsFileHook`` writes
+    it to ``<runner.log_dir>/bias_metrics.json`` (or
+    ``<out_dir>/bias_metrics.json``) after each evaluation, so the file holds
+    the latest one. Outside a Runner nothing is written.
 
     Args:
         num_groups (int, optional): Number of groups when the dataset meta
             does not say. Defaults to None.
         max_logged_groups (int): Log per-group keys only up to this many
             groups (the JSON always has them). Defaults to 20.
-        out_dir (str, optional): Folder for ``bias_metrics.json``. Defaults to
-            None (the Runner's log folder; nothing written outside a Runner).
+        out_dir (str, optional): Folder ``MetricsFileHook`` writes
+            ``bias_metrics.json`` to instead of the Runner's log folder.
+            Defaults to None.
         collect_device (str): Device for collecting results across ranks.
             Defaults to 'cpu'.
         prefix (str, optional): Key prefix. Defaults to 'bias'.
     """
     default_prefix: Optional[str] = 'bias'
+    #: file name of :attr:`last_result` (written by ``MetricsFileHook``)
+    result_file = 'bias_metrics.json'
 
     def __init__(self,
                  num_groups: Optional[int] = None,
@@ -86,7 +89,7 @@ class BiasMetric(BaseMetric):
         self.num_groups = num_groups
         self.max_logged_groups = max_logged_groups
         self.out_dir = out_dir
-        self.last_json_path: Optional[str] = None
+        self.last_result: Optional[dict] = None
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         """Keep, per sample, correctness and its bias annotations."""
@@ -122,42 +125,80 @@ class BiasMetric(BaseMetric):
                 }
             self.results.append(result)
 
-    def _expected_groups(self, seen: Sequence[int]) -> int:
+    def _expected_groups(self) -> Optional[int]:
         meta = self.dataset_meta or {}
         if meta.get('num_groups') is not None:
             return int(meta['num_groups'])
-        if self.num_groups is not None:
-            return int(self.num_groups)
-        return max(seen) + 1
+        return None if self.num_groups is None else int(self.num_groups)
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
-        """Compute the keys listed in the class docstring."""
-        if not results:
+        """:meth:`calculate` on the collected results; returns the keys to
+        log and keeps the full result (every group, prefixed keys) in
+        :attr:`last_result`."""
+        result = self.calculate(
+            correct=[r['correct'] for r in results],
+            group_idx=_column(results, 'group_idx'),
+            bias_aligned=[r.get('bias_aligned') for r in results],
+            factors_aligned=[r.get('factors_aligned', {}) for r in results],
+            num_groups=self._expected_groups())
+        metrics = result['metrics']
+        if metrics.get('num_groups', 0) > self.max_logged_groups:
+            metrics = {k: v for k, v in metrics.items()
+                       if not k.startswith('acc_group_')}
+        self.last_result = dict(
+            result, metrics={self._key(k): v
+                             for k, v in result['metrics'].items()})
+        return metrics
+
+    def _key(self, key: str) -> str:
+        return f'{self.prefix}/{key}' if self.prefix else key
+
+    @staticmethod
+    def calculate(correct: Sequence[bool],
+                  group_idx: Optional[Sequence[int]] = None,
+                  bias_aligned: Optional[Sequence[Optional[bool]]] = None,
+                  factors_aligned: Optional[Sequence[dict]] = None,
+                  num_groups: Optional[int] = None) -> dict:
+        """The statistics of the class docstring, from plain arrays.
+
+        Args:
+            correct (Sequence[bool]): Whether each prediction is right,
+                ``[N]``.
+            group_idx (Sequence[int], optional): Group of each sample,
+                ``[N]``. Defaults to None (no group keys).
+            bias_aligned (Sequence[bool | None], optional): Primary bias
+                attribute agrees with the class; None = not annotated.
+            factors_aligned (Sequence[dict], optional): Per sample
+                ``{factor: bool}`` (may be empty).
+            num_groups (int, optional): Groups expected; defaults to the
+                largest ``group_idx`` + 1.
+
+        Returns:
+            dict: ``metrics`` (unprefixed keys, ``acc_group_{g}`` for every
+            non-empty group), ``groups`` (``{str(g): dict(acc, num)}``),
+            ``num_samples``.
+        """
+        correct = [bool(c) for c in correct]
+        n = len(correct)
+        if not n:
             raise ValueError('BiasMetric: no predictions to evaluate')
         metrics: Dict[str, float] = {}
-        n_correct = sum(r['correct'] for r in results)
-        metrics['acc'] = _pct(n_correct, len(results))
-        groups_json = {}
+        metrics['acc'] = _pct(sum(correct), n)
+        groups = {}
 
         # --- groups: unbiased = mean over non-empty groups -------------
-        grouped = [r for r in results if 'group_idx' in r]
-        if grouped:
-            if len(grouped) != len(results):
-                raise ValueError(
-                    f'BiasMetric: {len(results) - len(grouped)} of '
-                    f'{len(results)} samples have no `group_idx`; either all '
-                    'or none must carry it')
-            num_groups = self._expected_groups([r['group_idx']
-                                                for r in grouped])
+        if group_idx is not None:
+            group_idx = [int(g) for g in group_idx]
+            if num_groups is None:
+                num_groups = max(group_idx) + 1
             stats = defaultdict(lambda: [0, 0])  # group -> [correct, total]
-            for r in grouped:
-                g = r['group_idx']
+            for g, ok in zip(group_idx, correct):
                 if not 0 <= g < num_groups:
                     raise ValueError(
                         f'BiasMetric: group_idx {g} outside [0, {num_groups})'
                         " (num_groups from dataset_meta['num_groups'] or the "
                         '`num_groups` argument)')
-                stats[g][0] += int(r['correct'])
+                stats[g][0] += int(ok)
                 stats[g][1] += 1
             group_acc = {g: _pct(c, t) for g, (c, t) in stats.items()}
             worst = min(sorted(group_acc), key=lambda g: group_acc[g])
@@ -166,50 +207,41 @@ class BiasMetric(BaseMetric):
             metrics['worst_group'] = worst
             metrics['num_groups'] = num_groups
             metrics['num_empty_groups'] = num_groups - len(group_acc)
-            log_groups = num_groups <= self.max_logged_groups
             for g in sorted(group_acc):
-                groups_json[str(g)] = dict(acc=group_acc[g],
-                                           num=stats[g][1])
-                if log_groups:
-                    metrics[f'acc_group_{g}'] = group_acc[g]
+                groups[str(g)] = dict(acc=group_acc[g], num=stats[g][1])
+                metrics[f'acc_group_{g}'] = group_acc[g]
 
         # --- primary bias attribute: aligned vs conflicting -------------
-        self._split_acc(results, lambda r: r.get('bias_aligned'), '',
-                        metrics)
+        if bias_aligned is not None:
+            _split_acc(correct, bias_aligned, '', metrics)
 
         # --- every factor of multi-factor data -----------------------------
-        factor_names = sorted({
-            f
-            for r in results for f in r.get('factors_aligned', {})
-        })
-        for name in factor_names:
-            self._split_acc(results,
-                            lambda r, n=name: r.get('factors_aligned',
-                                                    {}).get(n), f'{name}_',
-                            metrics)
+        factors_aligned = factors_aligned or [{}] * n
+        for name in sorted({f for fa in factors_aligned for f in fa}):
+            _split_acc(correct, [fa.get(name) for fa in factors_aligned],
+                       f'{name}_', metrics)
+        return dict(metrics=metrics, groups=groups, num_samples=n)
 
-        prefixed = {self._key(k): v for k, v in metrics.items()}
-        all_keys = dict(prefixed)
-        for g, v in groups_json.items():
-            all_keys[self._key(f'acc_group_{g}')] = v['acc']
-        self.last_json_path = dump_metrics_json(
-            'bias_metrics.json',
-            dict(metrics=all_keys, groups=groups_json,
-                 num_samples=len(results)), self.out_dir)
-        if self.last_json_path:
-            print_log(f'BiasMetric: results written to '
-                      f'{self.last_json_path}', logger='current')
-        return metrics
 
-    def _key(self, key: str) -> str:
-        return f'{self.prefix}/{key}' if self.prefix else key
+def _column(results: List[dict], key: str) -> Optional[List[int]]:
+    """``key`` of every result, None when none has it; all or none must."""
+    have = [r[key] for r in results if key in r]
+    if not have:
+        return None
+    if len(have) != len(results):
+        raise ValueError(
+            f'BiasMetric: {len(results) - len(have)} of {len(results)} '
+            f'samples have no `{key}`; either all or none must carry it')
+    return have
 
-    @staticmethod
-    def _split_acc(results, get, name: str, metrics: dict) -> None:
-        """Accuracy on samples whose flag is True (aligned) / False."""
-        for flag, tag in ((True, 'aligned'), (False, 'conflicting')):
-            subset = [r['correct'] for r in results if get(r) is flag]
-            if subset:
-                metrics[f'{name}{tag}_acc'] = _pct(sum(subset), len(subset))
-                if not name:
-                    metrics[f'num_{tag}'] = len(subset)
+
+def _split_acc(correct, flags, name: str, metrics: dict) -> None:
+    """Accuracy on samples whose flag is True (aligned) / False; None =
+    not annotated."""
+    for flag, tag in ((True, 'aligned'), (False, 'conflicting')):
+        subset = [ok for ok, f in zip(correct, flags)
+                  if f is not None and bool(f) is flag]
+        if subset:
+            metrics[f'{name}{tag}_acc'] = _pct(sum(subset), len(subset))
+            if not name:
+                metrics[f'num_{tag}'] = len(subset)

@@ -2,24 +2,19 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmengine.evaluator import BaseMetric
-from mmengine.logging import MessageHub, print_log
+from mmengine.logging import print_log
 
 from mmpretrain.registry import METRICS
-
-from .json_dump import dump_metrics_json
-
-#: MessageHub runtime-info key under which ``ExitFlopsHook`` publishes the
-#: cumulative FLOPs to reach and compute each exit.
-EXIT_FLOPS_INFO_KEY = 'occam_exit_flops'
 
 
 @METRICS.register_module()
 class ExitMetric(BaseMetric):
     """Per-exit accuracy, exit shares and expected compute of an OccamNet.
 
-    Reads from each predicted DataSample what ``OccamHead.predict`` sets:
-    ``exit_idx`` (exit the sample left at), ``exit_scores`` (E x C scores of
-    every exit) and ``gt_label``. Percentages for accuracies and shares.
+    Reads from each predicted DataSample what ``OccamClassifier.predict``
+    sets: ``exit_idx`` (exit the sample left at), ``exit_scores`` (E x C
+    scores of every exit), ``gt_label`` and, as metainfo, ``flops``,
+    ``exit_flops`` and ``full_flops``. Percentages for accuracies and shares.
 
     Returned keys (default prefix ``exit``), for every exit ``k``:
 
@@ -41,29 +36,35 @@ class ExitMetric(BaseMetric):
       network in ``compute_all`` mode), when present.
 
     Where ``F_k`` comes from: the ``exit_flops`` argument when given, else
-    the MessageHub runtime info ``'occam_exit_flops'``
-    (``dict(exit=[F_k...], full=F_full)``) that ``ExitFlopsHook`` (HOOKS)
-    fills once per run by measuring the built model with mmengine's
-    ``FlopAnalyzer``. Without either the compute keys are left out (with a
+    the ``exit_flops`` / ``full_flops`` metainfo of the predictions
+    (``OccamClassifier`` measures them once per input shape with mmengine's
+    ``FlopAnalyzer``). Without either the compute keys are left out (with a
     warning).
 
     Exits a sample never reached in dynamic inference have NaN scores; the
     per-exit accuracy counts only samples with finite scores at that exit
     (``exit/acc_e{k}`` is left out when there are none).
 
-    The full results are also written to ``<out_dir>/exit_metrics.json``
-    (default: the Runner's log folder, see ``json_dump.py``).
+    The statistics are :meth:`calculate` (no I/O). The full result
+    (``metrics``, ``exit_flops``, ``full_flops``, ``num_exits``,
+    ``num_samples``) is kept in :attr:`last_result`; inside a Runner,
+    ``MetricsFileHook`` writes it to ``<runner.log_dir>/exit_metrics.json``
+    (or ``<out_dir>/exit_metrics.json``). Outside a Runner nothing is
+    written.
 
     Args:
         exit_flops (Sequence[float], optional): Cumulative FLOPs per exit.
-            Defaults to None (taken from the hook).
-        out_dir (str, optional): Folder for ``exit_metrics.json``. Defaults to
-            None (the Runner's log folder).
+            Defaults to None (taken from the predictions).
+        out_dir (str, optional): Folder ``MetricsFileHook`` writes
+            ``exit_metrics.json`` to instead of the Runner's log folder.
+            Defaults to None.
         collect_device (str): Device for collecting results across ranks.
             Defaults to 'cpu'.
         prefix (str, optional): Key prefix. Defaults to 'exit'.
     """
     default_prefix: Optional[str] = 'exit'
+    #: file name of :attr:`last_result` (written by ``MetricsFileHook``)
+    result_file = 'exit_metrics.json'
 
     def __init__(self,
                  exit_flops: Optional[Sequence[float]] = None,
@@ -72,18 +73,10 @@ class ExitMetric(BaseMetric):
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         if exit_flops is not None:
-            exit_flops = self._check_flops(exit_flops, 'exit_flops argument')
+            exit_flops = _check_flops(exit_flops, 'exit_flops argument')
         self.exit_flops = exit_flops
         self.out_dir = out_dir
-        self.last_json_path: Optional[str] = None
-
-    @staticmethod
-    def _check_flops(flops, source: str) -> List[float]:
-        flops = [float(f) for f in flops]
-        if not flops or any(f <= 0 for f in flops):
-            raise ValueError(f'ExitMetric: {source} must be positive FLOPs '
-                             f'per exit, got {flops}')
-        return flops
+        self.last_result: Optional[dict] = None
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         """Keep, per sample, its exit, label and every exit's prediction."""
@@ -103,82 +96,132 @@ class ExitMetric(BaseMetric):
             preds = scores.argmax(dim=1)
             # -1: exit not computed for this sample (dynamic inference)
             preds[~torch.isfinite(scores).all(dim=1)] = -1
-            flops = sample.get('flops')
+            flops, per_exit = sample.get('flops'), sample.get('exit_flops')
             self.results.append(
                 dict(
                     exit_idx=int(torch.as_tensor(sample['exit_idx'])),
                     exit_preds=preds.cpu().tolist(),
                     gt_label=int(torch.as_tensor(sample['gt_label']).item()),
                     flops=None if flops is None else float(flops),
+                    exit_flops=None if per_exit is None else tuple(
+                        float(f) for f in per_exit),
+                    full_flops=sample.get('full_flops'),
                 ))
 
-    def _resolve_flops(self):
+    def _resolve_flops(self, results: List[dict]):
         """``(F_k list, F_full)`` or ``(None, None)``."""
         if self.exit_flops is not None:
             return self.exit_flops, self.exit_flops[-1]
-        try:
-            info = MessageHub.get_current_instance().get_info(
-                EXIT_FLOPS_INFO_KEY)
-        except Exception:
-            info = None
-        if info is None:
+        found = {(r['exit_flops'], r['full_flops']) for r in results
+                 if r.get('exit_flops') is not None}
+        if not found:
             return None, None
-        source = f'MessageHub "{EXIT_FLOPS_INFO_KEY}"'
-        if isinstance(info, dict):
-            flops = self._check_flops(info['exit'], source)
-            return flops, float(info.get('full') or flops[-1])
-        flops = self._check_flops(info, source)
-        return flops, flops[-1]
+        if len(found) > 1:
+            # inputs of several shapes: the mean cost of each exit
+            rows = [(r['exit_flops'], r['full_flops']) for r in results
+                    if r.get('exit_flops') is not None]
+            flops = [sum(f[k] for f, _ in rows) / len(rows)
+                     for k in range(len(rows[0][0]))]
+            full = sum(float(u or f[-1]) for f, u in rows) / len(rows)
+        else:
+            (flops, full), = found
+        flops = _check_flops(flops, 'the exit_flops of the predictions')
+        return flops, float(full or flops[-1])
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
-        """Compute the keys listed in the class docstring."""
-        if not results:
+        """:meth:`calculate` on the collected results; the full result is
+        kept in :attr:`last_result` (prefixed keys)."""
+        flops, full = self._resolve_flops(results)
+        if flops is None:
+            print_log(
+                'ExitMetric: the predictions carry no `exit_flops` (set by '
+                'OccamClassifier.predict) and no `exit_flops` argument is '
+                'given; expected compute is not reported', logger='current',
+                level=30)
+        result = self.calculate(
+            exit_idx=[r['exit_idx'] for r in results],
+            exit_preds=[r['exit_preds'] for r in results],
+            gt_label=[r['gt_label'] for r in results],
+            flops_spent=[r['flops'] for r in results
+                         if r.get('flops') is not None],
+            exit_flops=flops,
+            full_flops=full)
+        key = (lambda k: f'{self.prefix}/{k}') if self.prefix else str
+        self.last_result = dict(
+            result, metrics={key(k): v for k, v in result['metrics'].items()})
+        return result['metrics']
+
+    @staticmethod
+    def calculate(exit_idx: Sequence[int],
+                  exit_preds: Sequence[Sequence[int]],
+                  gt_label: Sequence[int],
+                  flops_spent: Optional[Sequence[float]] = None,
+                  exit_flops: Optional[Sequence[float]] = None,
+                  full_flops: Optional[float] = None) -> dict:
+        """The statistics of the class docstring, from plain arrays.
+
+        Args:
+            exit_idx (Sequence[int]): Exit each sample left at, ``[N]``.
+            exit_preds (Sequence[Sequence[int]]): Class predicted by every
+                exit, ``[N, E]``; -1 where the exit was not computed.
+            gt_label (Sequence[int]): True class, ``[N]``.
+            flops_spent (Sequence[float], optional): FLOPs spent on the
+                samples that report it (their mean is reported).
+            exit_flops (Sequence[float], optional): Cumulative FLOPs per
+                exit ``F_k``, ``[E]``. Without it no compute keys.
+            full_flops (float, optional): FLOPs of the whole network.
+                Defaults to the last ``F_k``.
+
+        Returns:
+            dict: ``metrics`` (unprefixed keys), ``exit_flops``,
+            ``full_flops``, ``num_exits``, ``num_samples``.
+        """
+        n = len(exit_idx)
+        if not n:
             raise ValueError('ExitMetric: no predictions to evaluate')
-        num_exits = len(results[0]['exit_preds'])
-        n = len(results)
+        num_exits = len(exit_preds[0])
+        rows = list(zip(exit_idx, exit_preds, gt_label))
         metrics: Dict[str, float] = {}
         shares = []
         for k in range(num_exits):
-            computed = [r for r in results if r['exit_preds'][k] >= 0]
+            computed = [(p, gt) for _, p, gt in rows if p[k] >= 0]
             if computed:
                 metrics[f'acc_e{k}'] = 100.0 * sum(
-                    r['exit_preds'][k] == r['gt_label']
-                    for r in computed) / len(computed)
-            exited = [r for r in results if r['exit_idx'] == k]
+                    p[k] == gt for p, gt in computed) / len(computed)
+            exited = [(p, gt) for e, p, gt in rows if e == k]
             shares.append(len(exited) / n)
             metrics[f'share_e{k}'] = 100.0 * len(exited) / n
             if exited:
                 metrics[f'acc_exited_e{k}'] = 100.0 * sum(
-                    r['exit_preds'][k] == r['gt_label']
-                    for r in exited) / len(exited)
-        bad = sorted({r['exit_idx'] for r in results} - set(range(num_exits)))
+                    p[k] == gt for p, gt in exited) / len(exited)
+        bad = sorted(set(exit_idx) - set(range(num_exits)))
         if bad:
             raise ValueError(f'ExitMetric: exit_idx {bad} outside '
                              f'[0, {num_exits}) (num_exits from exit_scores)')
 
-        spent = [r['flops'] for r in results if r.get('flops') is not None]
-        if spent:
-            metrics['mean_gflops_spent'] = sum(spent) / len(spent) / 1e9
-        flops, full = self._resolve_flops()
-        if flops is None:
-            print_log(
-                'ExitMetric: no per-exit FLOPs (give `exit_flops` or add '
-                "dict(type='ExitFlopsHook') to custom_hooks); expected "
-                'compute is not reported', logger='current', level=30)
-        elif len(flops) != num_exits:
-            raise ValueError(f'ExitMetric: {len(flops)} per-exit FLOPs for '
-                             f'{num_exits} exits: {flops}')
-        else:
-            expected = sum(s * f for s, f in zip(shares, flops))
+        if flops_spent:
+            metrics['mean_gflops_spent'] = sum(flops_spent) / len(
+                flops_spent) / 1e9
+        full = None
+        if exit_flops is not None:
+            if len(exit_flops) != num_exits:
+                raise ValueError(
+                    f'ExitMetric: {len(exit_flops)} per-exit FLOPs for '
+                    f'{num_exits} exits: {list(exit_flops)}')
+            full = exit_flops[-1] if full_flops is None else full_flops
+            expected = sum(s * f for s, f in zip(shares, exit_flops))
             metrics['expected_compute'] = expected / full
             metrics['expected_gflops'] = expected / 1e9
             metrics['full_gflops'] = full / 1e9
+            exit_flops = list(exit_flops)
+        return dict(metrics=metrics, exit_flops=exit_flops, full_flops=full,
+                    num_exits=num_exits, num_samples=n)
 
-        key = (lambda k: f'{self.prefix}/{k}') if self.prefix else str
-        self.last_json_path = dump_metrics_json(
-            'exit_metrics.json',
-            dict(metrics={key(k): v for k, v in metrics.items()},
-                 exit_flops=flops, full_flops=full, num_exits=num_exits,
-                 num_samples=n),
-            self.out_dir)
-        return metrics
+
+def _check_flops(flops, source: str) -> List[float]:
+    """Positive FLOPs per exit as floats, else an error naming ``source``."""
+    flops = [float(f) for f in flops]
+    if not flops or any(f <= 0 for f in flops):
+        raise ValueError(f'ExitMetric: {source} must be positive FLOPs '
+                         f'per exit, got {flops}')
+    return flops

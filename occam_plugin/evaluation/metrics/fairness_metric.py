@@ -78,6 +78,9 @@ class FairnessMetric(BaseMetric):
     positive-class score distributions between protected groups; mean over
     classes when multi-class).
 
+    The statistics are :meth:`calculate` (arrays in, dict out, no I/O);
+    this metric writes no file.
+
     Args:
         protected_key (str): Data-sample key of the protected attribute.
             Defaults to ``'bias_label'``.
@@ -113,17 +116,38 @@ class FairnessMetric(BaseMetric):
                      .numpy()))
 
     def compute_metrics(self, results: List[dict]) -> dict:
+        """:meth:`calculate` on the collected results."""
+        return self.calculate(
+            gt=np.array([r['gt'] for r in results]),
+            attr=np.array([r['attr'] for r in results]),
+            scores=np.stack([r['score'] for r in results]),
+            positive_class=self.positive_class,
+            num_bins=self.num_bins)
+
+    @staticmethod
+    def calculate(gt: np.ndarray, attr: np.ndarray, scores: np.ndarray,
+                  positive_class: int = 1, num_bins: int = 10) -> dict:
+        """The keys of the class docstring, from plain arrays (no I/O).
+
+        Args:
+            gt (np.ndarray): True class per sample, ``[N]``.
+            attr (np.ndarray): Protected attribute per sample, ``[N]``.
+            scores (np.ndarray): Class scores, ``[N, C]``.
+            positive_class (int): Positive class when ``C == 2``.
+            num_bins (int): Histogram bins of the KL.
+
+        Returns:
+            dict: ``accuracy``, ``AP``, ``DEO``, ``BA``, ``KL`` (unprefixed).
+        """
         from sklearn.metrics import average_precision_score
-        gt = np.array([r['gt'] for r in results])
-        attr = np.array([r['attr'] for r in results])
-        scores = np.stack([r['score'] for r in results])
+        gt, attr, scores = np.asarray(gt), np.asarray(attr), np.asarray(scores)
         pred = scores.argmax(1)
         num_classes = scores.shape[1]
         binary = num_classes == 2
-        classes = [self.positive_class] if binary else list(range(num_classes))
+        classes = [positive_class] if binary else list(range(num_classes))
         aps = [average_precision_score(gt == c, scores[:, c]) for c in classes
                if (gt == c).any()]
-        kls = [score_kl(scores[:, c], attr, self.num_bins) for c in classes]
+        kls = [score_kl(scores[:, c], attr, num_bins) for c in classes]
         return dict(
             accuracy=100.0 * float(np.mean(pred == gt)),
             AP=100.0 * float(np.mean(aps)) if aps else float('nan'),

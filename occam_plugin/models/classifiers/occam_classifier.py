@@ -9,6 +9,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from ..utils.backbone_info import stage_channels
 from ..utils.finite import check_finite_losses
+from ..utils.flops import exit_flops
 from ..utils.training_state import rank_local_buffers
 from .dynamic_exit import (check_inference_mode, dynamic_predict,
                            set_compute_all_flops)
@@ -98,15 +99,33 @@ class OccamClassifier(ImageClassifier):
                 inputs: torch.Tensor,
                 data_samples: Optional[List[DataSample]] = None,
                 **kwargs) -> List[DataSample]:
-        """Exit-aware prediction (see ``OccamHead.predict``); also sets
-        ``flops`` (FLOPs spent per sample) on every DataSample."""
+        """Exit-aware prediction (see ``OccamHead.predict``).
+
+        Also sets on every DataSample (metainfo): ``flops`` (FLOPs spent on
+        it), ``exit_flops`` (cumulative FLOPs to reach and compute each exit,
+        :func:`exit_flops`) and ``full_flops`` (the whole network), which
+        ``ExitMetric`` reads.
+        """
+        results = None
         if self.inference_mode == 'dynamic':
             results = dynamic_predict(self, inputs, data_samples)
-            if results is not None:  # None: backbone cannot be split
-                return results
-        results = self._predict_all(inputs, data_samples, **kwargs)
-        set_compute_all_flops(self, inputs, results)
+        if results is None:  # compute-all, or the backbone cannot be split
+            results = self._predict_all(inputs, data_samples, **kwargs)
+            set_compute_all_flops(self, inputs, results)
+        self._set_exit_flops(inputs, results)
         return results
+
+    def _set_exit_flops(self, inputs: torch.Tensor,
+                        results: List[DataSample]) -> None:
+        # FlopAnalyzer runs once per input shape (eval mode, no_grad, its own
+        # zero input) and is cached in self.__dict__, not in the state_dict;
+        # the per-exit sums are recomputed here so a changed
+        # min_inference_exit is honoured
+        counts = exit_flops(self, inputs.shape[1:])
+        for ds in results:
+            ds.set_field(list(counts['exit']), 'exit_flops',
+                         field_type='metainfo')
+            ds.set_field(counts['full'], 'full_flops', field_type='metainfo')
 
     def _predict_all(self,
                      inputs: torch.Tensor,

@@ -1,0 +1,67 @@
+import json
+import os
+import os.path as osp
+from typing import Optional
+
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+
+from mmpretrain.registry import HOOKS
+
+
+def dump_metrics_json(folder: str, file_name: str, payload: dict) -> str:
+    """Write ``payload`` as ``<folder>/<file_name>``; return the path.
+
+    Atomic (a temporary file, then renamed), so a reader never sees half a
+    file; an earlier file of that name is replaced.
+    """
+    os.makedirs(folder, exist_ok=True)
+    path = osp.join(folder, file_name)
+    tmp = path + '.tmp'
+    with open(tmp, 'w', encoding='utf-8') as f:
+        json.dump(payload, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+    return path
+
+
+@HOOKS.register_module()
+class MetricsFileHook(Hook):
+    """Write each metric's full result as JSON into the run's log folder.
+
+    After every validation and test epoch, every metric of that loop's
+    evaluator that has a ``result_file`` (file name) and a ``last_result``
+    (the dict its last ``compute_metrics`` kept, e.g. ``BiasMetric``,
+    ``ExitMetric``) is written to ``<runner.log_dir>/<result_file>``, or to
+    the metric's ``out_dir`` when it sets one. The files hold the latest
+    evaluation (``tools/demo.py`` and ``benchmarks/`` read them there).
+
+    The metrics know nothing of the Runner: they keep their result on
+    themselves and this hook, which knows the log folder, writes it. Only
+    the main process writes (``compute_metrics`` runs there only).
+
+    ``SafeRunner`` adds this hook to every run (``default_hooks.
+    metrics_file``; ``default_hooks.metrics_file=None`` turns it off).
+    """
+
+    priority = 'ABOVE_NORMAL'
+
+    def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
+        self._write(runner, runner.val_evaluator)
+
+    def after_test_epoch(self, runner, metrics: Optional[dict] = None) -> None:
+        self._write(runner, runner.test_evaluator)
+
+    @staticmethod
+    def _write(runner, evaluator) -> None:
+        if not is_main_process():
+            return
+        for metric in getattr(evaluator, 'metrics', []):
+            name = getattr(metric, 'result_file', None)
+            result = getattr(metric, 'last_result', None)
+            if not name or result is None:
+                continue
+            folder = getattr(metric, 'out_dir', None) or runner.log_dir
+            path = dump_metrics_json(folder, name, result)
+            print_log(f'{type(metric).__name__}: results written to {path}',
+                      logger='current')
