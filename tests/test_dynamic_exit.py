@@ -12,8 +12,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from occam_plugin.models.classifiers.dynamic_exit import flop_profile
 from occam_plugin.models.utils.training_state import reset_epoch_state
-from occam_plugin.models.utils.staged_backbone import (StagedBackbone,
-                                                       take_samples)
+from occam_plugin.models.utils.stages import describe_backbone, take_samples
 
 NUM_CLASSES = 4
 RESNET = dict(type='ResNet', depth=18, base_channels=8, stem_channels=8,
@@ -41,11 +40,13 @@ def _eval(module):
          features_only=True, out_indices=(1, 2, 3)),
 ], ids=['resnet', 'resnet_out13', 'resnetv1d', 'resnet_cifar', 'frozen',
         'timm_resnet18', 'timm_mobilenetv3'])
-def test_staged_backbone_equals_forward(cfg):
+def test_stage_runner_equals_forward(cfg):
+    """The description's channels and reductions are those of the maps the
+    backbone returns, and its stages give exactly those maps."""
     torch.manual_seed(0)
     bb = _eval(MODELS.build(cfg))
-    staged = StagedBackbone.from_backbone(bb)
-    assert staged is not None
+    staged = describe_backbone(bb)
+    assert staged.runnable
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         expected = bb(x)
@@ -53,6 +54,8 @@ def test_staged_backbone_equals_forward(cfg):
     assert len(got) == len(expected) == staged.num_stages
     for e, g in zip(expected, got):
         assert torch.equal(e, g)
+    assert staged.channels == [e.shape[1] for e in expected]
+    assert staged.reductions == [32 // e.shape[-1] for e in expected]
 
 
 def test_staged_backbone_train_mode_respects_norm_eval():
@@ -61,22 +64,28 @@ def test_staged_backbone_train_mode_respects_norm_eval():
     torch.manual_seed(0)
     bb = MODELS.build(dict(RESNET, norm_eval=True))
     bb.train()
-    staged = StagedBackbone.from_backbone(bb)
+    staged = describe_backbone(bb)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         for e, g in zip(bb(x), staged.forward_all(x)):
             assert torch.equal(e, g)
 
 
-@pytest.mark.parametrize('cfg', [
-    dict(type='TIMMBackbone', model_name='resnet18', features_only=True,
-         feature_cls='hook', out_indices=(1, 2)),
-    dict(type='VAN', arch='tiny'),
+@pytest.mark.parametrize('cfg, channels', [
+    (dict(type='TIMMBackbone', model_name='resnet18', features_only=True,
+          feature_cls='hook', out_indices=(1, 2)), [64, 128]),
+    (dict(type='VAN', arch='tiny', out_indices=(0, 1, 2, 3)),
+     [32, 64, 160, 256]),
 ], ids=['timm_hooknet', 'van'])
-def test_unsplittable_backbone_gives_none_with_warning(cfg):
+def test_unsplittable_backbone_is_described_without_runner(cfg, channels):
+    """Unknown forward: channels and reductions still, but no stages."""
     bb = MODELS.build(cfg)
-    with pytest.warns(UserWarning, match='cannot run .* stage by stage'):
-        assert StagedBackbone.from_backbone(bb) is None
+    staged = describe_backbone(bb)
+    assert not staged.runnable
+    assert staged.channels == channels
+    assert staged.reductions == [4, 8, 16, 32][:len(channels)]
+    with pytest.raises(RuntimeError, match='cannot be run stage by stage'):
+        staged.run_stage(0, torch.zeros(1, 3, 32, 32))
 
 
 def test_take_samples_tensor_and_tuple():

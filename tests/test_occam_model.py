@@ -12,7 +12,7 @@ import occam_plugin  # noqa: F401  (registers)
 from occam_plugin.models.utils.training_state import prepare_from_dataset
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
-from occam_plugin.models.utils.backbone_info import stage_channels
+from occam_plugin.models.utils.stages import describe_backbone
 
 TINY_RESNET = dict(type='ResNet_CIFAR', depth=18, stem_channels=8,
                    base_channels=8, out_indices=(0, 1, 2, 3))
@@ -247,7 +247,9 @@ def test_channels_by_dry_run_for_any_cnn():
             return a, self.b(a)
 
     net = TwoStages().train()
-    assert stage_channels(net, img_size=16) == [5, 7]
+    stages = describe_backbone(net, img_size=16)
+    assert stages.channels == [5, 7] and stages.reductions == [2, 4]
+    assert not stages.runnable  # unknown forward: dynamic mode computes all
     assert net.training and net.b[1].num_batches_tracked.item() == 0
 
 

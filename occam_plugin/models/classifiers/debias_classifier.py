@@ -5,7 +5,7 @@ import torch.nn as nn
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS
 
-from ..utils.backbone_info import stage_channels
+from ..utils.stages import describe_backbone
 
 
 @MODELS.register_module()
@@ -45,7 +45,7 @@ class DebiasImageClassifier(ImageClassifier):
             if isinstance(preprocessor, dict):
                 in_ch = len(preprocessor.get('mean', None) or [0] * 3)
             head = copy.deepcopy(head)
-            head['in_channels'] = stage_channels(
+            head['in_channels'] = describe_backbone(
                 backbone, in_channels=in_ch, img_size=probe_size,
-                min_maps=1)[-1]
+                min_maps=1).channels[-1]
         super().__init__(backbone=backbone, neck=neck, head=head, **kwargs)

@@ -1,6 +1,7 @@
 """Exit-aware inference that really skips work (``inference_mode='dynamic'``).
 
-The backbone runs stage by stage (:class:`StagedBackbone`). After stage ``k``
+The backbone runs stage by stage (``BackboneStages`` in ``utils/stages.py``,
+the description the exits were built from). After stage ``k``
 the exit ``k`` is computed only for samples still running and only for
 ``k >= min_inference_exit`` (earlier exits are never used at inference, so
 dynamic mode does not compute them at all). Samples whose gate is
@@ -29,7 +30,7 @@ from torch import nn
 
 from mmpretrain.structures import DataSample
 
-from ..utils.staged_backbone import StagedBackbone, take_samples
+from ..utils.stages import BackboneStages, describe_backbone, take_samples
 
 INFERENCE_MODES = ('compute_all', 'dynamic')
 
@@ -79,18 +80,26 @@ def head_exit(head, k: int, h: torch.Tensor
     return cam, logits, gate
 
 
-def get_staged_backbone(model) -> Optional[StagedBackbone]:
-    """The model's backbone split into stages (cached), or None."""
+def get_staged_backbone(model) -> Optional[BackboneStages]:
+    """The model's backbone description if it runs stage by stage, else
+    None (one warning; the caller computes everything)."""
     cached = model.__dict__.get('_staged_backbone_cache', False)
     if cached is False or (cached is not None
                            and cached.backbone is not model.backbone):
-        cached = StagedBackbone.from_backbone(model.backbone)
-        if cached is not None and cached.num_stages != model.head.num_exits:
+        # OccamClassifier keeps the description it built its exits from
+        cached = getattr(model, 'backbone_stages', None)
+        if cached is None or cached.backbone is not model.backbone:
+            cached = describe_backbone(model.backbone)
+        problem = None
+        if not cached.runnable:
+            problem = 'cannot run it stage by stage (unknown forward)'
+        elif cached.num_stages != model.head.num_exits:
+            problem = (f'{cached.num_stages} stages for '
+                       f'{model.head.num_exits} exits')
+        if problem is not None:
             import warnings
-            warnings.warn(f'dynamic exit: {cached.kind} has '
-                          f'{cached.num_stages} stages for '
-                          f'{model.head.num_exits} exits; falling back to '
-                          'compute-all.')
+            warnings.warn(f'dynamic exit: {cached.kind}: {problem}; '
+                          'falling back to compute-all.')
             cached = None
         model.__dict__['_staged_backbone_cache'] = cached
     return cached

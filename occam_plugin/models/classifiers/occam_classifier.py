@@ -7,7 +7,7 @@ import torch.nn as nn
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
-from ..utils.backbone_info import stage_channels
+from ..utils.stages import describe_backbone, place_exits
 from ..utils.finite import check_finite_losses
 from ..utils.flops import exit_flops
 from ..utils.training_state import rank_local_buffers
@@ -18,18 +18,22 @@ from .dynamic_exit import (check_inference_mode, dynamic_predict,
 class OccamClassifier(ImageClassifier):
     """An OccamNet on any CNN backbone.
 
-    Builds the backbone, asks it for its stage channels
-    (:func:`stage_channels`), and fills ``neck.in_channels`` (``ExitNeck``)
-    and ``head.in_channels`` (= ``neck.out_channels``, ``OccamHead``), so a
-    backbone swap edits only ``backbone=``. Fails at build time when the
-    backbone gives fewer than 2 four-dimensional maps.
+    Builds the backbone, asks it for its stages (:func:`describe_backbone`,
+    kept as ``backbone_stages``), and fills ``neck.in_channels``
+    (``ExitNeck``) and ``head.in_channels`` (= ``neck.out_channels``,
+    ``OccamHead``), so a backbone swap edits only ``backbone=``. A backbone
+    config that leaves the maps to the family (timm ``features_only=True``
+    without ``out_indices``) gets one exit per main stage
+    (:func:`place_exits`: the last map at reductions 4, 8, 16, 32). Fails at
+    build time when the backbone gives fewer than 2 four-dimensional maps.
 
     ``mode='tensor'`` returns the tuple of every exit's logits;
     ``mode='loss'`` raises ``FloatingPointError`` naming the loss that is not
     finite; ``mode='predict'`` applies the exit rule of the head.
 
     Args:
-        backbone (dict): Backbone config giving >= 2 stage maps.
+        backbone (dict): Backbone config giving >= 2 stage maps; an explicit
+            ``out_indices`` is always kept.
         neck (dict): Exit neck config. Defaults to ``dict(type='ExitNeck')``.
         head (dict): Occam head config (needs ``num_classes``).
         probe_size (int): Image side of the dry run used for backbones whose
@@ -60,12 +64,13 @@ class OccamClassifier(ImageClassifier):
             raise ValueError('OccamClassifier: `head` is required, e.g. '
                              "dict(type='OccamHead', num_classes=...).")
         if not isinstance(backbone, nn.Module):
-            backbone = MODELS.build(backbone)
+            backbone = MODELS.build(place_exits(backbone))
         in_ch = 3
         if isinstance(data_preprocessor, dict):
             in_ch = len(data_preprocessor.get('mean', None) or [0] * 3)
-        channels = stage_channels(backbone, in_channels=in_ch,
-                                  img_size=probe_size)
+        stages = describe_backbone(backbone, in_channels=in_ch,
+                                   img_size=probe_size)
+        channels = stages.channels
         neck = copy.deepcopy(neck) if neck is not None else dict(
             type='ExitNeck')
         if isinstance(neck, dict):
@@ -83,6 +88,7 @@ class OccamClassifier(ImageClassifier):
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
         self.stage_channels = channels
+        self.backbone_stages = stages  # also runs the stages (dynamic mode)
         self.inference_mode = check_inference_mode(inference_mode)
         # torch DDP reads this attribute of the wrapped module
         # (the per-sample gate memory: see TrainingState.RANK_LOCAL_BUFFERS)

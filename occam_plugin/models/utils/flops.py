@@ -13,8 +13,10 @@ inference, so they are not run; ``include_unused_exits=True`` counts them as
 well). ``full`` is the whole OccamNet computed at once (backbone + every
 exit), the reference of ``exit/expected_compute``.
 
-When the backbone cannot be run stage by stage (see ``StagedBackbone``),
-every exit costs the whole network: ``F_k = full`` for all ``k``.
+The stages are the ones of the backbone's description (``BackboneStages``
+in ``stages.py``, the same one the exits were built from). When the backbone
+cannot be run stage by stage, every exit costs the whole network:
+``F_k = full`` for all ``k``.
 """
 from typing import Dict, List, Sequence
 
