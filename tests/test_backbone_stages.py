@@ -12,6 +12,8 @@ from mmengine.optim import OptimWrapper
 import occam_plugin  # noqa: F401  (registers)
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
+from occam_plugin.models.utils.training_state import (prepare_from_dataset,
+                                                    reset_epoch_state)
 from occam_plugin.models.utils import stages as stages_mod
 from occam_plugin.models.utils.stages import (BackboneStages, StageDescriber,
                                               describe_backbone,
@@ -118,8 +120,9 @@ def test_timm_families_by_model_name_train_and_predict(name, channels):
     stages = model.backbone_stages
     assert stages.reductions == [4, 8, 16, 32] and stages.runnable
     assert stages.channels == channels and model.head.num_exits == 4
-    model.head.resize_memory(4)
-    model.head.reset_epoch_state(0)
+    # what TrainingStateHook does before training / at the epoch start
+    prepare_from_dataset(model, dict(num_samples=4))
+    reset_epoch_state(model, 0)
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
     model.train()
     losses = model.train_step(batch(), optim)
