@@ -43,16 +43,10 @@ train_dataloader = dict(
 # BAR has no separate validation split: validate on the test split, as the
 # official loaders do.
 val_dataloader = dict(
-    batch_size=128,
-    num_workers=4,
-    persistent_workers=True,
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        split='test',
-        pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False),
-)
+    train_dataloader,
+    dataset=dict(train_dataloader['dataset'], split='test',
+                 pipeline=test_pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=False))
 val_evaluator = [dict(type='Accuracy', topk=(1, ))]
 
 test_dataloader = val_dataloader

@@ -42,22 +42,14 @@ train_dataloader = dict(
                  p_bias=p_bias, generate=generate, pipeline=train_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=True),
 )
+# val and test: the train loader with another split, in order, unaugmented
 val_dataloader = dict(
-    batch_size=128,
-    num_workers=2,
-    persistent_workers=True,
-    dataset=dict(type=dataset_type, data_root=data_root, split='val',
-                 p_bias=p_bias, generate=generate, pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False),
-)
+    train_dataloader,
+    dataset=dict(train_dataloader['dataset'], split='val',
+                 pipeline=test_pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=False))
 test_dataloader = dict(
-    batch_size=128,
-    num_workers=2,
-    persistent_workers=True,
-    dataset=dict(type=dataset_type, data_root=data_root, split='test',
-                 p_bias=p_bias, generate=generate, pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False),
-)
+    val_dataloader, dataset=dict(val_dataloader['dataset'], split='test'))
 # unbiased accuracy = bias/unbiased_acc (mean over the 10 x 10
 # class x digit-colour groups; on the unbiased test split this is the
 # paper's number up to sampling noise); conflicting accuracy per factor too

@@ -31,21 +31,13 @@ train_dataloader = dict(
                  pipeline=train_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=True),
 )
+# val and test: the train loader with another split, in order, unaugmented
 val_dataloader = dict(
-    batch_size=128,
-    num_workers=2,
-    persistent_workers=True,
-    dataset=dict(type=dataset_type, data_root=data_root, split='validtest',
+    train_dataloader,
+    dataset=dict(train_dataloader['dataset'], split='validtest',
                  pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False),
-)
+    sampler=dict(type='DefaultSampler', shuffle=False))
 test_dataloader = dict(
-    batch_size=128,
-    num_workers=2,
-    persistent_workers=True,
-    dataset=dict(type=dataset_type, data_root=data_root, split='sgtest',
-                 pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False),
-)
+    val_dataloader, dataset=dict(val_dataloader['dataset'], split='sgtest'))
 val_evaluator = [dict(type='Accuracy', topk=(1, )), dict(type='BiasMetric')]
 test_evaluator = val_evaluator

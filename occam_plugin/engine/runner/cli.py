@@ -1,0 +1,94 @@
+"""What tools/train.py and tools/test.py share: the common command-line
+arguments, how they apply to a config, and how a run is launched."""
+import argparse
+import os
+import os.path as osp
+from typing import Callable, Optional, Sequence
+
+from mmengine.config import Config, DictAction
+
+from .dist import setup_cpu_distributed
+from .safe_runner import CheckpointError, build_runner
+
+DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def add_common_args(parser: argparse.ArgumentParser,
+                    work_dir_help: str) -> None:
+    """``--work-dir``, ``--non-strict``, ``--cfg-options``, ``--launcher``
+    and ``--local-rank``."""
+    parser.add_argument(
+        '--work-dir', help=f'{work_dir_help} (default: '
+        'work_dirs/<config name>)')
+    parser.add_argument(
+        '--non-strict', action='store_true',
+        help='load checkpoint weights partially: keys that are missing, '
+        'unexpected or of another shape are skipped with a warning '
+        '(default: they are an error that lists them)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config keys, key=value (e.g. '
+        'model.backbone.type=TIMMBackbone train_dataloader.batch_size=32); '
+        'lists as key="[a,b]"')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none', help='job launcher')
+    # torch.distributed.launch passes --local-rank (torchrun sets LOCAL_RANK)
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse(parser: argparse.ArgumentParser,
+          argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def load_config(args: argparse.Namespace,
+                files: Sequence[tuple] = ()) -> Config:
+    """The config of ``args.config``; ``files`` are more ``(path, what)``
+    that must exist (a clear exit otherwise)."""
+    for path, what in ((args.config, 'config'), *files):
+        if not osp.isfile(path):
+            raise SystemExit(f'{what} file {path!r} does not exist.')
+    return Config.fromfile(args.config)
+
+
+def apply_common_args(cfg: Config, args: argparse.Namespace,
+                      before_options: Callable = None) -> Config:
+    """Launcher, work dir, strictness; then the tool's own settings
+    (``before_options(cfg)``), then ``--cfg-options`` (CLI > config)."""
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join(
+            './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if args.non_strict:
+        cfg.strict_load = False
+    if before_options is not None:
+        before_options(cfg)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    fix_dataloaders(cfg)
+    return cfg
+
+
+def fix_dataloaders(cfg: Config) -> None:
+    """``persistent_workers`` is only valid with worker processes."""
+    for name in DATALOADERS:
+        loader = cfg.get(name)
+        if loader is not None and not loader.get('num_workers', 0):
+            loader['persistent_workers'] = False
+
+
+def launch(cfg: Config, what: str):
+    """Build the runner (``SafeRunner`` unless the config names another) and
+    call ``runner.<what>()``; checkpoint errors end with their message."""
+    # CPU-only multi-process: open the gloo group ourselves (mmengine's
+    # pytorch launcher would call torch.cuda.set_device)
+    setup_cpu_distributed(cfg)
+    try:
+        return getattr(build_runner(cfg), what)()
+    except CheckpointError as err:  # its message names the file and the fix
+        raise SystemExit(f'error: {err}') from err
