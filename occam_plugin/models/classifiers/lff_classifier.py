@@ -140,6 +140,7 @@ class LfFClassifier(BaseClassifier, TrainingState):
 
     # ---------------------------------------------------------------- state
     _BUFFERS = ('ema_biased', 'ema_debiased', 'ema_updated', 'sample_label')
+    PER_SAMPLE_BUFFERS = _BUFFERS  # (TrainingState: training-only rows)
 
     def resize_memory(self, num_samples: int) -> None:
         """Grow the per-sample buffers to ``num_samples`` (keeps the state)."""

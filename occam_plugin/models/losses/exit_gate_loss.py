@@ -85,6 +85,7 @@ class ExitGateLoss(nn.Module, TrainingState):
     # ---- TrainingState (driven by TrainingStateHook) -----------------------
     #: ``[N_train, E]`` rows each rank writes for its own samples
     RANK_LOCAL_BUFFERS = ('memory', 'valid', 'written')
+    PER_SAMPLE_BUFFERS = RANK_LOCAL_BUFFERS
 
     def prepare_from_dataset(self, info: dict) -> None:
         """Size the per-sample memory to the training set."""

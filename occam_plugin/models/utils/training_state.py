@@ -29,10 +29,14 @@ class TrainingState:
 
     ``RANK_LOCAL_BUFFERS`` names the module's own buffers that each rank
     writes for its own samples between syncs: DDP must not overwrite them
-    with rank 0's copy every step.
+    with rank 0's copy every step. ``PER_SAMPLE_BUFFERS`` names the buffers
+    with one row per training sample: training-only state, which
+    ``tools/publish_model.py`` empties (the module must accept a checkpoint
+    with 0 rows, e.g. by resizing in ``_load_from_state_dict``).
     """
 
     RANK_LOCAL_BUFFERS: Tuple[str, ...] = ()
+    PER_SAMPLE_BUFFERS: Tuple[str, ...] = ()
 
     def prepare_from_dataset(self, info: dict) -> None:
         """Size per-sample state / take group statistics (before training)."""
@@ -70,6 +74,19 @@ def sync_state(model: nn.Module) -> None:
     """Epoch end on every declaring module of ``model``."""
     for m in stateful_modules(model):
         m.sync_state()
+
+
+def drop_per_sample_state(model: nn.Module) -> List[str]:
+    """Empty every declared per-sample buffer (0 rows, same trailing shape
+    and dtype); returns their full names. For publishing trained weights:
+    inference never reads them, and they grow with the training set."""
+    names = []
+    for prefix, m in model.named_modules():
+        if isinstance(m, TrainingState):
+            for b in m.PER_SAMPLE_BUFFERS:
+                setattr(m, b, getattr(m, b)[:0].clone())
+                names.append(f'{prefix}.{b}' if prefix else b)
+    return names
 
 
 def rank_local_buffers(model: nn.Module) -> List[str]:

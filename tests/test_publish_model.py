@@ -1,0 +1,65 @@
+"""tools/publish_model.py: inference weights only, strict, same predictions."""
+import os.path as osp
+import re
+
+import pytest
+import torch
+
+import occam_plugin  # noqa: F401  (checkpoint allow-list for torch.load)
+from conftest import (REPO, TINY_BAR_OPTIONS, TINY_RESNET_OPTIONS,
+                      bar_data_options, load_tool, write_bar_folder)
+
+OCCAM_CFG = osp.join(REPO, 'configs', 'occam_resnet18_bar.py')
+PLAIN_CFG = osp.join(REPO, 'configs', 'resnet18_bar.py')
+
+
+def options(root):
+    return ['--cfg-options', *TINY_BAR_OPTIONS, *bar_data_options(root),
+            *TINY_RESNET_OPTIONS, 'randomness.deterministic=False',
+            'train_cfg.max_epochs=1', 'train_cfg.val_interval=1']
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('publish')
+    root = write_bar_folder(tmp / 'BAR')
+    load_tool('train.py').main(
+        [OCCAM_CFG, '--work-dir', str(tmp / 'run'), *options(root)])
+    return tmp, root, tmp / 'run' / 'epoch_1.pth'
+
+
+def test_published_checkpoint_is_small_strict_and_predicts_the_same(
+        trained):
+    tmp, root, ckpt = trained
+    publish = load_tool('publish_model.py')
+    # the config's widths as trained (the tool builds the config's model)
+    cfg_file = tmp / 'tiny_occam.py'
+    cfg_file.write_text(
+        f"_base_ = [{OCCAM_CFG!r}]\n"
+        "model = dict(backbone=dict(stem_channels=8, base_channels=8))\n")
+    final = publish.main([str(cfg_file), str(ckpt), str(tmp / 'zoo' / 'occ')])
+    assert re.fullmatch(r'occ-[0-9a-f]{8}\.pth', osp.basename(final))
+    published = torch.load(final, map_location='cpu', weights_only=True)
+    original = torch.load(ckpt, map_location='cpu', weights_only=True)
+    assert set(published) == {'meta', 'state_dict'}  # no optimizer etc.
+    assert published['state_dict'].keys() == original['state_dict'].keys()
+    for key in ('memory', 'valid', 'written'):
+        assert published['state_dict'][f'head.gate_loss.{key}'].shape[0] == 0
+        assert original['state_dict'][f'head.gate_loss.{key}'].shape[0] == 12
+    assert osp.getsize(final) < osp.getsize(ckpt)
+    # the same metrics from both, through tools/test.py (strict loading)
+    test = load_tool('test.py')
+    before = test.main([OCCAM_CFG, str(ckpt), '--work-dir',
+                        str(tmp / 't1'), *options(root)])
+    after = test.main([OCCAM_CFG, final, '--work-dir', str(tmp / 't2'),
+                       *options(root)])
+    assert before == after
+
+
+def test_publishing_another_models_checkpoint_is_refused(trained):
+    tmp, _, ckpt = trained
+    publish = load_tool('publish_model.py')
+    with pytest.raises(SystemExit) as err:
+        publish.main([PLAIN_CFG, str(ckpt), str(tmp / 'zoo' / 'plain')])
+    assert 'epoch_1.pth' in str(err.value)
+    assert 'does not fit' in str(err.value)
