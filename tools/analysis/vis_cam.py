@@ -88,23 +88,13 @@ def resolve_labels(images, gt_labels, classes, need):
 
 
 def load_model(cfg, checkpoint, device):
-    from mmpretrain.registry import MODELS
-    from occam_plugin.engine.runner import (CheckpointError,
-                                            load_state_strictly,
-                                            read_checkpoint)
-    # as the Runner and mmpretrain's init_model do: configs keep the input
-    # normalisation in a top-level `data_preprocessor`
-    model_cfg = cfg.model.copy()
-    if cfg.get('data_preprocessor') is not None:
-        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
-    model = MODELS.build(model_cfg)
+    from occam_plugin.apis import init_occam_model
+    from occam_plugin.engine.runner import CheckpointError
     # strict, and errors that name the file (as tools/test.py)
     try:
-        load_state_strictly(model, read_checkpoint(checkpoint), checkpoint)
+        model = init_occam_model(cfg, checkpoint, device)
     except CheckpointError as err:
         raise SystemExit(f'error: {err}') from err
-    model.to(device)
-    model.eval()
     for attr in ('neck', 'head'):
         if getattr(model, attr, None) is None:
             raise SystemExit(f'vis_cam: the model ({type(model).__name__}) '

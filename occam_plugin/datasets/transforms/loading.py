@@ -89,6 +89,15 @@ class LoadImageFromFileChecked(LoadImageFromFile):
     in a long run over thousands of files the user needs to know which file is
     broken and what to do about it.
 
+    A sample that arrives already decoded (``img`` set, no ``img_path``)
+    passes through unchanged. mmpretrain's inferencers (and its other tools
+    that read a test pipeline) decode the image themselves and strip the
+    loading step by its exact type name, ``'LoadImageFromFile'``
+    (``mmpretrain.datasets.remove_transform``), so this step stays in their
+    pipeline. Passing decoded samples through makes every such tool work on
+    our configs unchanged; registering this class under mmcv's name instead
+    would replace ``LoadImageFromFile`` for every mmpretrain config.
+
     Args:
         **kwargs: Arguments of :class:`mmcv.transforms.LoadImageFromFile`
             (``to_float32``, ``color_type``, ``imdecode_backend``,
@@ -96,6 +105,18 @@ class LoadImageFromFileChecked(LoadImageFromFile):
     """
 
     def transform(self, results: dict) -> Optional[dict]:
+        if 'img_path' not in results:
+            if results.get('img') is None:
+                raise KeyError(
+                    f'{type(self).__name__}: the sample has neither '
+                    f'`img_path` (a file to read) nor `img` (an image '
+                    f'already decoded); its keys: {sorted(results)}.')
+            # decoded upstream (an inferencer): keep it as it is
+            if self.to_float32:
+                results['img'] = results['img'].astype(np.float32)
+            results.setdefault('img_shape', results['img'].shape[:2])
+            results.setdefault('ori_shape', results['img'].shape[:2])
+            return results
         try:
             img = read_image_checked(results['img_path'], self.color_type,
                                      self.imdecode_backend,

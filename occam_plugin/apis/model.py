@@ -1,0 +1,79 @@
+"""Build a model from a config and load its checkpoint strictly."""
+import copy
+import os.path as osp
+from typing import Optional, Union
+
+import torch
+from mmengine.config import Config
+
+from occam_plugin.engine.runner import load_state_strictly, read_checkpoint
+
+#: what ``mmpretrain.inference_model`` reads to pick its inferencer
+TASK = 'Image Classification'
+
+
+def _classification_metainfo(cfg: Config, name: str):
+    """A model-index entry naming the task, as the model zoo's models carry:
+    without it ``mmpretrain.inference_model`` refuses the model ("No
+    available inferencer")."""
+    from modelindex.models.Model import Model
+    from modelindex.models.Result import Result
+    dataset = cfg.get('test_dataloader', {}).get('dataset', {}).get(
+        'type', 'unknown')
+    return Model(name=name, config=name,
+                 results=[Result(task=TASK, dataset=str(dataset),
+                                 metrics={})])
+
+
+def init_occam_model(config: Union[str, Config],
+                     checkpoint: Optional[str] = None,
+                     device: Union[str, torch.device, None] = None,
+                     cfg_options: Optional[dict] = None):
+    """``mmpretrain.get_model(config, pretrained=checkpoint)``, but strict.
+
+    mmpretrain builds the model (default scope, the config's top-level
+    ``data_preprocessor``, ``dataset_meta`` from the test dataset class);
+    the checkpoint is then read with ``torch.load(weights_only=True)`` and
+    must fit the model exactly. ``mmpretrain.get_model`` loads with
+    mmengine's non-strict ``load_checkpoint``, which only logs a warning for
+    a checkpoint of another model and leaves the unmatched weights random.
+
+    Args:
+        config (str | Config): A config file or a loaded config.
+        checkpoint (str, optional): Checkpoint file. None builds the model
+            with its initial (random) weights.
+        device (str | torch.device, optional): Where to put the model.
+        cfg_options (dict, optional): Config overrides, as
+            ``--cfg-options`` (e.g. ``{'model.backbone.base_channels': 8}``).
+
+    Returns:
+        BaseModel: The model in eval mode, with ``_config``,
+        ``_dataset_meta`` (the checkpoint's when it has one) and a model-index
+        entry for ``mmpretrain.inference_model``.
+
+    Raises:
+        FileNotFoundError: ``config`` is a path that does not exist.
+        CheckpointError: The checkpoint is missing, unreadable, or has
+            missing, unexpected or mis-shaped keys (the message names it).
+    """
+    from mmpretrain.apis import get_model
+    if isinstance(config, Config):
+        cfg, name = copy.deepcopy(config), config.filename or 'config'
+    else:
+        if not osp.isfile(config):
+            raise FileNotFoundError(
+                f'config file {config!r} does not exist (expected a config '
+                'file path or an mmengine Config).')
+        cfg, name = Config.fromfile(config), str(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    model = get_model(cfg, pretrained=False, device=device)
+    if checkpoint is not None:
+        state = read_checkpoint(checkpoint)
+        load_state_strictly(model, state, checkpoint)
+        # the classes the run trained on (mmengine's Runner saves them)
+        meta = (state.get('meta') or {}).get('dataset_meta')
+        if meta:
+            model._dataset_meta = meta
+    model._metainfo = _classification_metainfo(cfg, name)
+    return model.eval()

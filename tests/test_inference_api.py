@@ -1,0 +1,218 @@
+"""mmpretrain's inference APIs on our configs, end to end on real JPEGs.
+
+``ImageClassificationInferencer``, ``get_model`` and ``inference_model`` from
+mmpretrain, and ``occam_plugin.apis`` (``OccamInferencer``,
+``init_occam_model``: strict checkpoints, the exits in the results). Models
+are tiny (width 8, 32 px); the reference prediction is the one
+``tools/test.py`` makes (the config's test pipeline read from the file, then
+``model.test_step``), or ``tools/test.py --out`` itself after one epoch.
+"""
+import argparse
+import os
+import os.path as osp
+
+import mmcv
+import mmpretrain
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.dataset import Compose, pseudo_collate
+
+import occam_plugin  # noqa: F401  (registers; checkpoint allow-list)
+from conftest import (REPO, TINY_BAR_OPTIONS, TINY_RESNET_OPTIONS,
+                      bar_data_options, load_tool, write_bar_folder)
+from occam_plugin.apis import OccamInferencer, init_occam_model
+from occam_plugin.datasets.bar import BAR_CLASSES
+from occam_plugin.engine.runner import CheckpointError
+from occam_plugin.evaluation import load_predictions
+from occam_plugin.models.utils.training_state import prepare_from_dataset
+
+OCCAM_BAR = osp.join(REPO, 'configs', 'occam_resnet18_bar.py')
+PLAIN_BAR = osp.join(REPO, 'configs', 'resnet18_bar.py')
+# the debiased model is a copy of the biased one
+LFF_WIDTH = ('model.biased_model.backbone.stem_channels=8',
+             'model.biased_model.backbone.base_channels=8')
+
+#: config -> (--cfg-options making it tiny, whether it is an OccamNet)
+CONFIGS = {
+    'resnet18_bar.py': (TINY_BAR_OPTIONS + TINY_RESNET_OPTIONS, False),
+    'occam_resnet18_bar.py': (TINY_BAR_OPTIONS + TINY_RESNET_OPTIONS, True),
+    'occam_resnet18_biased_mnist_small.py': (TINY_RESNET_OPTIONS, True),
+    'methods/resnet18_colored_mnist_lff.py': (LFF_WIDTH, False),
+    'methods/occam_resnet18_colored_mnist_lff.py': (LFF_WIDTH, True),
+}
+
+
+def options(*pairs):
+    """``--cfg-options`` strings as the dict ``Config.merge_from_dict``
+    takes (parsed as tools/train.py parses them)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args(['--cfg-options', *pairs]).cfg_options
+
+
+def tiny_config(name):
+    cfg = Config.fromfile(osp.join(REPO, 'configs', name))
+    cfg.merge_from_dict(options(*CONFIGS[name][0]))
+    return cfg
+
+
+def save_checkpoint(model, path, classes=None):
+    """What the Runner writes, reduced to what inference reads."""
+    meta = {'dataset_meta': {'classes': list(classes)}} if classes else {}
+    torch.save({'state_dict': model.state_dict(), 'meta': meta}, path)
+    return str(path)
+
+
+def predict_like_test_py(model, cfg, path):
+    """The prediction tools/test.py makes for the image file ``path``: the
+    config's test pipeline (reading the file, or given the decoded image as
+    in-memory datasets do), then ``model.test_step``."""
+    from mmpretrain.registry import TRANSFORMS
+    pipeline = Compose([TRANSFORMS.build(t)
+                        for t in cfg.test_dataloader.dataset.pipeline])
+    data = pipeline(dict(img_path=path, img=mmcv.imread(path)))
+    with torch.no_grad():
+        return model.test_step(pseudo_collate([data]))[0]
+
+
+def check_exits(result, num_classes, num_exits=4):
+    assert isinstance(result['exit_idx'], int)
+    assert 0 <= result['exit_idx'] < num_exits
+    scores = result['exit_scores']
+    assert scores.shape == (num_exits, num_classes)
+    np.testing.assert_allclose(scores.sum(1), 1, rtol=1e-5)
+    assert result['exit_gates'].shape == (num_exits, )
+    # the reported prediction is the one of the exit taken
+    np.testing.assert_allclose(result['pred_scores'],
+                               scores[result['exit_idx']], rtol=1e-6)
+
+
+@pytest.fixture(scope='module')
+def bar_root(tmp_path_factory):
+    return write_bar_folder(tmp_path_factory.mktemp('data') / 'BAR',
+                            per_class=1)
+
+
+@pytest.fixture(scope='module')
+def images(bar_root):
+    folder = osp.join(bar_root, 'test')
+    return sorted(osp.join(folder, f) for f in os.listdir(folder))
+
+
+def test_stock_inferencer_reads_our_loading_step(images):
+    """The user's report: mmpretrain's inferencer strips only a step named
+    'LoadImageFromFile'; ours stays and takes the decoded image as it is."""
+    cfg = tiny_config('occam_resnet18_bar.py')
+    assert cfg.test_dataloader.dataset.pipeline[0].type == \
+        'LoadImageFromFileChecked'
+    inferencer = mmpretrain.ImageClassificationInferencer(cfg,
+                                                          pretrained=False)
+    results = inferencer(images[:2])
+    assert len(results) == 2
+    for result in results:
+        assert result['pred_class'] in BAR_CLASSES
+        assert 0 <= result['pred_label'] < 6
+
+
+def test_loading_step_passes_decoded_images_and_names_missing_keys():
+    from occam_plugin.datasets.transforms import LoadImageFromFileChecked
+    img = np.zeros((5, 7, 3), np.uint8)
+    out = LoadImageFromFileChecked(to_float32=True).transform(dict(img=img))
+    assert out['img'].dtype == np.float32
+    assert out['img_shape'] == out['ori_shape'] == (5, 7)
+    with pytest.raises(KeyError, match='neither `img_path`.*nor `img`'):
+        LoadImageFromFileChecked().transform(dict(sample_idx=0))
+
+
+@pytest.mark.parametrize('name', sorted(CONFIGS))
+def test_inferencer_matches_test_py_prediction(name, images, tmp_path):
+    """Every kind of config: plain, OccamNet, LfF (plain and Occam), BAR
+    and MNIST pipelines; a strictly loaded checkpoint whose training-set
+    sized buffers (gate memory, LfF EMAs) differ from a fresh model's."""
+    cfg = tiny_config(name)
+    num_classes, is_occam = 6 if 'bar' in name else 10, CONFIGS[name][1]
+    model = init_occam_model(cfg)
+    # size the per-sample buffers to a 5-image training set, as
+    # TrainingStateHook does before training
+    prepare_from_dataset(model, dict(num_samples=5, gt_label=np.zeros(5, int),
+                                     group_idx=np.zeros(5, int)))
+    ckpt = save_checkpoint(model, tmp_path / 'model.pth',
+                           classes=[f'c{i}' for i in range(num_classes)])
+
+    inferencer = OccamInferencer(cfg, pretrained=ckpt)
+    results = inferencer(images[:2])
+    for path, result in zip(images, results):
+        expected = predict_like_test_py(inferencer.model, cfg, path)
+        assert result['pred_label'] == int(expected.pred_label)
+        assert result['pred_class'] == f'c{result["pred_label"]}'  # ckpt's
+        np.testing.assert_allclose(result['pred_scores'],
+                                   expected.pred_score.numpy(), rtol=1e-5)
+        if is_occam:
+            check_exits(result, num_classes)
+            assert result['exit_idx'] == expected.exit_idx
+        else:
+            assert 'exit_idx' not in result and 'exit_scores' not in result
+
+
+def test_occam_bar_trained_inference_equals_tools_test(bar_root, images,
+                                                       tmp_path):
+    """One epoch through tools/train.py, then tools/test.py --out and every
+    inference entry point on the same JPEGs: the same predictions."""
+    opts = [*TINY_BAR_OPTIONS, *TINY_RESNET_OPTIONS,
+            *bar_data_options(bar_root), 'train_cfg.max_epochs=1',
+            'train_cfg.val_interval=1']
+    load_tool('train.py').main([OCCAM_BAR, '--work-dir', str(tmp_path / 'w'),
+                                '--cfg-options', *opts])
+    ckpt = str(tmp_path / 'w' / 'epoch_1.pth')
+    out = str(tmp_path / 'preds.pkl')
+    load_tool('test.py').main([OCCAM_BAR, ckpt, '--out', out, '--work-dir',
+                               str(tmp_path / 't'), '--cfg-options', *opts])
+    dumped = {p['img_path']: p for p in load_predictions(out)}
+    assert sorted(dumped) == images
+
+    cfg = Config.fromfile(OCCAM_BAR)
+    cfg.merge_from_dict(options(*opts))
+    results = OccamInferencer(cfg, pretrained=ckpt)(images)
+    model = init_occam_model(cfg, ckpt)
+    assert list(model._dataset_meta['classes']) == list(BAR_CLASSES)
+    stock = mmpretrain.ImageClassificationInferencer(model)(images)
+    for path, result, plain in zip(images, results, stock):
+        expected = dumped[path]
+        assert result['pred_label'] == int(expected['pred_label']), path
+        assert result['pred_class'] == BAR_CLASSES[result['pred_label']]
+        assert result['exit_idx'] == expected['exit_idx']
+        np.testing.assert_allclose(result['exit_scores'],
+                                   np.asarray(expected['exit_scores']),
+                                   rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(result['exit_gates'],
+                                   np.asarray(expected['exit_gates']),
+                                   rtol=1e-4, atol=1e-6)
+        check_exits(result, 6)
+        assert plain['pred_label'] == result['pred_label']
+    # mmpretrain's own entry points on the same checkpoint (it fits)
+    assert mmpretrain.inference_model(model, images[0])['pred_label'] == \
+        results[0]['pred_label']
+    zoo_style = mmpretrain.get_model(cfg, pretrained=ckpt)
+    assert mmpretrain.ImageClassificationInferencer(zoo_style)(
+        images[0])[0]['pred_label'] == results[0]['pred_label']
+
+
+def test_checkpoint_of_another_model_is_refused_naming_the_file(tmp_path):
+    """mmpretrain's get_model only logs a mismatch; our path refuses it."""
+    plain = init_occam_model(tiny_config('resnet18_bar.py'))
+    ckpt = save_checkpoint(plain, tmp_path / 'resnet18.pth')
+    occam_cfg = tiny_config('occam_resnet18_bar.py')
+    with pytest.raises(CheckpointError, match='resnet18.pth') as err:
+        init_occam_model(occam_cfg, ckpt)
+    assert 'neck.exits.0' in str(err.value)  # a missing key is listed
+    with pytest.raises(CheckpointError, match='resnet18.pth'):
+        OccamInferencer(occam_cfg, pretrained=ckpt)
+    built = init_occam_model(occam_cfg)
+    with pytest.raises(CheckpointError, match='resnet18.pth'):
+        OccamInferencer(built, pretrained=ckpt)
+    with pytest.raises(CheckpointError, match='missing.pth'):
+        init_occam_model(occam_cfg, str(tmp_path / 'missing.pth'))
+    with pytest.raises(FileNotFoundError, match='nope.py'):
+        init_occam_model(str(tmp_path / 'nope.py'))
