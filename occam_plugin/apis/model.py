@@ -8,6 +8,10 @@ from mmengine.config import Config
 
 from occam_plugin.engine.runner import load_state_strictly, read_checkpoint
 
+#: how a Python user loads a checkpoint partially, on purpose
+PYTHON_PARTIAL_HINT = ("mmpretrain's get_model(config, pretrained=checkpoint) "
+                       'loads the matching keys only (non-strict).')
+
 #: what ``mmpretrain.inference_model`` reads to pick its inferencer
 TASK = 'Image Classification'
 
@@ -70,7 +74,8 @@ def init_occam_model(config: Union[str, Config],
     model = get_model(cfg, pretrained=False, device=device)
     if checkpoint is not None:
         state = read_checkpoint(checkpoint)
-        load_state_strictly(model, state, checkpoint)
+        load_state_strictly(model, state, checkpoint,
+                            partial_hint=PYTHON_PARTIAL_HINT)
         # the classes the run trained on (mmengine's Runner saves them)
         meta = (state.get('meta') or {}).get('dataset_meta')
         if meta:

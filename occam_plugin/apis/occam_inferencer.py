@@ -9,7 +9,7 @@ from mmpretrain.apis import ImageClassificationInferencer
 from mmpretrain.structures import DataSample
 
 from occam_plugin.engine.runner import load_state_strictly, read_checkpoint
-from .model import init_occam_model
+from .model import PYTHON_PARTIAL_HINT, init_occam_model
 
 #: per-sample prediction fields an OccamNet adds (``OccamHead.predict``)
 EXIT_FIELDS = ('exit_idx', 'exit_scores', 'exit_gates')
@@ -56,7 +56,8 @@ class OccamInferencer(ImageClassificationInferencer):
                                  f'built {type(model).__name__}.')
             if isinstance(pretrained, str):
                 load_state_strictly(model, read_checkpoint(pretrained),
-                                    pretrained)
+                                    pretrained,
+                                    partial_hint=PYTHON_PARTIAL_HINT)
         else:
             if pretrained is True:
                 if not isinstance(model, Config):

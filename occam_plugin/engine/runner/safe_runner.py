@@ -336,12 +336,19 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
     return checkpoint
 
 
+#: how a user of the tools loads a checkpoint partially, on purpose
+TOOLS_PARTIAL_HINT = ('pass --non-strict (or set strict_load=False) to load '
+                      'the matching keys only.')
+
+
 def load_state_strictly(model, checkpoint: dict, filename: str,
-                        revise_keys: list = [(r'^module\.', '')]) -> None:
+                        revise_keys: list = [(r'^module\.', '')],
+                        partial_hint: str = TOOLS_PARTIAL_HINT) -> None:
     """``model.load_state_dict`` that lists every key that does not fit.
 
     Raises :class:`CheckpointError` naming ``filename`` and the missing,
-    unexpected or mis-shaped keys.
+    unexpected or mis-shaped keys; the message ends with ``partial_hint``
+    (how the caller's user loads partially on purpose).
     """
     state_dict = checkpoint.get('state_dict', checkpoint)
     metadata = getattr(state_dict, '_metadata', OrderedDict())
@@ -349,8 +356,7 @@ def load_state_strictly(model, checkpoint: dict, filename: str,
         state_dict = OrderedDict(
             (re.sub(pattern, repl, k), v) for k, v in state_dict.items())
     state_dict._metadata = metadata
-    hint = (' It was written for another model or config; pass --non-strict'
-            ' (or set strict_load=False) to load the matching keys only.')
+    hint = f' It was written for another model or config; {partial_hint}'
     try:
         result = model.load_state_dict(state_dict, strict=False)
     except RuntimeError as err:  # torch raises on mis-shaped tensors
