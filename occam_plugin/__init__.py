@@ -6,7 +6,15 @@ registries (``MODELS``, ``HOOKS``, ``METRICS``, ``DATASETS``,
 
     custom_imports = dict(imports=['occam_plugin'], allow_failed_imports=False)
 """
-from .version import __version__
-from . import datasets, engine, evaluation, models  # noqa: F401  (registers)
+import warnings
+
+# mmcv-lite (the pinned stack) has no compiled ops, and mmcv says so on
+# every import of mmpretrain; no occam_plugin component needs them
+warnings.filterwarnings(
+    'ignore', message='Fail to import ``MultiScaleDeformableAttention``',
+    category=UserWarning)
+
+from .version import __version__  # noqa: E402
+from . import datasets, engine, evaluation, models  # noqa: F401,E402  (registers)
 
 __all__ = ['__version__']
