@@ -10,7 +10,8 @@ import re
 import pytest
 
 from conftest import (REPO, TINY_BAR_OPTIONS, TINY_RESNET_OPTIONS,
-                      bar_data_options, read_logs, run_tool, write_bar_folder)
+                      bar_data_options, load_tool, read_logs, run_tool,
+                      write_bar_folder)
 from occam_plugin.engine.hooks.console_progress_hook import format_metrics
 
 OCCAM_CFG = osp.join(REPO, 'configs', 'occam_resnet18_bar.py')
@@ -145,3 +146,52 @@ def test_format_metrics_key_metrics_first():
         'accuracy/top1 50  bias/unbiased_acc 40.12  (+2 more in the log)')
     # an evaluator without any of the key metrics: its first entries
     assert format_metrics({'a': 1.0, 'b': 2}, max_other=4) == 'a 1  b 2'
+
+
+def test_progress_bar_on_a_terminal(capsys):
+    """``tty=True``: a rich bar per epoch that stays as the epoch's line."""
+    from types import SimpleNamespace
+
+    from occam_plugin.engine.hooks import ConsoleProgressHook
+    hook = ConsoleProgressHook(tty=True)
+    runner = SimpleNamespace(
+        epoch=0, max_epochs=2, train_dataloader=[0, 1, 2],
+        val_dataloader=[0], logger=SimpleNamespace(log_file='x/y.log'),
+        optim_wrapper=SimpleNamespace(get_lr=lambda: {'lr': [0.01]}))
+    hook.before_run(runner)
+    hook.before_train_epoch(runner)
+    for i in range(3):
+        hook.after_train_iter(runner, i, outputs={'loss': 2.0 + i})
+    hook.after_train_epoch(runner)
+    runner.epoch = 1
+    hook.before_val_epoch(runner)
+    hook.after_val_iter(runner, 0)
+    hook.after_val_epoch(runner, {'accuracy/top1': 75.0})
+    out = capsys.readouterr().out
+    assert 'Full log: x/y.log' in out
+    assert re.search(r'epoch 1/2 .*3/3 loss 3\.0000\s+lr 0\.01', out), out
+    assert 'val (epoch 1): accuracy/top1 75' in out
+
+
+def test_demo_verbose_reaches_its_runs():
+    demo = load_tool('demo.py')
+    assert demo.parse_args(['--verbose']).verbose
+    assert demo.build_cfg('occam', 'w', verbose=True).console == 'verbose'
+    assert 'console' not in demo.build_cfg('occam', 'w')  # SafeRunner: quiet
+
+
+def test_demo_relays_progress_lines(tmp_path, capsys):
+    demo = load_tool('demo.py')
+    log = tmp_path / 'occam.log'
+    log.write_text('11/25 - mmengine - INFO - Epoch(train) [1][1/3]\n'
+                   'epoch 1/2  3 iters  loss 1.0  lr 0.1  1.0s\nepoch 2/2')
+    offsets = dict(occam=0)
+    demo.relay_progress(dict(occam=str(log)), offsets)
+    assert capsys.readouterr().out == (
+        'OccamResNet-18: epoch 1/2  3 iters  loss 1.0  lr 0.1  1.0s\n')
+    with open(log, 'a') as f:  # the rest of the line arrives
+        f.write('  loss 0.5  lr 0.1  1.0s\nval (epoch 2): top1 5\n')
+    demo.relay_progress(dict(occam=str(log)), offsets)
+    assert capsys.readouterr().out.splitlines() == [
+        'OccamResNet-18: epoch 2/2  loss 0.5  lr 0.1  1.0s',
+        'OccamResNet-18: val (epoch 2): top1 5']

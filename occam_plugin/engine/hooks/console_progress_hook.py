@@ -64,6 +64,7 @@ class ConsoleProgressHook(Hook):
         self.tty = tty
         self.keys = tuple(keys)
         self._bar = None
+        self._named_log = None
         self._epoch_start = 0.0
         self._losses = []
 
@@ -110,10 +111,12 @@ class ConsoleProgressHook(Hook):
     def before_run(self, runner) -> None:
         if self.tty is None:
             self.tty = sys.stdout.isatty()
-        if is_main_process():
-            print(f'Full log: {runner.logger.log_file} (quiet console; '
-                  "--verbose or console='verbose' shows it here)",
-                  flush=True)
+        # once per log file (a runner's train() and test() share one)
+        log_file = runner.logger.log_file
+        if is_main_process() and log_file != self._named_log:
+            self._named_log = log_file
+            print(f'Full log: {log_file} (quiet console; --verbose or '
+                  "console='verbose' shows it here)", flush=True)
 
     def after_run(self, runner) -> None:
         self._stop_bar()
