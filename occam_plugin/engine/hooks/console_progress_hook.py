@@ -170,30 +170,23 @@ class ConsoleProgressHook(Hook):
         return '-'
 
     # -- validation and test ---------------------------------------------
-    def before_val_epoch(self, runner) -> None:
-        if self.tty and is_main_process():
-            self._start_bar('val', self._length(runner.val_dataloader), True)
+    # (mmengine's Hook sends before_val_epoch / before_test_epoch here)
+    def _before_epoch(self, runner, mode: str = 'train') -> None:
+        if mode != 'train' and self.tty and is_main_process():
+            loader = getattr(runner, f'{mode}_dataloader')
+            self._start_bar(mode, self._length(loader), True)
 
-    def after_val_iter(self, runner, batch_idx, data_batch=None,
-                       outputs=None) -> None:
+    def _after_iter(self, runner, batch_idx, data_batch=None, outputs=None,
+                    mode: str = 'train') -> None:
         self._advance()
+
+    def _evaluated(self, what: str, metrics: Optional[dict]) -> None:
+        self._stop_bar()
+        if is_main_process():
+            self._print(f'{what}: {format_metrics(metrics or {}, self.keys)}')
 
     def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
-        self._stop_bar()
-        if is_main_process():
-            self._print(f'val (epoch {runner.epoch}): '
-                        f'{format_metrics(metrics or {}, self.keys)}')
-
-    def before_test_epoch(self, runner) -> None:
-        if self.tty and is_main_process():
-            self._start_bar('test', self._length(runner.test_dataloader),
-                            True)
-
-    def after_test_iter(self, runner, batch_idx, data_batch=None,
-                        outputs=None) -> None:
-        self._advance()
+        self._evaluated(f'val (epoch {runner.epoch})', metrics)
 
     def after_test_epoch(self, runner, metrics: Optional[dict] = None) -> None:
-        self._stop_bar()
-        if is_main_process():
-            self._print(f'test: {format_metrics(metrics or {}, self.keys)}')
+        self._evaluated('test', metrics)
