@@ -11,8 +11,16 @@ The configs ship inside the package (``occam_plugin/.mim/configs``)::
     from occam_plugin import get_config_path
     cfg = Config.fromfile(get_config_path('occam_resnet18_bar.py'))
 """
-from .version import __version__
-from .config_path import get_config_path, list_configs
-from . import datasets, engine, evaluation, models  # noqa: F401  (registers)
+import warnings
+
+# mmcv-lite (the pinned stack) has no compiled ops, and mmcv says so on
+# every import of mmpretrain; no occam_plugin component needs them
+warnings.filterwarnings(
+    'ignore', message='Fail to import ``MultiScaleDeformableAttention``',
+    category=UserWarning)
+
+from .version import __version__  # noqa: E402
+from .config_path import get_config_path, list_configs  # noqa: E402
+from . import datasets, engine, evaluation, models  # noqa: F401,E402  (registers)
 
 __all__ = ['__version__', 'get_config_path', 'list_configs']

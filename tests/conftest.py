@@ -126,6 +126,20 @@ def run_tool(tool, *args, check=True, timeout=600, nproc=None, env=None):
     return proc
 
 
+def read_logs(work_dir) -> str:
+    """Every mmengine log file of ``work_dir`` (``<timestamp>/<timestamp>
+    .log``, one per run, oldest first) as one text: the full log, which a
+    quiet console does not show."""
+    import glob
+    logs = sorted(glob.glob(osp.join(str(work_dir), '*', '*.log')),
+                  key=osp.getmtime)
+    text = []
+    for path in logs:
+        with open(path, encoding='utf-8') as f:
+            text.append(f.read())
+    return ''.join(text)
+
+
 def load_tool(tool):
     """Import ``tools/<tool>`` as a module (to call its ``main(argv)`` in the
     test process, which skips the ~10 s of imports a subprocess pays)."""

@@ -111,6 +111,11 @@ def test_demo_pair_and_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert 'unbiased accuracy' in out and 'exit 1: share' in out
     assert 'OccamResNet - ResNet, unbiased accuracy' in out
+    # a quiet console: each model's epoch, val and test lines, passed on
+    # from its process; mmengine's full log stays in the run's folder
+    for name in ('ResNet-18', 'OccamResNet-18'):
+        assert f'{name}: epoch 1/1 ' in out and f'{name}: test: ' in out
+    assert 'Epoch(train)' not in out and len(out) < 6000
     assert set(results) == {'resnet', 'occam'}
     assert 'bias/unbiased_acc' in results['resnet']
     assert 'exit/share_e3' in results['occam']

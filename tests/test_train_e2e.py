@@ -12,7 +12,7 @@ import torch
 
 import occam_plugin  # noqa: F401  (checkpoint allow-list for torch.load)
 from conftest import (REPO, TINY_BAR_OPTIONS, TINY_RESNET_OPTIONS,
-                      bar_data_options, load_tool, run_tool,
+                      bar_data_options, load_tool, read_logs, run_tool,
                       write_bar_folder)
 from occam_plugin.evaluation import load_predictions
 
@@ -51,8 +51,8 @@ def bar_root(tmp_path_factory):
 def occam_run(tmp_path_factory, bar_root):
     """OccamResNet-18 (width 8) trained 2 epochs through tools/train.py."""
     work_dir = tmp_path_factory.mktemp('occam_2ep')
-    proc = train(work_dir, bar_root, *TINY_RESNET_OPTIONS)
-    return work_dir, proc.stdout
+    train(work_dir, bar_root, *TINY_RESNET_OPTIONS)
+    return work_dir, read_logs(work_dir)
 
 
 def test_occam_resnet_train_and_test(occam_run, bar_root, tmp_path):
@@ -86,8 +86,8 @@ def test_occam_resnet_train_and_test(occam_run, bar_root, tmp_path):
 
 def test_timm_backbone_via_cfg_options(tmp_path, bar_root):
     work_dir = tmp_path / 'timm'
-    proc = train(work_dir, bar_root, *TIMM_OPTIONS)
-    assert 'loss_gate_e3' in proc.stdout
+    train(work_dir, bar_root, *TIMM_OPTIONS)
+    assert 'loss_gate_e3' in read_logs(work_dir)
     ckpt = load_ckpt(osp.join(work_dir, 'epoch_2.pth'))
     assert any(k.startswith('backbone.timm_model.') for k in ckpt['state_dict'])
     proc = run_tool('test.py', OCCAM_CFG, osp.join(work_dir, 'epoch_2.pth'),
@@ -131,8 +131,8 @@ def test_resume_gives_identical_weights_and_gate_memory(occam_run, bar_root,
     work_dir = tmp_path / 'resumed'
     train(work_dir, bar_root, *TINY_RESNET_OPTIONS, 'train_cfg.max_epochs=1')
     assert not osp.exists(osp.join(work_dir, 'epoch_2.pth'))
-    proc = train(work_dir, bar_root, *TINY_RESNET_OPTIONS, '--resume')
-    assert 'resumed epoch: 1' in proc.stdout
+    train(work_dir, bar_root, *TINY_RESNET_OPTIONS, '--resume')
+    assert 'resumed epoch: 1' in read_logs(work_dir)
 
     full = load_ckpt(osp.join(full_dir, 'epoch_2.pth'))['state_dict']
     resumed = load_ckpt(osp.join(work_dir, 'epoch_2.pth'))['state_dict']
@@ -180,11 +180,13 @@ def test_two_process_gloo_training(tmp_path, bar_root):
     work_dir = tmp_path / 'dist'
     env = dict(PYTHONPATH=os.pathsep.join(
         [str(tmp_path), os.environ.get('PYTHONPATH', '')]))
-    proc = train(work_dir, bar_root, *TINY_RESNET_OPTIONS,
-                 'train_cfg.max_epochs=1', '--launcher', 'pytorch',
-                 config=str(config), nproc=2, env=env)
+    train(work_dir, bar_root, *TINY_RESNET_OPTIONS,
+          'train_cfg.max_epochs=1', '--launcher', 'pytorch',
+          config=str(config), nproc=2, env=env)
     # really two processes in one group (not two independent runs)
-    assert 'Distributed training is not used' not in proc.stdout
+    log = read_logs(work_dir)
+    assert 'Distributed training is not used' not in log
+    assert 'Distributed training: True' in log
     ranks = [torch.load(work_dir / f'gate_state_rank{r}.pth',
                         weights_only=True) for r in (0, 1)]
     memory = ranks[0]['head.gate_loss.memory']

@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import re
 import sys
 import time
 
@@ -74,6 +75,11 @@ def parse_args(argv=None):
                    ' as in tools/train.py), e.g. model.head.use_gates=False')
     p.add_argument('--prepare-only', action='store_true',
                    help='generate the data splits, train nothing')
+    p.add_argument('--verbose', action='store_true',
+                   help='mmengine\'s full log on the console (with --jobs '
+                   '1; else in <work-dir>/<model>.log); by default a line '
+                   'per epoch and the metrics, the full log is in each '
+                   'run\'s <work-dir>/<model>/<timestamp>/ folder')
     # set by run_parallel for its per-model processes (the parent has
     # claimed the work dir already)
     p.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
@@ -108,7 +114,7 @@ def claim_work_dir(work_dir, models) -> str:
 
 def build_cfg(model: str, work_dir: str, p_bias=None, epochs=None,
               num_trainval=None, num_test=None, image_size=None, seed=0,
-              data_root=None, cfg_options=None) -> Config:
+              data_root=None, cfg_options=None, verbose=False) -> Config:
     """The model's small config with the demo's overrides applied."""
     cfg = Config.fromfile(CONFIGS[model])
     if cfg_options:
@@ -147,6 +153,8 @@ def build_cfg(model: str, work_dir: str, p_bias=None, epochs=None,
     # choices are made on (validation does not change training)
     cfg.train_cfg.val_interval = cfg.train_cfg.max_epochs
     cfg.randomness = dict(seed=seed, deterministic=False)
+    if verbose:  # else SafeRunner's quiet console
+        cfg.console = 'verbose'
     cfg.work_dir = work_dir
     cfg.launcher = 'none'
     return cfg
@@ -246,10 +254,31 @@ def run_pair(work_dir: str, models=('resnet', 'occam'), **overrides) -> dict:
     return results
 
 
+#: the lines of ConsoleProgressHook (a quiet console) that the parallel
+#: demo passes on from its per-model processes
+PROGRESS_LINE = re.compile(r'^(epoch \d+/\d+ |val \(epoch \d+\): |test: )')
+
+
+def relay_progress(logs: dict, offsets: dict) -> None:
+    """Print the progress lines that each model's process has added to its
+    log (``logs``: model -> path) since ``offsets`` (model -> bytes read),
+    named by model; complete lines only."""
+    for m, path in logs.items():
+        with open(path, 'rb') as f:
+            f.seek(offsets[m])
+            chunk = f.read()
+        chunk = chunk[:chunk.rfind(b'\n') + 1]
+        offsets[m] += len(chunk)
+        for line in chunk.decode('utf-8', 'replace').splitlines():
+            if PROGRESS_LINE.match(line):
+                print(f'{NAMES[m]}: {line}', flush=True)
+
+
 def run_parallel(work_dir: str, models, argv, jobs: int) -> dict:
     """Train the models at once, each in its own process with its share of
     the CPU threads (on 2 cores, two 1-thread runs finish sooner than two
-    2-thread runs in turn); their logs go to ``<work_dir>/<model>.log``."""
+    2-thread runs in turn); their output goes to ``<work_dir>/<model>.log``,
+    and their per-epoch lines to this console as they come."""
     import subprocess
     env = dict(os.environ)
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
@@ -266,6 +295,12 @@ def run_parallel(work_dir: str, models, argv, jobs: int) -> dict:
                '--jobs', '1', '--work-dir', work_dir, '--child']
         procs[m] = (subprocess.Popen(cmd, stdout=log,
                                      stderr=subprocess.STDOUT, env=env), log)
+    logs = {m: log.name for m, (_, log) in procs.items()}
+    offsets = dict.fromkeys(logs, 0)
+    while any(proc.poll() is None for proc, _ in procs.values()):
+        relay_progress(logs, offsets)
+        time.sleep(1)
+    relay_progress(logs, offsets)
     results = {}
     for m, (proc, log) in procs.items():
         rc = proc.wait()
@@ -304,7 +339,7 @@ def main(argv=None):
                      num_trainval=args.num_trainval, num_test=args.num_test,
                      image_size=args.image_size, seed=args.seed,
                      cfg_options=args.cfg_options,
-                     data_root=args.data_root)
+                     data_root=args.data_root, verbose=args.verbose)
     cfg = build_cfg('occam', args.work_dir, **overrides)
     ds = cfg.train_dataloader.dataset
     g = ds.generate

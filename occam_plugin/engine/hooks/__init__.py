@@ -1,4 +1,5 @@
 from .cam_vis_hook import CAMVisualizationHook  # noqa: F401
+from .console_progress_hook import ConsoleProgressHook  # noqa: F401
 from .exit_flops_hook import ExitFlopsHook  # noqa: F401
 from .metrics_file_hook import MetricsFileHook  # noqa: F401
 from .random_state_hook import RandomStateHook  # noqa: F401

@@ -15,8 +15,8 @@ DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 def add_common_args(parser: argparse.ArgumentParser,
                     work_dir_help: str) -> None:
-    """``--work-dir``, ``--non-strict``, ``--cfg-options``, ``--launcher``
-    and ``--local-rank``."""
+    """``--work-dir``, ``--non-strict``, ``--verbose``, ``--cfg-options``,
+    ``--launcher`` and ``--local-rank``."""
     parser.add_argument(
         '--work-dir', help=f'{work_dir_help} (default: '
         'work_dirs/<config name>)')
@@ -25,6 +25,12 @@ def add_common_args(parser: argparse.ArgumentParser,
         help='load checkpoint weights partially: keys that are missing, '
         'unexpected or of another shape are skipped with a warning '
         '(default: they are an error that lists them)')
+    parser.add_argument(
+        '--verbose', action='store_true',
+        help='print mmengine\'s full log on the console (config, hook '
+        'table, every logged iteration); by default the console shows a '
+        'line per epoch, the key metrics, warnings and errors, and the full '
+        'log goes to <work_dir>/<timestamp>/<timestamp>.log only')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config keys, key=value (e.g. '
@@ -66,6 +72,8 @@ def apply_common_args(cfg: Config, args: argparse.Namespace,
             './work_dirs', osp.splitext(osp.basename(args.config))[0])
     if args.non_strict:
         cfg.strict_load = False
+    if args.verbose:  # else the config's console (SafeRunner: quiet)
+        cfg.console = 'verbose'
     if before_options is not None:
         before_options(cfg)
     if args.cfg_options is not None:

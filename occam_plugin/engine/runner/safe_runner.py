@@ -8,6 +8,7 @@ starts from scratch; weights load non-strictly (a checkpoint of another
 model gives metrics of random weights); and a kill during a save leaves a
 truncated ``epoch_N.pth``. :class:`SafeRunner` closes each of these.
 """
+import logging
 import os
 import os.path as osp
 import re
@@ -32,6 +33,12 @@ _STEPPED = re.compile(r'(?:^|_)(epoch|iter)_(\d+)\.pth$')
 _PARTIAL = re.compile(r'^\..+\.pth\.partial-\d+$')
 #: message-hub keys of CheckpointHook that hold checkpoint paths
 _PATH_KEYS = re.compile(r'^(last_ckpt|best_ckpt(_.+)?)$')
+
+
+def _not_mmengine_deprecation(record: logging.LogRecord) -> bool:
+    """False for mmengine's own deprecation notices (its CheckpointHook
+    builds a ``FileClient`` in every run), which a user cannot act on."""
+    return 'will be deprecated in future' not in record.getMessage()
 
 
 class CheckpointError(RuntimeError):
@@ -106,6 +113,12 @@ class SafeRunner(Runner):
       and class-count mismatches, for every model) and ``training_state``
       (drives every module that declares ``TrainingState``: Occam gate
       memory, LfF EMAs, GroupDRO weights, ...).
+    - **A quiet console** (config key ``console``, ``'quiet'`` by default,
+      ``'verbose'`` for mmengine's full console; ``--verbose`` in our
+      tools): the logger's console handler shows warnings and errors only,
+      and ``ConsoleProgressHook`` (``default_hooks.console``) prints a
+      progress line per epoch and the key metrics. The log file in
+      ``<work_dir>/<timestamp>/`` keeps everything either way.
     - Under DDP, the buffers that modules declare rank-local are left out
       of DDP's buffer broadcast (``_ddp_params_and_buffers_to_ignore``).
 
@@ -121,7 +134,32 @@ class SafeRunner(Runner):
         training_state=dict(type='TrainingStateHook'),
         metrics_file=dict(type='MetricsFileHook'))
 
+    #: the hook a quiet console adds (``default_hooks.console``)
+    QUIET_CONSOLE_HOOKS = dict(console=dict(type='ConsoleProgressHook'))
+    #: values of the config key ``console``
+    CONSOLE_MODES = ('quiet', 'verbose')
+
     strict_load = True
+
+    @property
+    def console(self) -> str:
+        """``'quiet'`` or ``'verbose'``: the config's ``console`` key."""
+        mode = self.cfg.get('console', 'quiet')
+        if mode not in self.CONSOLE_MODES:
+            raise ValueError(f'console={mode!r}: expected one of '
+                             f'{self.CONSOLE_MODES}.')
+        return mode
+
+    def build_logger(self, log_level='INFO', log_file=None, **kwargs):
+        logger = super().build_logger(log_level, log_file, **kwargs)
+        if self.console == 'quiet':
+            # the console handler only (a FileHandler is a StreamHandler
+            # too): the log file keeps every message
+            for handler in logger.handlers:
+                if type(handler) is logging.StreamHandler:
+                    handler.setLevel(max(handler.level, logging.WARNING))
+                    handler.addFilter(_not_mmengine_deprecation)
+        return logger
 
     @classmethod
     def from_cfg(cls, cfg) -> 'SafeRunner':
@@ -131,6 +169,8 @@ class SafeRunner(Runner):
 
     def register_default_hooks(self, hooks=None) -> None:
         merged = dict(self.PLUGIN_DEFAULT_HOOKS)
+        if self.console == 'quiet':
+            merged.update(self.QUIET_CONSOLE_HOOKS)
         merged.update(hooks or {})
         super().register_default_hooks(merged)
 
