@@ -7,10 +7,10 @@
 #       model.backbone.out_indices="(1,2,3,4)"
 custom_imports = dict(imports=['occam_plugin'], allow_failed_imports=False)
 _base_ = [
-    '_base_/models/occam_resnet18.py',
-    '_base_/datasets/bar.py',
-    '_base_/schedules/bar.py',
-    '_base_/default_runtime.py',
+    '../_base_/models/occam_resnet18.py',
+    '../_base_/datasets/bar.py',
+    '../_base_/schedules/bar.py',
+    '../_base_/default_runtime.py',
 ]
 model = dict(head=dict(num_classes=6))
 
