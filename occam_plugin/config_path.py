@@ -34,7 +34,8 @@ def configs_root() -> Optional[str]:
 
 def list_configs(include_bases: bool = False) -> List[str]:
     """Every shipped config, as a path relative to :func:`configs_root`
-    (``'occam_resnet18_bar.py'``, ``'methods/mlp_colored_mnist_lff.py'``);
+    (``'occam_resnet18_bar.py'``,
+    ``'lff/lff_mlp_1xb256_100e_colored-mnist.py'``);
     ``_base_`` files only if ``include_bases``."""
     root = configs_root()
     if root is None:
@@ -56,9 +57,9 @@ def get_config_path(name: str) -> str:
     Args:
         name (str): The config's path relative to the configs folder
             (``'occam_resnet18_bar.py'``,
-            ``'methods/resnet18_colored_mnist_lff'``; ``.py`` may be left
-            out), or just its file name when that is
-            unique (``'mlp_colored_mnist_lff.py'``).
+            ``'lff/lff_resnet18_1xb256_100e_colored-mnist'``; ``.py`` may be
+            left out), or just its file name when that is
+            unique (``'lff_mlp_1xb256_100e_colored-mnist.py'``).
 
     Raises:
         FileNotFoundError: No such config (the message lists the shipped

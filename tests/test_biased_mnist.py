@@ -673,7 +673,8 @@ def _cli_p_bias(*options):
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(['--cfg-options', *options])
     cfg = Config.fromfile(
-        osp.join(REPO, 'configs', 'occam_resnet18_biased_mnist_small.py'))
+        osp.join(REPO, 'configs', 'occamnets',
+                 'occamnets_resnet18-w16_1xb64_10e_biased-mnist-small.py'))
     cfg.merge_from_dict(args.cfg_options)
     return cfg.train_dataloader.dataset.p_bias
 

@@ -40,7 +40,8 @@ def test_occam_biased_mnist_train(tmp_path):
     work = tmp_path / 'work'
     data = tmp_path / 'bmnist'
     opts = list(bmnist_data_options(data))
-    _train([osp.join(REPO, 'configs', 'occam_resnet18_biased_mnist_small.py'),
+    _train([osp.join(REPO, 'configs', 'occamnets',
+                     'occamnets_resnet18-w16_1xb64_10e_biased-mnist-small.py'),
             *_common(work), *opts, *TINY_RESNET_OPTIONS])
     bias = _metrics_json(work, 'bias_metrics.json')
     for key in ('bias/acc', 'bias/unbiased_acc', 'bias/worst_group_acc',
@@ -63,7 +64,8 @@ def test_occam_biased_mnist_train(tmp_path):
 
 def test_mlp_colored_mnist_train(tmp_path):
     work = tmp_path / 'work'
-    _train([osp.join(REPO, 'configs', 'mlp_colored_mnist.py'),
+    _train([osp.join(REPO, 'configs', 'mlp',
+                     'mlp_1xb256_100e_colored-mnist.py'),
             *_common(work, batch=16),
             'train_dataloader.dataset.num_samples=48',
             'val_dataloader.dataset.num_samples=40',
@@ -90,7 +92,8 @@ def _write_coco_h5(root, n=12, size=64, seed=0):
 def test_resnet_coco_on_places_train(tmp_path):
     work = tmp_path / 'work'
     data = _write_coco_h5(tmp_path / 'coco_on_places')
-    _train([osp.join(REPO, 'configs', 'resnet18_coco_on_places.py'),
+    _train([osp.join(REPO, 'configs', 'resnet',
+                     'resnet18_1xb128_90e_coco-on-places.py'),
             *_common(work, batch=6),
             *[f'{n}.dataset.data_root={data}' for n in LOADERS],
             *TINY_RESNET_OPTIONS, 'model.head.in_channels=64'])

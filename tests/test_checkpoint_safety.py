@@ -22,7 +22,8 @@ from conftest import (PYTHON, REPO, TINY_BAR_OPTIONS, TINY_RESNET_OPTIONS,
 from occam_plugin.engine.runner import CheckpointError, latest_checkpoint
 
 OCCAM_CFG = osp.join(REPO, 'configs', 'occam_resnet18_bar.py')
-PLAIN_CFG = osp.join(REPO, 'configs', 'resnet18_bar.py')
+PLAIN_CFG = osp.join(REPO, 'configs', 'resnet',
+                     'resnet18_1xb128_90e_bar.py')
 #: the plain head's input width follows the tiny backbone (8 x 8)
 PLAIN_WIDTH = ('model.head.in_channels=64', )
 GATE_STATE = ('head.gate_loss.memory', 'head.gate_loss.valid',

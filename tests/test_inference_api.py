@@ -29,18 +29,22 @@ from occam_plugin.evaluation import load_predictions
 from occam_plugin.models.utils.training_state import prepare_from_dataset
 
 OCCAM_BAR = osp.join(REPO, 'configs', 'occam_resnet18_bar.py')
-PLAIN_BAR = osp.join(REPO, 'configs', 'resnet18_bar.py')
+PLAIN_BAR = osp.join(REPO, 'configs', 'resnet',
+                     'resnet18_1xb128_90e_bar.py')
 # the debiased model is a copy of the biased one
 LFF_WIDTH = ('model.biased_model.backbone.stem_channels=8',
              'model.biased_model.backbone.base_channels=8')
 
 #: config -> (--cfg-options making it tiny, whether it is an OccamNet)
 CONFIGS = {
-    'resnet18_bar.py': (TINY_BAR_OPTIONS + TINY_RESNET_OPTIONS, False),
+    'resnet/resnet18_1xb128_90e_bar.py': (
+        TINY_BAR_OPTIONS + TINY_RESNET_OPTIONS, False),
     'occam_resnet18_bar.py': (TINY_BAR_OPTIONS + TINY_RESNET_OPTIONS, True),
-    'occam_resnet18_biased_mnist_small.py': (TINY_RESNET_OPTIONS, True),
-    'methods/resnet18_colored_mnist_lff.py': (LFF_WIDTH, False),
-    'methods/occam_resnet18_colored_mnist_lff.py': (LFF_WIDTH, True),
+    'occamnets/occamnets_resnet18-w16_1xb64_10e_biased-mnist-small.py': (
+        TINY_RESNET_OPTIONS, True),
+    'lff/lff_resnet18_1xb256_100e_colored-mnist.py': (LFF_WIDTH, False),
+    'lff/lff_occamnets-resnet18_1xb256_100e_colored-mnist.py': (
+        LFF_WIDTH, True),
 }
 
 
@@ -201,7 +205,7 @@ def test_occam_bar_trained_inference_equals_tools_test(bar_root, images,
 
 def test_checkpoint_of_another_model_is_refused_naming_the_file(tmp_path):
     """mmpretrain's get_model only logs a mismatch; our path refuses it."""
-    plain = init_occam_model(tiny_config('resnet18_bar.py'))
+    plain = init_occam_model(tiny_config('resnet/resnet18_1xb128_90e_bar.py'))
     ckpt = save_checkpoint(plain, tmp_path / 'resnet18.pth')
     occam_cfg = tiny_config('occam_resnet18_bar.py')
     with pytest.raises(CheckpointError, match='resnet18.pth') as err:

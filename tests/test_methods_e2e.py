@@ -2,7 +2,7 @@
 on a plain ResNet-18 and on an OccamResNet-18 (tiny Biased MNIST: 16 train
 images of 32 px, width 8). A method is switched on by config alone: one
 line in a config that inherits the model's (or the same key with
---cfg-options); LfF (a twin model) by its config in configs/methods/."""
+--cfg-options); LfF (a twin model) by its config in configs/lff/."""
 import glob
 import importlib.util
 import os.path as osp
@@ -39,16 +39,35 @@ METHODS = ('upwt', 'gdro', 'sd', 'pgi', 'lff')
 METHOD_TYPES = dict(upwt='GroupUpweighting', gdro='GroupDRO',
               sd='SpectralDecoupling', pgi='PGILoss')
 MODELS_ = ('resnet18', 'occam_resnet18')
+#: (model, data) -> the ERM config and LfF's config, relative to configs/
+CONFIGS = {
+    ('resnet18', 'biased_mnist_small'): (
+        'resnet/resnet18-w16_1xb64_10e_biased-mnist-small.py',
+        'lff/lff_resnet18-w16_1xb64_10e_biased-mnist-small.py'),
+    ('occam_resnet18', 'biased_mnist_small'): (
+        'occamnets/occamnets_resnet18-w16_1xb64_10e_biased-mnist-small.py',
+        'lff/lff_occamnets-resnet18-w16_1xb64_10e_biased-mnist-small.py'),
+    ('mlp', 'colored_mnist'): (
+        'mlp/mlp_1xb256_100e_colored-mnist.py',
+        'lff/lff_mlp_1xb256_100e_colored-mnist.py'),
+    ('resnet18', 'colored_mnist'): (
+        'resnet/resnet18_1xb256_100e_colored-mnist.py',
+        'lff/lff_resnet18_1xb256_100e_colored-mnist.py'),
+    ('occam_resnet18', 'colored_mnist'): (
+        'occamnets/occamnets_resnet18_1xb256_100e_colored-mnist.py',
+        'lff/lff_occamnets-resnet18_1xb256_100e_colored-mnist.py'),
+}
 
 
 def method_config(folder, model, method, data='biased_mnist_small'):
     """The config of ``model`` on ``data`` with ``method``: LfF's own file,
     else what a user writes: the model config plus one line."""
+    erm, lff = CONFIGS[model, data]
     if method == 'lff':
-        return osp.join(REPO, 'configs', 'methods', f'{model}_{data}_lff.py')
+        return osp.join(REPO, 'configs', lff)
     path = osp.join(str(folder), f'{model}_{data}_{method}.py')
     with open(path, 'w') as f:
-        f.write(f"_base_ = [{osp.join(REPO, 'configs', f'{model}_{data}.py')!r}]"
+        f.write(f"_base_ = [{osp.join(REPO, 'configs', erm)!r}]"
                 f"\nmodel = dict(head=dict(method=dict(type="
                 f"'{METHOD_TYPES[method]}')))\n")
     return path
@@ -98,7 +117,8 @@ def test_method_trains_one_epoch(bmnist_root, tmp_path, model, method):
 
 def test_method_by_cfg_options_alone(bmnist_root, tmp_path):
     """The mixin's key on the command line does what the mixin does."""
-    config = osp.join(REPO, 'configs', 'resnet18_biased_mnist_small.py')
+    config = osp.join(REPO, 'configs', 'resnet',
+                      'resnet18-w16_1xb64_10e_biased-mnist-small.py')
     log = train(config, tmp_path, '--cfg-options',
                 *tiny_options(bmnist_root, 'resnet18', 'gdro'),
                 'model.head.method.type=GroupDRO')
@@ -133,7 +153,7 @@ def test_method_configs_only_switch_the_method(tmp_path, model, method):
     """A method changes the head's method / the classifier only, and no
     config names a hook for it."""
     base = Config.fromfile(
-        osp.join(REPO, 'configs', f'{model}_biased_mnist_small.py'))
+        osp.join(REPO, 'configs', CONFIGS[model, 'biased_mnist_small'][0]))
     cfg = Config.fromfile(method_config(tmp_path, model, method))
     assert cfg.train_dataloader == base.train_dataloader
     assert cfg.optim_wrapper == base.optim_wrapper
@@ -183,8 +203,9 @@ def test_latent_debias_config_trains(tmp_path):
     target classifier so the test needs no checkpoint)."""
     ds = 'train_dataloader.dataset'
     log = train(
-        osp.join(REPO, 'configs', 'methods',
-                 'mlp_colored_mnist_latent_debias.py'), tmp_path,
+        osp.join(REPO, 'configs', 'latent_debias',
+                 'latent-debias_mlp_1xb256_100e_colored-mnist.py'),
+        tmp_path,
         '--cfg-options', *[o for o in CMNIST_DATA if 'train_dataloader.dataset'
                            not in o],
         f'{ds}.dataset.num_samples=16', f'{ds}.num_pairs=4',

@@ -29,7 +29,8 @@ def _runner(work_dir, **options):
     from occam_plugin.engine.runner import build_runner
     init_default_scope('mmpretrain')
     cfg = Config.fromfile(
-        osp.join(REPO, 'configs', 'occam_resnet18_colored_mnist.py'))
+        osp.join(REPO, 'configs', 'occamnets',
+                 'occamnets_resnet18_1xb256_100e_colored-mnist.py'))
     cfg.merge_from_dict(dict(TINY, work_dir=str(work_dir), **options))
     cfg.launcher = 'none'
     return build_runner(cfg)

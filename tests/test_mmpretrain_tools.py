@@ -25,6 +25,10 @@ def run(tool, *args):
     return proc.stdout
 
 
+OCCAM_SMALL = ('configs/occamnets/'
+               'occamnets_resnet18-w16_1xb64_10e_biased-mnist-small.py')
+
+
 def test_print_config():
     out = run('misc/print_config.py', 'configs/occam_resnet18_bar.py')
     assert "type='OccamClassifier'" in out
@@ -33,15 +37,15 @@ def test_print_config():
 
 def test_get_flops():
     out = run('analysis_tools/get_flops.py',
-              'configs/occam_resnet18_biased_mnist_small.py',
-              '--shape', '32', '32')
+              OCCAM_SMALL, '--shape', '32', '32')
     assert 'Flops:' in out and 'Params:' in out and 'head.gates' in out
 
 
 def test_analyze_logs_plots_a_training_curve(tmp_path):
     root = write_bar_folder(tmp_path / 'BAR')
     load_tool('train.py').main(
-        ['configs/resnet18_bar.py', '--work-dir', str(tmp_path / 'run'),
+        ['configs/resnet/resnet18_1xb128_90e_bar.py',
+         '--work-dir', str(tmp_path / 'run'),
          '--cfg-options', *TINY_BAR_OPTIONS, *bar_data_options(root),
          *TINY_RESNET_OPTIONS, 'randomness.deterministic=False'])
     scalars = glob.glob(str(tmp_path / 'run' / '*' / 'vis_data' /
@@ -56,7 +60,7 @@ def test_browse_dataset(tmp_path, mode):
     # 'transformed' / 'pipeline' fail inside mmpretrain 1.2.0 with
     # matplotlib >= 3.10 (adjust_bbox signature), for any dataset
     run('visualization/browse_dataset.py',
-        'configs/occam_resnet18_biased_mnist_small.py', '-o',
-        str(tmp_path / 'browse'), '-n', '3', '-m', mode, '--phase', 'train',
+        OCCAM_SMALL, '-o', str(tmp_path / 'browse'), '-n', '3', '-m', mode,
+        '--phase', 'train',
         '--cfg-options', *bmnist_data_options(str(tmp_path / 'data')))
     assert len(glob.glob(str(tmp_path / 'browse' / '*.jpg'))) == 3

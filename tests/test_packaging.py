@@ -164,9 +164,9 @@ def test_installed_wheel_builds_a_model_from_a_shipped_config(wheel, tmp_path):
 
 def test_get_config_path_finds_by_relative_path_or_unique_name():
     from occam_plugin import get_config_path
-    path = get_config_path('methods/mlp_colored_mnist_lff.py')
+    path = get_config_path('lff/lff_mlp_1xb256_100e_colored-mnist.py')
     assert osp.isfile(path)
-    assert get_config_path('mlp_colored_mnist_lff') == path
+    assert get_config_path('lff_mlp_1xb256_100e_colored-mnist') == path
     with pytest.raises(FileNotFoundError, match='occam_resnet18_bar.py'):
         get_config_path('no_such_config.py')
 

@@ -10,7 +10,8 @@ from conftest import (REPO, TINY_BAR_OPTIONS, TINY_RESNET_OPTIONS,
                       bar_data_options, load_tool, write_bar_folder)
 
 OCCAM_CFG = osp.join(REPO, 'configs', 'occam_resnet18_bar.py')
-PLAIN_CFG = osp.join(REPO, 'configs', 'resnet18_bar.py')
+PLAIN_CFG = osp.join(REPO, 'configs', 'resnet',
+                     'resnet18_1xb128_90e_bar.py')
 
 
 def options(root):

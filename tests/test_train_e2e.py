@@ -17,7 +17,8 @@ from conftest import (REPO, TINY_BAR_OPTIONS, TINY_RESNET_OPTIONS,
 from occam_plugin.evaluation import load_predictions
 
 OCCAM_CFG = osp.join(REPO, 'configs', 'occam_resnet18_bar.py')
-PLAIN_CFG = osp.join(REPO, 'configs', 'resnet18_bar.py')
+PLAIN_CFG = osp.join(REPO, 'configs', 'resnet',
+                     'resnet18_1xb128_90e_bar.py')
 TIMM_OPTIONS = (
     'model.backbone._delete_=True',
     'model.backbone.type=TIMMBackbone',
@@ -98,7 +99,8 @@ def test_timm_backbone_via_cfg_options(tmp_path, bar_root):
 
 
 @pytest.mark.parametrize('config', [
-    'resnet18_bar.py', 'occam_resnet18_bar.py', 'occam_efficientnet_b0_bar.py'])
+    'resnet/resnet18_1xb128_90e_bar.py', 'occam_resnet18_bar.py',
+    'occamnets/occamnets_efficientnet-b0_1xb128_90e_bar.py'])
 def test_configs_build(config):
     """Every shipped BAR config builds its model and its BAR pipelines."""
     from mmengine.config import Config

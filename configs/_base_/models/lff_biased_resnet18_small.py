@@ -1,6 +1,7 @@
 # The biased model of LfF on an OccamNet: a plain ResNet-18 (same trunk as
-# resnet18_biased_mnist_small.py), trained with GCE by LfFClassifier. Only
-# defines `lff_biased_model`, so it can sit beside an Occam config in _base_.
+# resnet/resnet18-w16_1xb64_10e_biased-mnist-small.py), trained with GCE by
+# LfFClassifier. Only defines `lff_biased_model`, so it can sit beside an Occam
+# config in _base_.
 _w = 16
 lff_biased_model = dict(
     type='DebiasImageClassifier',

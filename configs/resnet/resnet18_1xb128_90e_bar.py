@@ -2,9 +2,9 @@
 # (same data, schedule and runtime; one classifier on the last stage).
 custom_imports = dict(imports=['occam_plugin'], allow_failed_imports=False)
 _base_ = [
-    '_base_/models/resnet18.py',
-    '_base_/datasets/bar.py',
-    '_base_/schedules/bar.py',
-    '_base_/default_runtime.py',
+    '../_base_/models/resnet18.py',
+    '../_base_/datasets/bar.py',
+    '../_base_/schedules/bar.py',
+    '../_base_/default_runtime.py',
 ]
 model = dict(head=dict(num_classes=6))

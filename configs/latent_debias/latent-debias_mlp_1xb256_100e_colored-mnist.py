@@ -1,12 +1,12 @@
 # Latent-space de-biasing (Ramaswamy et al., CVPR 2021) on Colored MNIST with
 # the LfF MLP. Needs two checkpoints made offline:
 #   python tools/train_generator.py --out work_dirs/generators/conv_vae_mnist.pth
-#   python tools/train.py configs/mlp_colored_mnist.py      # the target classifier h_t
+#   python tools/train.py configs/mlp/mlp_1xb256_100e_colored-mnist.py  # h_t
 # G(z) is the plugin's ConvVAE decoder (grey digits); the protected attribute
 # of the generated pairs is stroke thickness (InkMassScorer); h_t labels them.
-_base_ = ['../mlp_colored_mnist.py']
+_base_ = ['../mlp/mlp_1xb256_100e_colored-mnist.py']
 generator_ckpt = 'work_dirs/generators/conv_vae_mnist.pth'
-target_ckpt = 'work_dirs/mlp_colored_mnist/epoch_1.pth'
+target_ckpt = 'work_dirs/mlp_1xb256_100e_colored-mnist/epoch_1.pth'
 
 train_dataloader = dict(
     dataset=dict(

@@ -1,8 +1,10 @@
 # Learning from Failure with OccamResNet-18 as the debiased model (Colored
 # MNIST): W multiplies every exit's CE; the biased model is the plain
 # ResNet-18 trained with GCE.
-_base_ = ['../occam_resnet18_colored_mnist.py',
-          './_base_/lff_biased_resnet18_colored.py']
+_base_ = [
+    '../occamnets/occamnets_resnet18_1xb256_100e_colored-mnist.py',
+    '../_base_/models/lff_biased_resnet18_colored.py',
+]
 model = dict(
     _delete_=True, type='LfFClassifier',
     biased_model={{_base_.lff_biased_model}},

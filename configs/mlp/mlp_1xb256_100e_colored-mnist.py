@@ -2,9 +2,9 @@
 # layers of 100 units on the flattened 28 px colour image.
 custom_imports = dict(imports=['occam_plugin'], allow_failed_imports=False)
 _base_ = [
-    '_base_/datasets/colored_mnist.py',
-    '_base_/schedules/colored_mnist.py',
-    '_base_/default_runtime.py',
+    '../_base_/datasets/colored_mnist.py',
+    '../_base_/schedules/colored_mnist.py',
+    '../_base_/default_runtime.py',
 ]
 model = dict(
     type='DebiasImageClassifier',

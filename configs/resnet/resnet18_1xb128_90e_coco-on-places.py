@@ -1,11 +1,12 @@
 # Plain ResNet-18 (64 px stem of ResNet_CIFAR) on COCO-on-Places, the baseline
-# of occam_resnet18_coco_on_places.py with identical data and schedule.
+# of occamnets/occamnets_resnet18_1xb128_90e_coco-on-places.py with identical
+# data and schedule.
 custom_imports = dict(imports=['occam_plugin'], allow_failed_imports=False)
 _base_ = [
-    '_base_/models/resnet18.py',
-    '_base_/datasets/coco_on_places.py',
-    '_base_/schedules/occamnets.py',
-    '_base_/default_runtime.py',
+    '../_base_/models/resnet18.py',
+    '../_base_/datasets/coco_on_places.py',
+    '../_base_/schedules/occamnets.py',
+    '../_base_/default_runtime.py',
 ]
 model = dict(
     backbone=dict(type='ResNet_CIFAR', depth=18, out_indices=(3, ),

@@ -1,8 +1,10 @@
 # Learning from Failure with OccamResNet-18 as the debiased model (Biased
 # MNIST, CPU-sized): W multiplies every exit's CE; the biased model is a
 # plain ResNet-18 trained with GCE.
-_base_ = ['../occam_resnet18_biased_mnist_small.py',
-          './_base_/lff_biased_resnet18_small.py']
+_base_ = [
+    '../occamnets/occamnets_resnet18-w16_1xb64_10e_biased-mnist-small.py',
+    '../_base_/models/lff_biased_resnet18_small.py',
+]
 model = dict(
     _delete_=True, type='LfFClassifier',
     biased_model={{_base_.lff_biased_model}},
