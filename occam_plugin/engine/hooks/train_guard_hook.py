@@ -3,7 +3,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 from mmpretrain.registry import HOOKS
-from ...models.utils.finite import check_finite_losses
+from ...models.utils.finite import check_finite_losses, non_finite_losses
 
 
 def model_num_classes(model):
@@ -66,13 +66,16 @@ class TrainGuardHook(Hook):
                          outputs=None) -> None:
         if not self.check_finite or not outputs:
             return
+        bad = non_finite_losses(outputs)
+        if not bad:
+            return
         model = runner.model.module if is_model_wrapper(runner.model) \
             else runner.model
-        lrs = runner.optim_wrapper.get_lr()
+        # the lr is read only when the run stops, not every step
         check_finite_losses(
-            outputs,
+            bad,
             f'{type(model).__name__}, epoch {runner.epoch + 1}, iter '
             f'{runner.iter + 1}',
-            f'the run stops here (checkpoints written so far are intact). '
-            f'Check the learning rate (now {lrs}), the input normalisation '
-            'and the labels.')
+            'the run stops here (checkpoints written so far are intact). '
+            f'Check the learning rate (now {runner.optim_wrapper.get_lr()}),'
+            ' the input normalisation and the labels.')

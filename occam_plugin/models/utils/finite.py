@@ -1,17 +1,14 @@
 """One check for non-finite losses, shared by models and the guard hook."""
-from typing import Mapping
+from typing import Dict, Mapping
 
 import torch
 
 
-def check_finite_losses(losses: Mapping, where: str, hint: str = '') -> None:
-    """Raise ``FloatingPointError`` naming every loss that is NaN or inf.
+def non_finite_losses(losses: Mapping) -> Dict[str, list]:
+    """The losses that are NaN or inf (``name -> values``).
 
-    Args:
-        losses (Mapping): ``name -> value`` (tensors or numbers); only keys
-            containing ``'loss'`` are checked (as mmengine sums them).
-        where (str): Who computed them, for the message (model, iteration).
-        hint (str): What to check, appended to the message.
+    Only keys containing ``'loss'`` are checked (as mmengine sums them);
+    values may be tensors or numbers.
     """
     bad = {}
     for key, value in losses.items():
@@ -21,6 +18,18 @@ def check_finite_losses(losses: Mapping, where: str, hint: str = '') -> None:
             value.detach() if isinstance(value, torch.Tensor) else value)
         if not torch.isfinite(tensor).all():
             bad[key] = tensor.float().cpu().tolist()
+    return bad
+
+
+def check_finite_losses(losses: Mapping, where: str, hint: str = '') -> None:
+    """Raise ``FloatingPointError`` naming every loss that is NaN or inf.
+
+    Args:
+        losses (Mapping): ``name -> value`` (see :func:`non_finite_losses`).
+        where (str): Who computed them, for the message (model, iteration).
+        hint (str): What to check, appended to the message.
+    """
+    bad = non_finite_losses(losses)
     if bad:
         raise FloatingPointError(
             f'{where}: non-finite loss {bad}; '
