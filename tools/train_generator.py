@@ -73,10 +73,9 @@ def main(argv=None):
             print(f'stopping: --max-minutes {args.max_minutes} reached')
             break
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    # written whole or not at all (temp file + rename)
-    tmp = f'{args.out}.partial-{os.getpid()}'
-    torch.save(vae.state_dict(), tmp)
-    os.replace(tmp, args.out)
+    from occam_plugin.fileio import atomic_path
+    with atomic_path(args.out) as tmp:  # written whole or not at all
+        torch.save(vae.state_dict(), tmp)
     print(f'saved {args.out}')
 
 

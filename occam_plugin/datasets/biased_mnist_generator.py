@@ -52,6 +52,7 @@ import numpy as np
 from mmengine.logging import print_log
 from PIL import Image
 
+from ..fileio import atomic_path
 from .mnist_source import load_mnist
 
 #: bumped whenever the definition changes: data of another version on disk
@@ -446,15 +447,10 @@ def remove_stale_temps(data_root: str) -> List[str]:
 
 
 def _write_json(path: str, obj, **kw):
-    tmp = temp_path(path)
-    try:
-        with open(tmp, 'w', encoding='utf-8') as f:
-            json.dump(obj, f, **kw)
-        os.replace(tmp, path)
-    except BaseException:  # KeyboardInterrupt too: leave no temp behind
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
+    # temp_path: a name remove_stale_temps recognises after a kill
+    with atomic_path(path, temp_path(path)) as tmp, \
+            open(tmp, 'w', encoding='utf-8') as f:
+        json.dump(obj, f, **kw)
 
 
 def _check_root(data_root: str, params: dict) -> None:

@@ -8,6 +8,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
 from mmpretrain.registry import HOOKS
+from ...fileio import atomic_path
 
 
 def dump_metrics_json(folder: str, file_name: str, payload: dict) -> str:
@@ -18,10 +19,8 @@ def dump_metrics_json(folder: str, file_name: str, payload: dict) -> str:
     """
     os.makedirs(folder, exist_ok=True)
     path = osp.join(folder, file_name)
-    tmp = path + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
+    with atomic_path(path) as tmp, open(tmp, 'w', encoding='utf-8') as f:
         json.dump(payload, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
     return path
 
 

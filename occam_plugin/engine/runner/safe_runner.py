@@ -23,6 +23,7 @@ from mmengine.runner.checkpoint import (_load_checkpoint,
                                         _load_checkpoint_to_model)
 
 from mmpretrain.registry import RUNNERS
+from ...fileio import atomic_path
 from ...models.utils.training_state import rank_local_buffers
 
 #: ``epoch_3.pth`` / ``iter_100.pth``: checkpoints a run can resume from
@@ -296,21 +297,16 @@ class SafeRunner(Runner):
         if '://' in out_dir:  # remote backends: as mmengine does
             return super().save_checkpoint(out_dir, filename, *args,
                                            **kwargs)
+        # hidden, so _PARTIAL finds it and no checkpoint listing shows it
         partial = f'.{filename}.partial-{os.getpid()}'
-        path, tmp = osp.join(out_dir, filename), osp.join(out_dir, partial)
+        path = osp.join(out_dir, filename)
         try:
-            super().save_checkpoint(out_dir, partial, *args, **kwargs)
-            with open(tmp, 'rb') as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException as err:
-            if osp.exists(tmp):
-                os.remove(tmp)
-            if isinstance(err, OSError):
-                raise CheckpointError(
-                    f'could not write checkpoint {path!r}: {err}. Earlier '
-                    'checkpoints are intact.') from err
-            raise
+            with atomic_path(path, osp.join(out_dir, partial), fsync=True):
+                super().save_checkpoint(out_dir, partial, *args, **kwargs)
+        except OSError as err:
+            raise CheckpointError(
+                f'could not write checkpoint {path!r}: {err}. Earlier '
+                'checkpoints are intact.') from err
 
     # -- loading -----------------------------------------------------------
     def load_checkpoint(self,
