@@ -5,7 +5,7 @@ import torch.nn as nn
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS
 
-from ..utils.stages import describe_backbone
+from ..utils.stages import describe_backbone, image_channels
 
 
 @MODELS.register_module()
@@ -40,12 +40,9 @@ class DebiasImageClassifier(ImageClassifier):
         if isinstance(head, dict) and head.get('in_channels') is None:
             if not isinstance(backbone, nn.Module):
                 backbone = MODELS.build(backbone)
-            preprocessor = kwargs.get('data_preprocessor')
-            in_ch = 3
-            if isinstance(preprocessor, dict):
-                in_ch = len(preprocessor.get('mean', None) or [0] * 3)
             head = copy.deepcopy(head)
             head['in_channels'] = describe_backbone(
-                backbone, in_channels=in_ch, img_size=probe_size,
-                min_maps=1).channels[-1]
+                backbone,
+                in_channels=image_channels(kwargs.get('data_preprocessor')),
+                img_size=probe_size, min_maps=1).channels[-1]
         super().__init__(backbone=backbone, neck=neck, head=head, **kwargs)

@@ -7,7 +7,7 @@ import torch.nn as nn
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
-from ..utils.stages import describe_backbone, place_exits
+from ..utils.stages import describe_backbone, image_channels, place_exits
 from ..utils.finite import check_finite_losses
 from ..utils.flops import exit_flops
 from ..utils.training_state import rank_local_buffers
@@ -65,11 +65,9 @@ class OccamClassifier(ImageClassifier):
                              "dict(type='OccamHead', num_classes=...).")
         if not isinstance(backbone, nn.Module):
             backbone = MODELS.build(place_exits(backbone))
-        in_ch = 3
-        if isinstance(data_preprocessor, dict):
-            in_ch = len(data_preprocessor.get('mean', None) or [0] * 3)
-        stages = describe_backbone(backbone, in_channels=in_ch,
-                                   img_size=probe_size)
+        stages = describe_backbone(
+            backbone, in_channels=image_channels(data_preprocessor),
+            img_size=probe_size)
         channels = stages.channels
         neck = copy.deepcopy(neck) if neck is not None else dict(
             type='ExitNeck')

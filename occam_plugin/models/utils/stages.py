@@ -161,6 +161,14 @@ def get_describer(backbone_cls: type) -> StageDescriber:
     return _DESCRIBERS.get(_forward_owner(backbone_cls), _DryRun())
 
 
+def image_channels(data_preprocessor) -> int:
+    """Image channels a classifier's ``data_preprocessor`` config implies
+    (one normalisation mean per channel; 3 when it does not say)."""
+    if isinstance(data_preprocessor, dict):
+        return len(data_preprocessor.get('mean', None) or [0] * 3)
+    return 3
+
+
 def describe_backbone(backbone: nn.Module,
                       in_channels: int = 3,
                       img_size: int = 64,
