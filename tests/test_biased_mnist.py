@@ -554,6 +554,55 @@ def test_same_seed_same_data_other_seed_differs(tmp_path):
     assert content('a')[1] != content('c')[1]
 
 
+def _generate_in_child(root, kw, log):
+    # each split's generation is logged (start, end) and made slow, so
+    # overlapping generators would show
+    import time
+    original = gen.generate_split
+
+    def logged(*args, **kwargs):
+        t0 = time.time()
+        time.sleep(0.3)
+        out = original(*args, **kwargs)
+        with open(log, 'a') as f:
+            f.write(f'{t0} {time.time()}\n')
+        return out
+
+    gen.generate_split = logged
+    gen.generate_biased_mnist(root, p_bias=0.8, **kw)
+
+
+def test_parallel_generation_of_one_root_waits_and_reuses(tmp_path):
+    # runs started together on fresh data (benchmarks with --jobs) used to
+    # race over the same temp folder and fail; now the first generates and
+    # the others wait for it and reuse its files, which equal a lone run's
+    import multiprocessing as mp
+    kw = dict(num_trainval=40, num_test=20, image_size=32)
+    ctx = mp.get_context('fork')
+    log = str(tmp_path / 'intervals.txt')
+    procs = [ctx.Process(target=_generate_in_child,
+                         args=(str(tmp_path / 'shared'), kw, log))
+             for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    spans = sorted(tuple(map(float, line.split()))
+                   for line in open(log).read().splitlines())
+    assert len(spans) == 9  # 3 processes x (train, val, test)
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert start >= end, 'two generators worked on one root at once'
+    gen.generate_biased_mnist(str(tmp_path / 'alone'), p_bias=0.8, **kw)
+
+    def files(name):
+        root = tmp_path / name
+        return {str(p.relative_to(root)): p.read_bytes()
+                for p in sorted(root.rglob('*')) if p.is_file()}
+
+    assert files('shared') == files('alone')
+
+
 def test_old_format_root_is_refused(tmp_path):
     root = tmp_path / 'old'
     (root / 'train').mkdir(parents=True)

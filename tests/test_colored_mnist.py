@@ -145,6 +145,35 @@ def test_local_mnist_root(tmp_path):
         assert (d['img'][..., ::-1] == PALETTE[d['bias_label']]).all()
 
 
+def test_redraws_give_fresh_colours_and_keep_the_share():
+    # LfF's 60,000-image protocol from 4,000 digits: each digit drawn
+    # num_draws times, the conflicting share exact over all copies
+    one = build(split='train', conflict_ratio=0.01, num_samples=400)
+    three = build(split='train', conflict_ratio=0.01, num_samples=400,
+                  num_draws=3)
+    a, b = infos(one), infos(three)
+    assert len(b) == 3 * len(a) == 1200
+    assert sum(not d['bias_aligned'] for d in b) == 12
+    # copy k of digit i sits at k * n + i: same digit, same label
+    for k in range(3):
+        for i in (0, 57, 399):
+            assert b[k * 400 + i]['digit_source_idx'] == \
+                a[i]['digit_source_idx']
+            assert b[k * 400 + i]['gt_label'] == a[i]['gt_label']
+    # the copies' images differ only by their colour noise (fresh draws)
+    assert not np.array_equal(b[0]['img'], b[400]['img'])
+    assert np.array_equal(b[0]['img'] > 0, b[400]['img'] > 0)
+    # the test split stays balanced per class over all copies
+    t = infos(build(split='test', num_samples=200, num_draws=2))
+    for c in range(10):
+        colours = [d['bias_label'] for d in t if d['gt_label'] == c]
+        counts = np.bincount(colours, minlength=10)
+        assert counts.max() - counts.min() <= 1
+    with pytest.raises(ValueError, match=r'num_draws must be a positive '
+                       r'int .* got 0'):
+        build(num_draws=0)
+
+
 def test_bad_inputs(tmp_path):
     with pytest.raises(ValueError,
                        match=r'conflict_ratio must be a share in '

@@ -97,6 +97,31 @@ def test_loss_step_trains_both_and_predicts_with_debiased():
         p.pred_label.item() for p in out]
 
 
+def test_weights_logged_by_alignment():
+    # W of the aligned and of the conflicting samples of the batch, and the
+    # debiased model's accuracy on the conflicting ones: logged, not losses
+    torch.manual_seed(0)
+    model = build_lff(num_samples=4)
+    x = torch.rand(4, 3, 8, 8)
+    ds = batch([0, 1, 2, 3], [0, 1, 0, 1])
+    for d, a in zip(ds, [True, True, True, False]):
+        d.set_field(a, 'bias_aligned', field_type='metainfo')
+    losses = model.loss(x, ds)
+    w = model.sample_weights(torch.arange(4), torch.tensor([0, 1, 0, 1]))
+    assert losses['lff_weight_aligned'].item() == pytest.approx(
+        w[:3].mean().item())
+    assert losses['lff_weight_conflicting'].item() == pytest.approx(
+        w[3].item())
+    assert losses['lff_train_acc_conflicting'].item() in (0.0, 100.0)
+    assert not any('loss' in k for k in losses if k.startswith('lff_'))
+    # only aligned samples: no conflicting value; no flag: nothing
+    for d in ds:
+        d.set_field(True, 'bias_aligned', field_type='metainfo')
+    assert 'lff_weight_conflicting' not in model.loss(x, ds)
+    assert 'lff_weight_aligned' not in model.loss(
+        x, batch([0, 1, 2, 3], [0, 1, 0, 1]))
+
+
 def test_debiased_head_must_take_sample_weight():
     with pytest.raises(TypeError, match='DebiasLinearClsHead'):
         MODELS.build(dict(type='LfFClassifier',

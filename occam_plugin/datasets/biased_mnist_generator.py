@@ -55,6 +55,11 @@ from PIL import Image
 from ..fileio import atomic_path
 from .mnist_source import load_mnist
 
+try:
+    import fcntl
+except ImportError:  # not on Windows
+    fcntl = None
+
 #: bumped whenever the definition changes: data of another version on disk
 #: is refused, never silently reused
 FORMAT_VERSION = 2
@@ -690,12 +695,32 @@ def generate_biased_mnist(data_root: str,
     """
     # through JSON once, so the params compare equal to generation.json
     params = json.loads(json.dumps(generation_params(**gen_kwargs)))
-    if osp.isdir(data_root):
+    with generation_lock(data_root):
         remove_stale_temps(data_root)
-    _check_root(data_root, params)
-    write_split_indices(data_root, params)
-    todo = dict(train=('trainval', p_bias), val=('trainval', val_p_bias),
-                test=('test', None))
-    for split in splits:
-        subset, p = todo[split]
-        generate_split(data_root, subset, p, params, show_progress)
+        _check_root(data_root, params)
+        write_split_indices(data_root, params)
+        todo = dict(train=('trainval', p_bias), val=('trainval', val_p_bias),
+                    test=('test', None))
+        for split in splits:
+            subset, p = todo[split]
+            generate_split(data_root, subset, p, params, show_progress)
+
+
+@contextlib.contextmanager
+def generation_lock(data_root: str):
+    """Hold an exclusive lock on the ``data_root`` folder (created if
+    needed) while generating: runs started together on fresh data
+    (``--jobs`` in the benchmarks, two trainings) wait for the first one and
+    then reuse what it made, instead of racing over the same folders. The
+    lock is on the folder itself, so no lock file joins the data; it goes
+    when the process does, killed or not."""
+    os.makedirs(data_root, exist_ok=True)
+    if fcntl is None:  # no flock (Windows): one generator at a time, please
+        yield
+        return
+    fd = os.open(data_root, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

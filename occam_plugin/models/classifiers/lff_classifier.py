@@ -271,7 +271,31 @@ class LfFClassifier(BaseClassifier, TrainingState):
                                **extra)
         losses.update({f'debiased.{k}': v for k, v in debiased.items()})
         losses['lff_weight_mean'] = weight.mean()
+        losses.update(self._weight_by_alignment(data_samples, weight,
+                                                logits_d, gt))
         return losses
+
+    @staticmethod
+    def _weight_by_alignment(data_samples, weight, logits_d, gt) -> dict:
+        """Where the samples say whether they are bias-aligned: the mean W
+        of the batch's aligned and conflicting samples, and the debiased
+        model's accuracy on its conflicting ones. Logged (not losses), they
+        show over training whether W singles out the conflicting samples and
+        how fast they are memorised. A batch without a kind logs no value
+        for it."""
+        if not all('bias_aligned' in ds for ds in data_samples):
+            return {}
+        aligned = torch.tensor([bool(ds.bias_aligned) for ds in data_samples],
+                               device=weight.device)
+        out = {}
+        w = weight.detach()
+        if aligned.any():
+            out['lff_weight_aligned'] = w[aligned].mean()
+        if (~aligned).any():
+            out['lff_weight_conflicting'] = w[~aligned].mean()
+            hit = logits_d.detach()[~aligned].argmax(1) == gt[~aligned]
+            out['lff_train_acc_conflicting'] = hit.float().mean() * 100
+        return out
 
     def predict(self, inputs: torch.Tensor,
                 data_samples: Optional[List[DataSample]] = None, **kwargs):
