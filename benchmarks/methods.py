@@ -194,8 +194,8 @@ def run(args, jobs):
 
     def row(i, seconds, res, **extra):
         model, method, setting, seed = meta[i]
-        return dict(order=i, model=model, method=method, setting=setting,
-                    seed=seed, seconds=seconds, cmd=' '.join(cmds[i][1:]),
+        return dict(order=i, suite=args.suite, model=model, method=method,
+                    setting=setting, seed=seed, seconds=seconds, cmd=' '.join(cmds[i][1:]),
                     **extra, **({k: res.get(k) for k in KEYS} if res else {}))
 
     if args.reuse_finished:  # runs whose final validation is on disk
@@ -280,6 +280,50 @@ def lff_ahead(rows, key='bias/unbiased_acc'):
         lines.append(f'| {setting} | {model} | {mean} | ' + ', '.join(
             f's{s} {d:+.1f}' for s, d in zip(both, diffs)) +
             f' | {sum(d > 0 for d in diffs)}/{len(diffs)} seeds |')
+    return '\n'.join(lines)
+
+
+TRACE_KEYS = ('lff_weight_aligned', 'lff_weight_conflicting',
+              'lff_train_acc_conflicting')
+
+
+def lff_traces(rows, work_root):
+    """Why LfF helps or not, from its runs' logs: per (setting, model) and
+    epoch, the mean LfF weight W of the aligned and of the conflicting
+    training samples, and the debiased model's training accuracy on the
+    conflicting ones (each the mean of the logged windows of that epoch,
+    then over seeds)."""
+    acc = {}
+    for r in rows:
+        if r['method'] != 'LfF':
+            continue
+        files = sorted(glob.glob(osp.join(
+            work_root, tag_of(argparse.Namespace(suite=r['suite']),
+                              r['model'], r['method'], r['setting'],
+                              r['seed']), '*', 'vis_data', 'scalars.json')),
+            key=osp.getmtime)
+        if not files:
+            continue
+        per_epoch = {}
+        with open(files[-1]) as f:
+            for line in f:
+                rec = json.loads(line)
+                if TRACE_KEYS[0] in rec and 'epoch' in rec:
+                    per_epoch.setdefault(rec['epoch'], []).append(rec)
+        for epoch, recs in per_epoch.items():
+            cell = acc.setdefault((r['setting'], r['model'], epoch), [])
+            cell.append([_mean([x.get(k) for x in recs]) for k in TRACE_KEYS])
+    if not acc:
+        return ''
+    lines = ['| conflicting % | model | epoch | W aligned | W conflicting | '
+             'train acc. on conflicting (%) |', '|---|---|---|---|---|---|']
+    for (setting, model, epoch), vals in sorted(
+            acc.items(), key=lambda kv: (float(kv[0][0] or 0), kv[0][1],
+                                         kv[0][2])):
+        means = [_mean([v[i] for v in vals]) for i in range(3)]
+        lines.append(f'| {setting} | {model} | {epoch} | ' + ' | '.join(
+            '-' if m is None else f'{m:.{d}f}'
+            for m, d in zip(means, (2, 2, 0))) + ' |')
     return '\n'.join(lines)
 
 
@@ -381,6 +425,11 @@ def main(argv=None):
           table(rows, keys, show_setting=args.suite == 'lff-sweep') + '\n')
     if args.suite != 'biased':
         md += '\n' + lff_ahead(rows) + '\n'
+        traces = lff_traces(rows, args.work_root)
+        if traces:
+            md += ('\nLfF during training (logged by `LfFClassifier`, mean '
+                   'of each epoch\'s logged windows, then over seeds):\n\n' +
+                   traces + '\n')
     else:
         md += '\n' + versus_erm(rows) + '\n'
     print(md)
