@@ -118,6 +118,10 @@ class FairnessMetric(BaseMetric):
     Args:
         protected_key (str): Data-sample key of the protected attribute.
             Defaults to ``'bias_label'``.
+        positive_class (int): Positive class of a binary task. Defaults to 1.
+        num_bins (int): Histogram bins of the KL. Defaults to 10.
+        collect_device (str): Defaults to ``'cpu'``.
+        prefix (str, optional): Defaults to ``'fairness'``.
         protected_attribute (str, optional): Name of the protected attribute
             (e.g. ``'color'``), checked against the dataset's metainfo.
             Defaults to None (not checked).
@@ -126,19 +130,15 @@ class FairnessMetric(BaseMetric):
             data, the ``y_at = 1`` of bias amplification (needed on a
             balanced test set). Defaults to None: read off the evaluated
             data.
-        positive_class (int): Positive class of a binary task. Defaults to 1.
-        num_bins (int): Histogram bins of the KL. Defaults to 10.
-        collect_device (str): Defaults to ``'cpu'``.
-        prefix (str, optional): Defaults to ``'fairness'``.
     """
 
     default_prefix = 'fairness'
 
     def __init__(self, protected_key: str = 'bias_label',
-                 protected_attribute: Optional[str] = None,
-                 ba_correlated: Optional[Sequence[Sequence[int]]] = None,
                  positive_class: int = 1, num_bins: int = 10,
-                 collect_device: str = 'cpu', prefix: Optional[str] = None):
+                 collect_device: str = 'cpu', prefix: Optional[str] = None,
+                 protected_attribute: Optional[str] = None,
+                 ba_correlated: Optional[Sequence[Sequence[int]]] = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
         # fail when the evaluator is built, not after the first epoch
         require_extra('fairness', 'FairnessMetric (average precision)')
