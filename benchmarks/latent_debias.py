@@ -357,8 +357,8 @@ def why(mean, pairs, agree, num_pairs):
         f'correlated: with {num_pairs:,} pairs, {share:.0f} % of the training '
         'images still have colour = target. The flip also changes the '
         f'shape (h_t keeps its label on {kept:.0f} % of the pairs, '
-        f'cos(w_t, w_g) = {cos:.2f}): h_t leans on colour, so keeping its score while '
-        'the colour flips moves the digit towards the other class.')
+        f'cos(w_t, w_g) = {cos:.2f}): h_t leans on colour, so keeping its '
+        'score while the colour flips moves the digit to the other class.')
 
 
 def argv_is_default(args):
