@@ -266,3 +266,29 @@ def test_occamnet_configs_build():
         assert type(net).__name__ == 'OccamClassifier'
         out = net(torch.zeros(2, 3, 28, 28), mode='tensor')
         assert out[-1].shape == (2, 2)
+
+
+def test_benchmark_report_verdict_and_partial_marker():
+    """benchmarks/latent_debias.py's section: the target check (DEO halved,
+    AP within 2 points) and the partial marker, on made-up numbers."""
+    import sys
+    sys.path.insert(0, REPO)
+    from benchmarks import latent_debias as bench
+    args = bench.parse_args(['--models', 'mlp', '--work-dir', '/nonexistent'])
+    row = dict(AP=80.0, DEO=0.5, BA=0.2, KL=1.0, accuracy=70.0, swap=40.0)
+    pairs = dict(flip=95.0, kept=80.0, plane_g=97.0, plane_t=85.0,
+                 cos=0.88, gen_corr=80.0, agree=96.0)
+
+    def results(deo, ap):
+        return {('mlp', 'baseline'): row, ('mlp', 'pairs'): pairs,
+                ('mlp', 'latent'): dict(row, DEO=deo, AP=ap)}
+
+    met = bench.report(args, {s: results(0.25, 78.5) for s in (0, 1, 2)},
+                       'a', 'b')
+    assert '**met**' in met and 'partial' not in met
+    assert '| with latent-flipped pairs | 2 | 78.50 | 0.250 |' in met
+    missed = bench.report(args, {0: results(0.3, 79.0)}, 'a', 'b')
+    assert '**not met**' in missed and '40 % lower' in missed
+    assert 'partial: seeds [0] of [0, 1, 2]' in missed
+    apdrop = bench.report(args, {0: results(0.2, 77.0)}, 'a', 'b')
+    assert 'not within 2 points' in apdrop and '**not met**' in apdrop
