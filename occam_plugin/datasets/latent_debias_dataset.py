@@ -70,6 +70,15 @@ class LatentDebiasDataset:
         synthetic_pipeline (list[dict], optional): Pipeline of the synthetic
             samples (their image is in ``results['img']``). Defaults to the
             real dataset's pipeline without its ``LoadImage*`` steps.
+        protected_attribute (str, optional): Name of the attribute the flip
+            changes (e.g. ``'color'``). It must agree with the protected
+            scorer's ``attribute`` and the real dataset's metainfo
+            ``protected_attribute`` where they name one (a clear error
+            otherwise); the resolved name is in this dataset's metainfo
+            (``protected_attribute``, with the real dataset's
+            ``protected_key``) and in each synthetic sample's
+            ``bias_factors``. Defaults to None: taken from the scorer or the
+            dataset.
         seed (int): Seed of the latent sampling. Defaults to 0.
         batch_size (int): Generator/scorer batch size. Defaults to 256.
         lazy_init (bool): Defer the generation to :meth:`full_init`.
@@ -91,6 +100,7 @@ class LatentDebiasDataset:
                  pair_label: str = 'shared',
                  img_size=None,
                  synthetic_pipeline: Optional[List[dict]] = None,
+                 protected_attribute: Optional[str] = None,
                  seed: int = 0,
                  batch_size: int = 256,
                  lazy_init: bool = False):
@@ -117,6 +127,8 @@ class LatentDebiasDataset:
             target_scorer, dict) else target_scorer
         self.protected_scorer = MODELS.build(protected_scorer) if isinstance(
             protected_scorer, dict) else protected_scorer
+        self.protected_attribute = self._resolve_protected_attribute(
+            protected_attribute)
         self.num_pairs = num_pairs
         self.num_fit_samples = num_fit_samples
         self.fit_method = fit_method
@@ -141,9 +153,33 @@ class LatentDebiasDataset:
         if not lazy_init:
             self.full_init()
 
+    def _resolve_protected_attribute(self, name: Optional[str]):
+        """The one attribute named by the config, the protected scorer
+        (``attribute``) and the real dataset (metainfo
+        ``protected_attribute``); a ValueError when two differ."""
+        names = dict(
+            protected_attribute=name,
+            scorer=getattr(self.protected_scorer, 'attribute', None),
+            dataset=getattr(self.dataset, 'metainfo',
+                            {}).get('protected_attribute'))
+        given = {k: v for k, v in names.items() if v is not None}
+        if len(set(given.values())) > 1:
+            raise ValueError(
+                'LatentDebiasDataset: the attribute the flip changes must be '
+                'the protected attribute of the data (and of the fairness '
+                f'metric), but they differ: {given} (config '
+                '`protected_attribute`, the protected scorer\'s `attribute`, '
+                'the real dataset\'s metainfo `protected_attribute`). Use a '
+                'protected scorer of the dataset\'s protected attribute.')
+        return next(iter(given.values()), None)
+
     @property
     def metainfo(self) -> dict:
-        return copy.deepcopy(getattr(self.dataset, 'metainfo', {}))
+        meta = copy.deepcopy(getattr(self.dataset, 'metainfo', {}))
+        if self.protected_attribute is not None:
+            meta['protected_attribute'] = self.protected_attribute
+            meta.setdefault('protected_key', 'bias_label')
+        return meta
 
     # ------------------------------------------------------------ generation
     @torch.no_grad()
@@ -219,10 +255,13 @@ class LatentDebiasDataset:
                             self.protected_positive_class, 'protected')
             arr = to_bgr_uint8(imgs)
             for i in range(len(pairs)):
-                self.synthetic_infos.append(
-                    dict(img=arr[i], gt_label=int(labels[i]),
-                         bias_label=int(bias[i]), is_synthetic=True,
-                         pair_idx=i // 2, flipped=bool(i % 2)))
+                info = dict(img=arr[i], gt_label=int(labels[i]),
+                            bias_label=int(bias[i]), is_synthetic=True,
+                            pair_idx=i // 2, flipped=bool(i % 2))
+                if self.protected_attribute is not None:
+                    info['bias_factors'] = {
+                        self.protected_attribute: int(bias[i])}
+                self.synthetic_infos.append(info)
         self._fully_initialized = True
 
     # --------------------------------------------------------------- access

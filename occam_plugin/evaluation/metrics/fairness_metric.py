@@ -31,7 +31,7 @@ def difference_in_equal_opportunity(pred, gt, attr, classes) -> float:
     return float(np.mean(gaps)) if gaps else float('nan')
 
 
-def bias_amplification(pred, gt, attr) -> float:
+def bias_amplification(pred, gt, attr, correlated=None) -> float:
     """Bias amplification of Wang & Russakovsky (2019) in the form used by
     Ramaswamy et al. (2021), direction attribute -> task::
 
@@ -40,13 +40,20 @@ def bias_amplification(pred, gt, attr) -> float:
         D_at = P(That=t | A=a) - P(T=t | A=a)
 
     Positive when the predictions lean on the attribute more than the ground
-    truth does."""
+    truth does. ``correlated``: the ``(t, a)`` cells with ``y_at = 1`` (as
+    Wang & Russakovsky, the correlation of the *training* data); None: from
+    ``gt`` and ``attr`` themselves (then a balanced test set has every
+    ``y_at = 0`` and ``BA = 0`` whatever the predictions)."""
     attrs, tasks = np.unique(attr), np.unique(gt)
     terms = []
     for a in attrs:
         in_a = attr == a
         for t in tasks:
-            y = np.mean((gt == t) & in_a) > np.mean(gt == t) * np.mean(in_a)
+            if correlated is None:
+                y = np.mean(
+                    (gt == t) & in_a) > np.mean(gt == t) * np.mean(in_a)
+            else:
+                y = (int(t), int(a)) in correlated
             d = np.mean(pred[in_a] == t) - np.mean(gt[in_a] == t)
             terms.append(d if y else -d)
     return float(np.mean(terms))
@@ -66,6 +73,23 @@ def score_kl(scores, attr, num_bins: int = 10, eps: float = 1e-8) -> float:
     return float(np.mean(kls)) if kls else float('nan')
 
 
+def check_protected_attribute(meta: dict, protected_key: Optional[str],
+                              protected_attribute: Optional[str],
+                              who: str) -> None:
+    """Raise a ``ValueError`` when the dataset ``meta`` names a protected
+    key or attribute other than the given ones (a None on either side is
+    not checked)."""
+    for what, mine in (('protected_key', protected_key),
+                       ('protected_attribute', protected_attribute)):
+        theirs = meta.get(what)
+        if mine is not None and theirs is not None and mine != theirs:
+            raise ValueError(
+                f'{who}: {what}={mine!r}, but the dataset names its '
+                f'protected attribute {what}={theirs!r}; set {what}='
+                f'{theirs!r} (fairness must be measured w.r.t. the attribute '
+                'the data and the de-biasing are about).')
+
+
 @METRICS.register_module()
 class FairnessMetric(BaseMetric):
     """Fairness of a classifier w.r.t. a protected attribute (Ramaswamy et
@@ -83,6 +107,14 @@ class FairnessMetric(BaseMetric):
     The statistics are :meth:`calculate` (arrays in, dict out, no I/O);
     this metric writes no file.
 
+    When the evaluated dataset's metainfo names its protected attribute
+    (``protected_key``, ``protected_attribute``, as ``BinaryColoredMNIST``
+    does), the metric refuses a dataset whose protected key differs from
+    ``protected_key``, or whose attribute differs from
+    ``protected_attribute`` when that is set: fairness is then measured
+    w.r.t. the attribute a config means (e.g. the one latent de-biasing
+    flips, see :func:`check_protected_attribute`).
+
     Args:
         protected_key (str): Data-sample key of the protected attribute.
             Defaults to ``'bias_label'``.
@@ -90,19 +122,38 @@ class FairnessMetric(BaseMetric):
         num_bins (int): Histogram bins of the KL. Defaults to 10.
         collect_device (str): Defaults to ``'cpu'``.
         prefix (str, optional): Defaults to ``'fairness'``.
+        protected_attribute (str, optional): Name of the protected attribute
+            (e.g. ``'color'``), checked against the dataset's metainfo.
+            Defaults to None (not checked).
+        ba_correlated (Sequence[Sequence[int]], optional): The ``(class,
+            attribute value)`` cells positively correlated in the training
+            data, the ``y_at = 1`` of bias amplification (needed on a
+            balanced test set). Defaults to None: read off the evaluated
+            data.
     """
 
     default_prefix = 'fairness'
 
     def __init__(self, protected_key: str = 'bias_label',
                  positive_class: int = 1, num_bins: int = 10,
-                 collect_device: str = 'cpu', prefix: Optional[str] = None):
+                 collect_device: str = 'cpu', prefix: Optional[str] = None,
+                 protected_attribute: Optional[str] = None,
+                 ba_correlated: Optional[Sequence[Sequence[int]]] = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
         # fail when the evaluator is built, not after the first epoch
         require_extra('fairness', 'FairnessMetric (average precision)')
         self.protected_key = protected_key
+        self.protected_attribute = protected_attribute
+        self.ba_correlated = None if ba_correlated is None else {
+            (int(t), int(a)) for t, a in ba_correlated}
         self.positive_class = positive_class
         self.num_bins = num_bins
+
+    @BaseMetric.dataset_meta.setter
+    def dataset_meta(self, dataset_meta: Optional[dict]) -> None:
+        check_protected_attribute(dataset_meta or {}, self.protected_key,
+                                  self.protected_attribute, 'FairnessMetric')
+        self._dataset_meta = dataset_meta
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for s in data_samples:
@@ -126,11 +177,12 @@ class FairnessMetric(BaseMetric):
             attr=np.array([r['attr'] for r in results]),
             scores=np.stack([r['score'] for r in results]),
             positive_class=self.positive_class,
-            num_bins=self.num_bins)
+            num_bins=self.num_bins, ba_correlated=self.ba_correlated)
 
     @staticmethod
     def calculate(gt: np.ndarray, attr: np.ndarray, scores: np.ndarray,
-                  positive_class: int = 1, num_bins: int = 10) -> dict:
+                  positive_class: int = 1, num_bins: int = 10,
+                  ba_correlated=None) -> dict:
         """The keys of the class docstring, from plain arrays (no I/O).
 
         Args:
@@ -139,6 +191,8 @@ class FairnessMetric(BaseMetric):
             scores (np.ndarray): Class scores, ``[N, C]``.
             positive_class (int): Positive class when ``C == 2``.
             num_bins (int): Histogram bins of the KL.
+            ba_correlated (set, optional): ``(class, value)`` cells with
+                ``y_at = 1`` in the bias amplification.
 
         Returns:
             dict: ``accuracy``, ``AP``, ``DEO``, ``BA``, ``KL`` (unprefixed).
@@ -158,5 +212,5 @@ class FairnessMetric(BaseMetric):
             accuracy=100.0 * float(np.mean(pred == gt)),
             AP=100.0 * float(np.mean(aps)) if aps else float('nan'),
             DEO=difference_in_equal_opportunity(pred, gt, attr, classes),
-            BA=bias_amplification(pred, gt, attr),
+            BA=bias_amplification(pred, gt, attr, ba_correlated),
             KL=float(np.nanmean(kls)))

@@ -16,6 +16,10 @@ class InkMassScorer(nn.Module):
         None.
     """
 
+    #: the attribute scored (checked by ``LatentDebiasDataset`` against the
+    #: protected attribute its dataset and metric use)
+    attribute = 'stroke_thickness'
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images ``[N, C, H, W]`` in [0, 1] -> scores ``[N]``."""
         if images.dim() != 4:
