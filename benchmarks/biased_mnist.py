@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import statistics
 import sys
 import time
 
@@ -576,6 +577,29 @@ def _place_parity_section(path: str) -> None:
         f.write(text)
 
 
+def _se_diff(runs: dict, a: str, b: str, seeds) -> str:
+    """Standard error of mean(a) - mean(b), unpaired runs."""
+    if len(seeds) < 2:
+        return '-'
+    va = [runs[(a, s)]['bias/unbiased_acc'] for s in seeds]
+    vb = [runs[(b, s)]['bias/unbiased_acc'] for s in seeds]
+    n = len(seeds)
+    se = (statistics.variance(va) / n + statistics.variance(vb) / n) ** 0.5
+    return f'{se:.2f}'
+
+
+def _our_dates(runs: dict, seeds) -> str:
+    """'runs of <first>-<last> UTC:' from our runs' log folders."""
+    stamps = sorted(osp.basename(r['log_dir']) for (m, s), r in runs.items()
+                    if m in MODELS and s in seeds and r.get('log_dir'))
+    if not stamps:
+        return ''
+
+    def fmt(t):
+        return f'{t[:4]}-{t[4:6]}-{t[6:8]} {t[9:11]}:{t[11:13]}'
+    return f'runs started {fmt(stamps[0])} to {fmt(stamps[-1])} UTC,'
+
+
 def render_parity(runs: dict, args, command: str, started: str,
                   done: bool) -> str:
     """``runs[(model, seed)]`` = result dict -> the markdown section."""
@@ -602,8 +626,10 @@ def render_parity(runs: dict, args, command: str, started: str,
         ('' if done else f' **Partial: {n_done} of {total} runs done.**'),
         '',
         f'- command: `{command}`',
-        f'- machine: {machine()}, one run at a time, 1 torch thread each '
-        '(the 2 cores were shared with other jobs)',
+        f'- machine: {machine()}; the reference runs one at a time with '
+        f'{args.threads} torch thread(s), load average '
+        f'{args.load_at_start:.1f} at the start (the cores are shared with '
+        'other jobs, so the train times say little)',
         f'- date: {started} (UTC start), last update '
         f'{time.strftime("%Y-%m-%d %H:%M", time.gmtime())} UTC',
         f'- data: `{cfg.train_dataloader.dataset.data_root}` (80 px, the '
@@ -613,7 +639,8 @@ def render_parity(runs: dict, args, command: str, started: str,
         f'{cfg.train_cfg.max_epochs} epochs, lr x0.1 at epochs '
         f'{list(cfg.param_scheduler.milestones)}, inputs in [0, 1], no '
         'augmentation, final model scored',
-        '- ours: the grid\'s `tools/demo.py` runs '
+        f'- ours: {_our_dates(runs, seeds)} the grid\'s `tools/demo.py` '
+        'runs '
         '(configs/{resnet,occamnets}/*-w16_1xb64_10e_biased-mnist-small.py);'
         ' reference: erobic/occam-nets-v1 imported from `--reference DIR` '
         '(its `resnet18vw` / `occam_resnet18` at width 16, its `BaseTrainer`'
@@ -627,7 +654,8 @@ def render_parity(runs: dict, args, command: str, started: str,
         'row)', '',
         '| model | unbiased acc. (test) | per seed | unbiased acc. (val, '
         'full_0.5) | per seed | overall acc. (test) | conflicting acc. '
-        '(digit colour) |', '|---|---|---|---|---|---|---|']
+        '(digit colour) | exit 1 / 2 / 3 share (%) |',
+        '|---|---|---|---|---|---|---|---|']
     for label, ours, ref in PARITY_MODELS:
         for who, m in (('ours', ours), ('reference', ref)):
             lines.append(
@@ -636,22 +664,30 @@ def render_parity(runs: dict, args, command: str, started: str,
                 f'{cell(m, "val:bias/unbiased_acc")} | '
                 f'{per_seed(m, "val:bias/unbiased_acc")} | '
                 f'{cell(m, "bias/acc")} | '
-                f'{cell(m, "bias/conflicting_acc")} |')
+                f'{cell(m, "bias/conflicting_acc")} | '
+                + (' / '.join(cell(m, f'exit/share_e{k}') for k in (1, 2, 3))
+                   if 'occam' in m else '-') + ' |')
     lines += ['', '| ours - reference | unbiased acc. (test), points | per '
-              'seed | unbiased acc. (val), points | within 1 point (test) |',
-              '|---|---|---|---|---|']
+              'seed | s.e. of the difference of means | unbiased acc. (val), '
+              'points | ours >= reference - 1 point (test, mean) |',
+              '|---|---|---|---|---|---|']
     for label, ours, ref in PARITY_MODELS:
         both = [s for s in seeds if (ours, s) in runs and (ref, s) in runs]
         d = [_get(runs[(ours, s)], 'bias/unbiased_acc') -
              _get(runs[(ref, s)], 'bias/unbiased_acc') for s in both]
         dv = [_get(runs[(ours, s)], 'val:bias/unbiased_acc') -
               _get(runs[(ref, s)], 'val:bias/unbiased_acc') for s in both]
-        import statistics
         ok = ('-' if not d else
               'yes' if statistics.mean(d) >= -1 else 'no')
         lines.append(f'| {label} | {mean_std(d)} | '
                      + ', '.join(f'{x:+.2f}' for x in d) +
-                     f' | {mean_std(dv)} | {ok} |')
+                     f' | {_se_diff(runs, ours, ref, both)} | '
+                     f'{mean_std(dv)} | {ok} |')
+    lines += ['', 'The seeds of the two sides are not paired (different '
+              'code draws different initial weights and batch orders from '
+              'the same seed), so the per-seed differences are differences '
+              'of independent runs; the s.e. column is sqrt(s_ours^2 / n + '
+              's_ref^2 / n) over the n seeds.', '']
     return '\n'.join(lines) + '\n'
 
 
@@ -667,6 +703,7 @@ def reference_parity(args, wd) -> None:
     pb = args.p_bias[0]
     command = 'python benchmarks/biased_mnist.py ' + ' '.join(args.argv)
     started = time.strftime('%Y-%m-%d %H:%M', time.gmtime())
+    args.load_at_start = os.getloadavg()[0]
     threads = args.threads
     jobs, runs = [], {}
     for seed in args.seeds:
