@@ -600,6 +600,18 @@ def _our_dates(runs: dict, seeds) -> str:
     return f'runs started {fmt(stamps[0])} to {fmt(stamps[-1])} UTC,'
 
 
+def _ref_dates(runs: dict) -> str:
+    """When the reference runs finished (their result.json times)."""
+    t = sorted(r['finished'] for (m, _), r in runs.items()
+               if m not in MODELS and 'finished' in r)
+    if not t:
+        return 'no reference run finished yet'
+
+    def fmt(x):
+        return time.strftime('%Y-%m-%d %H:%M', time.gmtime(x))
+    return f'reference runs finished {fmt(t[0])} to {fmt(t[-1])} UTC'
+
+
 def render_parity(runs: dict, args, command: str, started: str,
                   done: bool) -> str:
     """``runs[(model, seed)]`` = result dict -> the markdown section."""
@@ -631,7 +643,8 @@ def render_parity(runs: dict, args, command: str, started: str,
         f'{args.load_at_start:.1f} at the start (the cores are shared with '
         'other jobs, so the train times say little)',
         f'- date: {started} (UTC start), last update '
-        f'{time.strftime("%Y-%m-%d %H:%M", time.gmtime())} UTC',
+        f'{time.strftime("%Y-%m-%d %H:%M", time.gmtime())} UTC; '
+        f'{_ref_dates(runs)}',
         f'- data: `{cfg.train_dataloader.dataset.data_root}` (80 px, the '
         f'grid\'s data), p_bias {pb}, seeds {seeds}; both sides width '
         f'{cfg.model.backbone.base_channels}, ImageNet stem, batch '
@@ -724,7 +737,8 @@ def reference_parity(args, wd) -> None:
             result = osp.join(out, 'result.json')
             if args.reuse_finished and osp.isfile(result):
                 with open(result, encoding='utf-8') as f:
-                    runs[(refm, seed)] = json.load(f)['results']
+                    runs[(refm, seed)] = dict(json.load(f)['results'],
+                                              finished=osp.getmtime(result))
             else:
                 cmd = [PYTHON, osp.abspath(__file__), '--reference', ref,
                        '--reference-worker', refm, '--seeds', str(seed),
@@ -753,7 +767,7 @@ def reference_parity(args, wd) -> None:
         with open(path, encoding='utf-8') as f:
             s = json.load(f)
         runs[key] = (s['results'][key[0]] if key[0] in MODELS
-                     else s['results'])
+                     else dict(s['results'], finished=osp.getmtime(path)))
         print(f'{key}: unbiased test acc '
               f'{runs[key]["bias/unbiased_acc"]:.2f} ({seconds:.0f} s)',
               flush=True)
