@@ -20,6 +20,21 @@ given p_bias and seeds: the same run without CAM suppression, without the
 gate weighting of the exit CE, without gates (always the last exit), and the
 full model's checkpoint re-tested with other exit thresholds.
 
+``--reference DIR`` trains the official code (a local clone of
+erobic/occam-nets-v1; nothing of it is copied here) next to ours at one
+``--p-bias`` over ``--seeds``: its ``resnet18vw`` and ``occam_resnet18`` at
+our width, its ``BaseTrainer`` / ``OccamTrainer`` (losses, per-epoch state,
+optimiser and schedule from its own conf/*.yaml, with our protocol's
+numbers) under pytorch-lightning, its Biased MNIST loader on our data; both
+sides scored with our BiasMetric; one run at a time, ``--threads`` each.
+Its packages are no dependency of ours; keep them out of this environment:
+
+    pip install --no-deps --target DEPS 'pytorch-lightning==1.9.*' \
+        'setuptools<70' netcal hydra-core omegaconf ttach \
+        lightning-utilities torchmetrics antlr4-python3-runtime==4.9.3
+    PYTHONPATH=DEPS python benchmarks/biased_mnist.py --reference DIR \
+        --p-bias 0.8 --seeds 0 1 2 --reuse-finished
+
 ``--paper-scale`` runs the paper's configs instead
 (configs/{resnet,occamnets}/*_biased-mnist.py: 160 px, width 58, 90 epochs,
 batch 128) through tools/train.py and tools/test.py; it needs a GPU (and
@@ -637,12 +652,15 @@ def render_parity(runs: dict, args, command: str, started: str,
         '_Written by `benchmarks/biased_mnist.py`; numbers measured._' +
         ('' if done else f' **Partial: {n_done} of {total} runs done.**'),
         '',
-        f'- command: `{command}`',
+        f'- command: `PYTHONPATH=DEPS {command}` (DEPS: a folder with the '
+        'reference\'s packages, see `--reference` in the script)',
         f'- machine: {machine()}; the reference runs one at a time with '
-        f'{args.threads} torch thread(s), load average '
-        f'{args.load_at_start:.1f} at the start (the cores are shared with '
-        'other jobs, so the train times say little)',
-        f'- date: {started} (UTC start), last update '
+        f'{args.threads} torch thread(s)' + (
+            f', load average {args.load_at_start:.1f} at the start'
+            if args.ran_jobs else '') +
+        ' (the cores are shared with other jobs, so train times say '
+        'little)',
+        f'- date: {started} UTC (this invocation), last update '
         f'{time.strftime("%Y-%m-%d %H:%M", time.gmtime())} UTC; '
         f'{_ref_dates(runs)}',
         f'- data: `{cfg.train_dataloader.dataset.data_root}` (80 px, the '
@@ -664,7 +682,7 @@ def render_parity(runs: dict, args, command: str, started: str,
         'unbiased acc. = mean over the 100 class x digit-colour groups (the '
         'reference itself logs plain accuracy, `Top 1 Acc`; on the unbiased '
         'test split the two differ only by the groups\' sizes: overall acc. '
-        'row)', '',
+        'column)', '',
         '| model | unbiased acc. (test) | per seed | unbiased acc. (val, '
         'full_0.5) | per seed | overall acc. (test) | conflicting acc. '
         '(digit colour) | exit 1 / 2 / 3 share (%) |',
@@ -749,6 +767,7 @@ def reference_parity(args, wd) -> None:
                     cmd += ['--reference-max-batches',
                             str(args.reference_max_batches)]
                 jobs.append(((refm, seed), cmd, result))
+    args.ran_jobs = bool(jobs)
     _place_parity_section(args.out)
 
     def write(done):
