@@ -20,6 +20,21 @@ given p_bias and seeds: the same run without CAM suppression, without the
 gate weighting of the exit CE, without gates (always the last exit), and the
 full model's checkpoint re-tested with other exit thresholds.
 
+``--reference DIR`` trains the official code (a local clone of
+erobic/occam-nets-v1; nothing of it is copied here) next to ours at one
+``--p-bias`` over ``--seeds``: its ``resnet18vw`` and ``occam_resnet18`` at
+our width, its ``BaseTrainer`` / ``OccamTrainer`` (losses, per-epoch state,
+optimiser and schedule from its own conf/*.yaml, with our protocol's
+numbers) under pytorch-lightning, its Biased MNIST loader on our data; both
+sides scored with our BiasMetric; one run at a time, ``--threads`` each.
+Its packages are no dependency of ours; keep them out of this environment:
+
+    pip install --no-deps --target DEPS 'pytorch-lightning==1.9.*' \
+        'setuptools<70' netcal hydra-core omegaconf ttach \
+        lightning-utilities torchmetrics antlr4-python3-runtime==4.9.3
+    PYTHONPATH=DEPS python benchmarks/biased_mnist.py --reference DIR \
+        --p-bias 0.8 --seeds 0 1 2 --reuse-finished
+
 ``--paper-scale`` runs the paper's configs instead
 (configs/{resnet,occamnets}/*_biased-mnist.py: 160 px, width 58, 90 epochs,
 batch 128) through tools/train.py and tools/test.py; it needs a GPU (and
@@ -30,6 +45,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import statistics
 import sys
 import time
 
@@ -297,6 +313,487 @@ def paper_scale(args) -> None:
                 print(f'p {p} seed {seed} {m}: done, metrics in {wd}')
 
 
+# ----------------------------------------------------------------------------
+# --reference DIR: parity with the official occam-nets-v1 code (issue 10.5)
+# ----------------------------------------------------------------------------
+#: files of https://github.com/erobic/occam-nets-v1 the glue imports
+REFERENCE_FILES = ('models/occam_resnet.py', 'models/variable_width_resnet.py',
+                   'trainers/occam_trainer.py', 'trainers/base_trainer.py',
+                   'datasets/biased_mnist_dataset.py')
+#: (module, what to pip-install) the reference's modules import; none of them
+#: is a dependency of ours: install them in a folder of their own, e.g.
+#: ``pip install --target DEPS ...`` and PYTHONPATH=DEPS
+REFERENCE_DEPS = (('pytorch_lightning', 'pytorch-lightning==1.9.*'),
+                  ('pkg_resources', 'setuptools<70'),
+                  ('netcal', 'netcal'), ('hydra', 'hydra-core'),
+                  ('omegaconf', 'omegaconf'), ('ttach', 'ttach'),
+                  ('cv2', 'opencv-python-headless'))
+#: (row label, our model, reference model)
+PARITY_MODELS = (('ResNet-18', 'resnet', 'ref_resnet'),
+                 ('OccamResNet-18', 'occam', 'ref_occam'))
+PARITY_SECTION = 'biased_mnist.py reference parity'
+
+
+def check_reference(ref_dir: str) -> str:
+    """The absolute reference folder, or SystemExit saying what is missing:
+    the clone itself, or the Python packages its modules import."""
+    import importlib.util
+    url = 'https://github.com/erobic/occam-nets-v1'
+    ref = osp.abspath(ref_dir)
+    if not osp.isdir(ref):
+        raise SystemExit(
+            f'--reference {ref_dir}: no such folder ({ref}). Expected a local '
+            f'clone of the official OccamNets code ({url}), e.g. `git clone '
+            f'{url} DIR`; its code stays outside this repository and is '
+            f'imported from DIR at run time.')
+    missing = [f for f in REFERENCE_FILES if not osp.isfile(osp.join(ref, f))]
+    if missing:
+        raise SystemExit(
+            f'--reference {ref_dir}: {ref} is not a clone of {url}: it lacks '
+            f'{", ".join(missing)} (expected {", ".join(REFERENCE_FILES)}).')
+    lacking = [pip for mod, pip in REFERENCE_DEPS
+               if importlib.util.find_spec(mod) is None]
+    if lacking:
+        quoted = ' '.join(f"'{p}'" for p in lacking)
+        raise SystemExit(
+            f'--reference {ref_dir}: the reference code imports packages that '
+            f'are not installed: {", ".join(lacking)}. They are no dependency '
+            f'of occam-plugin; install them in a folder of their own (not '
+            f'into this environment, whose torch must stay), e.g.\n'
+            f'  python -m pip install --no-deps --target DEPS {quoted} '
+            f'lightning-utilities torchmetrics antlr4-python3-runtime==4.9.3\n'
+            f'and run with PYTHONPATH=DEPS.')
+    return ref
+
+
+def _small_config():
+    from mmengine.config import Config
+    return Config.fromfile(osp.join(REPO, *OCCAM_SMALL))
+
+
+def _our_annotations(split: str, p_bias: float, data_root: str) -> dict:
+    """Our BiasedMNIST's annotations of one split, by json ``index``: the
+    groups and alignments our BiasMetric reads (so the reference's
+    predictions are scored with exactly our definitions)."""
+    import occam_plugin  # noqa: F401  (registers BiasedMNIST)
+    from occam_plugin.datasets.biased_mnist import BiasedMNIST
+    cfg = _small_config()
+    ds = BiasedMNIST(data_root=data_root, split=split, p_bias=p_bias,
+                     generate=dict(cfg.train_dataloader.dataset.generate),
+                     pipeline=[])
+    out = {}
+    for i in range(len(ds)):
+        info = ds.get_data_info(i)
+        index = int(osp.splitext(osp.basename(info['img_path']))[0])
+        out[index] = info
+    return out, ds.metainfo['num_groups']
+
+
+def _reference_config(ref: str, model: str, p_bias: float, data_root: str,
+                      epochs: int, batch_size: int, milestones, image_size):
+    """The reference's own hydra defaults (conf/*.yaml, composed as its
+    main_config.yaml does) with our protocol's data, size and schedule."""
+    from omegaconf import OmegaConf
+
+    def load(*names):
+        parts = [OmegaConf.load(osp.join(ref, 'conf', n)) for n in names]
+        for p in parts:
+            p.pop('defaults', None)
+        return OmegaConf.merge(*parts)
+
+    cfg = OmegaConf.create(dict(
+        paths=dict(root='/unused'), seed=0,
+        dataset=load('dataset/base_dataset.yaml', 'dataset/biased_mnist.yaml'),
+        optimizer=load('optimizer/base_optimizer.yaml',
+                       'optimizer/biased_mnist.yaml'),
+        trainer=(load('trainer/base_trainer.yaml',
+                      'trainer/occam_trainer.yaml') if model == 'ref_occam'
+                 else load('trainer/base_trainer.yaml')),
+        model=dict(name='occam_resnet18' if model == 'ref_occam'
+                   else 'resnet18', pretrained=False, num_classes=10)))
+    cfg.dataset.data_dir = osp.abspath(data_root)
+    cfg.dataset.p_bias = p_bias
+    cfg.dataset.batch_size = batch_size
+    cfg.dataset.num_workers = 0
+    cfg.dataset.image_size = image_size
+    cfg.dataset.original_image_size = image_size
+    cfg.optimizer.epochs = epochs
+    cfg.optimizer.lr_scheduler.args.milestones = list(milestones)
+    return cfg
+
+
+def reference_worker(args) -> None:
+    """One reference training (run in its own process by
+    :func:`reference_parity`): the reference's model class, its
+    LightningModule trainer (losses, per-epoch state, optimiser and lr
+    schedule from its config) driven by pytorch-lightning, on our data; then
+    the final model scored on val and test with our BiasMetric."""
+    import collections
+    import collections.abc
+    import logging
+    import random
+    import types
+
+    import numpy as np
+    import torch
+
+    ref = check_reference(args.reference)
+    # our modules first: the reference's top-level packages (datasets,
+    # models, utils, trainers) must not shadow anything they import
+    import occam_plugin  # noqa: F401
+    from occam_plugin.datasets.biased_mnist import BiasedMNIST  # noqa: F401
+    from occam_plugin.evaluation.metrics.bias_metric import BiasMetric
+    sys.path.insert(0, ref)
+    # Python >= 3.10 removed these aliases; the reference's dict_collate_fn
+    # (utils/data_utils.py) still uses collections.Mapping
+    for name in ('Mapping', 'Sequence', 'Iterable'):
+        if not hasattr(collections, name):
+            setattr(collections, name, getattr(collections.abc, name))
+    try:  # only the reference's generator calls emnist (needs `requests`)
+        import emnist  # noqa: F401
+    except ImportError:
+        stub = types.ModuleType('emnist')
+        stub.extract_training_samples = stub.extract_test_samples = None
+        sys.modules['emnist'] = stub
+    import pytorch_lightning as pl
+    import datasets.biased_mnist_dataset as ref_data
+    from models.occam_resnet import occam_resnet18
+    from models.variable_width_resnet import resnet18vw
+    from trainers.base_trainer import BaseTrainer
+    from trainers.occam_trainer import OccamTrainer
+    from utils.image_utils import pil_loader
+    logging.getLogger().setLevel(logging.WARNING)
+    torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', '1')))
+
+    model, seed, pb = args.reference_worker, args.seeds[0], args.p_bias[0]
+    cfg = _small_config()
+    width = cfg.model.backbone.base_channels
+    epochs = args.epochs or cfg.train_cfg.max_epochs
+    milestones = cfg.param_scheduler.milestones
+    if args.epochs:
+        milestones = [m for m in milestones if m < epochs]
+    rcfg = _reference_config(
+        ref, model, pb, cfg.train_dataloader.dataset.data_root, epochs,
+        cfg.train_dataloader.batch_size, milestones,
+        cfg.train_dataloader.dataset.generate.image_size)
+    rcfg.seed = seed
+
+    def getitem_without_mask(self, index):
+        """The reference's BiasedMNISTDataset.__getitem__ reads a mask
+        folder (`<split>_masks`) that only some releases have and fails
+        without it: the same item, without the mask."""
+        item = {k: getattr(self, k)[index] for k in self.data_item_keys}
+        img = pil_loader(osp.join(self.images_dir, f'{index}.jpg'))
+        if self.joint_transform is not None:
+            img = self.joint_transform([img])[0]
+        if self.transform is not None:
+            img = self.transform(img)
+        item['x'] = img
+        item['y'] = torch.LongTensor([item['y']])
+        return item
+
+    ref_data.BiasedMNISTDataset.__getitem__ = getitem_without_mask
+
+    def build_model(self):  # width 16 instead of the factory's default
+        if model == 'ref_occam':
+            self.model = occam_resnet18(10, width=width, exits_kwargs={})
+        else:
+            self.model = resnet18vw(3, width, num_classes=10)
+
+    trainer_cls = type('Ref' + (OccamTrainer if model == 'ref_occam'
+                                else BaseTrainer).__name__,
+                       (OccamTrainer if model == 'ref_occam'
+                        else BaseTrainer, ), dict(build_model=build_model))
+    # main.py's init_seeds
+    random.seed(seed)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    loaders = {s: ref_data.create_biased_mnist_dataloader_for_split(
+        rcfg.dataset, s) for s in ('train', 'val', 'test')}
+    module = trainer_cls(rcfg)
+    module.set_iters_per_epoch(len(loaders['train']))
+    module.set_train_loader(loaders['train'])
+    out_dir = args.reference_out
+    os.makedirs(out_dir, exist_ok=True)
+    # main.py's pl.Trainer, on the CPU, without its periodic validation (the
+    # final model is scored below) and without loggers / checkpoints
+    trainer = pl.Trainer(
+        accelerator='cpu', devices=1, min_epochs=epochs, max_epochs=epochs,
+        num_sanity_val_steps=0, limit_val_batches=0,
+        limit_train_batches=args.reference_max_batches,
+        precision=rcfg.trainer.precision,
+        gradient_clip_val=rcfg.trainer.gradient_clip_val,
+        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=out_dir)
+    t0 = time.time()
+    trainer.fit(module, train_dataloaders=loaders['train'])
+    train_seconds = time.time() - t0
+
+    net = module.model.eval()
+    results = {}
+    for split in ('test', 'val'):
+        ann, num_groups = _our_annotations(
+            split, pb, cfg.train_dataloader.dataset.data_root)
+        correct, rows, exits = [], [], []
+        with torch.no_grad():
+            for batch in loaders[split]:
+                out = net(batch['x'])
+                if model == 'ref_occam':  # the reference's test prediction
+                    logits = out['E=early, logits']
+                    exits += [int(n.split('=')[1])
+                              for n in out['early_exit_names']]
+                else:
+                    logits = out
+                pred = logits.argmax(dim=-1)
+                for ix, p, y in zip(batch['item_ix'], pred, batch['y']):
+                    correct.append(int(p) == int(y))
+                    rows.append(ann[int(ix)])
+        if len(rows) != len(ann):
+            raise RuntimeError(f'{split}: scored {len(rows)} images, our '
+                               f'split has {len(ann)}')
+        res = BiasMetric.calculate(
+            correct, group_idx=[r['group_idx'] for r in rows],
+            bias_aligned=[r['bias_aligned'] for r in rows],
+            factors_aligned=[r['bias_factors_aligned'] for r in rows],
+            num_groups=num_groups)['metrics']
+        res = {f'bias/{k}': v for k, v in res.items()
+               if not k.startswith('acc_group_')}
+        for k in (1, 2, 3):
+            if exits:
+                res[f'exit/share_e{k}'] = 100.0 * exits.count(k) / len(exits)
+        results[split] = res
+    result = dict(results['test'], val=results['val'],
+                  train_seconds=train_seconds)
+    with open(osp.join(out_dir, 'result.json'), 'w', encoding='utf-8') as f:
+        json.dump(dict(model=model, seed=seed, p_bias=pb, epochs=epochs,
+                       width=width, milestones=list(milestones),
+                       batch_size=cfg.train_dataloader.batch_size,
+                       results=result), f, indent=1)
+    print(f'{model} seed {seed} p_bias {pb}: unbiased test acc '
+          f'{result["bias/unbiased_acc"]:.2f}, val '
+          f'{results["val"]["bias/unbiased_acc"]:.2f} '
+          f'({train_seconds:.0f} s)', flush=True)
+
+
+def _place_parity_section(path: str) -> None:
+    """Put the (still empty) parity section right after the hand-written
+    protocol search, once; write_section then replaces it in place."""
+    begin = f'<!-- {PARITY_SECTION} begin -->'
+    anchor = '<!-- protocol search end -->'
+    if not osp.isfile(path):
+        return
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    if begin in text or anchor not in text:
+        return
+    text = text.replace(anchor, f'{anchor}\n\n{begin}\n<!-- {PARITY_SECTION}'
+                        ' end -->', 1)
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(text)
+
+
+def _se_diff(runs: dict, a: str, b: str, seeds) -> str:
+    """Standard error of mean(a) - mean(b), unpaired runs."""
+    if len(seeds) < 2:
+        return '-'
+    va = [runs[(a, s)]['bias/unbiased_acc'] for s in seeds]
+    vb = [runs[(b, s)]['bias/unbiased_acc'] for s in seeds]
+    n = len(seeds)
+    se = (statistics.variance(va) / n + statistics.variance(vb) / n) ** 0.5
+    return f'{se:.2f}'
+
+
+def _our_dates(runs: dict, seeds) -> str:
+    """'runs of <first>-<last> UTC:' from our runs' log folders."""
+    stamps = sorted(osp.basename(r['log_dir']) for (m, s), r in runs.items()
+                    if m in MODELS and s in seeds and r.get('log_dir'))
+    if not stamps:
+        return ''
+
+    def fmt(t):
+        return f'{t[:4]}-{t[4:6]}-{t[6:8]} {t[9:11]}:{t[11:13]}'
+    return f'runs started {fmt(stamps[0])} to {fmt(stamps[-1])} UTC,'
+
+
+def _ref_dates(runs: dict) -> str:
+    """When the reference runs finished (their result.json times)."""
+    t = sorted(r['finished'] for (m, _), r in runs.items()
+               if m not in MODELS and 'finished' in r)
+    if not t:
+        return 'no reference run finished yet'
+
+    def fmt(x):
+        return time.strftime('%Y-%m-%d %H:%M', time.gmtime(x))
+    return f'reference runs finished {fmt(t[0])} to {fmt(t[-1])} UTC'
+
+
+def render_parity(runs: dict, args, command: str, started: str,
+                  done: bool) -> str:
+    """``runs[(model, seed)]`` = result dict -> the markdown section."""
+    pb = args.p_bias[0]
+    seeds = args.seeds
+    n_done = sum(1 for s in seeds for _, o, r in PARITY_MODELS
+                 for m in (o, r) if (m, s) in runs)
+    total = len(seeds) * 2 * len(PARITY_MODELS)
+    cfg = _small_config()
+
+    def cell(model, key):
+        vals = [_get(runs[(model, s)], key) for s in seeds
+                if (model, s) in runs]
+        return mean_std(vals)
+
+    def per_seed(model, key):
+        return ', '.join('-' if (model, s) not in runs else
+                         f'{_get(runs[(model, s)], key):.2f}' for s in seeds)
+
+    lines = [
+        '## Biased MNIST v2, CPU protocol: parity with the reference '
+        'implementation (`benchmarks/biased_mnist.py --reference`)', '',
+        '_Written by `benchmarks/biased_mnist.py`; numbers measured._' +
+        ('' if done else f' **Partial: {n_done} of {total} runs done.**'),
+        '',
+        f'- command: `PYTHONPATH=DEPS {command}` (DEPS: a folder with the '
+        'reference\'s packages, see `--reference` in the script)',
+        f'- machine: {machine()}; the reference runs one at a time with '
+        f'{args.threads} torch thread(s)' + (
+            f', load average {args.load_at_start:.1f} at the start'
+            if args.ran_jobs else '') +
+        ' (the cores are shared with other jobs, so train times say '
+        'little)',
+        f'- date: {started} UTC (this invocation), last update '
+        f'{time.strftime("%Y-%m-%d %H:%M", time.gmtime())} UTC; '
+        f'{_ref_dates(runs)}',
+        f'- data: `{cfg.train_dataloader.dataset.data_root}` (80 px, the '
+        f'grid\'s data), p_bias {pb}, seeds {seeds}; both sides width '
+        f'{cfg.model.backbone.base_channels}, ImageNet stem, batch '
+        f'{cfg.train_dataloader.batch_size}, Adam lr 1e-3 wd 5e-4, '
+        f'{cfg.train_cfg.max_epochs} epochs, lr x0.1 at epochs '
+        f'{list(cfg.param_scheduler.milestones)}, inputs in [0, 1], no '
+        'augmentation, final model scored',
+        f'- ours: {_our_dates(runs, seeds)} the grid\'s `tools/demo.py` '
+        'runs '
+        '(configs/{resnet,occamnets}/*-w16_1xb64_10e_biased-mnist-small.py);'
+        ' reference: erobic/occam-nets-v1 imported from `--reference DIR` '
+        '(its `resnet18vw` / `occam_resnet18` at width 16, its `BaseTrainer`'
+        ' / `OccamTrainer` with the losses and weights of its '
+        '`conf/trainer/occam_trainer.yaml`, its Biased MNIST loader and '
+        'transforms, trained by pytorch-lightning 1.9 as its main.py does, '
+        'without its periodic validation). Both scored with our BiasMetric: '
+        'unbiased acc. = mean over the 100 class x digit-colour groups (the '
+        'reference itself logs plain accuracy, `Top 1 Acc`; on the unbiased '
+        'test split the two differ only by the groups\' sizes: overall acc. '
+        'column)', '',
+        '| model | unbiased acc. (test) | per seed | unbiased acc. (val, '
+        'full_0.5) | per seed | overall acc. (test) | conflicting acc. '
+        '(digit colour) | exit 1 / 2 / 3 share (%) |',
+        '|---|---|---|---|---|---|---|---|']
+    for label, ours, ref in PARITY_MODELS:
+        for who, m in (('ours', ours), ('reference', ref)):
+            lines.append(
+                f'| {label}, {who} | {cell(m, "bias/unbiased_acc")} | '
+                f'{per_seed(m, "bias/unbiased_acc")} | '
+                f'{cell(m, "val:bias/unbiased_acc")} | '
+                f'{per_seed(m, "val:bias/unbiased_acc")} | '
+                f'{cell(m, "bias/acc")} | '
+                f'{cell(m, "bias/conflicting_acc")} | '
+                + (' / '.join(cell(m, f'exit/share_e{k}') for k in (1, 2, 3))
+                   if 'occam' in m else '-') + ' |')
+    lines += ['', '| ours - reference | unbiased acc. (test), points | per '
+              'seed | s.e. of the difference of means | unbiased acc. (val), '
+              'points | ours >= reference - 1 point (test, mean) |',
+              '|---|---|---|---|---|---|']
+    for label, ours, ref in PARITY_MODELS:
+        both = [s for s in seeds if (ours, s) in runs and (ref, s) in runs]
+        d = [_get(runs[(ours, s)], 'bias/unbiased_acc') -
+             _get(runs[(ref, s)], 'bias/unbiased_acc') for s in both]
+        dv = [_get(runs[(ours, s)], 'val:bias/unbiased_acc') -
+              _get(runs[(ref, s)], 'val:bias/unbiased_acc') for s in both]
+        ok = ('-' if not d else
+              'yes' if statistics.mean(d) >= -1 else 'no')
+        lines.append(f'| {label} | {mean_std(d)} | '
+                     + ', '.join(f'{x:+.2f}' for x in d) +
+                     f' | {_se_diff(runs, ours, ref, both)} | '
+                     f'{mean_std(dv)} | {ok} |')
+    lines += ['', 'The seeds of the two sides are not paired (different '
+              'code draws different initial weights and batch orders from '
+              'the same seed), so the per-seed differences are differences '
+              'of independent runs; the s.e. column is sqrt(s_ours^2 / n + '
+              's_ref^2 / n) over the n seeds.', '']
+    return '\n'.join(lines) + '\n'
+
+
+def reference_parity(args, wd) -> None:
+    """Reference models next to ours at one p_bias over ``--seeds``: ours
+    from the grid's runs (run now where their summary.json is missing or
+    ``--reuse-finished`` is not given), the reference's one at a time in
+    their own processes."""
+    ref = check_reference(args.reference)
+    if len(args.p_bias) != 1:
+        raise SystemExit('--reference compares at one p_bias: give '
+                         '--p-bias P (e.g. 0.8)')
+    pb = args.p_bias[0]
+    command = 'python benchmarks/biased_mnist.py ' + ' '.join(args.argv)
+    started = time.strftime('%Y-%m-%d %H:%M', time.gmtime())
+    args.load_at_start = os.getloadavg()[0]
+    threads = args.threads
+    jobs, runs = [], {}
+    for seed in args.seeds:
+        for _, ours, refm in PARITY_MODELS:
+            summary = osp.join(wd(pb, seed, ours), 'summary.json')
+            if args.reuse_finished and osp.isfile(summary):
+                with open(summary, encoding='utf-8') as f:
+                    runs[(ours, seed)] = json.load(f)['results'][ours]
+            else:
+                cmd = [PYTHON, osp.join(REPO, 'tools', 'demo.py'), '--models',
+                       ours, '--seed', str(seed), '--p-bias', str(pb),
+                       '--work-dir', wd(pb, seed, ours)]
+                if args.epochs is not None:
+                    cmd += ['--epochs', str(args.epochs)]
+                jobs.append(((ours, seed), cmd, summary))
+            out = osp.join(args.work_dir, 'reference', f'p{pb}',
+                           f'seed{seed}', refm)
+            result = osp.join(out, 'result.json')
+            if args.reuse_finished and osp.isfile(result):
+                with open(result, encoding='utf-8') as f:
+                    runs[(refm, seed)] = dict(json.load(f)['results'],
+                                              finished=osp.getmtime(result))
+            else:
+                cmd = [PYTHON, osp.abspath(__file__), '--reference', ref,
+                       '--reference-worker', refm, '--seeds', str(seed),
+                       '--p-bias', str(pb), '--reference-out', out]
+                if args.epochs is not None:
+                    cmd += ['--epochs', str(args.epochs)]
+                if args.reference_max_batches is not None:
+                    cmd += ['--reference-max-batches',
+                            str(args.reference_max_batches)]
+                jobs.append(((refm, seed), cmd, result))
+    args.ran_jobs = bool(jobs)
+    _place_parity_section(args.out)
+
+    def write(done):
+        text = render_parity(runs, args, command, started, done)
+        write_section(args.out, PARITY_SECTION, text)
+        return text
+
+    text = write(not jobs)
+    finished = run_commands([c for _, c, _ in jobs], 1,
+                            osp.join(args.work_dir, 'reference', 'logs'),
+                            threads=threads)
+    for n, (i, rc, seconds, tail) in enumerate(finished):
+        key, cmd, path = jobs[i]
+        if rc != 0:
+            raise RuntimeError(f'{" ".join(cmd)} failed (exit {rc}):\n{tail}')
+        with open(path, encoding='utf-8') as f:
+            s = json.load(f)
+        runs[key] = (s['results'][key[0]] if key[0] in MODELS
+                     else dict(s['results'], finished=osp.getmtime(path)))
+        print(f'{key}: unbiased test acc '
+              f'{runs[key]["bias/unbiased_acc"]:.2f} ({seconds:.0f} s)',
+              flush=True)
+        text = write(n == len(jobs) - 1)
+    print(text)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--p-bias', type=float, nargs='+',
@@ -321,7 +818,26 @@ def main(argv=None):
                    help='--paper-scale: local full MNIST (IDX files)')
     p.add_argument('--released', action='store_true',
                    help='--paper-scale: --data-root holds the released data')
+    p.add_argument('--reference', metavar='DIR', default=None,
+                   help='a local clone of erobic/occam-nets-v1: train its '
+                   'ResNet-18 and OccamResNet-18 on our data next to ours '
+                   '(one --p-bias, --seeds; its packages on PYTHONPATH) and '
+                   'write the parity table')
+    p.add_argument('--threads', type=int, default=1,
+                   help='--reference: torch threads per run (one run at a '
+                   'time)')
+    p.add_argument('--reference-worker', default=None,
+                   choices=('ref_resnet', 'ref_occam'), help=argparse.SUPPRESS)
+    p.add_argument('--reference-out', default=None, help=argparse.SUPPRESS)
+    p.add_argument('--reference-max-batches', type=int, default=None,
+                   help=argparse.SUPPRESS)  # smoke runs of the glue
     args = p.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
+    if args.reference_worker:
+        return reference_worker(args)
+    if args.reference:
+        return reference_parity(args, lambda pb, seed, m: osp.join(
+            args.work_dir, f'p{pb}', f'seed{seed}', m))
     if args.paper_scale:
         return paper_scale(args)
     command = 'python benchmarks/biased_mnist.py ' + ' '.join(
