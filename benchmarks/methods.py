@@ -167,12 +167,12 @@ def final_metrics(work_dir):
     return last
 
 
-def tag_of(args, model, method, setting, seed):
+def tag_of(suite, model, method, setting, seed):
     where = f'r{setting}/' if setting else ''
     name = f'{model}_{method}_s{seed}'
     for a, b in ((' ', ''), ('(', ''), (')', '')):
         name = name.replace(a, b)
-    return f'{args.suite}/{where}{name}'
+    return f'{suite}/{where}{name}'
 
 
 def run(args, jobs):
@@ -180,7 +180,7 @@ def run(args, jobs):
     # seed-major: a run cut short by --deadline leaves whole seeds
     for seed in args.seeds:
         for model, method, cfg, opts, setting in jobs:
-            tag = tag_of(args, model, method, setting, seed)
+            tag = tag_of(args.suite, model, method, setting, seed)
             work_dir = osp.join(args.work_root, tag)
             cmds.append([PYTHON, osp.join(REPO, 'tools', 'train.py'),
                          osp.join(REPO, cfg), '--work-dir', work_dir,
@@ -298,9 +298,9 @@ def lff_traces(rows, work_root):
         if r['method'] != 'LfF':
             continue
         files = sorted(glob.glob(osp.join(
-            work_root, tag_of(argparse.Namespace(suite=r['suite']),
-                              r['model'], r['method'], r['setting'],
-                              r['seed']), '*', 'vis_data', 'scalars.json')),
+            work_root, tag_of(r['suite'], r['model'], r['method'],
+                              r['setting'], r['seed']),
+            '*', 'vis_data', 'scalars.json')),
             key=osp.getmtime)
         if not files:
             continue
