@@ -140,13 +140,15 @@ def colour_swap_change(cfg_path, ckpt):
     from mmpretrain.registry import DATASETS, MODELS
 
     import occam_plugin  # noqa: F401
+    from occam_plugin.engine.runner import (load_state_strictly,
+                                            read_checkpoint)
     torch.set_num_threads(1)
     cfg = Config.fromfile(cfg_path)
     if 'data_preprocessor' not in cfg.model:  # as mmengine's Runner does
         cfg.model.data_preprocessor = cfg.data_preprocessor
     model = MODELS.build(cfg.model)
-    state = torch.load(ckpt, map_location='cpu', weights_only=False)
-    model.load_state_dict(state['state_dict'])
+    # weights_only load, every key must fit: no number from partial weights
+    load_state_strictly(model, read_checkpoint(ckpt), ckpt)
     model.eval()
     ds = DATASETS.build(cfg.test_dataloader.dataset)
     preds = []
