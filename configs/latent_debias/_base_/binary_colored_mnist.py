@@ -27,22 +27,14 @@ train_dataloader = dict(
                  **data_args),
     sampler=dict(type='DefaultSampler', shuffle=True),
 )
+# val and test: the train loader with another split, in order
 val_dataloader = dict(
-    batch_size=256,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(type=dataset_type, split='val', pipeline=test_pipeline,
-                 **data_args),
-    sampler=dict(type='DefaultSampler', shuffle=False),
-)
+    train_dataloader,
+    dataset=dict(train_dataloader['dataset'], split='val',
+                 pipeline=test_pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=False))
 test_dataloader = dict(
-    batch_size=256,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(type=dataset_type, split='test', pipeline=test_pipeline,
-                 **data_args),
-    sampler=dict(type='DefaultSampler', shuffle=False),
-)
+    val_dataloader, dataset=dict(val_dataloader['dataset'], split='test'))
 # fairness w.r.t. the colour: the dataset's protected attribute, the one the
 # latent de-biasing configs flip (both sides are checked when built). Bias
 # amplification takes its y_at from the train split's correlation (0-4 red,
