@@ -12,6 +12,7 @@ from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
 from .bias_groups import bias_fields, group_metainfo, group_names
+from .colored_mnist_generator import check_digit_args
 from .mnist_source import load_mnist
 
 CLASSES = ('0-4', '5-9')
@@ -143,16 +144,8 @@ class BinaryColoredMNIST(BaseDataset):
                 and 0.0 <= correlation <= 1.0):
             raise ValueError('BinaryColoredMNIST: correlation must be a share '
                              f'in [0, 1] (e.g. 0.95), got {correlation!r}')
-        if not (isinstance(color_std, (int, float)) and color_std >= 0):
-            raise ValueError('BinaryColoredMNIST: color_std must be a float '
-                             f'>= 0, got {color_std!r}')
-        if not isinstance(image_size, int) or image_size < 4:
-            raise ValueError('BinaryColoredMNIST: image_size must be an int '
-                             f'>= 4, got {image_size!r}')
-        if num_samples is not None and (not isinstance(num_samples, int)
-                                        or num_samples < 1):
-            raise ValueError('BinaryColoredMNIST: num_samples must be None or '
-                             f'a positive int, got {num_samples!r}')
+        check_digit_args('BinaryColoredMNIST', color_std, image_size,
+                         num_samples)
         self.split = split
         self.correlation = float(correlation)
         self.color_std = float(color_std)

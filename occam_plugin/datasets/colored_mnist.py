@@ -18,7 +18,7 @@ from .bias_groups import (bias_fields, check_group_by, class_x_bias_group,
 # colorize and PALETTE stay importable from here (older import path)
 from .colored_mnist_generator import colorize  # noqa: F401
 from .colored_mnist_generator import (NUM_COLORS, PALETTE, SPLITS,
-                                      make_colored_mnist)
+                                      check_digit_args, make_colored_mnist)
 
 CLASSES = tuple(str(i) for i in range(10))
 
@@ -80,16 +80,7 @@ class ColoredMNIST(BaseDataset):
                            (int, float)) and 0.0 <= conflict_ratio <= 1.0):
             raise ValueError(f'conflict_ratio must be a share in [0, 1] '
                              f'(e.g. 0.01 for 1 %), got {conflict_ratio!r}')
-        if not (isinstance(color_std, (int, float)) and color_std >= 0):
-            raise ValueError(f'color_std must be a float >= 0, got '
-                             f'{color_std!r}')
-        if not isinstance(image_size, int) or image_size < 4:
-            raise ValueError(f'image_size must be an int >= 4, got '
-                             f'{image_size!r}')
-        if num_samples is not None and (not isinstance(num_samples, int)
-                                        or num_samples < 1):
-            raise ValueError(f'num_samples must be None or a positive int, '
-                             f'got {num_samples!r}')
+        check_digit_args('ColoredMNIST', color_std, image_size, num_samples)
         if not isinstance(num_draws, int) or isinstance(
                 num_draws, bool) or num_draws < 1:
             raise ValueError(f'num_draws must be a positive int (draws of '

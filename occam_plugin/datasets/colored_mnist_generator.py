@@ -47,6 +47,22 @@ class ColoredDigits:
     source_idx: np.ndarray
 
 
+def check_digit_args(owner: str, color_std, image_size,
+                     num_samples) -> None:
+    """The argument checks every coloured-MNIST dataset shares (``owner``
+    names the dataset in the message)."""
+    if not (isinstance(color_std, (int, float)) and color_std >= 0):
+        raise ValueError(f'{owner}: color_std must be a float >= 0, got '
+                         f'{color_std!r}')
+    if not isinstance(image_size, int) or image_size < 4:
+        raise ValueError(f'{owner}: image_size must be an int >= 4, got '
+                         f'{image_size!r}')
+    if num_samples is not None and (not isinstance(num_samples, int)
+                                    or num_samples < 1):
+        raise ValueError(f'{owner}: num_samples must be None or a positive '
+                         f'int, got {num_samples!r}')
+
+
 def colorize(digits: np.ndarray, colors: np.ndarray) -> np.ndarray:
     """``N x H x W`` uint8 digits times ``N x 3`` RGB colours in [0, 1] ->
     ``N x H x W x 3`` uint8 RGB images."""
