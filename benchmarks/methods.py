@@ -329,21 +329,32 @@ def lff_traces(rows, work_root):
 
 def versus_erm(rows, key='bias/unbiased_acc'):
     """Each cell's difference to the same model's ERM and to
-    OccamResNet-ERM (means over seeds)."""
-    means = {}
+    OccamResNet-ERM (means over seeds), and per seed against
+    OccamResNet-ERM of the same seed: which combinations beat it, in how
+    many seeds."""
+    by = {}
     for r in rows:
-        means.setdefault((r['model'], r['method']), []).append(r.get(key))
-    means = {k: _mean(v) for k, v in means.items()}
-    occam_erm = means.get(('OccamResNet-18', 'ERM'))
+        by.setdefault((r['model'], r['method']), {})[r['seed']] = r.get(key)
+    means = {k: _mean(v.values()) for k, v in by.items()}
+    occam_erm = by.get(('OccamResNet-18', 'ERM'), {})
     lines = ['| model | method | unbiased acc. | vs same-model ERM | '
-             'vs OccamResNet-ERM |', '|---|---|---|---|---|']
+             'vs OccamResNet-ERM | per seed vs OccamResNet-ERM | ahead in |',
+             '|---|---|---|---|---|---|---|']
     for (model, method), m in means.items():
         if m is None:
             continue
         own = means.get((model, 'ERM'))
         cells = [f'{m:.1f}'] + [
             '-' if ref is None else f'{m - ref:+.1f}'
-            for ref in (own, occam_erm)]
+            for ref in (own, _mean(occam_erm.values())
+                        if occam_erm else None)]
+        seeds = sorted(s for s, v in by[(model, method)].items()
+                       if v is not None and occam_erm.get(s) is not None)
+        diffs = [by[(model, method)][s] - occam_erm[s] for s in seeds]
+        cells.append(', '.join(f's{s} {d:+.1f}' for s, d in zip(seeds, diffs))
+                     or '-')
+        cells.append(f'{sum(d > 0 for d in diffs)}/{len(diffs)} seeds'
+                     if (model, method) != ('OccamResNet-18', 'ERM') else '-')
         lines.append(f'| {model} | {method} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
@@ -398,9 +409,8 @@ def main(argv=None):
     name = args.suite + ('_' + '_'.join(args.models) if args.models else '')
     with open(osp.join(args.work_root, f'{name}.json'), 'w') as f:
         json.dump(rows, f, indent=1)
-    keys = ('bias/unbiased_acc', ) if args.suite == 'biased' else KEYS
     # the compared metric last (its per-seed values are listed)
-    keys = tuple(k for k in keys if k != 'bias/unbiased_acc') + (
+    keys = tuple(k for k in KEYS if k != 'bias/unbiased_acc') + (
         'bias/unbiased_acc', )
     total = sum(r['seconds'] for r in rows)
     title = {

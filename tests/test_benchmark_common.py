@@ -55,3 +55,24 @@ def test_run_commands_deadline_kills_running_and_skips_waiting(tmp_path):
     assert [rc for _, rc, _, _ in out] == [0, 'deadline', None]
     assert 'slow' in out[1][3] and 'deadline' in out[1][3]
     assert 'never' not in out[2][3]
+
+
+def test_versus_erm_counts_seeds_ahead_of_occam_erm_of_the_same_seed():
+    import methods
+
+    def row(model, method, seed, acc):
+        return dict(model=model, method=method, seed=seed,
+                    **{'bias/unbiased_acc': acc})
+    rows = [row('OccamResNet-18', 'ERM', 0, 40.0),
+            row('OccamResNet-18', 'ERM', 1, 44.0),
+            row('OccamResNet-18', 'gDRO', 0, 41.0),
+            row('OccamResNet-18', 'gDRO', 1, 43.0),  # behind in seed 1
+            row('ResNet-18', 'ERM', 0, 30.0),
+            row('ResNet-18', 'ERM', 1, None)]  # failed: not compared
+    lines = {tuple(c.strip() for c in ln.split('|')[1:3]): ln
+             for ln in methods.versus_erm(rows).splitlines()[2:]}
+    gdro = lines[('OccamResNet-18', 'gDRO')]
+    # mean 42.0 vs 42.0; per seed +1.0 and -1.0: ahead in 1 of 2
+    assert '| 42.0 | +0.0 | +0.0 | s0 +1.0, s1 -1.0 | 1/2 seeds |' in gdro
+    resnet = lines[('ResNet-18', 'ERM')]
+    assert '| 30.0 | +0.0 | -12.0 | s0 -10.0 | 0/1 seeds |' in resnet

@@ -843,3 +843,30 @@ def test_stale_temps_of_dead_processes_are_removed(tmp_path):
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_rendering_in_several_processes_writes_the_same_files(tmp_path):
+    # the draws stay in the parent, so the number of rendering processes
+    # must not change a byte (the quoted numbers are on these files)
+    kw = dict(num_trainval=40, num_test=20, image_size=32)
+    for name, workers in (('one', 1), ('three', 3)):
+        gen.generate_biased_mnist(str(tmp_path / name), p_bias=0.8,
+                                  workers=workers, **kw)
+
+    def files(name):
+        root = tmp_path / name
+        return {str(p.relative_to(root)): p.read_bytes()
+                for p in sorted(root.rglob('*')) if p.is_file()}
+
+    one = files('one')
+    assert len([f for f in one if f.endswith('.jpg')]) == 40 * 2 + 20
+    assert files('three') == one
+
+
+@pytest.mark.parametrize('workers', [0, -2, 1.5, True, '2'])
+def test_bad_worker_counts_are_refused(tmp_path, workers):
+    with pytest.raises(ValueError, match='workers must be a positive int'):
+        gen.generate_biased_mnist(str(tmp_path / 'd'), p_bias=0.8,
+                                  workers=workers, num_trainval=40,
+                                  num_test=20, image_size=32)
+    assert not (tmp_path / 'd').exists()  # refused before writing

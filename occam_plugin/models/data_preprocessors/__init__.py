@@ -1,0 +1,3 @@
+from .channels_last_data_preprocessor import ChannelsLastDataPreprocessor
+
+__all__ = ['ChannelsLastDataPreprocessor']
