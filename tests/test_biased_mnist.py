@@ -352,6 +352,7 @@ def test_released_layout_files(generated):
     for rel in ('generation.json', 'train_ixs.json', 'val_ixs.json',
                 'full_0.9/trainval.json', 'full_0.9/trainval_params.json',
                 'full_0.5/trainval.json', 'full_0.5/trainval_params.json',
+                'full_0.5/trainval_missing.json',
                 'full/test.json', 'full/test_params.json'):
         assert osp.isfile(osp.join(root, rel)), rel
     assert sorted(os.listdir(root)) == sorted([
@@ -376,9 +377,19 @@ def test_released_layout_files(generated):
                 hi = 24 if k == 'digit_position_ix' else 9
                 assert 0 <= r[k] <= hi, (k, r)
         img_dir = osp.join(root, folder, subset)
+        rendered = list(range(n))
+        if folder == 'full_0.5':
+            # only the val split reads it: rendered at val_ixs, the rest
+            # listed as missing (rendered when a run trains on it)
+            rendered = read_json(root, 'val_ixs.json')
+            assert read_json(root, folder, 'trainval_missing.json') == \
+                read_json(root, 'train_ixs.json')
+        else:
+            assert not osp.exists(osp.join(root, folder,
+                                           f'{subset}_missing.json'))
         assert sorted(os.listdir(img_dir)) == sorted(f'{i}.jpg'
-                                                     for i in range(n))
-        for i in (0, n // 2, n - 1):
+                                                     for i in rendered)
+        for i in (rendered[0], rendered[len(rendered) // 2], rendered[-1]):
             with Image.open(osp.join(img_dir, f'{i}.jpg')) as im:
                 assert im.format == 'JPEG'
                 assert im.size == (32, 32) and im.mode == 'RGB'
@@ -859,7 +870,9 @@ def test_rendering_in_several_processes_writes_the_same_files(tmp_path):
                 for p in sorted(root.rglob('*')) if p.is_file()}
 
     one = files('one')
-    assert len([f for f in one if f.endswith('.jpg')]) == 40 * 2 + 20
+    # train and test whole, full_0.5 at the val indices only
+    n_val = len(json.loads(one['val_ixs.json']))
+    assert len([f for f in one if f.endswith('.jpg')]) == 40 + n_val + 20
     assert files('three') == one
 
 

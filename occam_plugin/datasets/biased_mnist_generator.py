@@ -626,64 +626,61 @@ _RENDER_JOB = None
 
 
 def _render_chunk(bounds: tuple) -> int:
-    plan, draws, out_dir = _RENDER_JOB
-    for i in range(*bounds):
+    plan, draws, indices, out_dir = _RENDER_JOB
+    for i in indices[bounds[0]:bounds[1]]:
         _render_image(plan, i, *draws[i], out_dir)
     return bounds[1] - bounds[0]
 
 
 def render_workers(workers: Optional[int], num_images: int) -> int:
     """How many processes render ``num_images``: ``workers`` if given, else
-    one per CPU (at most 8) for subsets of 2,000 images or more, where the
-    fork pays off; 1 without ``fork`` (the draws are shared by forking)."""
+    one per CPU (at most 8) for 2,000 images or more, where the fork pays
+    off; 1 without ``fork`` (the draws are shared by forking)."""
     import multiprocessing as mp
-    if 'fork' not in mp.get_all_start_methods():
-        return 1
     if workers is None:
         workers = min(8, os.cpu_count() or 1) if num_images >= 2000 else 1
     if not isinstance(workers, int) or isinstance(workers, bool) \
             or workers < 1:
         raise ValueError(f'Biased MNIST generation: workers must be a '
                          f'positive int or None, got {workers!r}')
+    if 'fork' not in mp.get_all_start_methods():
+        return 1
     return min(workers, max(1, num_images))
 
 
-def _write_images(plan: _SubsetPlan, folder: str, subset: str,
-                  show_progress: bool,
-                  workers: Optional[int] = None) -> List[dict]:
-    """Every image of the subset into ``folder/<subset>/``, through a
-    temporary folder renamed at the end (an interrupted run leaves no half
-    subset behind); return the json entries.
-
-    The random stream is consumed here, image by image in order (factor
-    values, then each image's letters and texture), and only the rendering
-    is spread over ``workers`` processes: the files are the same bytes
-    whatever the number of processes."""
-    global _RENDER_JOB
-    tmp = temp_path(osp.join(folder, f'.{subset}'))
+def _draw_all(plan: _SubsetPlan) -> List[tuple]:
+    """Every image's factor values and layout, drawn in order from the
+    subset's random stream; rendering draws nothing, so the files do not
+    depend on which images are rendered, when, or by how many processes."""
     draws = []
     for i in range(len(plan)):
         v = {f: int(plan.values[f][i]) for f in FACTORS}
         draws.append((v, _draw_layout(plan, v)))
-    records = [_record(plan, i, v, layout)
-               for i, (v, layout) in enumerate(draws)]
-    workers = render_workers(workers, len(plan))
-    try:  # the temp goes on any exception, KeyboardInterrupt included
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-        bar = None
-        if show_progress:
-            from mmengine.utils import ProgressBar
-            bar = ProgressBar(len(plan))
-        # a few chunks per process (balance), none over 250 images
-        step = max(1, min(250, -(-len(plan) // (4 * workers))))
-        chunks = [(a, min(a + step, len(plan)))
-                  for a in range(0, len(plan), step)]
-        _RENDER_JOB = (plan, draws, tmp)
+    return draws
+
+
+def _render(plan: _SubsetPlan, draws: List[tuple], indices: List[int],
+            out_dir: str, show_progress: bool,
+            workers: Optional[int]) -> None:
+    """Render images ``indices`` into ``out_dir`` in ``workers``
+    processes."""
+    global _RENDER_JOB
+    workers = render_workers(workers, len(indices))
+    bar = None
+    if show_progress:
+        from mmengine.utils import ProgressBar
+        bar = ProgressBar(len(indices))
+    # a few chunks per process (balance), none over 250 images
+    step = max(1, min(250, -(-len(indices) // (4 * workers))))
+    chunks = [(a, min(a + step, len(indices)))
+              for a in range(0, len(indices), step)]
+    _RENDER_JOB = (plan, draws, indices, out_dir)
+    try:
         if workers > 1:
             import multiprocessing as mp
             with mp.get_context('fork').Pool(workers) as pool:
-                for n in pool.imap_unordered(_render_chunk, chunks):
+                done = pool.imap_unordered(_render_chunk, chunks)
+                for n in done:
                     if bar is not None:
                         bar.update(n)
         else:
@@ -691,36 +688,103 @@ def _write_images(plan: _SubsetPlan, folder: str, subset: str,
                 n = _render_chunk(chunk)
                 if bar is not None:
                     bar.update(n)
-        if bar is not None:
-            print()
+    finally:
+        _RENDER_JOB = None
+    if bar is not None:
+        print()
+
+
+def _write_images(plan: _SubsetPlan, folder: str, subset: str,
+                  show_progress: bool, workers: Optional[int] = None,
+                  indices: Optional[List[int]] = None) -> List[dict]:
+    """Images ``indices`` (default: all) of the subset into
+    ``folder/<subset>/``, through a temporary folder renamed at the end (an
+    interrupted run leaves no half subset behind); return the json entries
+    of *every* image."""
+    draws = _draw_all(plan)
+    records = [_record(plan, i, v, layout)
+               for i, (v, layout) in enumerate(draws)]
+    tmp = temp_path(osp.join(folder, f'.{subset}'))
+    try:  # the temp goes on any exception, KeyboardInterrupt included
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        _render(plan, draws,
+                list(range(len(plan))) if indices is None else indices,
+                tmp, show_progress, workers)
         img_dir = osp.join(folder, subset)
         shutil.rmtree(img_dir, ignore_errors=True)
         os.rename(tmp, img_dir)
     finally:
-        _RENDER_JOB = None
         shutil.rmtree(tmp, ignore_errors=True)
     return records
 
 
+def _add_images(plan: _SubsetPlan, folder: str, subset: str,
+                indices: List[int], show_progress: bool,
+                workers: Optional[int]) -> None:
+    """Render images ``indices`` that a partial subset lacks, into a
+    temporary folder, then move them into ``folder/<subset>/``."""
+    draws = _draw_all(plan)
+    tmp = temp_path(osp.join(folder, f'.{subset}-add'))
+    img_dir = osp.join(folder, subset)
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        _render(plan, draws, indices, tmp, show_progress, workers)
+        for i in indices:
+            os.replace(osp.join(tmp, f'{i}.jpg'), osp.join(img_dir, f'{i}.jpg'))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def generate_split(data_root: str, subset: str, p_bias, params: dict,
                    show_progress: bool = False,
-                   workers: Optional[int] = None) -> str:
+                   workers: Optional[int] = None,
+                   only: Optional[Sequence[int]] = None) -> str:
     """Render ``full_<p>/trainval`` (``subset='trainval'``) or
-    ``full/test`` (``subset='test'``, ``p = 0.1``) unless it is complete
+    ``full/test`` (``subset='test'``, ``p = 0.1``) unless it is there
     already; return its folder. The images first, then
     ``<subset>_params.json``, then ``<subset>.json``, whose presence marks
-    a complete subset."""
+    a complete subset.
+
+    With ``only`` (indices) just those images are rendered. The json still
+    lists every image, and ``<subset>_missing.json`` lists the images not
+    rendered yet. A later call without ``only`` renders them and removes the
+    list. They are the same files a full rendering makes, because every
+    draw is made for every image either way. The val split reads
+    ``full_0.5`` at ``val_ixs`` only: the other 5/6 of that set are rendered
+    only when a run trains on it."""
     folder, p = subset_folder(data_root, subset, p_bias)
     done = osp.join(folder, f'{subset}.json')
     meta_file = osp.join(folder, f'{subset}_params.json')
+    missing_file = osp.join(folder, f'{subset}_missing.json')
     meta = dict(params, p_bias=p)
     if _is_complete(done, meta_file, meta):
+        missing = (read_json(missing_file) if osp.isfile(missing_file)
+                   else [])
+        need = sorted(set(missing) if only is None else
+                      set(missing) & set(only))
+        if need:
+            plan = _SubsetPlan(folder, subset, p, params)
+            _add_images(plan, folder, subset, need, show_progress, workers)
+            left = sorted(set(missing) - set(need))
+            if left:
+                _write_json(missing_file, left)
+            else:
+                os.remove(missing_file)
         return folder
     plan = _SubsetPlan(folder, subset, p, params)
+    indices = None if only is None else sorted(set(only))
     os.makedirs(folder, exist_ok=True)
-    records = _write_images(plan, folder, subset, show_progress, workers)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(missing_file)  # a list left by an interrupted run
+    records = _write_images(plan, folder, subset, show_progress, workers,
+                            indices)
     _write_json(meta_file, dict(meta, mnist_source=plan.digits.source),
                 indent=1, sort_keys=True)
+    if indices is not None and len(indices) < len(plan):
+        _write_json(missing_file,
+                    sorted(set(range(len(plan))) - set(indices)))
     _write_json(done, records)  # last: its presence marks a complete split
     return folder
 
@@ -759,12 +823,16 @@ def generate_biased_mnist(data_root: str,
         remove_stale_temps(data_root)
         _check_root(data_root, params)
         write_split_indices(data_root, params)
-        todo = dict(train=('trainval', p_bias), val=('trainval', val_p_bias),
-                    test=('test', None))
+        # val reads full_<val_p_bias> at val_ixs only: render just those
+        todo = dict(train=('trainval', p_bias, None),
+                    val=('trainval', val_p_bias, 'val_ixs.json'),
+                    test=('test', None, None))
         for split in splits:
-            subset, p = todo[split]
+            subset, p, ixs = todo[split]
+            only = None if ixs is None else read_json(
+                osp.join(data_root, ixs))
             generate_split(data_root, subset, p, params, show_progress,
-                           workers)
+                           workers, only)
 
 
 @contextlib.contextmanager
