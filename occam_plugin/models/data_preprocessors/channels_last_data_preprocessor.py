@@ -12,7 +12,7 @@ class ChannelsLastDataPreprocessor(ClsDataPreprocessor):
     Convolutions given a channels-last input run oneDNN's NHWC kernels and
     keep the format through the network (timm's ``--channels-last``). On
     the CPU protocol's narrow ResNet-18s at 80 px one training step took
-    17 % less time (``benchmarks/memory_format.py``). Values are
+    19-21 % less time (``benchmarks/memory_format.py``). Values are
     unchanged; the sums inside a convolution run in another order, so
     results agree to float rounding, not bit for bit.
 
