@@ -12,27 +12,17 @@
 # colour (ColorScorer, green > red). The flipped attribute (`color`) is the
 # one FairnessMetric measures: the wrapper and the metric check it against
 # the dataset's metainfo (protected_attribute='color', key bias_label).
-_base_ = ['./mlp_1xb256_20e_binary-colored-mnist.py']
-generator_ckpt = 'work_dirs/generators/conv_vae_binary-colored-mnist.pth'
+_base_ = [
+    './mlp_1xb256_20e_binary-colored-mnist.py',
+    './_base_/latent_debias.py',  # G, the colour scorer, the flip
+]
 target_ckpt = 'work_dirs/mlp_1xb256_20e_binary-colored-mnist/epoch_20.pth'
 
 train_dataloader = dict(
     dataset=dict(
         _delete_=True,
-        type='LatentDebiasDataset',
         dataset={{_base_.train_dataloader.dataset}},
-        generator=dict(type='ConvVAE', latent_dim=16, out_channels=3,
-                       checkpoint=generator_ckpt),
-        target_scorer=dict(
-            type='ClassifierScorer', model={{_base_.model}},
-            checkpoint=target_ckpt, input_size=28,
-            mean=(0.0, 0.0, 0.0), std=(255.0, 255.0, 255.0)),
-        protected_scorer=dict(type='ColorScorer', positive_channel=1,
-                              negative_channel=0, attribute='color'),
-        protected_attribute='color',
-        protected_threshold=0.0,  # green > red: the dataset's colour 1 / 0
-        num_pairs=2000,
-        num_fit_samples=2000,
-        fit_method='logistic',
-        pair_label='shared',
-        img_size=28))
+        target_scorer=dict(type='ClassifierScorer', model={{_base_.model}},
+                           checkpoint=target_ckpt,
+                           **_base_.latent_debias_target_input),
+        **_base_.latent_debias))
