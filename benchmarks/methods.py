@@ -337,6 +337,7 @@ def versus_erm(rows, key='bias/unbiased_acc'):
         by.setdefault((r['model'], r['method']), {})[r['seed']] = r.get(key)
     means = {k: _mean(v.values()) for k, v in by.items()}
     occam_erm = by.get(('OccamResNet-18', 'ERM'), {})
+    occam_mean = means.get(('OccamResNet-18', 'ERM'))
     lines = ['| model | method | unbiased acc. | vs same-model ERM | '
              'vs OccamResNet-ERM | per seed vs OccamResNet-ERM | ahead in |',
              '|---|---|---|---|---|---|---|']
@@ -346,8 +347,7 @@ def versus_erm(rows, key='bias/unbiased_acc'):
         own = means.get((model, 'ERM'))
         cells = [f'{m:.1f}'] + [
             '-' if ref is None else f'{m - ref:+.1f}'
-            for ref in (own, _mean(occam_erm.values())
-                        if occam_erm else None)]
+            for ref in (own, occam_mean)]
         seeds = sorted(s for s, v in by[(model, method)].items()
                        if v is not None and occam_erm.get(s) is not None)
         diffs = [by[(model, method)][s] - occam_erm[s] for s in seeds]

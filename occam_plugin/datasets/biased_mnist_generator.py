@@ -695,46 +695,30 @@ def _render(plan: _SubsetPlan, draws: List[tuple], indices: List[int],
 
 
 def _write_images(plan: _SubsetPlan, folder: str, subset: str,
-                  show_progress: bool, workers: Optional[int] = None,
-                  indices: Optional[List[int]] = None) -> List[dict]:
-    """Images ``indices`` (default: all) of the subset into
-    ``folder/<subset>/``, through a temporary folder renamed at the end (an
-    interrupted run leaves no half subset behind); return the json entries
-    of *every* image."""
+                  indices: List[int], whole: bool, show_progress: bool,
+                  workers: Optional[int]) -> List[tuple]:
+    """Render images ``indices`` of the subset into a temporary folder,
+    then into ``folder/<subset>/``: as the whole folder (``whole``: renamed
+    at the end, so an interrupted run leaves no half subset behind), or
+    file by file into the folder that a partial subset already has. Return
+    every image's draws."""
     draws = _draw_all(plan)
-    records = [_record(plan, i, v, layout)
-               for i, (v, layout) in enumerate(draws)]
     tmp = temp_path(osp.join(folder, f'.{subset}'))
+    img_dir = osp.join(folder, subset)
     try:  # the temp goes on any exception, KeyboardInterrupt included
         shutil.rmtree(tmp, ignore_errors=True)
         os.makedirs(tmp)
-        _render(plan, draws,
-                list(range(len(plan))) if indices is None else indices,
-                tmp, show_progress, workers)
-        img_dir = osp.join(folder, subset)
-        shutil.rmtree(img_dir, ignore_errors=True)
-        os.rename(tmp, img_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return records
-
-
-def _add_images(plan: _SubsetPlan, folder: str, subset: str,
-                indices: List[int], show_progress: bool,
-                workers: Optional[int]) -> None:
-    """Render images ``indices`` that a partial subset lacks, into a
-    temporary folder, then move them into ``folder/<subset>/``."""
-    draws = _draw_all(plan)
-    tmp = temp_path(osp.join(folder, f'.{subset}-add'))
-    img_dir = osp.join(folder, subset)
-    try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
         _render(plan, draws, indices, tmp, show_progress, workers)
-        for i in indices:
-            os.replace(osp.join(tmp, f'{i}.jpg'), osp.join(img_dir, f'{i}.jpg'))
+        if whole:
+            shutil.rmtree(img_dir, ignore_errors=True)
+            os.rename(tmp, img_dir)
+        else:
+            for i in indices:
+                os.replace(osp.join(tmp, f'{i}.jpg'),
+                           osp.join(img_dir, f'{i}.jpg'))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return draws
 
 
 def generate_split(data_root: str, subset: str, p_bias, params: dict,
@@ -766,7 +750,8 @@ def generate_split(data_root: str, subset: str, p_bias, params: dict,
                       set(missing) & set(only))
         if need:
             plan = _SubsetPlan(folder, subset, p, params)
-            _add_images(plan, folder, subset, need, show_progress, workers)
+            _write_images(plan, folder, subset, need, False, show_progress,
+                          workers)
             left = sorted(set(missing) - set(need))
             if left:
                 _write_json(missing_file, left)
@@ -774,18 +759,20 @@ def generate_split(data_root: str, subset: str, p_bias, params: dict,
                 os.remove(missing_file)
         return folder
     plan = _SubsetPlan(folder, subset, p, params)
-    indices = None if only is None else sorted(set(only))
+    indices = list(range(len(plan))) if only is None else sorted(set(only))
     os.makedirs(folder, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.remove(missing_file)  # a list left by an interrupted run
-    records = _write_images(plan, folder, subset, show_progress, workers,
-                            indices)
+    draws = _write_images(plan, folder, subset, indices, True,
+                          show_progress, workers)
     _write_json(meta_file, dict(meta, mnist_source=plan.digits.source),
                 indent=1, sort_keys=True)
-    if indices is not None and len(indices) < len(plan):
+    if len(indices) < len(plan):
         _write_json(missing_file,
                     sorted(set(range(len(plan))) - set(indices)))
-    _write_json(done, records)  # last: its presence marks a complete split
+    # last: its presence marks a complete split (every image listed)
+    _write_json(done, [_record(plan, i, v, layout)
+                       for i, (v, layout) in enumerate(draws)])
     return folder
 
 
