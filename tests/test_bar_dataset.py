@@ -15,13 +15,13 @@ PIPELINE = [dict(type='LoadImageFromFileChecked'),
             dict(type='PackBiasInputs')]
 
 
-def build(root, split='train', **kwargs):
+def build(root, split='trainval', **kwargs):
     return DATASETS.build(dict(type='BAR', data_root=root, split=split,
                                pipeline=PIPELINE, **kwargs))
 
 
 def test_layout_labels_and_samples(tiny_bar_root):
-    train = build(tiny_bar_root, 'train')
+    train = build(tiny_bar_root, 'trainval')
     test = build(tiny_bar_root, 'test')
     assert train.metainfo['classes'] == BAR_CLASSES
     assert len(BAR_CLASSES) == 6 and len(train) == 12 and len(test) == 12
@@ -78,7 +78,7 @@ def test_missing_split_folder(tmp_path):
         build(root, 'test')
     assert osp.join(root, 'test') in str(err.value)
     with pytest.raises(ValueError, match="split must be one of"):
-        build(root, 'val')
+        build(root, 'valid')
 
 
 def test_empty_split_folder(tmp_path):
@@ -182,7 +182,7 @@ def test_corrupt_images_are_reported_when_the_split_is_built(tmp_path):
         half = f.read()
     bad.append(_corrupt(osp.join(root, 'test', 'throwing_11.jpg'),
                         half[:len(half) // 2]))
-    build(root, 'train')  # intact split: fine
+    build(root, 'trainval')  # intact split: fine
     with pytest.raises(ValueError) as err:
         build(root, 'test')
     msg = str(err.value)
@@ -196,14 +196,16 @@ def test_corrupt_images_are_reported_when_the_split_is_built(tmp_path):
 def test_corrupt_val_image_stops_training_before_the_first_iteration(
         tmp_path):
     """mmengine builds the val dataloader before the first iteration, so a
-    bad test/ image stops training at once: no iteration, no checkpoint."""
+    bad val image (held out of train/) stops training at once: no
+    iteration, no checkpoint."""
     import argparse
     from mmengine.config import Config, DictAction
     from mmengine.runner import Runner
     from conftest import (REPO, TINY_BAR_OPTIONS, TINY_RESNET_OPTIONS,
                           bar_data_options)
-    root = write_bar_folder(tmp_path / 'BAR', per_class=1)
-    bad = _corrupt(osp.join(root, 'test', 'fishing_8.jpg'))
+    root = write_bar_folder(tmp_path / 'BAR', per_class=2)
+    # fishing_4 and fishing_5: the first is the class's val image
+    bad = _corrupt(osp.join(root, 'train', 'fishing_4.jpg'))
     parser = argparse.ArgumentParser()
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     options = parser.parse_args(
@@ -222,3 +224,59 @@ def test_corrupt_val_image_stops_training_before_the_first_iteration(
     assert bad in str(err.value)
     assert runner.iter == 0
     assert not [f for f in os.listdir(cfg.work_dir) if f.endswith('.pth')]
+
+
+def _names(ds):
+    return [osp.basename(ds.get_data_info(i)['img_path'])
+            for i in range(len(ds))]
+
+
+def test_val_split_is_every_tenth_image_of_each_class_by_id(tmp_path):
+    """val = the 1st, 11th, 21st, ... image of each class in the order of the
+    ids in the names (numeric, not lexical); train = the rest of train/;
+    trainval = all of train/; no randomness, so every user gets the same."""
+    root = write_bar_folder(tmp_path / 'BAR', per_class=12,
+                            splits=('train', ))
+    # ids run on across classes: climbing 0-11, diving 12-23, ...
+    train, val, trainval = (build(root, s) for s in
+                            ('train', 'val', 'trainval'))
+    assert len(trainval) == 72 and len(val) == 12 and len(train) == 60
+    expected_val = {f'{p}_{12 * c + k}.jpg'
+                    for c, p in enumerate(('climbing', 'diving', 'fishing',
+                                           'pole vaulting', 'racing',
+                                           'throwing'))
+                    for k in (0, 10)}
+    assert set(_names(val)) == expected_val
+    assert not set(_names(val)) & set(_names(train))
+    assert set(_names(val)) | set(_names(train)) == set(_names(trainval))
+    # stratified: two val images per class, labels as in trainval
+    assert sorted(val.get_data_info(i)['gt_label']
+                  for i in range(len(val))) == sorted(list(range(6)) * 2)
+    # numeric order: climbing_10 is the 11th climbing image (val), although
+    # it sorts lexically right after climbing_1
+    assert 'climbing_10.jpg' in _names(val)
+    assert 'climbing_1.jpg' in _names(train)
+    # val is evaluation data: no refetch of a failed sample
+    assert val.test_mode and not train.test_mode
+    # a coarser rule on request
+    assert len(build(root, 'val', val_every=4)) == 18
+    with pytest.raises(ValueError, match='val_every must be an integer'):
+        build(root, 'val', val_every=1)
+
+
+def test_val_split_on_the_official_counts():
+    """The rule gives the numbers the docs quote, for the official class
+    sizes of train/ (326 / 520 / 163 / 279 / 336 / 317)."""
+    counts = (326, 520, 163, 279, 336, 317)
+    val = [sum(1 for k in range(n) if k % 10 == 0) for n in counts]
+    assert val == [33, 52, 17, 28, 34, 32] and sum(val) == 196
+    assert sum(counts) - sum(val) == 1745
+
+
+def test_train_split_needs_two_images_per_class(tmp_path):
+    root = write_bar_folder(tmp_path / 'BAR', per_class=1, splits=('train', ))
+    with pytest.raises(ValueError) as err:
+        build(root, 'train')  # the only image of each class is a val image
+    msg = str(err.value)
+    assert "split 'train'" in msg and 'at least 2' in msg
+    assert len(build(root, 'val')) == 6

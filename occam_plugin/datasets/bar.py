@@ -39,6 +39,10 @@ OTHER_IMAGE_EXTENSIONS = ('.gif', '.tif', '.tiff', '.heic', '.heif', '.avif',
                           '.pbm', '.pnm', '.ico', '.svg', '.psd', '.dng',
                           '.raw', '.cr2', '.nef')
 
+#: every VAL_EVERY-th image of a class (in the order of the ids in the file
+#: names, starting with the first) is held out of ``train/`` as the val split
+VAL_EVERY = 10
+
 #: how many names a message lists before "... and N more"
 MAX_LISTED = 10
 
@@ -61,17 +65,31 @@ class BAR(BaseDataset):
     """Biased Action Recognition: 6 actions, each photographed mostly in one
     kind of place (climbing/rock wall, diving/underwater, ...).
 
-    The folder ``data_root/<split>/`` holds the images; the class of an image
-    is the part of its file name before the first ``_``
-    (``climbing_12.jpg`` → climbing). BAR has no bias annotations, so no bias
-    keys are produced. Images are read with the extensions of
+    The folder ``data_root/train/`` or ``data_root/test/`` holds the images;
+    the class of an image is the part of its file name before the first
+    ``_`` (``climbing_12.jpg`` → climbing). BAR has no bias annotations, so
+    no bias keys are produced.
+
+    BAR ships no validation split (the reference code validates on test), so
+    one is carved out of ``train/`` by a fixed rule, stratified by class and
+    free of randomness: within each class, the files sorted by the number in
+    their name (``climbing_2`` before ``climbing_10``; names without a number
+    after those, by name), every ``val_every``-th one starting with the first
+    is ``split='val'`` and the rest is ``split='train'``. On the official
+    files that is 196 val and 1,745 train images (val 33 / 52 / 17 / 28 / 34 /
+    32 per class). ``split='trainval'`` reads the whole ``train/`` folder (the
+    training set of the paper and of the reference code). Images are read with the extensions of
     :data:`IMG_EXTENSIONS`; an image of another format (``.gif``, ``.tif``,
     ...) is an error, other entries (``.DS_Store``, notes, sub-folders) are
     ignored with a warning that lists them.
 
     Args:
         data_root (str): The BAR folder holding ``train/`` and ``test/``.
-        split (str): ``'train'`` or ``'test'``. Defaults to ``'train'``.
+        split (str): ``'train'`` (``train/`` less the val images),
+            ``'val'``, ``'trainval'`` (all of ``train/``) or ``'test'``.
+            Defaults to ``'train'``.
+        val_every (int): One image in ``val_every`` of each class of
+            ``train/`` is a val image. Defaults to :data:`VAL_EVERY` (10).
         pipeline (Sequence): Transforms applied to each sample.
         test_mode (bool): Whether the dataset is used for testing (no refetch
             on a failed sample). Defaults to ``split == 'test'``.
@@ -87,7 +105,9 @@ class BAR(BaseDataset):
     """
 
     METAINFO = {'classes': BAR_CLASSES}
-    SPLITS = ('train', 'test')
+    SPLITS = ('train', 'val', 'trainval', 'test')
+    #: the folder each split reads
+    FOLDERS = dict(train='train', val='train', trainval='train', test='test')
 
     def __init__(self,
                  data_root: str,
@@ -95,10 +115,17 @@ class BAR(BaseDataset):
                  pipeline: Sequence = (),
                  test_mode: Optional[bool] = None,
                  verify_images: bool = True,
+                 val_every: int = VAL_EVERY,
                  **kwargs):
         if split not in self.SPLITS:
             raise ValueError(f'BAR: split must be one of {self.SPLITS}, '
                              f'got {split!r}.')
+        if isinstance(val_every, bool) or not isinstance(val_every, int) \
+                or val_every < 2:
+            raise ValueError(f'BAR: val_every must be an integer >= 2 (one '
+                             f'train/ image in val_every is a val image), '
+                             f'got {val_every!r}.')
+        self.val_every = val_every
         if not data_root or not osp.isdir(data_root):
             raise FileNotFoundError(
                 f'BAR: data root {data_root!r} does not exist '
@@ -106,11 +133,11 @@ class BAR(BaseDataset):
         self.split = split
         self.verify_images = verify_images
         if test_mode is None:
-            test_mode = split == 'test'
+            test_mode = split in ('val', 'test')
         super().__init__(
             ann_file='',
             data_root=data_root,
-            data_prefix=split,
+            data_prefix=self.FOLDERS[split],
             pipeline=pipeline,
             test_mode=test_mode,
             **kwargs)
@@ -123,6 +150,29 @@ class BAR(BaseDataset):
         if prefix == 'pole' and stem.lower().startswith('pole_vaulting_'):
             prefix = 'pole vaulting'  # pole_vaulting_<id>: '_' inside name
         return BAR_PREFIXES.get(prefix)
+
+    @staticmethod
+    def id_key(file_name: str):
+        """Sort key: the number after the last ``_`` (files without one after
+        the numbered ones, by name)."""
+        tail = osp.splitext(file_name)[0].rsplit('_', 1)[-1]
+        return (0, int(tail), file_name) if tail.isdigit() else \
+            (1, 0, file_name)
+
+    def split_files(self, files: List[str]) -> List[str]:
+        """The files of ``self.split`` among the images of a ``train/``
+        folder (the rule of the class docstring); ``trainval`` and ``test``
+        keep them all."""
+        if self.split not in ('train', 'val'):
+            return files
+        by_class: Dict[str, List[str]] = {}
+        for name in files:
+            by_class.setdefault(self.class_of(name), []).append(name)
+        val = {name for names in by_class.values()
+               for k, name in enumerate(sorted(names, key=self.id_key))
+               if k % self.val_every == 0}
+        want_val = self.split == 'val'
+        return [name for name in files if (name in val) == want_val]
 
     def load_data_list(self) -> List[dict]:
         """Scan ``data_root/split`` and label every image by its prefix."""
@@ -172,17 +222,27 @@ class BAR(BaseDataset):
             data_list.append(
                 dict(img_path=osp.join(folder, name),
                      gt_label=classes.index(cls)))
+        kept = set(self.split_files(files))
+        data_list = [info for info in data_list
+                     if osp.basename(info['img_path']) in kept]
 
         counts = [0] * len(classes)
         for info in data_list:
             counts[info['gt_label']] += 1
         empty = [c for c, n in zip(classes, counts) if n == 0]
         if empty:
+            held = ''
+            if self.split in ('train', 'val'):
+                held = (f' The {self.split!r} split holds '
+                        f'{"one" if self.split == "val" else "all but one"}'
+                        f' in {self.val_every} images of each class of '
+                        f'{folder!r}; a class needs at least '
+                        f'{1 if self.split == "val" else 2} there.')
             raise ValueError(
-                f'BAR: split folder {folder!r} has no images of class(es) '
-                f'{empty} (images per class: '
+                f'BAR: split {self.split!r} of folder {folder!r} has no '
+                f'images of class(es) {empty} (images per class: '
                 f'{dict(zip(classes, counts))}); every one of the '
-                f'{len(classes)} classes needs images. {BAR_SOURCE}')
+                f'{len(classes)} classes needs images.{held} {BAR_SOURCE}')
         if self.verify_images:
             self._check_images([info['img_path'] for info in data_list])
         return data_list

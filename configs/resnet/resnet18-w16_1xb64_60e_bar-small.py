@@ -1,0 +1,15 @@
+# Plain ResNet-18 on BAR, CPU-sized: the baseline of
+# occamnets/occamnets_resnet18-w16_1xb64_60e_bar-small.py (same data, schedule,
+# trunk of base width 16; one classifier on the last stage).
+custom_imports = dict(imports=['occam_plugin'], allow_failed_imports=False)
+_base_ = [
+    '../_base_/models/resnet18.py',
+    '../_base_/datasets/bar_small.py',
+    '../_base_/schedules/bar_small.py',
+    '../_base_/default_runtime.py',
+]
+width = 16
+model = dict(
+    backbone=dict(stem_channels=width, base_channels=width),
+    head=dict(num_classes=6))
+default_hooks = dict(logger=dict(type='LoggerHook', interval=10))
