@@ -280,3 +280,27 @@ def test_train_split_needs_two_images_per_class(tmp_path):
     msg = str(err.value)
     assert "split 'train'" in msg and 'at least 2' in msg
     assert len(build(root, 'val')) == 6
+
+
+def test_decompression_bomb_is_refused_by_the_check_pass(tmp_path):
+    """The check pass reads the pipeline loader's max_pixels and refuses an
+    image above it from the header, naming the file (no 3 GB decode)."""
+    from test_image_loading import write_png_header
+    root = write_bar_folder(tmp_path / 'BAR', per_class=1, splits=('test', ))
+    bomb = write_png_header(osp.join(root, 'test', 'diving_99.png'),
+                            20_000, 20_000)
+    with pytest.raises(ValueError) as err:
+        build(root, 'test')
+    msg = str(err.value)
+    assert 'Image too large' in msg and bomb in msg
+    assert '1 of 7 images' in msg
+    # the limit is the loader's: 32 px images pass 1024, not 1023
+    pipeline = [dict(type='LoadImageFromFileChecked', max_pixels=1023),
+                dict(type='PackBiasInputs')]
+    os.remove(bomb)
+    with pytest.raises(ValueError, match=r'(?s)6 of 6 .*32 x 32 px'):
+        DATASETS.build(dict(type='BAR', data_root=root, split='test',
+                            pipeline=pipeline))
+    pipeline[0]['max_pixels'] = 1024
+    assert len(DATASETS.build(dict(type='BAR', data_root=root, split='test',
+                                   pipeline=pipeline))) == 6

@@ -58,3 +58,72 @@ def test_bad_cache_bound_is_refused():
     with pytest.raises(ValueError, match='cache_max_mb must be a number'):
         TRANSFORMS.build(dict(type='LoadImageFromFileChecked',
                               cache_decoded=True, cache_max_mb=-1))
+
+
+def write_png_header(path, width, height):
+    """A PNG whose header declares ``width x height`` px (greyscale) and
+    whose pixel data is a few bytes: what a decompression bomb looks like
+    to a reader that checks the header only (a real 20,000 px square bomb
+    is a 389 KB file that decodes to 1.2 GB)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        body = kind + data
+        return (struct.pack('>I', len(data)) + body +
+                struct.pack('>I', zlib.crc32(body) & 0xffffffff))
+
+    ihdr = struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0)
+    with open(path, 'wb') as f:
+        f.write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) +
+                chunk(b'IDAT', zlib.compress(b'\x00' * 64)) +
+                chunk(b'IEND', b''))
+    return str(path)
+
+
+@pytest.mark.parametrize('side', [12_000, 20_000])  # PIL: warns / refuses
+def test_decompression_bomb_is_refused_from_its_header(tmp_path, side,
+                                                       monkeypatch):
+    """Above the pixel limit (default: PIL's 89.5 M) an image is refused,
+    naming the file, before any pixel is decoded."""
+    from occam_plugin.datasets.transforms import loading
+    path = write_png_header(tmp_path / 'bomb.png', side, side)
+    decoded = []
+    monkeypatch.setattr(loading.mmcv, 'imfrombytes',
+                        lambda *a, **k: decoded.append(a) or None)
+    load = TRANSFORMS.build(dict(type='LoadImageFromFileChecked'))
+    with pytest.raises(ValueError) as err:
+        load(dict(img_path=path))
+    msg = str(err.value)
+    assert 'Image too large' in msg and path in msg
+    assert 'max_pixels=89,478,485' in msg
+    if side == 12_000:
+        assert '12000 x 12000 px' in msg
+    assert not decoded  # refused before decoding
+
+
+def test_pixel_limit_is_configurable(tmp_path):
+    path = write_images(tmp_path, n=1, side=16)[0]  # 256 pixels
+    small = TRANSFORMS.build(dict(type='LoadImageFromFileChecked',
+                                  max_pixels=255))
+    with pytest.raises(ValueError, match=r'16 x 16 px .*max_pixels=255'):
+        small(dict(img_path=path))
+    exact = TRANSFORMS.build(dict(type='LoadImageFromFileChecked',
+                                  max_pixels=256))
+    assert exact(dict(img_path=path))['img'].shape == (16, 16, 3)
+    unlimited = TRANSFORMS.build(dict(type='LoadImageFromFileChecked',
+                                      max_pixels=None))
+    assert unlimited(dict(img_path=path))['img'].shape == (16, 16, 3)
+    for bad in (0, -5, 1.5, True, '100'):
+        with pytest.raises(ValueError, match='max_pixels must be an integer'):
+            TRANSFORMS.build(dict(type='LoadImageFromFileChecked',
+                                  max_pixels=bad))
+
+
+def test_pixel_limit_after_decoding_when_pil_cannot_read_the_header(
+        tmp_path, monkeypatch):
+    from occam_plugin.datasets.transforms import loading
+    path = write_images(tmp_path, n=1, side=16)[0]
+    monkeypatch.setattr(loading, 'header_size', lambda data: None)
+    with pytest.raises(ValueError, match=r'Image too large: .*16 x 16 px'):
+        loading.read_image_checked(path, max_pixels=100)

@@ -1,4 +1,6 @@
-from typing import List, Optional, Sequence
+import io
+import warnings
+from typing import List, Optional, Sequence, Tuple
 
 import mmcv
 import numpy as np
@@ -7,10 +9,66 @@ from mmengine import fileio
 from mmpretrain.registry import TRANSFORMS
 
 
+#: the most pixels (width x height) an image may have before it is decoded:
+#: PIL's own default limit (``PIL.Image.MAX_IMAGE_PIXELS``, about 89.5 M, a
+#: 9,459 px square); the largest BAR image has 919 px a side. A larger image
+#: is refused, as a decompression bomb (a small file that decodes to
+#: gigabytes) would be.
+DEFAULT_MAX_PIXELS = 89_478_485
+
+
+def check_max_pixels(max_pixels, owner: str) -> Optional[int]:
+    """``max_pixels`` if it is None or an integer >= 1, else a ValueError
+    naming ``owner``."""
+    if max_pixels is None:
+        return None
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) \
+            or max_pixels < 1:
+        raise ValueError(f'{owner}: max_pixels must be an integer >= 1 '
+                         f'(or None: no limit), got {max_pixels!r}')
+    return max_pixels
+
+
+class _TooLarge(Exception):
+    """PIL refused the header: more than twice its own pixel limit."""
+
+
+def header_size(img_bytes: bytes) -> Optional[Tuple[int, int]]:
+    """``(width, height)`` from the image header, without decoding the
+    pixels (PIL reads them lazily); None when PIL does not know the format
+    (the decoder then tries it, and the decoded size is checked)."""
+    from PIL import Image
+    try:
+        with warnings.catch_warnings():
+            # our limit is checked by the caller, not PIL's warning
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(img_bytes)) as im:
+                return im.size
+    except Image.DecompressionBombError as e:
+        # above twice PIL's limit, PIL refuses even to read the header;
+        # its message gives the number of pixels
+        raise _TooLarge(str(e)) from None
+    except Exception:  # unknown or corrupt: the decoder says which
+        return None
+
+
+def _too_large(filename: str, what: str, max_pixels: int,
+               decoded: bool = False) -> ValueError:
+    return ValueError(
+        f'Image too large: {filename!r} is {what}, above the limit of '
+        f'max_pixels={max_pixels:,} (a decompression bomb, or an image far '
+        'larger than the dataset\'s others)'
+        f'{"" if decoded else "; it was not decoded"}. Shrink or remove the '
+        'file, or raise max_pixels of LoadImageFromFileChecked (None: no '
+        'limit).')
+
+
 def read_image_checked(filename: str,
                        color_type: str = 'color',
                        imdecode_backend: str = 'cv2',
-                       backend_args: Optional[dict] = None) -> np.ndarray:
+                       backend_args: Optional[dict] = None,
+                       max_pixels: Optional[int] = DEFAULT_MAX_PIXELS
+                       ) -> np.ndarray:
     """Read and decode one image; errors name the file.
 
     Args:
@@ -18,17 +76,35 @@ def read_image_checked(filename: str,
         color_type (str): mmcv's ``imfrombytes`` flag. Defaults to 'color'.
         imdecode_backend (str): mmcv's decoding backend. Defaults to 'cv2'.
         backend_args (dict, optional): mmengine file backend arguments.
+        max_pixels (int, optional): Refuse an image of more pixels (width x
+            height), checked on the header before the pixels are decoded.
+            None: no limit. Defaults to :data:`DEFAULT_MAX_PIXELS`.
 
     Raises:
         FileNotFoundError: The file cannot be read.
         ValueError: The bytes cannot be decoded as an image (corrupt,
-            truncated or empty file).
+            truncated or empty file), or the image has more than
+            ``max_pixels`` pixels.
     """
     try:
         img_bytes = fileio.get(filename, backend_args=backend_args)
     except Exception as e:
         raise FileNotFoundError(
             f'Cannot read image file {filename!r}: {e}') from e
+    if max_pixels is not None and img_bytes:
+        try:
+            size = header_size(img_bytes)
+        except _TooLarge as e:
+            from PIL import Image
+            pil_limit = Image.MAX_IMAGE_PIXELS
+            if pil_limit is None or max_pixels <= 2 * pil_limit:
+                raise _too_large(filename, f'refused by PIL ({e})',
+                                 max_pixels) from None
+            size = None  # beyond PIL's limit, within ours: decode, check
+        if size is not None and size[0] * size[1] > max_pixels:
+            raise _too_large(
+                filename, f'{size[0]} x {size[1]} px '
+                f'({size[0] * size[1]:,} pixels) by its header', max_pixels)
     img = None
     error = None
     if img_bytes:
@@ -43,6 +119,10 @@ def read_image_checked(filename: str,
             f'not be decoded as an image by the {imdecode_backend!r} '
             f'backend{f" ({error})" if error else ""}. Replace or delete '
             'the file (re-extract the dataset).')
+    if max_pixels is not None and img.shape[0] * img.shape[1] > max_pixels:
+        # a format whose header PIL could not read: checked after decoding
+        raise _too_large(filename, f'{img.shape[1]} x {img.shape[0]} px',
+                         max_pixels, decoded=True)
     return img
 
 
@@ -54,9 +134,10 @@ def check_image_files(paths: Sequence[str],
     Args:
         paths (Sequence[str]): Image files.
         loader (LoadImageFromFile, optional): The pipeline's loading step,
-            whose ``color_type``, ``imdecode_backend`` and ``backend_args``
-            are used, so the check accepts exactly what training reads.
-            Defaults to mmcv's defaults (cv2, colour).
+            whose ``color_type``, ``imdecode_backend``, ``backend_args`` (and
+            for :class:`LoadImageFromFileChecked`, ``max_pixels``) are used,
+            so the check accepts exactly what training reads. Defaults to
+            mmcv's defaults (cv2, colour) and :data:`DEFAULT_MAX_PIXELS`.
         max_listed (int): How many errors the message quotes.
 
     Raises:
@@ -66,7 +147,9 @@ def check_image_files(paths: Sequence[str],
     if loader is not None:
         kwargs = dict(color_type=loader.color_type,
                       imdecode_backend=loader.imdecode_backend,
-                      backend_args=loader.backend_args)
+                      backend_args=loader.backend_args,
+                      max_pixels=getattr(loader, 'max_pixels',
+                                         DEFAULT_MAX_PIXELS))
     errors: List[str] = []
     for path in paths:
         try:
@@ -106,19 +189,30 @@ class LoadImageFromFileChecked(LoadImageFromFile):
     process (``num_workers=0``) or by persistent workers; past
     ``cache_max_mb`` images are read from disk as usual.
 
+    An image of more than ``max_pixels`` pixels is refused, naming the file,
+    before its pixels are decoded (the size comes from the file's header):
+    a decompression bomb (a 20,000 x 20,000 PNG can take 400 KB on disk and
+    1.2 GB decoded) stops the run instead of filling the memory of every
+    loader process.
+
     Args:
         cache_decoded (bool): Keep decoded images in memory. Defaults to
             False.
         cache_max_mb (float): Memory the cache may take, in MiB. Defaults to
             1024.
+        max_pixels (int, optional): The most pixels (width x height) of an
+            image; None: no limit. Defaults to :data:`DEFAULT_MAX_PIXELS`
+            (PIL's limit, about 89.5 M).
         **kwargs: Arguments of :class:`mmcv.transforms.LoadImageFromFile`
             (``to_float32``, ``color_type``, ``imdecode_backend``,
             ``backend_args``, ``ignore_empty``).
     """
 
     def __init__(self, cache_decoded: bool = False,
-                 cache_max_mb: float = 1024, **kwargs):
+                 cache_max_mb: float = 1024,
+                 max_pixels: Optional[int] = DEFAULT_MAX_PIXELS, **kwargs):
         super().__init__(**kwargs)
+        self.max_pixels = check_max_pixels(max_pixels, type(self).__name__)
         if not isinstance(cache_max_mb, (int, float)) or cache_max_mb < 0:
             raise ValueError(f'{type(self).__name__}: cache_max_mb must be '
                              f'a number >= 0, got {cache_max_mb!r}')
@@ -132,7 +226,7 @@ class LoadImageFromFileChecked(LoadImageFromFile):
         if img is None:
             img = read_image_checked(path, self.color_type,
                                      self.imdecode_backend,
-                                     self.backend_args)
+                                     self.backend_args, self.max_pixels)
             if self.cache_decoded and \
                     self._cache_bytes + img.nbytes <= self.cache_max_bytes:
                 self._cache[path] = img
