@@ -304,3 +304,25 @@ def test_decompression_bomb_is_refused_by_the_check_pass(tmp_path):
     pipeline[0]['max_pixels'] = 1024
     assert len(DATASETS.build(dict(type='BAR', data_root=root, split='test',
                                    pipeline=pipeline))) == 6
+
+
+def test_broken_symlink_is_an_error_naming_the_link(tmp_path):
+    """A link whose image is gone is a missing sample, not a folder to skip
+    (it was listed as ``'climbing_998.jpg/'`` among the stray entries)."""
+    root = write_bar_folder(tmp_path / 'BAR', per_class=1, splits=('train', ))
+    target = str(tmp_path / 'elsewhere' / 'climbing_998.jpg')
+    os.symlink(target, osp.join(root, 'train', 'climbing_998.jpg'))
+    with pytest.raises(FileNotFoundError) as err:
+        build(root)
+    msg = str(err.value)
+    assert osp.join(root, 'train') in msg
+    assert '1 broken symbolic link(s)' in msg
+    assert f'climbing_998.jpg -> {target}' in msg
+    assert 'climbing_998.jpg/' not in msg
+    # a link to an existing image is read as the image
+    os.makedirs(osp.dirname(target))
+    os.rename(osp.join(root, 'train', 'climbing_0.jpg'), target)
+    ds = build(root)
+    assert len(ds) == 6
+    assert osp.basename(ds.get_data_info(0)['img_path']) == \
+        'climbing_998.jpg'

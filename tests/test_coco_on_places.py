@@ -150,3 +150,51 @@ def test_bad_inputs(tmp_path):
         with pytest.raises(exc, match=msg):
             build(tmp_path, 'train', with_masks=True)
     assert osp.isfile(path)
+
+
+@pytest.mark.parametrize('value', [np.nan, np.inf, -np.inf])
+def test_non_finite_pixels_name_the_file_and_the_images(tmp_path, value):
+    """NaN used to become 0 with numpy's cast warning only."""
+    arr = official_arrays()
+    arr['images'][2, 1, 3, 4] = value
+    arr['images'][5, 0, 0, 0] = value
+    path = write_h5(tmp_path / 'train.h5py', images=arr['images'], y=arr['y'])
+    with pytest.raises(ValueError) as err:
+        build(tmp_path, 'train')
+    msg = str(err.value)
+    assert path in msg and '"images"' in msg
+    assert 'non-finite pixels' in msg
+    assert 'in 2 of 6 images, at indices [2, 5]' in msg
+    assert ('NaN' if np.isnan(value) else str(value)) in msg
+    # masks too
+    arr = official_arrays()
+    arr['masks'][4, 0, 0, 0] = value
+    write_h5(tmp_path / 'train.h5py', **arr)
+    build(tmp_path, 'train')  # masks not read
+    with pytest.raises(ValueError, match=r'"masks" holds non-finite .*'
+                       r'at indices \[4\]'):
+        build(tmp_path, 'train', with_masks=True)
+
+
+def test_labels_outside_the_classes_name_the_entries(tmp_path):
+    arr = official_arrays()
+    y = arr['y'].copy()
+    y[3] = 9
+    y[4] = -1
+    path = write_h5(tmp_path / 'train.h5py', images=arr['images'], y=y)
+    with pytest.raises(ValueError) as err:
+        build(tmp_path, 'train')
+    msg = str(err.value)
+    assert path in msg and 'expected [0, 9)' in msg
+    assert '2 of 6 outside, entry 3: 9, entry 4: -1' in msg
+    for bad_y in (np.nan, np.inf):
+        y = arr['y'].astype(np.float32)
+        y[1] = bad_y
+        write_h5(tmp_path / 'train.h5py', images=arr['images'], y=y)
+        with pytest.raises(ValueError, match='"y" must hold integer ids'):
+            build(tmp_path, 'train')
+    g = arr['g'].copy()
+    g[5] = 3
+    write_h5(tmp_path / 'train.h5py', images=arr['images'], y=arr['y'], g=g)
+    with pytest.raises(ValueError, match=r'1 of 6 outside, entry 5: 3'):
+        build(tmp_path, 'train')

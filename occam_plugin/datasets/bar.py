@@ -80,8 +80,9 @@ class BAR(BaseDataset):
     32 per class). ``split='trainval'`` reads the whole ``train/`` folder (the
     training set of the paper and of the reference code). Images are read with the extensions of
     :data:`IMG_EXTENSIONS`; an image of another format (``.gif``, ``.tif``,
-    ...) is an error, other entries (``.DS_Store``, notes, sub-folders) are
-    ignored with a warning that lists them.
+    ...) or a broken symbolic link is an error, other entries
+    (``.DS_Store``, notes, sub-folders) are ignored with a warning that lists
+    them.
 
     Args:
         data_root (str): The BAR folder holding ``train/`` and ``test/``.
@@ -180,9 +181,12 @@ class BAR(BaseDataset):
         if not osp.isdir(folder):
             raise FileNotFoundError(
                 f'BAR: split folder {folder!r} is missing. {BAR_SOURCE}')
-        files, other_images, ignored = [], [], []
+        files, other_images, ignored, broken = [], [], [], []
         for name in sorted(os.listdir(folder)):
-            if not osp.isfile(osp.join(folder, name)):
+            path = osp.join(folder, name)
+            if osp.islink(path) and not osp.exists(path):
+                broken.append(f'{name} -> {os.readlink(path)}')
+            elif not osp.isfile(path):
                 ignored.append(name + '/')
             elif name.lower().endswith(IMG_EXTENSIONS):
                 files.append(name)
@@ -190,6 +194,13 @@ class BAR(BaseDataset):
                 other_images.append(name)
             else:
                 ignored.append(name)
+        if broken:
+            # a link to an image that is gone: a missing sample, not a folder
+            raise FileNotFoundError(
+                f'BAR: split folder {folder!r} holds {len(broken)} broken '
+                f'symbolic link(s), whose targets do not exist: '
+                f'{_listed(broken)}. Restore the files they point to (a '
+                'moved or unmounted dataset copy?) or remove the links.')
         if other_images:
             raise ValueError(
                 f'BAR: split folder {folder!r} holds {len(other_images)} '

@@ -37,6 +37,21 @@ EXPECTED_LAYOUT = ('an h5py file with datasets "images" (N x 3 x H x W float '
                    'and optional "masks" (same layout as "images")')
 
 
+def _listed(indices, limit: int = 10) -> str:
+    """The first ``limit`` indices, then how many more."""
+    more = len(indices) - limit
+    return (str([int(i) for i in indices[:limit]]) +
+            (f' and {more} more' if more > 0 else ''))
+
+
+def _entries(arr: np.ndarray, bad: np.ndarray, limit: int = 5) -> str:
+    """``entry <i>: <value>`` for the first ``limit`` of the ``bad`` mask."""
+    idx = np.flatnonzero(bad)
+    text = ', '.join(f'entry {i}: {arr[i]}' for i in idx[:limit])
+    more = len(idx) - limit
+    return text + (f' and {more} more' if more > 0 else '')
+
+
 def _to_hwc_uint8(arr: np.ndarray, path: str, key: str) -> np.ndarray:
     """``N x 3 x H x W`` or ``N x H x W x 3`` (float in [0, 1] or uint8) ->
     ``N x H x W x 3`` uint8."""
@@ -50,6 +65,22 @@ def _to_hwc_uint8(arr: np.ndarray, path: str, key: str) -> np.ndarray:
     if not np.issubdtype(arr.dtype, np.floating):
         raise ValueError(f'{path}: dataset "{key}" has dtype {arr.dtype}; '
                          f'expected float in [0, 1] or uint8')
+    # NaN would become 0 with numpy's cast warning only (and pass the range
+    # check below: NaN compares false); checked in chunks to bound memory
+    bad = []
+    for start in range(0, len(arr), 256):
+        chunk = arr[start:start + 256].reshape(
+            len(arr[start:start + 256]), -1)
+        bad.extend(start + np.flatnonzero(~np.isfinite(chunk).all(1)))
+    if bad:
+        first = arr[bad[0]]
+        kinds = ', '.join(sorted({'NaN' if np.isnan(v) else str(v)
+                                  for v in first[~np.isfinite(first)]}))
+        raise ValueError(
+            f'{path}: dataset "{key}" holds non-finite pixels ({kinds} '
+            f'in image {bad[0]}) in {len(bad)} of {len(arr)} images, at '
+            f'indices {_listed(bad)}; expected floats in [0, 1] (or '
+            'uint8). A damaged file: re-create or re-download it.')
     if arr.size and (arr.min() < -1e-3 or arr.max() > 1 + 1e-3):
         raise ValueError(f'{path}: dataset "{key}" holds floats in '
                          f'[{arr.min():.3g}, {arr.max():.3g}]; expected '
@@ -153,19 +184,27 @@ class COCOOnPlaces(BaseDataset):
                                      f'{arr.shape}; expected ({n},) (one '
                                      'per image)')
                 if not (np.issubdtype(arr.dtype, np.integer)
-                        or np.all(arr == np.round(arr))):
+                        or (np.isfinite(arr).all()
+                            and np.all(arr == np.round(arr)))):
                     raise ValueError(f'{path}: dataset "{key}" must hold '
                                      f'integer ids, got dtype {arr.dtype}')
                 data[key] = arr.astype(np.int64)
         if 'y' in data and n and (data['y'].min() < 0
                                   or data['y'].max() >= num_classes):
+            outside = (data['y'] < 0) | (data['y'] >= num_classes)
             raise ValueError(f'{path}: dataset "y" holds labels in '
                              f'[{data["y"].min()}, {data["y"].max()}]; '
-                             f'expected [0, {num_classes})')
+                             f'expected [0, {num_classes}) (the classes '
+                             f'{list(COCO_ON_PLACES_CLASSES)}): '
+                             f'{int(outside.sum())} of {n} outside, '
+                             f'{_entries(data["y"], outside)}')
         if 'g' in data and n and not np.isin(data['g'], (0, 1)).all():
+            outside = ~np.isin(data['g'], (0, 1))
             raise ValueError(f'{path}: dataset "g" must hold 0 (majority) or '
                              f'1 (minority), found values '
-                             f'{np.unique(data["g"]).tolist()}')
+                             f'{np.unique(data["g"]).tolist()}: '
+                             f'{int(outside.sum())} of {n} outside, '
+                             f'{_entries(data["g"], outside)}')
         masks = None
         if 'masks' in data:
             masks = data['masks']
