@@ -277,3 +277,42 @@ def test_released_root_refuses_generation(copy_of_release):
     with pytest.raises(ValueError, match='generate=None'):
         build(root, generate=dict(image_size=32, num_trainval=20))
     assert sorted(os.listdir(root)) == before  # nothing generated
+
+
+@pytest.mark.parametrize('key,value,n', [
+    ('digit', 12, 10), ('digit', -1, 10), ('digit', 2.5, 10),
+    ('digit', True, 10), ('digit', '3', 10), ('digit_color_ix', 10, 10),
+    ('letter_ix', 22, 10), ('digit_position_ix', -3, 10)])
+def test_label_or_factor_out_of_range_names_file_entry_and_value(
+        copy_of_release, key, value, n):
+    """It ended in cross_entropy's IndexError (train) or in BiasMetric's
+    group_idx check after the whole test loop (test)."""
+    root = copy_of_release
+    for split, rel, pos in (('train', 'full_0.95/trainval.json', 7),
+                            ('test', 'full/test.json', 3)):
+        path = osp.join(root, rel)
+
+        def edit(recs):
+            recs[pos][key] = value
+            return recs
+
+        rewrite_json(path, edit)
+        with pytest.raises(ValueError) as err:
+            build(root, split=split)
+        msg = str(err.value)
+        assert path in msg
+        assert f'entry {pos} (index {pos}): {key}={value!r}, expected an ' \
+            f'integer in [0, {n})' in msg
+    # val reads full_0.5 at val_ixs: an entry it does not use is not checked
+    rewrite_json(osp.join(root, 'full_0.5', 'trainval.json'),
+                 lambda recs: [dict(r, digit=99) if r['index'] == 0 else r
+                               for r in recs])
+    assert len(build(root, split='val')) == len(VAL_IXS)
+
+
+def test_integral_floats_are_accepted(copy_of_release):
+    root = copy_of_release
+    rewrite_json(osp.join(root, 'full', 'test.json'),
+                 lambda recs: [dict(r, digit=float(r['digit'])) for r in recs])
+    assert [build(root, split='test').get_data_info(i)['gt_label']
+            for i in range(len(TEST))] == [d for d, _ in TEST]

@@ -196,6 +196,7 @@ class BiasedMNIST(BaseDataset):
         if not isinstance(records, list) or not records:
             raise ValueError(f'{json_file}: expected a non-empty list of '
                              'per-image dicts')
+        positions = list(range(len(records)))  # entries of json_file
         if ix_file is not None:
             ixs = gen.read_json(ix_file)
             bad = [i for i in ixs
@@ -206,6 +207,7 @@ class BiasedMNIST(BaseDataset):
                     f'{len(records)} images of {json_file} (e.g. {bad[:3]}):'
                     ' index and image files of different downloads?')
             records = [records[i] for i in ixs]
+            positions = list(ixs)
         canon_cells = None
         if self.gen_params is not None:  # ours: class -> canonical cell
             k = self.gen_params['num_cells']
@@ -220,6 +222,8 @@ class BiasedMNIST(BaseDataset):
             if lack:
                 raise ValueError(f'{json_file}: an entry lacks the keys '
                                  f'{lack} (has {sorted(rec)})')
+        self._check_values(records, positions, json_file)
+        for rec in records:
             name = f'{rec["index"]}.jpg'
             if name not in present:
                 absent.append(name)
@@ -232,6 +236,36 @@ class BiasedMNIST(BaseDataset):
                 f'in {json_file} are missing (e.g. {absent[:3]}): a partial '
                 'download or an interrupted copy.')
         return data_list
+
+    def _check_values(self, records: List[dict], positions: List[int],
+                      json_file: str, max_listed: int = 5) -> None:
+        """Every label (``digit``) in ``[0, 10)`` and every factor value in
+        ``[0, V)`` (V the factor's number of values), integers: a value out
+        of range would end in ``cross_entropy``'s IndexError in training or
+        in BiasMetric's group check after a whole test loop, naming neither
+        the file nor the entry."""
+        ranges = {'digit': (len(CLASSES), 'the classes 0-9')}
+        for f in FACTORS:
+            n = len(self.metainfo['bias_factor_values'][f])
+            ranges[FACTOR_KEYS[f]] = (n, f'the {n} values of {f}')
+        bad = []
+        for pos, rec in zip(positions, records):
+            for key, (n, what) in ranges.items():
+                v = rec[key]
+                integral = (isinstance(v, int) and not isinstance(v, bool)) \
+                    or (isinstance(v, float) and v.is_integer())
+                if not integral or not 0 <= v < n:
+                    bad.append(f'entry {pos} (index {rec["index"]!r}): '
+                               f'{key}={v!r}, expected an integer in [0, {n}) '
+                               f'({what})')
+        if bad:
+            more = len(bad) - max_listed
+            raise ValueError(
+                f'{json_file}: {len(bad)} value(s) out of range:\n  ' +
+                '\n  '.join(bad[:max_listed]) +
+                (f'\n  ... and {more} more' if more > 0 else '') +
+                '\nA damaged or edited file, or one of another dataset: '
+                're-download (or re-generate) it, or fix these entries.')
 
     def _data_info(self, rec: dict, img_path: str, canon_cells) -> dict:
         y = int(rec['digit'])
