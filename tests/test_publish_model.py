@@ -46,7 +46,8 @@ def test_published_checkpoint_is_small_strict_and_predicts_the_same(
     assert published['state_dict'].keys() == original['state_dict'].keys()
     for key in ('memory', 'valid', 'written'):
         assert published['state_dict'][f'head.gate_loss.{key}'].shape[0] == 0
-        assert original['state_dict'][f'head.gate_loss.{key}'].shape[0] == 12
+        # one per training image: train/ less the val split, 1 per class
+        assert original['state_dict'][f'head.gate_loss.{key}'].shape[0] == 6
     assert osp.getsize(final) < osp.getsize(ckpt)
     # the same metrics from both, through tools/test.py (strict loading)
     test = load_tool('test.py')
@@ -64,3 +65,20 @@ def test_publishing_another_models_checkpoint_is_refused(trained):
         publish.main([PLAIN_CFG, str(ckpt), str(tmp / 'zoo' / 'plain')])
     assert 'epoch_1.pth' in str(err.value)
     assert 'does not fit' in str(err.value)
+
+
+def test_an_output_name_that_is_a_folder_is_refused(tmp_path):
+    """torch ended in "invalid file name" (the name became
+    ``<folder>/.partial-<pid>``); the name is checked before the model is
+    built or the checkpoint read."""
+    ckpt = tmp_path / 'epoch_1.pth'
+    publish = load_tool('publish_model.py')
+    folder = tmp_path / 'zoo_folder'
+    folder.mkdir()
+    for out_name in (str(folder), str(folder) + '/'):
+        with pytest.raises(SystemExit) as err:
+            publish.main([OCCAM_CFG, str(ckpt), out_name])
+        msg = str(err.value)
+        assert f'out_name {out_name!r} is a folder' in msg
+        assert osp.join(out_name, 'my_model') in msg  # what to give instead
+    assert not list(folder.iterdir())  # nothing written

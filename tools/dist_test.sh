@@ -6,9 +6,10 @@ CHECKPOINT=$2
 GPUS=$3
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 PYTHON=${PYTHON:-python}
+# PORT: as set, else a free one (one node) or 29500 (several nodes)
+source "$(dirname "$0")/dist_port.sh"
 
 PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
 exec "$PYTHON" -m torch.distributed.run \

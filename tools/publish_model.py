@@ -30,8 +30,20 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def check_out_name(out_name: str) -> None:
+    """``out_name`` must name a file to be (``<out_name>-<hash>.pth``), not
+    a folder (torch would end in "invalid file name")."""
+    if osp.isdir(out_name) or not osp.basename(out_name):
+        example = osp.join(out_name or '.', 'my_model')
+        raise SystemExit(
+            f'error: out_name {out_name!r} is a folder; give the published '
+            'file\'s name without the hash and the extension, e.g. '
+            f'{example!r} (-> {example}-<sha256[:8]>.pth).')
+
+
 def publish(config: str, checkpoint: str, out_name: str) -> str:
     """Write the published checkpoint; returns its path."""
+    check_out_name(out_name)
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
@@ -69,6 +81,7 @@ def publish(config: str, checkpoint: str, out_name: str) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
+    check_out_name(args.out_name)  # before the model is built
     from occam_plugin.engine.runner import CheckpointError
     try:
         final = publish(args.config, args.checkpoint, args.out_name)
