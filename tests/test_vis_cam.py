@@ -221,3 +221,51 @@ def test_vis_cam_knows_the_classes_without_building_data(config, classes):
     assert vis.class_names(cfg) == classes
     with pytest.raises(SystemExit, match=r"prefix 'img' is not a class"):
         vis.resolve_labels(['x/img_1.png'], None, classes, need=True)
+
+
+def test_class_activation_map_of_a_plain_resnet(tmp_path):
+    """The plain classifier's map is its linear layer at every cell of the
+    last feature map: its spatial mean is the model's logit of that class,
+    and vis_cam.py draws it as one panel after the image."""
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import init_default_scope
+    from occam_plugin.visualization import collect_class_cams
+    from mmpretrain.registry import MODELS
+    init_default_scope('mmpretrain')
+    cfg = Config.fromfile(osp.join(
+        REPO, 'configs', 'resnet', 'resnet18-w16_1xb64_60e_bar-small.py'))
+    cfg.model.backbone.update(stem_channels=8, base_channels=8)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model).eval()
+    from mmpretrain.structures import DataSample
+    batch = pseudo_collate([
+        dict(inputs=torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8),
+             data_samples=DataSample().set_gt_label(g)) for g in (2, 5)])
+    recs = collect_class_cams(model, batch, target='gt')
+    with torch.no_grad():
+        data = model.data_preprocessor(batch, False)
+        logits = model(data['inputs'], mode='tensor')
+    assert [r['target_label'] for r in recs] == [2, 5]
+    for i, rec in enumerate(recs):
+        assert len(rec['cams']) == 1 and rec['cams'][0].shape == (2, 2)
+        assert abs(rec['cams'][0].mean() - logits[i, rec['gt_label']]) < 1e-4
+        assert rec['pred_label'] == int(logits[i].argmax())
+    pred = collect_class_cams(model, batch, target='pred')
+    assert [r['target_label'] for r in pred] == [r['pred_label'] for r in recs]
+    grid = draw_cam_grid(recs[0], panel_size=PANEL)
+    assert grid.shape[:2] == grid_size(1, PANEL)
+
+    # through the tool, with a checkpoint of that model
+    root = write_bar_folder(tmp_path / 'BAR', per_class=1, size=40)
+    ckpt = tmp_path / 'resnet.pth'
+    torch.save(dict(state_dict=model.state_dict(), meta=dict()), ckpt)
+    vis_cam = _load_tool('vis_cam.py')
+    images = sorted(glob.glob(osp.join(root, 'test', '*.jpg')))[:2]
+    out = vis_cam.main([
+        cfg.filename, str(ckpt), '--images', *images,
+        '--out-dir', str(tmp_path / 'cams'), '--panel-size', str(PANEL),
+        '--cfg-options', 'model.backbone.stem_channels=8',
+        'model.backbone.base_channels=8'])
+    assert len(out) == 2
+    import mmcv
+    assert mmcv.imread(out[0]).shape[:2] == grid_size(1, PANEL)

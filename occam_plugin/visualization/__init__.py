@@ -1,5 +1,6 @@
 """Pictures of what each exit looked at (CAM grids)."""
-from .cam_grid import (collect_exit_cams, draw_cam_grid, grid_size,
-                       raw_images_rgb)
+from .cam_grid import (collect_class_cams, collect_exit_cams, draw_cam_grid,
+                       grid_size, raw_images_rgb)
 
-__all__ = ['collect_exit_cams', 'draw_cam_grid', 'grid_size', 'raw_images_rgb']
+__all__ = ['collect_class_cams', 'collect_exit_cams', 'draw_cam_grid',
+           'grid_size', 'raw_images_rgb']

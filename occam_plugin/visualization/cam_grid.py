@@ -1,7 +1,11 @@
 """One picture per image: the image, then every exit's CAM over it.
 
 Shared by ``tools/analysis/vis_cam.py`` and ``CAMVisualizationHook`` so both
-draw the same grid. The CAMs come from a compute-all pass (every exit's CAM is
+draw the same grid. A plain classifier (backbone, global average pooling,
+one linear layer: the ResNet baselines) has one class activation map, that
+linear layer applied at every cell of the last feature map (Zhou et al.,
+CVPR 2016; its spatial mean is the model's logit): its grid has one panel
+after the image (:func:`collect_class_cams`). The CAMs come from a compute-all pass (every exit's CAM is
 wanted, also those a dynamic pass would skip); the exit the sample took comes
 from the head's own exit rule (``head.predict``), so the picture agrees with
 the model's predictions.
@@ -110,6 +114,70 @@ def collect_exit_cams(model, data_batch: dict,
     return records
 
 
+@torch.no_grad()
+def collect_class_cams(model, data_batch: dict,
+                       target: str = 'gt') -> List[Dict]:
+    """Per sample: the class activation map of a plain classifier.
+
+    Args:
+        model: An mmpretrain ``ImageClassifier`` whose neck is a global
+            average pooling and whose head has one linear layer ``fc`` (our
+            ``DebiasImageClassifier`` baselines, mmpretrain's
+            ``LinearClsHead``).
+        data_batch (dict): ``inputs`` / ``data_samples`` as a dataloader
+            gives them (raw, before the data preprocessor).
+        target (str): ``'gt'`` or ``'pred'``, as :func:`collect_exit_cams`.
+
+    Returns:
+        list[dict]: records of :func:`collect_exit_cams`' form with one map
+        (``cams`` of length 1, ``gates`` ``[None]``, ``exit_idx`` 0) and
+        ``panel_titles`` ``['class activation']``.
+    """
+    if target not in ('gt', 'pred'):
+        raise ValueError(f"collect_class_cams: target={target!r}; expected "
+                         "'gt' or 'pred'")
+    fc = getattr(getattr(model, 'head', None), 'fc', None)
+    if not isinstance(fc, torch.nn.Linear):
+        raise ValueError(
+            f'collect_class_cams: {type(model).__name__}.head has no linear '
+            'layer `fc`; a class activation map needs a backbone, a global '
+            'average pooling and one linear layer.')
+    was_training = model.training
+    model.eval()
+    try:
+        data = model.data_preprocessor(data_batch, False)
+        inputs, samples = data['inputs'], data['data_samples']
+        feats = model.backbone(inputs)
+        fmap = feats[-1] if isinstance(feats, (tuple, list)) else feats
+        if fmap.dim() != 4:
+            raise ValueError(
+                'collect_class_cams: the backbone\'s last output has shape '
+                f'{tuple(fmap.shape)}; a class activation map needs a 4-D '
+                'feature map.')
+        # fc at every cell: (N, K, h, w); its spatial mean is the logit
+        cams = torch.einsum('nchw,kc->nkhw', fmap.float(),
+                            fc.weight.float()) + fc.bias.float()[:, None, None]
+        samples = model.predict(inputs, samples)
+    finally:
+        model.train(was_training)
+    images = raw_images_rgb(data_batch['inputs'], model.data_preprocessor)
+    records = []
+    for i, sample in enumerate(samples):
+        gt = sample.get('gt_label')
+        gt = int(gt.item()) if gt is not None and gt.numel() else None
+        pred = int(sample.pred_label.item())
+        if target == 'gt' and gt is None:
+            raise ValueError('collect_class_cams: target="gt" but sample '
+                             f'{i} has no gt_label; use target="pred"')
+        cls = gt if target == 'gt' else pred
+        records.append(dict(
+            image=images[i], cams=[cams[i, cls].cpu().numpy()],
+            gates=[None], exit_idx=0, pred_label=pred, gt_label=gt,
+            target_label=cls, img_path=sample.get('img_path'),
+            panel_titles=['class activation']))
+    return records
+
+
 def _overlay(image: np.ndarray, cam: np.ndarray, size: int,
              cmap) -> np.ndarray:
     """Image resized to ``size`` with the min-max normalised CAM over it."""
@@ -176,8 +244,12 @@ def draw_cam_grid(record: Dict,
             align_corners=False)[0].permute(1, 2, 0).clamp(0, 255).byte())]
     titles = [f"GT {name(record['gt_label'])}\n"
               f"pred {name(record['pred_label'])}\nCAM: {target} class"]
+    plain = record.get('panel_titles')
     for k, cam in enumerate(record['cams']):
         panels.append(_overlay(record['image'], cam, panel_size, cmap))
+        if plain:  # one map, no exits to take
+            titles.append(plain[k])
+            continue
         taken = ' TAKEN' if k == record['exit_idx'] else ''
         titles.append(f'exit {k}{taken}\ngate {record["gates"][k]:.2f}')
     for j, (panel, title) in enumerate(zip(panels, titles)):
@@ -186,7 +258,7 @@ def draw_cam_grid(record: Dict,
         ax.imshow(panel, interpolation='nearest')
         ax.set_xticks([])
         ax.set_yticks([])
-        taken = j - 1 == record['exit_idx']
+        taken = j - 1 == record['exit_idx'] and not plain
         color = 'red' if taken else 'black'
         fig.text((j + 0.5) * panel_size / width,
                  1 - 0.5 * title_px / height, title, ha='center',

@@ -1,4 +1,5 @@
-"""Draw what every exit of an OccamNet looked at, one PNG per image.
+"""Draw what every exit of an OccamNet (or a plain classifier) looked at,
+one PNG per image.
 
     python tools/analysis/vis_cam.py CONFIG CKPT --images a.jpg b.jpg \\
         --out-dir work_dirs/cams [--target gt|pred] [--gt-labels diving 3] \\
@@ -7,7 +8,10 @@
 Each PNG (``<out-dir>/<image name>_cam.png``) is one row: the image, then the
 CAM of the target class (``--target gt``: ground truth, ``pred``: predicted
 class) of every exit over it, titled with the exit's gate; the exit the
-sample took is framed in red. Images go through the config's test pipeline.
+sample took is framed in red. For a plain classifier (a ResNet baseline:
+backbone, global average pooling, one linear layer) the row is the image and
+its class activation map (that linear layer at every cell of the last
+feature map). Images go through the config's test pipeline.
 
 Ground truth for ``--target gt``: ``--gt-labels`` (class names or indices,
 one per image) or, when not given, the file-name prefix before the first
@@ -23,7 +27,8 @@ import torch
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description='CAM grids of every exit of an OccamNet')
+        description='CAM grids of every exit of an OccamNet, or the class '
+        'activation map of a plain classifier')
     parser.add_argument('config', help='config file path')
     parser.add_argument('checkpoint', help='checkpoint file (.pth)')
     parser.add_argument('--images', nargs='+', required=True,
@@ -95,14 +100,15 @@ def load_model(cfg, checkpoint, device):
         model = init_occam_model(cfg, checkpoint, device)
     except CheckpointError as err:
         raise SystemExit(f'error: {err}') from err
-    for attr in ('neck', 'head'):
-        if getattr(model, attr, None) is None:
-            raise SystemExit(f'vis_cam: the model ({type(model).__name__}) '
-                             f'has no {attr}; it must be an OccamClassifier.')
-    if not hasattr(model.head, 'forward_exits'):
-        raise SystemExit('vis_cam: model.head has no forward_exits(); it must '
-                         'be an OccamHead.')
-    return model
+    head = getattr(model, 'head', None)
+    if hasattr(head, 'forward_exits') and getattr(model, 'neck', None):
+        return model  # an OccamNet: every exit's CAM
+    if isinstance(getattr(head, 'fc', None), torch.nn.Linear):
+        return model  # a plain classifier: its class activation map
+    raise SystemExit(
+        f'vis_cam: the model ({type(model).__name__}) is neither an '
+        'OccamClassifier (neck with exits, OccamHead) nor a plain classifier '
+        'whose head has one linear layer `fc`; it has no CAM to draw.')
 
 
 def main(argv=None):
@@ -118,7 +124,8 @@ def main(argv=None):
     import mmcv
 
     import occam_plugin  # noqa: F401  (registers)
-    from occam_plugin.visualization import collect_exit_cams, draw_cam_grid
+    from occam_plugin.visualization import (collect_class_cams,
+                                            collect_exit_cams, draw_cam_grid)
 
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
@@ -128,6 +135,8 @@ def main(argv=None):
     labels = resolve_labels(args.images, args.gt_labels, classes,
                             need=args.target == 'gt')
     model = load_model(cfg, args.checkpoint, args.device)
+    collect = (collect_exit_cams if hasattr(model.head, 'forward_exits')
+               else collect_class_cams)
     pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
 
     items = []
@@ -139,8 +148,7 @@ def main(argv=None):
     os.makedirs(args.out_dir, exist_ok=True)
     written = []
     for path, data in zip(args.images, items):  # one by one: any image size
-        rec = collect_exit_cams(model, pseudo_collate([data]),
-                                target=args.target)[0]
+        rec = collect(model, pseudo_collate([data]), target=args.target)[0]
         grid = draw_cam_grid(rec, class_names=classes,
                              panel_size=args.panel_size, target=args.target)
         out = osp.join(args.out_dir,

@@ -1,0 +1,585 @@
+"""BAR (real photographs): ResNet-18 vs OccamResNet-18 and the methods that
+need no bias labels (issue 20). Not a test.
+
+    python benchmarks/bar.py                          # CPU protocol, 3 seeds
+    python benchmarks/bar.py --methods erm lff sd     # + LfF and SD rows
+    python benchmarks/bar.py --select                 # the protocol choice
+    python benchmarks/bar.py --paper-scale            # 224 px, 90 epochs (GPU)
+    python benchmarks/bar.py --report-only            # table of finished runs
+
+Each run is ``tools/train.py`` on a shipped config (``configs/{resnet,
+occamnets,lff}/*_bar-small.py``, with ``--cfg-options`` for the seed and the
+protocol only), validated every epoch on BAR's val split (every 10th image
+of a class of ``train/``, see the BAR dataset), then ``tools/test.py`` on the
+test split twice: with the val-chosen checkpoint (``best_accuracy_top1_*``)
+and with the last one. Test accuracy, per-class accuracy and exit statistics
+are computed from the predictions that ``tools/test.py --out`` dumps; nothing
+is chosen on test.
+
+A finished run (its last epoch's checkpoint and both test results on disk)
+is reused, an unfinished one resumes from its latest checkpoint, so the table
+fills over several sittings; ``--jobs N`` runs N trainings at once, each with
+``cpu_count / N`` threads. With ``--results-md`` the table replaces this
+script's section of that file (and ``--select``'s its own).
+"""
+import argparse
+import datetime
+import glob
+import json
+import os
+import os.path as osp
+import re
+import statistics
+import sys
+import time
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from common import (PYTHON, machine, mean_std, run_commands,  # noqa: E402
+                    write_section)
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CLASSES = ('climbing', 'diving', 'fishing', 'pole vaulting', 'racing',
+           'throwing')
+
+#: (model, method) -> config of the CPU protocol
+SMALL_CONFIGS = {
+    ('resnet', 'erm'): 'configs/resnet/resnet18-w16_1xb64_60e_bar-small.py',
+    ('occam', 'erm'):
+        'configs/occamnets/occamnets_resnet18-w16_1xb64_60e_bar-small.py',
+    ('resnet', 'lff'): 'configs/lff/lff_resnet18-w16_1xb64_60e_bar-small.py',
+    ('occam', 'lff'):
+        'configs/lff/lff_occamnets-resnet18-w16_1xb64_60e_bar-small.py',
+}
+SMALL_CONFIGS[('resnet', 'sd')] = SMALL_CONFIGS[('resnet', 'erm')]
+SMALL_CONFIGS[('occam', 'sd')] = SMALL_CONFIGS[('occam', 'erm')]
+PAPER_CONFIGS = {
+    ('resnet', 'erm'): 'configs/resnet/resnet18_1xb128_90e_bar.py',
+    ('occam', 'erm'): 'configs/occamnets/occamnets_resnet18_1xb128_90e_bar.py',
+}
+
+#: the backbones a width option applies to, per (model, method)
+BACKBONES = {
+    ('resnet', 'lff'): ('model.biased_model', ),
+    ('occam', 'lff'): ('model.biased_model', 'model.debiased_model'),
+}
+
+#: protocol -> (configs, width or None for the config's, epochs); the first
+#: is the CPU protocol chosen with --select (docs/results.md)
+PROTOCOLS = {
+    'w16-112px-60e': (SMALL_CONFIGS, None, 60),
+    'w32-112px-30e': (SMALL_CONFIGS, 32, 30),
+    'paper': (PAPER_CONFIGS, None, 90),
+}
+CPU_PROTOCOL = 'w16-112px-60e'
+SELECT_PROTOCOLS = ('w16-112px-60e', 'w32-112px-30e')
+
+NAMES = dict(resnet='ResNet-18', occam='OccamResNet-18')
+METHOD_NAMES = dict(erm='ERM', lff='LfF', sd='SD')
+
+
+def run_dir(work_root, protocol, model, method, seed):
+    return osp.join(work_root, protocol, f'{model}-{method}_seed{seed}')
+
+
+def options(protocol, model, method, seed, data_root, epochs, extra=()):
+    """--cfg-options of one run: the seed, the data and the protocol."""
+    configs, width, _ = PROTOCOLS[protocol]
+    config_epochs = 90 if protocol == 'paper' else PROTOCOLS[CPU_PROTOCOL][2]
+    opts = [f'randomness.seed={seed}']
+    if data_root:
+        opts += [f'{loader}.dataset.data_root={data_root}'
+                 for loader in ('train_dataloader', 'val_dataloader',
+                                'test_dataloader')]
+    if width:
+        for p in BACKBONES.get((model, method), ('model', )):
+            opts += [f'{p}.backbone.stem_channels={width}',
+                     f'{p}.backbone.base_channels={width}']
+    if epochs != config_epochs:
+        # the lr steps keep their place (5/9 and 7/9 of the epochs)
+        opts += [f'train_cfg.max_epochs={epochs}',
+                 'param_scheduler.milestones=[{},{}]'.format(
+                     max(1, epochs * 5 // 9), max(1, epochs * 7 // 9))]
+    if method == 'sd':
+        opts.append('model.head.method.type=SpectralDecoupling')
+    return opts + list(extra)
+
+
+def finished_training(wd, epochs):
+    return osp.isfile(osp.join(wd, f'epoch_{epochs}.pth'))
+
+
+def best_checkpoint(wd):
+    found = sorted(glob.glob(osp.join(wd, 'best_accuracy_top1_epoch_*.pth')))
+    return found[-1] if found else None
+
+
+def val_curve(wd):
+    """{epoch: val top-1} over every training log folder of ``wd``."""
+    curve = {}
+    for path in sorted(glob.glob(osp.join(wd, '2*', 'vis_data',
+                                          'scalars.json'))):
+        with open(path) as f:
+            for line in f:
+                rec = json.loads(line)
+                if 'accuracy/top1' in rec:
+                    curve[int(rec['step'])] = rec['accuracy/top1']
+    return curve
+
+
+_STAMP = re.compile(r'^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) - mmengine')
+
+
+def train_seconds(wd):
+    """Wall time of the training, from the first to the last line of each
+    training log of ``wd`` (a resumed run has several)."""
+    total = 0.0
+    for log in glob.glob(osp.join(wd, '2*', '2*.log')):
+        stamps = []
+        with open(log, encoding='utf-8', errors='replace') as f:
+            for line in f:
+                m = _STAMP.match(line)
+                if m:
+                    stamps.append(m.group(1))
+        if len(stamps) >= 2:
+            fmt = '%Y/%m/%d %H:%M:%S'
+            total += (datetime.datetime.strptime(stamps[-1], fmt) -
+                      datetime.datetime.strptime(stamps[0], fmt)
+                      ).total_seconds()
+    return total
+
+
+def summarise_predictions(preds, exit_metrics):
+    """Accuracy, per-class accuracy and exit statistics of a test run."""
+    n = len(preds)
+    gts = [int(p['gt_label']) for p in preds]
+    labels = [int(p['pred_label']) for p in preds]
+    correct = [g == p for g, p in zip(gts, labels)]
+    per_class = {}
+    for c, name in enumerate(CLASSES):
+        idx = [i for i, g in enumerate(gts) if g == c]
+        per_class[name] = (100.0 * sum(correct[i] for i in idx) / len(idx)
+                           if idx else None)
+    out = dict(n=n, acc=100.0 * sum(correct) / n, per_class=per_class)
+    if exit_metrics:
+        out['exits'] = {k.split('/', 1)[1]: v for k, v in
+                        exit_metrics.items() if k.startswith('exit/')}
+    return out
+
+
+def newest(pattern):
+    found = sorted(glob.glob(pattern), key=osp.getmtime)
+    return found[-1] if found else None
+
+
+def one(args):
+    """Train (or resume, or reuse) one run, then test it twice."""
+    from occam_plugin.evaluation import load_predictions
+    protocol, model, method, seed = (args.one[0], args.one[1], args.one[2],
+                                     int(args.one[3]))
+    configs, _, epochs = PROTOCOLS[protocol]
+    epochs = args.epochs or epochs
+    cfg = osp.join(REPO, configs[(model, method)])
+    wd = run_dir(args.work_root, protocol, model, method, seed)
+    opts = options(protocol, model, method, seed, args.data_root, epochs,
+                   args.extra_options)
+    if not finished_training(wd, epochs):
+        resume = ['--resume'] if glob.glob(osp.join(wd, 'epoch_*.pth')) \
+            else []
+        cmd = [PYTHON, osp.join(REPO, 'tools', 'train.py'), cfg,
+               '--work-dir', wd, *resume, *(['--amp'] if args.amp else []),
+               '--cfg-options', *opts]
+        print(' '.join(cmd), flush=True)
+        rc = os.spawnv(os.P_WAIT, PYTHON, cmd)
+        if rc:
+            sys.exit(f'training {wd} exited {rc}')
+    result = dict(protocol=protocol, model=model, method=method, seed=seed,
+                  config=configs[(model, method)], options=opts,
+                  train_seconds=train_seconds(wd), epochs=epochs,
+                  val=val_curve(wd))
+    best = best_checkpoint(wd)
+    result['best_epoch'] = int(re.search(r'epoch_(\d+)', best).group(1))
+    for tag, ckpt in (('best', best),
+                      ('last', osp.join(wd, f'epoch_{epochs}.pth'))):
+        out_dir = osp.join(wd, f'test_{tag}')
+        preds = osp.join(out_dir, 'preds.pkl')
+        if not osp.isfile(preds):
+            os.makedirs(out_dir, exist_ok=True)
+            cmd = [PYTHON, osp.join(REPO, 'tools', 'test.py'), cfg, ckpt,
+                   '--work-dir', out_dir, '--out', preds,
+                   '--cfg-options', *opts]
+            print(' '.join(cmd), flush=True)
+            rc = os.spawnv(os.P_WAIT, PYTHON, cmd)
+            if rc:
+                sys.exit(f'testing {ckpt} exited {rc}')
+        exit_file = newest(osp.join(out_dir, '2*', 'exit_metrics.json'))
+        exit_metrics = None
+        if exit_file:
+            with open(exit_file) as f:
+                exit_metrics = json.load(f).get('metrics')
+        result[f'test_{tag}'] = summarise_predictions(
+            load_predictions(preds), exit_metrics)
+        result[f'test_{tag}']['checkpoint'] = osp.basename(ckpt)
+    with open(osp.join(wd, 'bar_result.json'), 'w') as f:
+        json.dump(result, f, indent=2)
+
+
+def load_result(wd):
+    path = osp.join(wd, 'bar_result.json')
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def kendall_tau(xs, ys):
+    """Kendall's tau-a of two equally long sequences (None if < 2)."""
+    n = len(xs)
+    if n < 2:
+        return None
+    s = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            d = (xs[i] - xs[j]) * (ys[i] - ys[j])
+            s += (d > 0) - (d < 0)
+    return s / (n * (n - 1) / 2)
+
+
+def fmt(v, digits=1):
+    return '-' if v is None else f'{v:.{digits}f}'
+
+
+def render(results, args, command, protocol):
+    """The markdown section: one table and its readings."""
+    rows = {}
+    for r in results:
+        rows.setdefault((r['model'], r['method']), []).append(r)
+    lines = [
+        f'Command: `{command}`', '',
+        f'Machine: {machine()}; {datetime.date.today()}; protocol '
+        f'`{protocol}`, {len(results)} finished runs. Validation (and the '
+        'choice of the val checkpoint) on the val split carved out of '
+        '`train/`; test = the 654 images of `test/`, read once per '
+        'checkpoint.', '',
+        '| model | method | seeds | test acc, val-chosen | per seed | '
+        'test acc, last | per seed | val acc (chosen) | best epoch | train '
+        'min / run | img/s |',
+        '|---|---|---|---|---|---|---|---|---|---|---|']
+    for (model, method), rs in sorted(rows.items(), key=lambda kv: (
+            list(METHOD_NAMES).index(kv[0][1]), kv[0][0] != 'resnet')):
+        rs = sorted(rs, key=lambda r: r['seed'])
+        best = [r['test_best']['acc'] for r in rs]
+        last = [r['test_last']['acc'] for r in rs]
+        vals = [r['val'][str(r['best_epoch'])] for r in rs]
+        minutes = [r['train_seconds'] / 60 for r in rs]
+        n_train = 1745
+        speed = [n_train * r['epochs'] / r['train_seconds'] for r in rs
+                 if r['train_seconds']]
+        lines.append(
+            f'| {NAMES[model]} | {METHOD_NAMES[method]} | '
+            f'{",".join(str(r["seed"]) for r in rs)} | {mean_std(best)} | '
+            f'{" / ".join(fmt(v) for v in best)} | {mean_std(last)} | '
+            f'{" / ".join(fmt(v) for v in last)} | {mean_std(vals)} | '
+            f'{" / ".join(str(r["best_epoch"]) for r in rs)} | '
+            f'{mean_std(minutes, 1)} | {mean_std(speed, 0)} |')
+    # the target: OccamResNet-18 ahead of ResNet-18 in every seed
+    pairs = {}
+    for r in results:
+        if r['method'] == 'erm':
+            pairs.setdefault(r['seed'], {})[r['model']] = r
+    both = {s: p for s, p in pairs.items() if len(p) == 2}
+    if both:
+        lines.append('')
+        for tag, what in (('best', 'val-chosen'), ('last', 'last')):
+            diffs = [both[s]['occam'][f'test_{tag}']['acc'] -
+                     both[s]['resnet'][f'test_{tag}']['acc']
+                     for s in sorted(both)]
+            ahead = sum(d > 0 for d in diffs)
+            lines.append(
+                f'- OccamResNet-18 - ResNet-18 ({what} checkpoints), per '
+                f'seed: {" / ".join(f"{d:+.1f}" for d in diffs)}; ahead in '
+                f'{ahead} of {len(diffs)} seeds.')
+    # per-class test accuracy
+    lines += ['', 'Per-class test accuracy (val-chosen checkpoints, mean over '
+              'seeds; test images per class 105 / 159 / 42 / 131 / 132 / 85):',
+              '', '| model | method | ' + ' | '.join(CLASSES) + ' |',
+              '|---|---|' + '---|' * len(CLASSES)]
+    for (model, method), rs in sorted(rows.items()):
+        cells = []
+        for c in CLASSES:
+            vs = [r['test_best']['per_class'][c] for r in rs]
+            cells.append(fmt(statistics.mean(vs)))
+        lines.append(f'| {NAMES[model]} | {METHOD_NAMES[method]} | ' +
+                     ' | '.join(cells) + ' |')
+    # exits of the OccamNets
+    occam = [(k, rs) for k, rs in sorted(rows.items()) if k[0] == 'occam']
+    if occam:
+        lines += ['', 'Exits of the OccamResNet-18 on test (val-chosen '
+                  'checkpoints, mean over seeds): share of the samples that '
+                  'leave at exit k (accuracy of those samples), accuracy of '
+                  'each exit on all samples, expected compute (FLOPs per '
+                  'sample / the full network\'s):', '',
+                  '| method | exit 1 share (acc.) | exit 2 | exit 3 | '
+                  'acc. exits 0 / 1 / 2 / 3 | expected compute |',
+                  '|---|---|---|---|---|---|']
+        for (model, method), rs in occam:
+            ex = [r['test_best'].get('exits') or {} for r in rs]
+
+            def m(key):
+                vs = [e[key] for e in ex if e.get(key) is not None]
+                return statistics.mean(vs) if vs else None
+            shares = [f'{fmt(m(f"share_e{k}"))} ({fmt(m(f"acc_exited_e{k}"))})'
+                      for k in (1, 2, 3)]
+            accs = ' / '.join(fmt(m(f'acc_e{k}')) for k in range(4))
+            lines.append(f'| {METHOD_NAMES[method]} | ' + ' | '.join(shares) +
+                         f' | {accs} | {fmt(m("expected_compute"), 3)} |')
+    # how far val and test rank the runs alike
+    if len(results) >= 3:
+        vals = [r['val'][str(r['best_epoch'])] for r in results]
+        tests = [r['test_best']['acc'] for r in results]
+        lines += ['', f'Val and test rank these {len(results)} runs with '
+                  f'Kendall tau = {fmt(kendall_tau(vals, tests), 2)} (val '
+                  'accuracy of the chosen checkpoint vs its test accuracy); '
+                  'the val split is as biased as train.']
+    return '\n'.join(lines)
+
+
+def render_select(results, command):
+    lines = [f'Command: `{command}`', '',
+             f'Machine: {machine()}; {datetime.date.today()}. Seed 0 of each '
+             'candidate; the choice is made on the val column; test is '
+             'shown to measure how far val and test agree, not to choose.',
+             '', '| protocol | model | val acc (best epoch) | val acc, last '
+             '| train min | test acc, val-chosen | test acc, last |',
+             '|---|---|---|---|---|---|---|']
+    for r in sorted(results, key=lambda r: (r['protocol'], r['model'])):
+        last_val = r['val'].get(str(r['epochs']))
+        lines.append(
+            f'| `{r["protocol"]}` | {NAMES[r["model"]]} | '
+            f'{fmt(r["val"][str(r["best_epoch"])])} ({r["best_epoch"]}) | '
+            f'{fmt(last_val)} | {fmt(r["train_seconds"] / 60)} | '
+            f'{fmt(r["test_best"]["acc"])} | {fmt(r["test_last"]["acc"])} |')
+    return '\n'.join(lines)
+
+
+#: the zoo entries of the CPU protocol: (model, metafile, name)
+ZOO = (('resnet', 'configs/resnet/metafile.yml',
+        'resnet18-w16_1xb64_60e_bar-small'),
+       ('occam', 'configs/occamnets/metafile.yml',
+        'occamnets_resnet18-w16_1xb64_60e_bar-small'))
+CAM_DIR = osp.join(REPO, 'docs', 'images', 'bar_cams')
+
+
+def publish(args):
+    """Publish seed 0's val-chosen checkpoints of the CPU protocol with
+    tools/publish_model.py and record their probe scores."""
+    from occam_plugin.apis.zoo_probe import record_probe
+    for model, _, name in ZOO:
+        res = load_result(run_dir(args.work_root, CPU_PROTOCOL, model, 'erm',
+                                  0))
+        if res is None:
+            sys.exit(f'publish: run {model}-erm seed 0 is not finished')
+        wd = run_dir(args.work_root, CPU_PROTOCOL, model, 'erm', 0)
+        cfg = osp.join(REPO, res['config'])
+        out = osp.join(REPO, 'checkpoints', name)
+        before = set(glob.glob(out + '-*.pth'))
+        rc = os.spawnv(os.P_WAIT, PYTHON, [
+            PYTHON, osp.join(REPO, 'tools', 'publish_model.py'), cfg,
+            osp.join(wd, res['test_best']['checkpoint']), out])
+        if rc:
+            sys.exit(f'publish_model.py exited {rc}')
+        weights = sorted(set(glob.glob(out + '-*.pth')) - before) or \
+            sorted(glob.glob(out + '-*.pth'))
+        probe = record_probe(cfg, weights[-1])
+        print(f'{NAMES[model]}: {weights[-1]} (test top-1 '
+              f'{res["test_best"]["acc"]:.2f}, epoch {res["best_epoch"]}), '
+              f'probe {probe}')
+
+
+def check_zoo(args):
+    """Test every BAR entry of the model zoo on the real test split and
+    compare with its metafile number."""
+    import yaml
+    ok = True
+    for _, metafile, name in ZOO:
+        with open(osp.join(REPO, metafile)) as f:
+            entry = next(m for m in yaml.safe_load(f)['Models']
+                         if m['Name'] == name)
+        want = entry['Results'][0]['Metrics']['Top 1 Accuracy']
+        out_dir = osp.join(args.work_root, 'zoo_check', name)
+        preds = osp.join(out_dir, f'preds_{int(time.time())}.pkl')
+        opts = [f'{loader}.dataset.data_root={args.data_root}'
+                for loader in ('test_dataloader', )] if args.data_root \
+            else []
+        cmd = [PYTHON, osp.join(REPO, 'tools', 'test.py'),
+               osp.join(REPO, entry['Config']),
+               osp.join(REPO, entry['Weights']), '--work-dir', out_dir,
+               '--out', preds] + (['--cfg-options', *opts] if opts else [])
+        if os.spawnv(os.P_WAIT, PYTHON, cmd):
+            sys.exit(f'{name}: tools/test.py failed')
+        from occam_plugin.evaluation import load_predictions
+        got = summarise_predictions(load_predictions(preds), None)['acc']
+        same = round(got, 2) == want
+        ok &= same
+        print(f'{name}: test top-1 {got:.2f}, metafile {want}: '
+              f'{"ok" if same else "DIFFERENT"}')
+    if not ok:
+        sys.exit(1)
+
+
+def cam_images(args):
+    """Deterministic choice of test images for the CAM pictures: for each
+    outcome (both right, only the OccamNet right, only the ResNet right,
+    both wrong), the first images by id of two different classes in the
+    seed-0 val-chosen predictions."""
+    from occam_plugin.datasets.bar import BAR
+    from occam_plugin.evaluation import load_predictions
+    preds = {}
+    for model in ('resnet', 'occam'):
+        wd = run_dir(args.work_root, CPU_PROTOCOL, model, 'erm', 0)
+        preds[model] = load_predictions(osp.join(wd, 'test_best',
+                                                 'preds.pkl'))
+    picked = []
+    for want in ((True, True), (True, False), (False, True),
+                 (False, False)):
+        rows = []
+        for o, r in zip(preds['occam'], preds['resnet']):
+            assert o['img_path'] == r['img_path']
+            right = (int(o['pred_label']) == int(o['gt_label']),
+                     int(r['pred_label']) == int(r['gt_label']))
+            if right == want:
+                rows.append((BAR.id_key(osp.basename(o['img_path'])),
+                             int(o['gt_label']), o['img_path']))
+        classes = []
+        for _, gt, path in sorted(rows):
+            if gt not in classes:
+                classes.append(gt)
+                picked.append((want, path))
+            if len(classes) == 2:
+                break
+    return picked
+
+
+def cams(args):
+    """CAM grids of both seed-0 models on the chosen test images, into
+    docs/images/bar_cams/ (one PNG per model and image)."""
+    import shutil
+    import tempfile
+    os.makedirs(CAM_DIR, exist_ok=True)
+    picked = cam_images(args)
+    rows = []
+    for model in ('occam', 'resnet'):
+        res = load_result(run_dir(args.work_root, CPU_PROTOCOL, model, 'erm',
+                                  0))
+        wd = run_dir(args.work_root, CPU_PROTOCOL, model, 'erm', 0)
+        tmp = tempfile.mkdtemp()
+        rc = os.spawnv(os.P_WAIT, PYTHON, [
+            PYTHON, osp.join(REPO, 'tools', 'analysis', 'vis_cam.py'),
+            osp.join(REPO, res['config']),
+            osp.join(wd, res['test_best']['checkpoint']),
+            '--images', *[p for _, p in picked], '--out-dir',
+            osp.join(tmp, 'cams'), '--target', 'gt'])
+        if rc:
+            sys.exit(f'vis_cam.py exited {rc}')
+        for _, path in picked:
+            stem = osp.splitext(osp.basename(path))[0]
+            dst = osp.join(CAM_DIR, f'{model}_{stem.replace(" ", "-")}.png')
+            shutil.move(osp.join(tmp, 'cams', f'{stem}_cam.png'), dst)
+        shutil.rmtree(tmp)
+    for (occam_right, resnet_right), path in picked:
+        stem = osp.splitext(osp.basename(path))[0].replace(' ', '-')
+        rows.append((occam_right, resnet_right, stem))
+    with open(osp.join(CAM_DIR, 'images.json'), 'w') as f:
+        json.dump(rows, f, indent=1)
+    print(f'{2 * len(picked)} PNGs in {CAM_DIR}')
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--protocol', default=CPU_PROTOCOL, choices=PROTOCOLS)
+    p.add_argument('--paper-scale', action='store_true',
+                   help='the shipped 224 px, width-58, 90-epoch configs '
+                   '(ERM pair; a GPU is expected)')
+    p.add_argument('--select', action='store_true',
+                   help='seed 0 of each candidate CPU protocol')
+    p.add_argument('--models', nargs='+', default=['resnet', 'occam'],
+                   choices=list(NAMES))
+    p.add_argument('--methods', nargs='+', default=['erm'],
+                   choices=list(METHOD_NAMES))
+    p.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    p.add_argument('--jobs', type=int, default=2)
+    p.add_argument('--data-root', default=None,
+                   help='BAR folder (default: the configs\' data/BAR)')
+    p.add_argument('--work-root', default=osp.join(REPO, 'work_dirs', 'bar'))
+    p.add_argument('--amp', action='store_true',
+                   help='train with automatic mixed precision (CUDA)')
+    p.add_argument('--epochs', type=int, default=None,
+                   help='epochs instead of the protocol\'s (the lr steps '
+                   'move with them)')
+    p.add_argument('--extra-options', nargs='*', default=[],
+                   help='more --cfg-options for every run (e.g. to shrink '
+                   'the runs in a test)')
+    p.add_argument('--results-md', default=None)
+    p.add_argument('--report-only', action='store_true')
+    p.add_argument('--publish', action='store_true',
+                   help='publish seed 0\'s val-chosen CPU-protocol '
+                   'checkpoints (tools/publish_model.py) and record their '
+                   'probe scores for the zoo test')
+    p.add_argument('--check-zoo', action='store_true',
+                   help='test the published BAR models on the real test '
+                   'split against their metafile numbers')
+    p.add_argument('--cams', action='store_true',
+                   help='CAM pictures of seed 0\'s models on test images, '
+                   'into docs/images/bar_cams/')
+    p.add_argument('--one', nargs=4, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.one:
+        return one(args)
+    for flag, action in (('publish', publish), ('check_zoo', check_zoo),
+                         ('cams', cams)):
+        if getattr(args, flag):
+            return action(args)
+    if args.paper_scale:
+        import torch
+        args.protocol = 'paper'
+        if not torch.cuda.is_available():
+            sys.exit('bar.py --paper-scale: no GPU is visible; the 224 px, '
+                     '90-epoch pair takes days on a CPU. No paper-scale '
+                     'numbers are reported without one.')
+    command = 'python benchmarks/bar.py ' + ' '.join(argv or sys.argv[1:])
+    protocols = SELECT_PROTOCOLS if args.select else (args.protocol, )
+    methods = ['erm'] if args.select else args.methods
+    seeds = [0] if args.select else args.seeds
+    runs = [(pr, m, me, s) for s in seeds for pr in protocols
+            for me in methods for m in args.models
+            if (m, me) in PROTOCOLS[pr][0]]
+    if not args.report_only:
+        todo = [r for r in runs if load_result(run_dir(args.work_root, *r))
+                is None]
+        cmds = [[PYTHON, osp.abspath(__file__), '--one', pr, m, me, str(s),
+                 '--work-root', args.work_root,
+                 *(['--data-root', args.data_root] if args.data_root else []),
+                 *(['--epochs', str(args.epochs)] if args.epochs else []),
+                 *(['--extra-options', *args.extra_options]
+                   if args.extra_options else []),
+                 *(['--amp'] if args.amp else [])]
+                for pr, m, me, s in todo]
+        t0 = time.time()
+        for i, rc, sec, tail in run_commands(cmds, jobs=args.jobs):
+            print(f'{todo[i]}: exit {rc} after {sec / 60:.1f} min'
+                  + (f'\n{tail}' if rc else ''), flush=True)
+        print(f'all runs: {(time.time() - t0) / 60:.1f} min')
+    results = [r for r in (load_result(run_dir(args.work_root, *run))
+                           for run in runs) if r]
+    if args.select:
+        text = render_select(results, command)
+        section = 'bar.py protocol selection'
+    else:
+        text = render(results, args, command, args.protocol)
+        section = f'bar.py {args.protocol}'
+    print(text)
+    if args.results_md:
+        write_section(args.results_md, section, text)
+
+
+if __name__ == '__main__':
+    main()
