@@ -277,16 +277,18 @@ def test_checkpoint_error_is_a_runtime_error():
 # --- fault injection: SIGKILL anywhere, resume, same weights -----------------
 
 #: run tools/train.py, SIGKILL-ing this process before the global iteration
-#: KILL_ITER, or halfway through writing the checkpoint file whose name
-#: starts with KILL_SAVE; each kill point fires once (a marker file says so)
+#: KILL_ITER, halfway through writing the checkpoint file whose name starts
+#: with KILL_SAVE, or in the validation of epoch KILL_VAL_EPOCH; each kill
+#: point fires once (a marker file says so)
 KILLER = '''
 import os, runpy, signal, sys
 from mmengine.fileio.backends import LocalBackend
-from mmengine.runner import EpochBasedTrainLoop
+from mmengine.runner import EpochBasedTrainLoop, ValLoop
 
 marker = os.environ['KILL_MARKER']
 kill_iter = int(os.environ.get('KILL_ITER', -1))
 kill_save = os.environ.get('KILL_SAVE')
+kill_val_epoch = int(os.environ.get('KILL_VAL_EPOCH', -1))
 
 
 def die():
@@ -317,7 +319,17 @@ def killing_put(self, obj, filepath):
     return put(self, obj, filepath)
 
 
+val_iter = ValLoop.run_iter
+
+
+def killing_val_iter(self, idx, data_batch):
+    if self.runner.epoch == kill_val_epoch and not os.path.exists(marker):
+        die()
+    return val_iter(self, idx, data_batch)
+
+
 EpochBasedTrainLoop.run_iter = killing_run_iter
+ValLoop.run_iter = killing_val_iter
 LocalBackend.put = killing_put
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name='__main__')
@@ -383,3 +395,297 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted(
     for key in GATE_STATE:
         assert key in full
     assert [k for k in full if not torch.equal(full[k], resumed[k])] == []
+
+
+# === issue 22: no run destroys another's files, no silent loss of state ====
+
+from conftest import read_logs  # noqa: E402
+
+#: holds the work-dir lock as a training run does (fcntl.flock on
+#: <work_dir>/.occam_lock with the holder's pid, host and start time)
+LOCK_HOLDER = '''
+import fcntl, json, os, socket, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.write(fd, json.dumps(dict(pid=os.getpid(), host=socket.gethostname(),
+                             since='2026-01-01T00:00:00')).encode())
+print('held', flush=True)
+time.sleep(600)
+'''
+
+
+def hold_lock(work_dir):
+    """A process holding ``work_dir``'s lock (the caller kills it)."""
+    os.makedirs(work_dir, exist_ok=True)
+    proc = subprocess.Popen([PYTHON, '-c', LOCK_HOLDER,
+                             str(work_dir / '.occam_lock')],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == 'held'
+    return proc
+
+
+def test_a_second_run_into_a_busy_work_dir_stops_naming_the_holder(
+        root, tmp_path):
+    import socket
+    work_dir = tmp_path / 'busy'
+    holder = hold_lock(work_dir)
+    try:
+        with pytest.raises(SystemExit) as err:
+            train(work_dir, root, 'train_cfg.max_epochs=1')
+        message = str(err.value)
+        assert f'pid {holder.pid}' in message
+        assert socket.gethostname() in message
+        assert 'since 2026-01-01T00:00:00' in message
+        # stopped at once: no log folder, no config copy, no checkpoint
+        assert os.listdir(work_dir) == ['.occam_lock']
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder died holding it (SIGKILL): the next run takes it over
+    train(work_dir, root, 'train_cfg.max_epochs=1')
+    assert osp.isfile(work_dir / 'epoch_1.pth')
+    log = read_logs(work_dir)
+    assert 'took it over' in log and f'pid {holder.pid}' in log
+    assert not osp.exists(work_dir / '.occam_lock')  # released at the end
+
+
+def test_unfinished_saves_are_removed_only_when_their_writer_is_dead(
+        root, tmp_path):
+    work_dir = tmp_path / 'run'
+    work_dir.mkdir()
+    live = subprocess.Popen([PYTHON, '-c', 'import time; time.sleep(600)'])
+    dead = subprocess.Popen([PYTHON, '-c', 'pass'])
+    dead.wait()
+    saving = f'.epoch_1.pth.partial-{live.pid}'
+    abandoned = f'.epoch_1.pth.partial-{dead.pid}'
+    (work_dir / saving).write_bytes(b'a save in progress')
+    (work_dir / abandoned).write_bytes(b'an interrupted save')
+    try:
+        train(work_dir, root, 'train_cfg.max_epochs=1')
+    finally:
+        live.kill()
+        live.wait()
+    names = os.listdir(work_dir)
+    assert saving in names and abandoned not in names
+    assert 'epoch_1.pth' in names
+
+
+def test_resume_from_a_best_checkpoint_is_refused(occam_dir, root,
+                                                  tmp_path):
+    """A best_*.pth holds no optimizer state: resuming it would restart
+    Adam without a word."""
+    best = next(f for f in os.listdir(occam_dir) if f.startswith('best_'))
+    new = tmp_path / 'new'
+    new.mkdir()
+    shutil.copy(occam_dir / best, new / best)
+    before = digest(new)
+    with pytest.raises(SystemExit) as err:
+        train(new, root, 'train_cfg.max_epochs=3',
+              flags=['--resume', str(new / best)])
+    message = str(err.value)
+    assert best in message and 'no optimizer' in message
+    assert 'resume_without_optimizer=True' in message
+    assert unchanged(before, new)
+
+
+def test_resume_without_optimizer_never_deletes_the_file_it_resumed(
+        occam_dir, root, tmp_path, capfd):
+    best = next(f for f in os.listdir(occam_dir) if f.startswith('best_'))
+    new = tmp_path / 'new'
+    new.mkdir()
+    shutil.copy(occam_dir / best, new / best)
+    set_best_score(new / best, -1.0)  # epoch 3 surely saves a new best
+    source = digest(new)[best]
+    train(new, root, 'train_cfg.max_epochs=3', 'train_cfg.val_interval=1',
+          'default_hooks.work_dir_guard.resume_without_optimizer=True',
+          flags=['--resume', str(new / best)])
+    names = os.listdir(new)
+    assert 'best_accuracy_top1_epoch_3.pth' in names
+    assert digest(new)[best] == source  # kept, byte for byte
+    assert 'optimizer restarts' in capfd.readouterr().out
+
+
+def test_resume_on_a_training_set_of_another_size_stops(occam_dir, root,
+                                                        tmp_path, capfd):
+    import re
+    other = write_bar_folder(tmp_path / 'BAR', per_class=3)
+    copy = tmp_path / 'copy'
+    shutil.copytree(occam_dir, copy)
+    rows = torch.load(copy / 'epoch_2.pth', weights_only=True)[
+        'state_dict']['head.gate_loss.memory'].shape[0]
+    before = digest(copy)
+    with pytest.raises(SystemExit) as err:
+        train(copy, other, 'train_cfg.max_epochs=3', flags=['--resume'])
+    message = str(err.value)
+    found = re.search(r'training set has (\d+) samples', message)
+    assert found and int(found.group(1)) != rows, message
+    assert f'{rows} samples' in message and 'head.gate_loss.memory' in message
+    assert 'on_new_train_size=reinit' in message
+    assert unchanged(before, copy)
+    # on request: re-initialised, and said on the console
+    capfd.readouterr()
+    train(copy, other, 'train_cfg.max_epochs=3',
+          'default_hooks.training_state.on_new_train_size=reinit',
+          flags=['--resume'])
+    assert 're-initialised' in capfd.readouterr().out
+    memory = torch.load(copy / 'epoch_3.pth', weights_only=True)[
+        'state_dict']['head.gate_loss.memory']
+    assert memory.shape[0] == int(found.group(1))
+
+
+def test_unknown_top_level_cfg_option_is_an_error(root, tmp_path):
+    with pytest.raises(SystemExit) as err:
+        train(tmp_path / 'run', root, 'randomnes.seed=5')
+    assert "'randomnes'" in str(err.value)
+    assert "did you mean 'randomness'" in str(err.value).lower()
+    assert not osp.exists(tmp_path / 'run')
+
+
+def test_a_typo_in_checkpoint_hook_options_fails_before_training(
+        root, tmp_path):
+    with pytest.raises(ValueError) as err:
+        train(tmp_path / 'run', root,
+              'default_hooks.checkpoint.max_keep_ckpt=1')
+    assert "'max_keep_ckpt'" in str(err.value)
+    assert "'max_keep_ckpts'" in str(err.value)
+    assert not [f for f in os.listdir(tmp_path / 'run') if
+                f.endswith('.pth')]
+
+
+def test_only_rank_0_dumps_the_config(tmp_path, monkeypatch):
+    """Under DDP every rank calls dump_config; only rank 0 may write."""
+    from types import SimpleNamespace
+
+    import mmengine.dist.utils as dist_utils
+    from mmengine.config import Config
+
+    from occam_plugin.engine.runner import SafeRunner
+    cfg_file = tmp_path / 'tiny_cfg.py'
+    cfg_file.write_text('a = 1\n')
+    work_dir = tmp_path / 'work'
+    work_dir.mkdir()
+    (work_dir / 'tiny_cfg.py').write_text('a = 0\n')  # another run's
+    runner = SimpleNamespace(cfg=Config.fromfile(str(cfg_file)),
+                             work_dir=str(work_dir),
+                             timestamp='20260101_000000')
+    monkeypatch.setattr(dist_utils, 'get_rank', lambda group=None: 1)
+    SafeRunner.dump_config(runner)
+    assert os.listdir(work_dir) == ['tiny_cfg.py']
+    monkeypatch.setattr(dist_utils, 'get_rank', lambda group=None: 0)
+    SafeRunner.dump_config(runner)
+    assert sorted(os.listdir(work_dir)) == ['tiny_cfg.py',
+                                            'tiny_cfg_20260101_000000.py']
+
+
+# --- SIGKILL during validation: that epoch is validated on resume ---------
+
+def test_sigkill_during_validation_then_resume_validates_that_epoch(
+        root, tmp_path):
+    tool = osp.join(REPO, 'tools', 'train.py')
+    killer = tmp_path / 'killer.py'
+    killer.write_text(textwrap.dedent(KILLER))
+
+    def run(work_dir, *flags, env=None):
+        cmd = [PYTHON, str(killer), tool, OCCAM_CFG, '--work-dir',
+               str(work_dir), *flags,
+               *options(root, 'train_cfg.val_interval=1',
+                        deterministic=True)]
+        return subprocess.run(cmd, cwd=REPO, env={**os.environ, **env},
+                              stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True,
+                              timeout=600)
+
+    reference = tmp_path / 'reference'
+    proc = run(reference, env=dict(KILL_MARKER=str(tmp_path / 'none')))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    work_dir = tmp_path / 'killed'
+    proc = run(work_dir, env=dict(KILL_MARKER=str(tmp_path / 'k'),
+                                  KILL_VAL_EPOCH='1'))
+    assert proc.returncode == -signal.SIGKILL, proc.stdout[-3000:]
+    assert osp.isfile(work_dir / 'epoch_1.pth')
+    assert not [f for f in os.listdir(work_dir) if f.startswith('best_')]
+    proc = run(work_dir, '--resume',
+               env=dict(KILL_MARKER=str(tmp_path / 'k')))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert 'validating epoch 1 now' in proc.stdout  # on the console
+    resumed_log = read_logs(work_dir).split('resumed epoch: 1')[-1]
+    assert 'Epoch(val) [1]' in resumed_log
+    # the best checkpoint and the weights are those of the run that was
+    # never interrupted
+    best = sorted(f for f in os.listdir(reference) if f.startswith('best_'))
+    assert sorted(f for f in os.listdir(work_dir)
+                  if f.startswith('best_')) == best
+    full = torch.load(reference / 'epoch_2.pth', map_location='cpu',
+                      weights_only=True)['state_dict']
+    resumed = torch.load(work_dir / 'epoch_2.pth', map_location='cpu',
+                         weights_only=True)['state_dict']
+    assert [k for k in full if not torch.equal(full[k], resumed[k])] == []
+
+
+# --- a crafted pickle global: refused by every loader ----------------------
+
+class _Call:
+    """Pickles as ``func(*args)``: what a crafted checkpoint makes an unsafe
+    ``torch.load`` run."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+LOADERS = ('test', 'resume', 'load_from', 'init_occam_model',
+           'OccamInferencer', 'vis_cam', 'publish_model')
+
+
+@pytest.fixture(scope='module')
+def crafted(occam_dir, tmp_path_factory):
+    """A real checkpoint of occam_dir plus an object whose unpickling would
+    create the file ``marker``."""
+    folder = tmp_path_factory.mktemp('crafted')
+    marker = folder / 'pwned'
+    ckpt = torch.load(occam_dir / 'epoch_2.pth', map_location='cpu',
+                      weights_only=True)
+    ckpt['meta']['payload'] = _Call(open, str(marker), 'w')
+    path = folder / 'epoch_2.pth'
+    torch.save(ckpt, path)
+    return path, marker
+
+
+@pytest.mark.parametrize('loader', LOADERS)
+def test_a_crafted_checkpoint_is_refused_by_every_loader(loader, crafted,
+                                                         root, tmp_path):
+    from mmengine.config import Config
+    ckpt, marker = crafted
+    tiny = {'model.backbone.stem_channels': 8,
+            'model.backbone.base_channels': 8}
+    with pytest.raises((SystemExit, CheckpointError)) as err:
+        if loader == 'test':
+            run_test(OCCAM_CFG, ckpt, tmp_path, root)
+        elif loader == 'resume':
+            train(tmp_path / 'run', root, 'train_cfg.max_epochs=3',
+                  flags=['--resume', str(ckpt)])
+        elif loader == 'load_from':
+            train(tmp_path / 'run', root, f'load_from={ckpt}')
+        elif loader in ('init_occam_model', 'OccamInferencer'):
+            from occam_plugin.apis import OccamInferencer, init_occam_model
+            cfg = Config.fromfile(OCCAM_CFG)
+            cfg.merge_from_dict(tiny)
+            if loader == 'init_occam_model':
+                init_occam_model(cfg, str(ckpt))
+            else:
+                OccamInferencer(cfg, pretrained=str(ckpt))
+        elif loader == 'vis_cam':
+            image = osp.join(root, 'test', sorted(
+                os.listdir(osp.join(root, 'test')))[0])
+            load_tool('analysis/vis_cam.py').main([
+                OCCAM_CFG, str(ckpt), '--images', image, '--out-dir',
+                str(tmp_path / 'cams'), '--cfg-options',
+                *[f'{k}={v}' for k, v in tiny.items()]])
+        else:
+            load_tool('publish_model.py').main(
+                [OCCAM_CFG, str(ckpt), str(tmp_path / 'published')])
+    message = str(err.value)
+    assert str(ckpt) in message and 'weights-only allow-list' in message
+    assert not marker.exists()  # nothing ran

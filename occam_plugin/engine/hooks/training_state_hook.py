@@ -6,9 +6,11 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 from mmpretrain.registry import HOOKS
-from ...models.utils.training_state import (prepare_from_dataset,
+from ...models.utils.training_state import (drop_per_sample_state,
+                                            prepare_from_dataset,
                                             reset_epoch_state,
                                             stateful_modules, sync_state)
+from ..runner.work_dir import CheckpointError
 
 
 def training_set_info(dataset) -> dict:
@@ -51,9 +53,28 @@ class TrainingStateHook(Hook):
     ``SafeRunner`` adds it to every run (``default_hooks.training_state``);
     no config needs to name it. A model without declaring modules costs
     nothing.
+
+    A resumed run whose training set has another size than the one its
+    checkpoint's per-sample state (``PER_SAMPLE_BUFFERS``: Occam gate
+    memory, LfF's loss EMAs) was built for stops, naming both sizes: the
+    rows would belong to other samples. ``on_new_train_size='reinit'``
+    re-initialises that state instead, with a warning on the console.
+
+    Args:
+        on_new_train_size (str): ``'error'`` or ``'reinit'``. Defaults to
+            ``'error'``.
     """
 
     priority = 'NORMAL'  # before CheckpointHook, so saved state is synced
+    SIZE_MODES = ('error', 'reinit')
+    on_new_train_size = 'error'
+
+    def __init__(self, on_new_train_size: str = 'error'):
+        if on_new_train_size not in self.SIZE_MODES:
+            raise ValueError(
+                f'TrainingStateHook: on_new_train_size='
+                f'{on_new_train_size!r}; expected one of {self.SIZE_MODES}.')
+        self.on_new_train_size = on_new_train_size
 
     @staticmethod
     def _model(runner):
@@ -71,10 +92,40 @@ class TrainingStateHook(Hook):
                 next(stateful_modules(model), None) is None:
             return
         info = training_set_info(runner.train_dataloader.dataset)
+        if runner.iter > 0:  # resumed: the state is the checkpoint's
+            self._check_train_size(runner, model, info['num_samples'])
         names = prepare_from_dataset(model, info)
         runner.logger.info(
             f'TrainingStateHook: prepared {names} from '
             f'{info["num_samples"]} training samples')
+
+    def _check_train_size(self, runner, model, num_samples: int) -> None:
+        sizes = {}
+        stateful = set(stateful_modules(model))
+        for prefix, m in model.named_modules():
+            if m in stateful:
+                for b in getattr(m, 'PER_SAMPLE_BUFFERS', ()):
+                    rows = getattr(m, b).shape[0]
+                    if rows != num_samples:
+                        sizes[f'{prefix}.{b}' if prefix else b] = rows
+        if not sizes:
+            return
+        found = ', '.join(f'{k} ({v} rows)' for k, v in sizes.items())
+        if self.on_new_train_size == 'error':
+            raise CheckpointError(
+                f'resume: the checkpoint\'s per-sample training state was '
+                f'built for a training set of '
+                f'{" / ".join(map(str, sorted(set(sizes.values()))))} '
+                f'samples ({found}), but this run\'s training set has '
+                f'{num_samples} samples: its rows would belong to other '
+                'samples. Resume on the training set the run started with, '
+                'or re-initialise that state with --cfg-options '
+                'default_hooks.training_state.on_new_train_size=reinit.')
+        drop_per_sample_state(model)
+        runner.logger.warning(
+            f'resume: the training set has {num_samples} samples, the '
+            f'checkpoint\'s per-sample state another size ({found}): that '
+            'state is re-initialised (on_new_train_size=reinit).')
 
     def before_train_epoch(self, runner) -> None:
         if self._enabled(runner):

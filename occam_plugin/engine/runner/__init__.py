@@ -1,8 +1,9 @@
 from .checkpoint import SAFE_GLOBALS, register_checkpoint_safe_globals
 from .dist import CPU_MODEL_WRAPPER_CFG, setup_cpu_distributed
-from .safe_runner import (CheckpointError, SafeRunner, build_runner,
-                          checkpoint_files, latest_checkpoint,
+from .safe_runner import (SafeRunner, build_runner, load_state_partially,
                           load_state_strictly, read_checkpoint)
+from .work_dir import CheckpointError, checkpoint_files, latest_checkpoint
+from .work_dir_lock import WorkDirBusyError, WorkDirLock, hold_work_dir
 
 # `import occam_plugin` makes mmengine checkpoints loadable with
 # torch.load(weights_only=True), so `--resume` works on torch >= 2.6.
@@ -11,4 +12,6 @@ register_checkpoint_safe_globals()
 __all__ = ['SAFE_GLOBALS', 'register_checkpoint_safe_globals',
            'CPU_MODEL_WRAPPER_CFG', 'setup_cpu_distributed',
            'CheckpointError', 'SafeRunner', 'build_runner', 'checkpoint_files',
-           'latest_checkpoint', 'load_state_strictly', 'read_checkpoint']
+           'latest_checkpoint', 'load_state_partially', 'load_state_strictly',
+           'read_checkpoint', 'WorkDirBusyError', 'WorkDirLock',
+           'hold_work_dir']

@@ -34,7 +34,10 @@ def _numpy_globals() -> List[object]:
     return found
 
 
-#: names of the ``HistoryBuffer`` statistics a checkpoint may refer to
+#: names of the ``HistoryBuffer`` statistics a checkpoint may refer to: the
+#: four that mmengine's HistoryBuffer registers itself (statistics that a
+#: user registers with ``HistoryBuffer.register_statistics`` are not
+#: allowed: name them here to load checkpoints that carry them)
 _STATISTICS = ('min', 'max', 'current', 'mean')
 
 
@@ -47,7 +50,7 @@ def history_buffer_getattr(obj, name):
     attribute (and from there run code), so the name ``builtins.getattr`` is
     bound to this function, which resolves only those few methods.
     """
-    allowed = set(_STATISTICS) | set(HistoryBuffer._statistics_methods)
+    allowed = set(_STATISTICS)
     if obj is HistoryBuffer and name in allowed:
         return getattr(HistoryBuffer, name)
     raise pickle.UnpicklingError(

@@ -1,6 +1,7 @@
 """What tools/train.py and tools/test.py share: the common command-line
 arguments, how they apply to a config, and how a run is launched."""
 import argparse
+import contextlib
 import os
 import os.path as osp
 from typing import Callable, Optional, Sequence
@@ -8,7 +9,9 @@ from typing import Callable, Optional, Sequence
 from mmengine.config import Config, DictAction
 
 from .dist import setup_cpu_distributed
-from .safe_runner import CheckpointError, build_runner
+from .safe_runner import SafeRunner, build_runner
+from .work_dir import CheckpointError
+from .work_dir_lock import hold_work_dir
 
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
@@ -77,9 +80,28 @@ def apply_common_args(cfg: Config, args: argparse.Namespace,
     if before_options is not None:
         before_options(cfg)
     if args.cfg_options is not None:
+        check_option_keys(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
     fix_dataloaders(cfg)
     return cfg
+
+
+def check_option_keys(cfg: Config, options: dict) -> None:
+    """Every ``--cfg-options`` key starts with a top-level key that the
+    config has or that the Runner reads (``SafeRunner.known_config_keys``);
+    a typo (``randomnes.seed=5``) is a SystemExit, not silently ignored."""
+    known = set(cfg.keys()) | set(SafeRunner.known_config_keys())
+    for key in options:
+        top = key.split('.')[0]
+        if top in known:
+            continue
+        import difflib
+        close = difflib.get_close_matches(top, sorted(known), n=1)
+        hint = f' Did you mean {close[0]!r}?' if close else ''
+        raise SystemExit(
+            f'error: --cfg-options {key}=...: unknown top-level key {top!r}'
+            f': the config {cfg.filename or ""!s} has no such key and the '
+            f'runner reads none.{hint}')
 
 
 def fix_dataloaders(cfg: Config) -> None:
@@ -124,6 +146,23 @@ def launch(cfg: Config, what: str):
     # pytorch launcher would call torch.cuda.set_device)
     setup_cpu_distributed(cfg)
     try:
-        return getattr(build_runner(cfg), what)()
+        # one training run per work dir, held before the Runner writes its
+        # log folder and config copy (SafeRunner.train holds it too)
+        with (hold_work_dir(cfg.work_dir) if what == 'train' and
+              _launch_rank(cfg) == 0 else contextlib.nullcontext()):
+            return getattr(build_runner(cfg), what)()
     except CheckpointError as err:  # its message names the file and the fix
         raise SystemExit(f'error: {err}') from err
+
+
+def _launch_rank(cfg: Config) -> int:
+    """This process's global rank, before the Runner opens the group."""
+    from mmengine.dist import get_rank, is_distributed
+    if is_distributed():
+        return get_rank()
+    if cfg.get('launcher', 'none') == 'none':
+        return 0
+    for var in ('RANK', 'SLURM_PROCID', 'OMPI_COMM_WORLD_RANK'):
+        if var in os.environ:
+            return int(os.environ[var])
+    return 0

@@ -8,32 +8,31 @@ starts from scratch; weights load non-strictly (a checkpoint of another
 model gives metrics of random weights); and a kill during a save leaves a
 truncated ``epoch_N.pth``. :class:`SafeRunner` closes each of these.
 """
+import copy
+import inspect
+import io
 import logging
 import os
 import os.path as osp
+import pickle
 import re
 from collections import OrderedDict
-from typing import List, Optional, Tuple
+from typing import FrozenSet, Optional
 
-from mmengine.dist import master_only
+import torch
+from mmengine.dist import is_main_process, master_only
 from mmengine.hooks import CheckpointHook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
-from mmengine.runner.checkpoint import (_load_checkpoint,
-                                        _load_checkpoint_to_model)
+from mmengine.runner.checkpoint import load_state_dict
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from mmpretrain.registry import RUNNERS
 from ...fileio import atomic_path
 from ...models.utils.training_state import rank_local_buffers
-
-#: ``epoch_3.pth`` / ``iter_100.pth``: checkpoints a run can resume from
-_RESUMABLE = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
-#: any checkpoint name that carries its step (``best_acc_epoch_3.pth`` too)
-_STEPPED = re.compile(r'(?:^|_)(epoch|iter)_(\d+)\.pth$')
-#: the temporary name a checkpoint is written under before its rename
-_PARTIAL = re.compile(r'^\..+\.pth\.partial-\d+$')
-#: message-hub keys of CheckpointHook that hold checkpoint paths
-_PATH_KEYS = re.compile(r'^(last_ckpt|best_ckpt(_.+)?)$')
+from .work_dir import (CheckpointError, checkpoint_files,  # noqa: F401
+                       latest_checkpoint)
+from .work_dir_lock import hold_work_dir
 
 
 def _not_mmengine_deprecation(record: logging.LogRecord) -> bool:
@@ -42,78 +41,68 @@ def _not_mmengine_deprecation(record: logging.LogRecord) -> bool:
     return 'will be deprecated in future' not in record.getMessage()
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be loaded, or a work dir that would lose one.
-
-    The message names the file or folder and says what to do.
-    """
-
-
-def checkpoint_files(folder: str) -> List[str]:
-    """Names of the checkpoint files in ``folder`` (sorted).
-
-    Checkpoints are ``*.pth`` files and mmengine's ``last_checkpoint`` note;
-    temporary files of an interrupted save are not.
-    """
-    if not osp.isdir(folder):
-        return []
-    return sorted(
-        name for name in os.listdir(folder)
-        if osp.isfile(osp.join(folder, name))
-        and (name.endswith('.pth') or name == 'last_checkpoint'))
+#: config keys mmengine's Runner reads besides its constructor's arguments
+_RUNNER_READS = ('model_wrapper_cfg', 'find_unused_parameters', 'sync_bn',
+                 'activation_checkpointing', 'efficient_conv_bn_eval',
+                 'compile', 'runner_type', 'custom_imports', 'gpu_ids',
+                 '_base_')
+#: what CheckpointHook passes to ``Runner.save_checkpoint`` itself (its
+#: ``**kwargs`` may name the other arguments only)
+_HOOK_PASSES = ('out_dir', 'filename', 'file_client_args', 'save_optimizer',
+                'save_param_scheduler', 'meta', 'by_epoch', 'backend_args')
 
 
-def latest_checkpoint(folder: str) -> Optional[str]:
-    """The resumable checkpoint of ``folder`` with the highest step.
-
-    Found by name (``epoch_N.pth``, else ``iter_N.pth``), not from the
-    ``last_checkpoint`` note, which mmengine writes with an absolute path
-    (wrong in a copied or moved work dir) and after the checkpoint itself
-    (stale if the run was killed in between). Returns None if there is none.
-    """
-    found = {}
-    for name in checkpoint_files(folder):
-        match = _RESUMABLE.match(name)
-        if match:
-            found[(match.group(1) == 'epoch', int(match.group(2)))] = name
-    if not found:
-        return None
-    return osp.join(folder, found[max(found)])
+def _named_params(func) -> FrozenSet[str]:
+    return frozenset(
+        name for name, p in inspect.signature(func).parameters.items()
+        if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        and name != 'self')
 
 
-def _step_of(name: str) -> Optional[Tuple[str, int]]:
-    match = _STEPPED.search(name)
-    return (match.group(1), int(match.group(2))) if match else None
+def _accepts_any_keyword(func) -> bool:
+    return any(p.kind is p.VAR_KEYWORD
+               for p in inspect.signature(func).parameters.values())
 
 
 @RUNNERS.register_module()
 class SafeRunner(Runner):
     """mmengine's ``Runner`` with the checkpoint guarantees of occam-plugin.
 
-    - **A used work dir is never overwritten.** ``train()`` without
-      ``resume`` refuses a work dir that already holds checkpoints; with
-      ``resume`` it refuses when the dir holds checkpoints *later* than the
-      one resumed from (they would be overwritten as the run reaches them).
-    - **A work dir can be copied or moved, then resumed.** Checkpoint paths
-      that the message hub carries from the original folder are re-pointed
-      to this run's folder (or dropped when the file is not there), so the
-      checkpoint hook only ever removes files of its own folder.
-    - **Auto-resume finds the latest checkpoint by its name** and fails
-      when the work dir has none (a typo in ``--work-dir`` must not start a
-      new run silently).
+    What mmengine offers an extension point for lives in hooks that
+    :data:`PLUGIN_DEFAULT_HOOKS` adds to every run; this class keeps only
+    what has none (how checkpoints are read, loaded and written, the lock,
+    the console, the config dump, the DDP ignore list):
+
+    - **One training run per work dir.** ``train()`` holds an advisory lock
+      on ``<work_dir>/.occam_lock`` (:mod:`.work_dir_lock`); a second run
+      stops at once naming the holder (pid, host, start time); the lock of
+      a run that died is taken over, with a warning.
+    - **A used work dir is never overwritten; a copied or moved one
+      resumes** (``WorkDirGuardHook``): a new run refuses a work dir that
+      holds checkpoints; a resumed one refuses later checkpoints than its
+      own, a checkpoint without optimizer state, and never deletes the file
+      it resumed from or a checkpoint of another run.
+    - **Auto-resume finds the latest checkpoint by its name**
+      (:meth:`from_cfg`) and fails when the work dir has none.
+    - **An epoch whose validation was cut off is validated on resume**
+      (``PendingValidationHook``), before the best checkpoint moves on.
     - **Checkpoints are written atomically**: to a hidden temporary file,
       flushed to disk, then renamed; a kill or a full disk during a save
       leaves the previous checkpoints and no truncated ``epoch_N.pth``.
-    - **Weights load strictly** (test, resume, ``load_from``): missing,
-      unexpected or mis-shaped keys raise :class:`CheckpointError` listing
-      them; ``strict_load=False`` in the config (``--non-strict`` in our
-      tools) loads the matching keys only. A truncated or corrupt
-      checkpoint is named in the error.
+    - **Checkpoints are read with** ``torch.load(weights_only=True)``
+      (whatever mmengine's default) and **weights load strictly** (test,
+      resume, ``load_from``): missing, unexpected or mis-shaped keys raise
+      :class:`CheckpointError` listing them; ``strict_load=False`` in the
+      config (``--non-strict`` in our tools) loads the matching keys only.
+    - **Hook options are checked when the runner is built**: a typo in
+      ``default_hooks.checkpoint`` (which takes ``**kwargs``) fails at
+      once, not at the first save.
     - Every run gets :data:`PLUGIN_DEFAULT_HOOKS`, unless the config sets
       ``default_hooks.<name>=None``: ``guard`` (stops on non-finite losses
-      and class-count mismatches, for every model) and ``training_state``
+      and class-count mismatches, for every model), ``training_state``
       (drives every module that declares ``TrainingState``: Occam gate
-      memory, LfF EMAs, GroupDRO weights, ...).
+      memory, LfF EMAs, GroupDRO weights, ...), ``metrics_file``,
+      ``work_dir_guard`` and ``pending_validation``.
     - **A quiet console** (config key ``console``, ``'quiet'`` by default,
       ``'verbose'`` for mmengine's full console; ``--verbose`` in our
       tools): the logger's console handler shows warnings and errors only,
@@ -121,7 +110,7 @@ class SafeRunner(Runner):
       progress line per epoch and the key metrics. The log file in
       ``<work_dir>/<timestamp>/`` keeps everything either way.
     - Under DDP, the buffers that modules declare rank-local are left out
-      of DDP's buffer broadcast (``_ddp_params_and_buffers_to_ignore``).
+      of DDP's buffer broadcast; only rank 0 dumps the config.
 
     Use it with ``runner_type = 'SafeRunner'`` (``configs/_base_/
     default_runtime.py`` does; ``tools/train.py`` and ``tools/test.py`` use
@@ -133,7 +122,9 @@ class SafeRunner(Runner):
     PLUGIN_DEFAULT_HOOKS = dict(
         guard=dict(type='TrainGuardHook'),
         training_state=dict(type='TrainingStateHook'),
-        metrics_file=dict(type='MetricsFileHook'))
+        metrics_file=dict(type='MetricsFileHook'),
+        work_dir_guard=dict(type='WorkDirGuardHook'),
+        pending_validation=dict(type='PendingValidationHook'))
 
     #: the hook a quiet console adds (``default_hooks.console``)
     QUIET_CONSOLE_HOOKS = dict(console=dict(type='ConsoleProgressHook'))
@@ -164,22 +155,94 @@ class SafeRunner(Runner):
 
     @classmethod
     def from_cfg(cls, cfg) -> 'SafeRunner':
+        """As mmengine's, plus: ``resume=True`` without ``load_from`` resumes
+        from the latest ``epoch_N.pth`` of the work dir, found by name (a
+        :class:`CheckpointError` when there is none), and ``strict_load``."""
+        cfg = copy.deepcopy(cfg)
+        if cfg.get('resume') and cfg.get('load_from') is None:
+            folder = osp.abspath(cfg['work_dir'])
+            latest = latest_checkpoint(folder)
+            if latest is None:
+                raise CheckpointError(
+                    f'resume: the work dir {folder!r} holds no checkpoint '
+                    '(epoch_N.pth / iter_N.pth) to resume from. Check '
+                    '--work-dir, give the checkpoint path (--resume '
+                    'PATH), or start a new run without --resume.')
+            cfg.load_from = latest
         runner = super().from_cfg(cfg)
         runner.strict_load = bool(cfg.get('strict_load', True))
         return runner
+
+    @classmethod
+    def known_config_keys(cls) -> FrozenSet[str]:
+        """Top-level config keys a run reads: the Runner's constructor
+        arguments, what mmengine's Runner reads from its config, and
+        SafeRunner's own (``strict_load``, ``console``)."""
+        return (_named_params(Runner.__init__) | frozenset(_RUNNER_READS)
+                | frozenset(cls.CONFIG_KEYS)) - {'cfg'}
+
+    #: SafeRunner's own config keys
+    CONFIG_KEYS = ('strict_load', 'console')
 
     def register_default_hooks(self, hooks=None) -> None:
         merged = dict(self.PLUGIN_DEFAULT_HOOKS)
         if self.console == 'quiet':
             merged.update(self.QUIET_CONSOLE_HOOKS)
-        merged.update(hooks or {})
+        for name, hook in (hooks or {}).items():
+            # options of a plugin hook without its type
+            # (default_hooks.training_state.on_new_train_size=reinit)
+            # complete the plugin's default
+            if isinstance(hook, dict) and 'type' not in hook and \
+                    isinstance(merged.get(name), dict):
+                hook = {**merged[name], **hook}
+            merged[name] = hook
         super().register_default_hooks(merged)
 
+    def register_hooks(self, default_hooks=None, custom_hooks=None) -> None:
+        """As mmengine's, then check the hooks' options: a hook that takes
+        ``**kwargs`` (CheckpointHook passes them to ``save_checkpoint``)
+        must not fail on a typo only at its first save."""
+        super().register_hooks(default_hooks, custom_hooks)
+        for hook in self.hooks:
+            if isinstance(hook, CheckpointHook):
+                self._check_checkpoint_hook(hook)
+
+    def _check_checkpoint_hook(self, hook: CheckpointHook) -> None:
+        save = Runner.save_checkpoint
+        for klass in type(self).__mro__:  # the first without **kwargs
+            func = klass.__dict__.get('save_checkpoint')
+            if func is not None and not _accepts_any_keyword(
+                    getattr(func, '__wrapped__', func)):
+                save = getattr(func, '__wrapped__', func)
+                break
+        extra = _named_params(save) - set(_HOOK_PASSES)
+        unknown = sorted(set(hook.args) - extra)
+        if unknown:
+            import difflib
+            known = sorted(_named_params(type(hook).__init__) | extra)
+            hints = {k: difflib.get_close_matches(k, known, n=1)
+                     for k in unknown}
+            hint = '; '.join(f'did you mean {h[0]!r} for {k!r}?'
+                             for k, h in hints.items() if h)
+            raise ValueError(
+                f'{type(hook).__name__} (default_hooks.checkpoint or '
+                f'custom_hooks): unknown option(s) {unknown}. It takes '
+                f'{", ".join(known)}. {hint}'.rstrip())
+        if hook.out_dir is not None and \
+                osp.abspath(str(hook.out_dir)) != self.work_dir:
+            raise CheckpointError(
+                f'{type(hook).__name__}: out_dir={str(hook.out_dir)!r} is '
+                'not supported by SafeRunner, which keeps checkpoints in the '
+                f'work dir ({self.work_dir}), where its lock and its '
+                'no-overwrite rules apply. Set --work-dir (work_dir) to the '
+                'folder instead.')
+
+    @master_only
     def dump_config(self) -> None:
         """Dump the config to the work dir without replacing another run's:
         a different ``<config>.py`` already there (an earlier training run,
         or the training config when testing into the same folder) is kept,
-        and this run's goes to ``<config>_<timestamp>.py``."""
+        and this run's goes to ``<config>_<timestamp>.py``. Rank 0 only."""
         name = osp.basename(self.cfg.filename) if self.cfg.filename \
             else f'{self.timestamp}.py'
         path = osp.join(self.work_dir, name)
@@ -199,96 +262,26 @@ class SafeRunner(Runner):
             f.write(text)
 
     def wrap_model(self, model_wrapper_cfg, model):
-        # DDP reads this attribute when it wraps the model: the declared
-        # rank-local buffers (per-sample memories) must not be overwritten by
-        # rank 0's copy each step; TrainingStateHook merges them instead
-        ignore = set(getattr(model, '_ddp_params_and_buffers_to_ignore', ()))
-        ignore.update(rank_local_buffers(model))
+        # DDP must not overwrite the declared rank-local buffers (per-sample
+        # memories) with rank 0's copy; TrainingStateHook merges them instead
+        ignore = rank_local_buffers(model)
         if ignore:
-            model._ddp_params_and_buffers_to_ignore = sorted(ignore)
+            DDP._set_params_and_buffers_to_ignore_for_model(
+                model, sorted(ignore))
         return super().wrap_model(model_wrapper_cfg, model)
-
-    # -- where checkpoints go -------------------------------------------
-    def checkpoint_dir(self) -> str:
-        """The folder the checkpoint hook writes to (as CheckpointHook
-        computes it: ``out_dir/<work dir name>`` when ``out_dir`` is set)."""
-        for hook in self.hooks:
-            if isinstance(hook, CheckpointHook) and hook.out_dir is not None:
-                if osp.abspath(hook.out_dir) == self.work_dir:
-                    return self.work_dir
-                return osp.join(
-                    osp.abspath(hook.out_dir),
-                    osp.basename(self.work_dir.rstrip(osp.sep)))
-        return self.work_dir
 
     # -- training ----------------------------------------------------------
     def train(self):
-        folder = self.checkpoint_dir()
-        self._remove_partial_saves(folder)
-        if self._resume and self._load_from is None:
-            latest = latest_checkpoint(folder)
-            if latest is None:
-                raise CheckpointError(
-                    f'resume: the work dir {folder!r} holds no checkpoint '
-                    '(epoch_N.pth / iter_N.pth) to resume from. Check '
-                    '--work-dir, give the checkpoint path (--resume '
-                    'PATH), or start a new run without --resume.')
-            self._load_from = latest
-        elif not self._resume:
-            used = checkpoint_files(folder)
-            if used:
-                raise CheckpointError(
-                    f'the work dir {folder!r} already holds checkpoints of '
-                    f'another run ({", ".join(used[:6])}'
-                    f'{", ..." if len(used) > 6 else ""}); a new run would '
-                    'overwrite them. Resume it (--resume), or train into a '
-                    'new --work-dir.')
-        return super().train()
-
-    def load_or_resume(self) -> None:
-        resuming = self._resume and not self._has_loaded
-        super().load_or_resume()
-        if resuming and self._load_from is not None:
-            folder = self.checkpoint_dir()
-            self._refuse_later_checkpoints(folder)
-            self._repoint_checkpoint_paths(folder)
-
-    def _refuse_later_checkpoints(self, folder: str) -> None:
-        reached = dict(epoch=self.train_loop.epoch, iter=self.train_loop.iter)
-        later = [name for name in checkpoint_files(folder)
-                 if _step_of(name) is not None
-                 and _step_of(name)[1] > reached[_step_of(name)[0]]]
-        if later:
-            raise CheckpointError(
-                f'resume from {self._load_from!r} (epoch {reached["epoch"]}, '
-                f'iter {reached["iter"]}): the work dir {folder!r} holds later '
-                f'checkpoints ({", ".join(later)}) that this run would '
-                'overwrite. Resume from the latest (--resume without a '
-                'path), or copy the checkpoint into a new --work-dir and '
-                'resume there.')
-
-    def _repoint_checkpoint_paths(self, folder: str) -> None:
-        """Message-hub checkpoint paths of another folder (the work dir was
-        copied or moved) name the same file in ``folder``, or nothing."""
-        info = self.message_hub.runtime_info
-        for key in [k for k in info if _PATH_KEYS.match(k)]:
-            path = info[key]
-            if not isinstance(path, str) or \
-                    osp.dirname(osp.abspath(path)) == folder:
-                continue
-            here = osp.join(folder, osp.basename(path))
-            self.message_hub.update_info(
-                key, here if osp.isfile(here) else None)
-            self.logger.info(
-                f'{key}: {path} is outside this work dir; using '
-                f'{here if osp.isfile(here) else None} instead.')
-
-    def _remove_partial_saves(self, folder: str) -> None:
-        # an interrupted save (kill, full disk) was never a checkpoint
-        for name in os.listdir(folder) if osp.isdir(folder) else []:
-            if _PARTIAL.match(name):
-                os.remove(osp.join(folder, name))
-                self.logger.info(f'removed {name}: an interrupted save.')
+        """mmengine's ``train`` holding the work dir's lock (rank 0): a
+        second run into this work dir stops at once, naming this one."""
+        if not is_main_process():
+            return super().train()
+        with hold_work_dir(self.work_dir) as lock:
+            note = lock.note()
+            if note and not getattr(lock, 'noted', False):
+                lock.noted = True
+                self.logger.warning(note)
+            return super().train()
 
     # -- saving ------------------------------------------------------------
     @master_only
@@ -297,9 +290,15 @@ class SafeRunner(Runner):
         if '://' in out_dir:  # remote backends: as mmengine does
             return super().save_checkpoint(out_dir, filename, *args,
                                            **kwargs)
-        # hidden, so _PARTIAL finds it and no checkpoint listing shows it
+        # hidden, so work_dir.PARTIAL finds it and no listing shows it
         partial = f'.{filename}.partial-{os.getpid()}'
         path = osp.join(out_dir, filename)
+        source = self.cfg.get('load_from') if self.cfg.get('resume') else None
+        if source and osp.isfile(path) and osp.samefile(path, source):
+            raise CheckpointError(
+                f'this run would overwrite {path!r}, the checkpoint it '
+                'resumed from; it is kept. Resume from a copy of it under '
+                'another name (or in another --work-dir).')
         try:
             with atomic_path(path, osp.join(out_dir, partial), fsync=True):
                 super().save_checkpoint(out_dir, partial, *args, **kwargs)
@@ -314,8 +313,11 @@ class SafeRunner(Runner):
                         map_location='cpu',
                         strict: Optional[bool] = None,
                         revise_keys: list = [(r'^module\.', '')]):
-        """Load ``filename`` into the model; strict unless ``strict=False``
-        or the config's ``strict_load=False``."""
+        """Load ``filename`` into the model: read with
+        ``torch.load(weights_only=True)`` (:func:`read_checkpoint`), loaded
+        strictly unless ``strict=False`` or the config's
+        ``strict_load=False``. mmengine's ``resume`` and ``load_or_resume``
+        call it."""
         strict = self.strict_load if strict is None else strict
         checkpoint = read_checkpoint(filename, map_location)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
@@ -324,9 +326,7 @@ class SafeRunner(Runner):
         if strict:
             load_state_strictly(model, checkpoint, filename, revise_keys)
         else:
-            _load_checkpoint_to_model(model, checkpoint, False,
-                                      revise_keys=revise_keys)
-        self._has_loaded = True
+            load_state_partially(model, checkpoint, revise_keys, self.logger)
         self.logger.info(f'Load checkpoint from {filename} '
                          f'({"strict" if strict else "non-strict"})')
         return checkpoint
@@ -352,13 +352,37 @@ def build_runner(cfg) -> Runner:
 
 
 def read_checkpoint(filename: str, map_location='cpu') -> dict:
-    """``torch.load(weights_only=True)`` of a checkpoint, with errors that
-    name the file (missing, truncated, corrupt, not a dict)."""
+    """``torch.load(weights_only=True)`` of a checkpoint (a local path, or a
+    URI that ``mmengine.fileio.get`` reads), with errors that name the file
+    (missing, truncated, corrupt, a global outside the allow-list, not a
+    dict). Explicit, so the guarantee does not depend on the mmengine
+    version (mmengine's own loader passes ``weights_only=False`` on its
+    main branch)."""
     try:
-        checkpoint = _load_checkpoint(filename, map_location=map_location)
+        if '://' in str(filename):
+            from mmengine.fileio import get
+            source = io.BytesIO(get(filename))
+        else:
+            source = filename
+        checkpoint = torch.load(source, map_location=map_location,
+                                weights_only=True)
     except FileNotFoundError as err:
         raise CheckpointError(
             f'checkpoint {filename!r} does not exist.') from err
+    except pickle.UnpicklingError as err:
+        first = str(err).splitlines()[0] if str(err) else ''
+        if 'weights only' in str(err).lower() or \
+                'weights_only' in str(err).lower():
+            raise CheckpointError(
+                f'checkpoint {filename!r} was refused: it holds objects '
+                "outside the weights-only allow-list (torch.load("
+                f"weights_only=True): {first}). It was not written by "
+                'mmengine / occam_plugin or was crafted to run code; it is '
+                'not loaded. Use a checkpoint you trust.') from err
+        raise CheckpointError(
+            f'checkpoint {filename!r} cannot be read: it is truncated, '
+            f'corrupt or not a checkpoint ({type(err).__name__}: {first}). '
+            'Use another checkpoint.') from err
     except Exception as err:
         first = str(err).splitlines()[0] if str(err) else ''
         raise CheckpointError(
@@ -372,6 +396,26 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
     return checkpoint
 
 
+def _revised_state_dict(checkpoint: dict, revise_keys: list) -> OrderedDict:
+    state_dict = checkpoint.get('state_dict', checkpoint)
+    metadata = getattr(state_dict, '_metadata', OrderedDict())
+    for pattern, repl in revise_keys:
+        state_dict = OrderedDict(
+            (re.sub(pattern, repl, k), v) for k, v in state_dict.items())
+    state_dict._metadata = metadata
+    return state_dict
+
+
+def load_state_partially(model, checkpoint: dict,
+                         revise_keys: list = [(r'^module\.', '')],
+                         logger=None) -> None:
+    """Load the keys of ``checkpoint`` that fit ``model`` (mmengine's public
+    ``load_state_dict(strict=False)``: missing, unexpected and mis-shaped
+    keys are skipped and listed in a warning)."""
+    load_state_dict(model, _revised_state_dict(checkpoint, revise_keys),
+                    strict=False, logger=logger)
+
+
 #: how a user of the tools loads a checkpoint partially, on purpose
 TOOLS_PARTIAL_HINT = ('pass --non-strict (or set strict_load=False) to load '
                       'the matching keys only.')
@@ -380,34 +424,37 @@ TOOLS_PARTIAL_HINT = ('pass --non-strict (or set strict_load=False) to load '
 def load_state_strictly(model, checkpoint: dict, filename: str,
                         revise_keys: list = [(r'^module\.', '')],
                         partial_hint: str = TOOLS_PARTIAL_HINT) -> None:
-    """``model.load_state_dict`` that lists every key that does not fit.
+    """``model.load_state_dict(strict=True)`` that lists every key that does
+    not fit.
 
     Raises :class:`CheckpointError` naming ``filename`` and the missing,
     unexpected or mis-shaped keys; the message ends with ``partial_hint``
-    (how the caller's user loads partially on purpose).
+    (how the caller's user loads partially on purpose). BatchNorm's
+    ``num_batches_tracked``, which checkpoints of old torch versions lack,
+    keeps the model's value.
     """
-    state_dict = checkpoint.get('state_dict', checkpoint)
-    metadata = getattr(state_dict, '_metadata', OrderedDict())
-    for pattern, repl in revise_keys:
-        state_dict = OrderedDict(
-            (re.sub(pattern, repl, k), v) for k, v in state_dict.items())
-    state_dict._metadata = metadata
+    state_dict = _revised_state_dict(checkpoint, revise_keys)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    for key in missing:
+        if key.endswith('num_batches_tracked'):
+            state_dict[key] = own[key]
+    missing = [k for k in missing if not k.endswith('num_batches_tracked')]
+    unexpected = [k for k in state_dict if k not in own]
     hint = f' It was written for another model or config; {partial_hint}'
+
+    def listed(keys):
+        return (f'{len(keys)} ({", ".join(keys[:8])}'
+                f'{", ..." if len(keys) > 8 else ""})')
+
     try:
-        result = model.load_state_dict(state_dict, strict=False)
-    except RuntimeError as err:  # torch raises on mis-shaped tensors
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as err:  # missing / unexpected / mis-shaped keys
+        if missing or unexpected:
+            raise CheckpointError(
+                f'checkpoint {filename!r} does not fit '
+                f'{type(model).__name__}: missing keys {listed(missing)}; '
+                f'unexpected keys {listed(unexpected)}.{hint}') from err
         raise CheckpointError(
             f'checkpoint {filename!r} does not fit '
             f'{type(model).__name__}: {err}.{hint}') from err
-    # checkpoints of old torch versions lack BN's num_batches_tracked
-    missing = [k for k in result.missing_keys
-               if not k.endswith('num_batches_tracked')]
-    unexpected = list(result.unexpected_keys)
-    if missing or unexpected:
-        def listed(keys):
-            return (f'{len(keys)} ({", ".join(keys[:8])}'
-                    f'{", ..." if len(keys) > 8 else ""})')
-        raise CheckpointError(
-            f'checkpoint {filename!r} does not fit {type(model).__name__}: '
-            f'missing keys {listed(missing)}; unexpected keys '
-            f'{listed(unexpected)}.{hint}')
