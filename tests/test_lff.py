@@ -133,3 +133,45 @@ def test_missing_sample_idx_is_clear():
     ds = [DataSample().set_gt_label(0), DataSample().set_gt_label(1)]
     with pytest.raises(KeyError, match='sample_idx'):
         model.loss(torch.rand(2, 3, 8, 8), ds)
+
+
+class _TrainSet:
+    """``n`` samples of class 0, as ``training_set_info`` reads them."""
+
+    metainfo = dict(classes=('a', 'b'))
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def get_data_info(self, i):
+        return dict(gt_label=0)
+
+
+@pytest.mark.parametrize('mode', ['error', 'reinit'])
+def test_resume_on_a_training_set_of_another_size(mode):
+    """The EMAs of a resumed run belong to its checkpoint's training set
+    (issue 22, case 5): another size stops, or on request re-initialises."""
+    import logging
+    from types import SimpleNamespace
+
+    from occam_plugin.engine.hooks import TrainingStateHook
+    from occam_plugin.engine.runner import CheckpointError
+    model = build_lff()
+    two_updates(model)  # the resumed state: 3 samples
+    runner = SimpleNamespace(
+        model=model, iter=6, logger=logging.getLogger('test_lff'),
+        train_dataloader=SimpleNamespace(dataset=_TrainSet(5)))
+    hook = TrainingStateHook(on_new_train_size=mode)
+    if mode == 'error':
+        with pytest.raises(CheckpointError) as err:
+            hook.before_train(runner)
+        assert 'ema_biased (3 rows)' in str(err.value)
+        assert 'has 5 samples' in str(err.value)
+        assert model.ema_biased.numel() == 3  # untouched
+    else:
+        hook.before_train(runner)
+        assert model.ema_biased.numel() == 5
+        assert not model.ema_updated.any()  # re-initialised
