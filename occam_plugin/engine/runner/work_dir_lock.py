@@ -92,9 +92,15 @@ class WorkDirLock:
         if another process holds it."""
         if self.held or fcntl is None:
             return self
-        os.makedirs(self.work_dir, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                os.makedirs(self.work_dir, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as err:
+                raise CheckpointError(
+                    f'cannot create the work-dir lock {self.path!r} '
+                    f'({type(err).__name__}: {err.strerror or err}): a '
+                    'training run needs a writable --work-dir.') from err
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as err:
