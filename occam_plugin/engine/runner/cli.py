@@ -105,11 +105,20 @@ def check_option_keys(cfg: Config, options: dict) -> None:
 
 
 def fix_dataloaders(cfg: Config) -> None:
-    """``persistent_workers`` is only valid with worker processes."""
+    """``persistent_workers`` is only valid with worker processes; the train
+    dataloader gets :class:`~occam_plugin.datasets.NoSingletonBatchSampler`
+    (no last batch of a single sample, which a BatchNorm cannot train on;
+    the same batches otherwise) unless the config sets a ``batch_sampler``
+    (``None``: torch's) or ``drop_last=True``."""
     for name in DATALOADERS:
         loader = cfg.get(name)
         if loader is not None and not loader.get('num_workers', 0):
             loader['persistent_workers'] = False
+    train = cfg.get('train_dataloader')
+    if train is not None and 'batch_sampler' not in train and \
+            'batch_size' in train and not train.get('drop_last', False):
+        train.pop('drop_last', None)  # torch: exclusive with batch_sampler
+        train['batch_sampler'] = dict(type='NoSingletonBatchSampler')
 
 
 def check_train_cfg(cfg: Config) -> None:
