@@ -58,7 +58,7 @@ train_cfg = dict(max_epochs=2, val_interval=2)
 default_hooks = dict(logger=dict(interval=1),
                      checkpoint=dict(interval=2, save_best=None))
 custom_hooks = [
-    dict(type='CAMVisualizationHook', interval=1, indices=(0, 7),
+    dict(type='CAMVisualizationHook', interval=1, indices=(0, 5),
          panel_size={panel}),
 ]
 randomness = dict(seed=0)
@@ -84,11 +84,11 @@ def test_hook_writes_grids_during_training(trained_run):
     runner = trained_run['runner']
     img_dir = osp.join(runner.log_dir, 'vis_data', 'vis_image')
     files = sorted(osp.basename(p) for p in glob.glob(osp.join(img_dir, '*')))
-    # indices (0, 7) at epochs 1 and 2
-    assert files == ['cam_0_1.png', 'cam_0_2.png', 'cam_7_1.png',
-                     'cam_7_2.png']
+    # indices (0, 5) of the val split (6 images) at epochs 1 and 2
+    assert files == ['cam_0_1.png', 'cam_0_2.png', 'cam_5_1.png',
+                     'cam_5_2.png']
     import mmcv
-    img = mmcv.imread(osp.join(img_dir, 'cam_7_2.png'))
+    img = mmcv.imread(osp.join(img_dir, 'cam_5_2.png'))
     assert img.shape == grid_size(4, PANEL) + (3, )
     assert img.std() > 0  # a picture, not a blank canvas
 
@@ -269,3 +269,34 @@ def test_class_activation_map_of_a_plain_resnet(tmp_path):
     assert len(out) == 2
     import mmcv
     assert mmcv.imread(out[0]).shape[:2] == grid_size(1, PANEL)
+
+
+def test_vis_cam_never_replaces_a_png_and_names_every_input(trained_run,
+                                                             tmp_path):
+    """An existing PNG in --out-dir is refused (before the model is built)
+    unless --overwrite; two inputs of the same name (a/x.jpg, b/x.jpg) used
+    to write one file."""
+    import shutil
+    vis_cam = _load_tool('vis_cam.py')
+    img = sorted(glob.glob(osp.join(trained_run['root'], 'test', '*.jpg')))[0]
+    name = osp.splitext(osp.basename(img))[0]
+    twins = []
+    for sub in ('a', 'b'):
+        (tmp_path / sub).mkdir()
+        twins.append(str(tmp_path / sub / osp.basename(img)))
+        shutil.copy(img, twins[-1])
+    out_dir = tmp_path / 'cams'
+    args = [trained_run['cfg_file'], trained_run['ckpt'], '--images', *twins,
+            '--out-dir', str(out_dir), '--panel-size', '32']
+    written = vis_cam.main(args)
+    assert written == [str(out_dir / f'{name}_cam.png'),
+                       str(out_dir / f'{name}_2_cam.png')]
+    before = [open(p, 'rb').read() for p in written]
+    (out_dir / 'note.txt').write_text('other files are no concern')
+    with pytest.raises(SystemExit) as err:
+        vis_cam.main(args)
+    assert f"{written[0]!r} exists and was not written by this run" in \
+        str(err.value)
+    assert '--overwrite' in str(err.value)
+    assert [open(p, 'rb').read() for p in written] == before
+    assert vis_cam.main(args + ['--overwrite']) == written

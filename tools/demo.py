@@ -93,19 +93,20 @@ DEFAULT_WORK_DIR = osp.join('work_dirs', 'demo')
 
 def claim_work_dir(work_dir, models) -> str:
     """The folder this demo writes to: never one that holds an earlier
-    demo's results (``summary.json`` or a model's folder), which would be
-    overwritten. Without ``--work-dir``, the first free of
-    ``work_dirs/demo``, ``work_dirs/demo_2``, ..."""
+    demo's results (``summary.json``, a model's folder or its console log
+    ``<model>.log``), which would be overwritten. Without ``--work-dir``,
+    the first free of ``work_dirs/demo``, ``work_dirs/demo_2``, ..."""
     def used(folder):
-        return osp.exists(osp.join(folder, 'summary.json')) or any(
-            osp.exists(osp.join(folder, m)) for m in models)
+        return osp.lexists(osp.join(folder, 'summary.json')) or any(
+            osp.lexists(osp.join(folder, name)) for m in models
+            for name in (m, f'{m}.log'))
 
     if work_dir is not None:
         if used(work_dir):
             raise SystemExit(
                 f'--work-dir {work_dir!r} holds an earlier demo (its '
-                'summary.json or model folders would be overwritten); '
-                'choose another --work-dir.')
+                'summary.json, model folders or <model>.log files would be '
+                'overwritten); choose another --work-dir.')
         return work_dir
     work_dir, n = DEFAULT_WORK_DIR, 1
     while used(work_dir):
@@ -159,6 +160,9 @@ def build_cfg(model: str, work_dir: str, p_bias=None, epochs=None,
         cfg.console = 'verbose'
     cfg.work_dir = work_dir
     cfg.launcher = 'none'
+    # as tools/train.py: no training batch of one sample, valid workers
+    from occam_plugin.engine.runner.cli import fix_dataloaders
+    fix_dataloaders(cfg)
     return cfg
 
 

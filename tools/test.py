@@ -20,6 +20,10 @@ def parse_args(argv=None):
         'pred_score and, for OccamNets, exit_idx / exit_scores / exit_gates) '
         'to this pickle file (read it back with '
         'occam_plugin.evaluation.load_predictions)')
+    parser.add_argument(
+        '--overwrite', action='store_true',
+        help='replace the --out file if it exists (default: an existing '
+        'file is refused, before the test runs)')
     cli.add_common_args(parser, 'folder for the test logs')
     return cli.parse(parser, argv)
 
@@ -35,6 +39,11 @@ def merge_args(cfg, args):
     if args.out is not None:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise SystemExit(f'--out must be a .pkl file, got {args.out!r}.')
+        from occam_plugin.fileio import refuse_overwrite
+        try:  # before the test runs, not after it
+            refuse_overwrite(args.out, args.overwrite, '--out')
+        except OSError as err:
+            raise SystemExit(f'error: {err}') from err
         dump = ConfigDict(type='DumpResults', out_file_path=args.out)
         evaluator = cfg.test_evaluator
         if isinstance(evaluator, (list, tuple)):

@@ -89,10 +89,17 @@ def main(argv=None):
     parser.add_argument('predictions', help='.pkl from tools/test.py --out')
     parser.add_argument('--out', required=True, help='output PNG')
     parser.add_argument('--classes', nargs='+', help='class names')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace the --out file if it exists')
     args = parser.parse_args(argv)
     if not osp.isfile(args.predictions):
         raise SystemExit(f'predictions file {args.predictions!r} does not '
                          'exist.')
+    from occam_plugin.fileio import refuse_overwrite
+    try:
+        refuse_overwrite(args.out, args.overwrite, '--out')
+    except OSError as err:
+        raise SystemExit(f'error: {err}') from err
     # not pickle.load / mmengine.load: a crafted .pkl would run code
     from occam_plugin.evaluation import load_predictions
     stats = exit_shares(load_predictions(args.predictions))

@@ -5,7 +5,9 @@ one PNG per image.
         --out-dir work_dirs/cams [--target gt|pred] [--gt-labels diving 3] \\
         [--panel-size 160] [--cfg-options key=value ...]
 
-Each PNG (``<out-dir>/<image name>_cam.png``) is one row: the image, then the
+Each PNG (``<out-dir>/<image name>_cam.png``; images of the same name get
+``<image name>_2_cam.png``, ...; a PNG already in ``<out-dir>`` is not
+replaced without ``--overwrite``) is one row: the image, then the
 CAM of the target class (``--target gt``: ground truth, ``pred``: predicted
 class) of every exit over it, titled with the exit's gate; the exit the
 sample took is framed in red. For a plain classifier (a ResNet baseline:
@@ -41,6 +43,9 @@ def parse_args(argv=None):
     parser.add_argument('--panel-size', type=int, default=160,
                         help='pixels of one panel (default: 160)')
     parser.add_argument('--device', default='cpu', help='torch device')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace PNGs of the same names already in '
+                        '--out-dir (default: refused, before any work)')
     from mmengine.config import DictAction
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config keys, key=value')
@@ -92,6 +97,27 @@ def resolve_labels(images, gt_labels, classes, need):
     return labels
 
 
+def output_names(images, out_dir, overwrite=False):
+    """``<out_dir>/<image name>_cam.png`` per image, claimed for this run
+    (:class:`~occam_plugin.fileio.OutputClaims`): a file already there is
+    refused unless ``overwrite``; images of the same name (``a/x.jpg``,
+    ``b/x.jpg``) get ``x_cam.png``, ``x_2_cam.png``, ..."""
+    from occam_plugin.fileio import OutputClaims
+    claims = OutputClaims(overwrite)
+    outs = []
+    for path in images:
+        stem = osp.splitext(osp.basename(path))[0]
+        out, n = osp.join(out_dir, f'{stem}_cam.png'), 1
+        while claims.taken(out):  # another input of this run has that name
+            n += 1
+            out = osp.join(out_dir, f'{stem}_{n}_cam.png')
+        try:
+            outs.append(claims.claim(out, f'the CAM grid of {path!r}'))
+        except OSError as err:
+            raise SystemExit(f'error: {err}') from err
+    return outs
+
+
 def load_model(cfg, checkpoint, device):
     from occam_plugin.apis import init_occam_model
     from occam_plugin.engine.runner import CheckpointError
@@ -134,6 +160,7 @@ def main(argv=None):
     classes = class_names(cfg)
     labels = resolve_labels(args.images, args.gt_labels, classes,
                             need=args.target == 'gt')
+    outs = output_names(args.images, args.out_dir, args.overwrite)
     model = load_model(cfg, args.checkpoint, args.device)
     collect = (collect_exit_cams if hasattr(model.head, 'forward_exits')
                else collect_class_cams)
@@ -147,12 +174,10 @@ def main(argv=None):
         items.append(data)
     os.makedirs(args.out_dir, exist_ok=True)
     written = []
-    for path, data in zip(args.images, items):  # one by one: any image size
+    for path, data, out in zip(args.images, items, outs):  # any image size
         rec = collect(model, pseudo_collate([data]), target=args.target)[0]
         grid = draw_cam_grid(rec, class_names=classes,
                              panel_size=args.panel_size, target=args.target)
-        out = osp.join(args.out_dir,
-                       osp.splitext(osp.basename(path))[0] + '_cam.png')
         mmcv.imwrite(grid[..., ::-1], out)  # RGB -> BGR for cv2
         written.append(out)
         name = (lambda c: classes[c] if classes and c is not None

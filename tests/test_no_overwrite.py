@@ -1,0 +1,96 @@
+"""No tool replaces a file it did not create in this run unless the user
+says so (``--overwrite``), and no two outputs of one run share a name
+(occam_plugin.fileio.OutputClaims, used by every tool that writes)."""
+import os
+import os.path as osp
+
+import pytest
+
+from conftest import REPO, load_tool
+from occam_plugin.fileio import OutputClaims, refuse_overwrite
+
+CONFIG = osp.join(REPO, 'configs', 'occam_resnet18_bar.py')
+
+
+def test_output_claims(tmp_path):
+    old = tmp_path / 'old.pkl'
+    old.write_text('an earlier result')
+    claims = OutputClaims()
+    with pytest.raises(FileExistsError) as err:
+        claims.claim(str(old), '--out')
+    assert f"--out {str(old)!r} exists and was not written by this run" in \
+        str(err.value)
+    assert '--overwrite' in str(err.value)
+    new = str(tmp_path / 'new.png')
+    assert claims.claim(new, 'the grid of a.jpg') == new
+    # the same file again, however spelt: two outputs, one name
+    with pytest.raises(FileExistsError, match=r"is also the grid of a\.jpg: "
+                       'two outputs of one run may not share a name'):
+        claims.claim(osp.join(str(tmp_path), '.', 'new.png'), 'b.jpg')
+    assert claims.taken(new)
+    with pytest.raises(IsADirectoryError, match='is a folder'):
+        OutputClaims(overwrite=True).claim(str(tmp_path))
+    # the user says so: an existing file may be replaced
+    assert refuse_overwrite(str(old), overwrite=True) == str(old)
+    # a dangling link is an existing name too
+    os.symlink(tmp_path / 'gone', tmp_path / 'link.png')
+    with pytest.raises(FileExistsError):
+        refuse_overwrite(str(tmp_path / 'link.png'))
+
+
+def test_test_out_onto_an_existing_file_is_refused_before_testing(tmp_path):
+    test = load_tool('test.py')
+    ckpt = tmp_path / 'epoch_1.pth'
+    ckpt.write_bytes(b'not read: the --out check comes first')
+    out = tmp_path / 'preds.pkl'
+    out.write_bytes(b'predictions of another run')
+    with pytest.raises(SystemExit) as err:
+        test.main([CONFIG, str(ckpt), '--out', str(out),
+                   '--work-dir', str(tmp_path / 'work')])
+    assert f'--out {str(out)!r} exists and was not written by this run' in \
+        str(err.value)
+    assert out.read_bytes() == b'predictions of another run'
+    assert not (tmp_path / 'work').exists()  # nothing ran
+    # --overwrite: allowed (the config is only merged here, not run)
+    args = test.parse_args([CONFIG, str(ckpt), '--out', str(out),
+                            '--overwrite'])
+    from occam_plugin.engine.runner import cli
+    cfg = test.merge_args(cli.load_config(args), args)
+    assert cfg.test_evaluator[-1]['out_file_path'] == str(out)
+
+
+def test_plot_exit_shares_out_onto_an_existing_file_is_refused(tmp_path):
+    import pickle
+    plot = load_tool(osp.join('analysis', 'plot_exit_shares.py'))
+    preds = tmp_path / 'preds.pkl'
+    with open(preds, 'wb') as f:
+        pickle.dump([dict(gt_label=0, exit_idx=1), dict(gt_label=1,
+                                                        exit_idx=0)], f)
+    png = tmp_path / 'shares.png'
+    png.write_bytes(b'another plot')
+    with pytest.raises(SystemExit, match='exists and was not written'):
+        plot.main([str(preds), '--out', str(png)])
+    assert png.read_bytes() == b'another plot'
+    plot.main([str(preds), '--out', str(png), '--overwrite'])
+    assert png.read_bytes()[:4] == b'\x89PNG'
+
+
+def test_demo_refuses_a_folder_with_an_earlier_demos_log(tmp_path):
+    """A folder holding only the console log of an earlier parallel demo
+    (``resnet.log``) was taken, and the log overwritten."""
+    demo = load_tool('demo.py')
+    folder = tmp_path / 'demo'
+    folder.mkdir()
+    (folder / 'resnet.log').write_text('an earlier demo')
+    with pytest.raises(SystemExit, match='holds an earlier demo'):
+        demo.claim_work_dir(str(folder), ['resnet', 'occam'])
+    assert (folder / 'resnet.log').read_text() == 'an earlier demo'
+    os.chdir(tmp_path)  # the default folder: the next free one
+    try:
+        os.makedirs(osp.join('work_dirs', 'demo'))
+        with open(osp.join('work_dirs', 'demo', 'occam.log'), 'w') as f:
+            f.write('x')
+        assert demo.claim_work_dir(None, ['resnet', 'occam']) == \
+            osp.join('work_dirs', 'demo_2')
+    finally:
+        os.chdir(REPO)
