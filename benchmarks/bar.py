@@ -51,7 +51,15 @@ SMALL_CONFIGS = {
         'configs/lff/lff_occamnets-resnet18-w16_1xb64_60e_bar-small.py',
 }
 SMALL_CONFIGS[('resnet', 'sd')] = SMALL_CONFIGS[('resnet', 'erm')]
-SMALL_CONFIGS[('occam', 'sd')] = SMALL_CONFIGS[('occam', 'erm')]
+#: method -> the --cfg-options that switch it on the ERM config; the
+#: 'no-*' ones are OccamNet ablations
+METHOD_OPTIONS = {
+    'sd': ['model.head.method.type=SpectralDecoupling'],
+    'no-cs': ['model.head.cam_suppression=None'],
+    'no-gw': ['model.head.gate_weighting=False'],
+}
+for _m in METHOD_OPTIONS:
+    SMALL_CONFIGS[('occam', _m)] = SMALL_CONFIGS[('occam', 'erm')]
 PAPER_CONFIGS = {
     ('resnet', 'erm'): 'configs/resnet/resnet18_1xb128_90e_bar.py',
     ('occam', 'erm'): 'configs/occamnets/occamnets_resnet18_1xb128_90e_bar.py',
@@ -63,18 +71,24 @@ BACKBONES = {
     ('occam', 'lff'): ('model.biased_model', 'model.debiased_model'),
 }
 
-#: protocol -> (configs, width or None for the config's, epochs); the first
-#: is the CPU protocol chosen with --select (docs/results.md)
+#: protocol -> (configs, width or None for the config's, epochs, image size
+#: or None for the config's). The CPU candidates cost about the same per
+#: run (width 32 and 160 px are about 2 x a width-16, 112 px epoch), so a
+#: pair fits about 25 minutes on 2 cores; the first is the CPU protocol of
+#: the shipped configs, chosen with --select (docs/results.md)
 PROTOCOLS = {
-    'w16-112px-60e': (SMALL_CONFIGS, None, 60),
-    'w32-112px-30e': (SMALL_CONFIGS, 32, 30),
-    'paper': (PAPER_CONFIGS, None, 90),
+    'w16-112px-60e': (SMALL_CONFIGS, None, 60, None),
+    'w32-112px-30e': (SMALL_CONFIGS, 32, 30, None),
+    'w16-160px-30e': (SMALL_CONFIGS, None, 30, 160),
+    'paper': (PAPER_CONFIGS, None, 90, None),
 }
 CPU_PROTOCOL = 'w16-112px-60e'
-SELECT_PROTOCOLS = ('w16-112px-60e', 'w32-112px-30e')
+SELECT_PROTOCOLS = ('w16-112px-60e', 'w32-112px-30e', 'w16-160px-30e')
 
 NAMES = dict(resnet='ResNet-18', occam='OccamResNet-18')
-METHOD_NAMES = dict(erm='ERM', lff='LfF', sd='SD')
+METHOD_NAMES = {'erm': 'ERM', 'lff': 'LfF', 'sd': 'SD',
+                'no-cs': 'ERM, no CAM suppression',
+                'no-gw': 'ERM, no gate weighting'}
 
 
 def run_dir(work_root, protocol, model, method, seed):
@@ -83,7 +97,7 @@ def run_dir(work_root, protocol, model, method, seed):
 
 def options(protocol, model, method, seed, data_root, epochs, extra=()):
     """--cfg-options of one run: the seed, the data and the protocol."""
-    configs, width, _ = PROTOCOLS[protocol]
+    configs, width, _, size = PROTOCOLS[protocol]
     config_epochs = 90 if protocol == 'paper' else PROTOCOLS[CPU_PROTOCOL][2]
     opts = [f'randomness.seed={seed}']
     if data_root:
@@ -94,14 +108,34 @@ def options(protocol, model, method, seed, data_root, epochs, extra=()):
         for p in BACKBONES.get((model, method), ('model', )):
             opts += [f'{p}.backbone.stem_channels={width}',
                      f'{p}.backbone.base_channels={width}']
+    if size:
+        # train: RandomResizedCrop; val/test: ResizeEdge 8/7, CenterCrop
+        opts.append(f'train_dataloader.dataset.pipeline.1.scale={size}')
+        for loader in ('val_dataloader', 'test_dataloader'):
+            opts += [f'{loader}.dataset.pipeline.1.scale={size * 8 // 7}',
+                     f'{loader}.dataset.pipeline.2.crop_size={size}']
     if epochs != config_epochs:
         # the lr steps keep their place (5/9 and 7/9 of the epochs)
         opts += [f'train_cfg.max_epochs={epochs}',
                  'param_scheduler.milestones=[{},{}]'.format(
                      max(1, epochs * 5 // 9), max(1, epochs * 7 // 9))]
-    if method == 'sd':
-        opts.append('model.head.method.type=SpectralDecoupling')
+    opts += METHOD_OPTIONS.get(method, [])
+    if protocol == 'paper':
+        opts += paper_speed_options()
     return opts + list(extra)
+
+
+def paper_speed_options(jobs=1):
+    """The paper-scale configs made fast, same data and model: decoded
+    images kept in memory by each (persistent) loader worker, workers sized
+    to the CPUs a run gets, channels-last batches."""
+    workers = max(1, (os.cpu_count() or 2) // max(1, jobs) - 1)
+    opts = ['data_preprocessor.type=ChannelsLastDataPreprocessor']
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        opts += [f'{loader}.dataset.pipeline.0.cache_decoded=True',
+                 f'{loader}.num_workers={workers}',
+                 f'{loader}.persistent_workers=True']
+    return opts
 
 
 def finished_training(wd, epochs):
@@ -159,7 +193,10 @@ def summarise_predictions(preds, exit_metrics):
         idx = [i for i, g in enumerate(gts) if g == c]
         per_class[name] = (100.0 * sum(correct[i] for i in idx) / len(idx)
                            if idx else None)
-    out = dict(n=n, acc=100.0 * sum(correct) / n, per_class=per_class)
+    pred_share = {name: 100.0 * sum(p == c for p in labels) / n
+                  for c, name in enumerate(CLASSES)}
+    out = dict(n=n, acc=100.0 * sum(correct) / n, per_class=per_class,
+               pred_share=pred_share)
     if exit_metrics:
         out['exits'] = {k.split('/', 1)[1]: v for k, v in
                         exit_metrics.items() if k.startswith('exit/')}
@@ -176,7 +213,7 @@ def one(args):
     from occam_plugin.evaluation import load_predictions
     protocol, model, method, seed = (args.one[0], args.one[1], args.one[2],
                                      int(args.one[3]))
-    configs, _, epochs = PROTOCOLS[protocol]
+    configs, _, epochs, _ = PROTOCOLS[protocol]
     epochs = args.epochs or epochs
     cfg = osp.join(REPO, configs[(model, method)])
     wd = run_dir(args.work_root, protocol, model, method, seed)
@@ -198,15 +235,26 @@ def one(args):
                   val=val_curve(wd))
     best = best_checkpoint(wd)
     result['best_epoch'] = int(re.search(r'epoch_(\d+)', best).group(1))
-    for tag, ckpt in (('best', best),
-                      ('last', osp.join(wd, f'epoch_{epochs}.pth'))):
+    tests = [('best', best, []),
+             ('last', osp.join(wd, f'epoch_{epochs}.pth'), []),
+             # the same weights on their own training images (test
+             # pipeline): how well the training set (its places) is fit
+             ('best_on_train', best, ['test_dataloader.dataset.split=train'])]
+    if model == 'occam':
+        # the val-chosen weights with every sample taken to the last exit:
+        # what the early exits cost or bring on test
+        head = 'model.debiased_model.head' if method == 'lff' else \
+            'model.head'
+        tests.append(('best_last_exit', best,
+                      [f'{head}.min_inference_exit=3']))
+    for tag, ckpt, retest in tests:
         out_dir = osp.join(wd, f'test_{tag}')
         preds = osp.join(out_dir, 'preds.pkl')
         if not osp.isfile(preds):
             os.makedirs(out_dir, exist_ok=True)
             cmd = [PYTHON, osp.join(REPO, 'tools', 'test.py'), cfg, ckpt,
                    '--work-dir', out_dir, '--out', preds,
-                   '--cfg-options', *opts]
+                   '--cfg-options', *opts, *retest]
             print(' '.join(cmd), flush=True)
             rc = os.spawnv(os.P_WAIT, PYTHON, cmd)
             if rc:
@@ -231,6 +279,13 @@ def load_result(wd):
         return json.load(f)
 
 
+def complete(result):
+    """A result with every test this script makes (older ones lack the
+    last-exit re-test: rerunning ``--one`` adds it without training)."""
+    return result is not None and 'test_best_on_train' in result and (
+        result['model'] != 'occam' or 'test_best_last_exit' in result)
+
+
 def kendall_tau(xs, ys):
     """Kendall's tau-a of two equally long sequences (None if < 2)."""
     n = len(xs)
@@ -253,7 +308,11 @@ def render(results, args, command, protocol):
     rows = {}
     for r in results:
         rows.setdefault((r['model'], r['method']), []).append(r)
+    title = ('paper scale (224 px, width 58, 90 epochs)' if
+             protocol == 'paper' else f'CPU protocol `{protocol}`')
     lines = [
+        f'## BAR (real photographs), {title}: ResNet-18 vs OccamResNet-18 '
+        '(`benchmarks/bar.py`)', '',
         f'Command: `{command}`', '',
         f'Machine: {machine()}; {datetime.date.today()}; protocol '
         f'`{protocol}`, {len(results)} finished runs. Validation (and the '
@@ -261,15 +320,16 @@ def render(results, args, command, protocol):
         '`train/`; test = the 654 images of `test/`, read once per '
         'checkpoint.', '',
         '| model | method | seeds | test acc, val-chosen | per seed | '
-        'test acc, last | per seed | val acc (chosen) | best epoch | train '
-        'min / run | img/s |',
-        '|---|---|---|---|---|---|---|---|---|---|---|']
+        'test acc, last | per seed | val acc (chosen) | train acc (chosen) '
+        '| best epoch | train min / run | img/s |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|']
     for (model, method), rs in sorted(rows.items(), key=lambda kv: (
             list(METHOD_NAMES).index(kv[0][1]), kv[0][0] != 'resnet')):
         rs = sorted(rs, key=lambda r: r['seed'])
         best = [r['test_best']['acc'] for r in rs]
         last = [r['test_last']['acc'] for r in rs]
         vals = [r['val'][str(r['best_epoch'])] for r in rs]
+        on_train = [r['test_best_on_train']['acc'] for r in rs]
         minutes = [r['train_seconds'] / 60 for r in rs]
         n_train = 1745
         speed = [n_train * r['epochs'] / r['train_seconds'] for r in rs
@@ -279,6 +339,7 @@ def render(results, args, command, protocol):
             f'{",".join(str(r["seed"]) for r in rs)} | {mean_std(best)} | '
             f'{" / ".join(fmt(v) for v in best)} | {mean_std(last)} | '
             f'{" / ".join(fmt(v) for v in last)} | {mean_std(vals)} | '
+            f'{mean_std(on_train)} | '
             f'{" / ".join(str(r["best_epoch"]) for r in rs)} | '
             f'{mean_std(minutes, 1)} | {mean_std(speed, 0)} |')
     # the target: OccamResNet-18 ahead of ResNet-18 in every seed
@@ -299,17 +360,21 @@ def render(results, args, command, protocol):
                 f'seed: {" / ".join(f"{d:+.1f}" for d in diffs)}; ahead in '
                 f'{ahead} of {len(diffs)} seeds.')
     # per-class test accuracy
-    lines += ['', 'Per-class test accuracy (val-chosen checkpoints, mean over '
-              'seeds; test images per class 105 / 159 / 42 / 131 / 132 / 85):',
+    lines += ['', 'Per-class test accuracy and the share of the test images '
+              'predicted as each class (val-chosen checkpoints, mean over '
+              'seeds; the true shares are 16.1 / 24.3 / 6.4 / 20.0 / 20.2 / '
+              '13.0):',
               '', '| model | method | ' + ' | '.join(CLASSES) + ' |',
               '|---|---|' + '---|' * len(CLASSES)]
     for (model, method), rs in sorted(rows.items()):
-        cells = []
-        for c in CLASSES:
-            vs = [r['test_best']['per_class'][c] for r in rs]
-            cells.append(fmt(statistics.mean(vs)))
-        lines.append(f'| {NAMES[model]} | {METHOD_NAMES[method]} | ' +
-                     ' | '.join(cells) + ' |')
+        for key, what in (('per_class', 'accuracy'),
+                          ('pred_share', 'share of predictions')):
+            cells = []
+            for c in CLASSES:
+                vs = [r['test_best'][key][c] for r in rs]
+                cells.append(fmt(statistics.mean(vs)))
+            lines.append(f'| {NAMES[model]} | {METHOD_NAMES[method]}, '
+                         f'{what} | ' + ' | '.join(cells) + ' |')
     # exits of the OccamNets
     occam = [(k, rs) for k, rs in sorted(rows.items()) if k[0] == 'occam']
     if occam:
@@ -319,8 +384,9 @@ def render(results, args, command, protocol):
                   'each exit on all samples, expected compute (FLOPs per '
                   'sample / the full network\'s):', '',
                   '| method | exit 1 share (acc.) | exit 2 | exit 3 | '
-                  'acc. exits 0 / 1 / 2 / 3 | expected compute |',
-                  '|---|---|---|---|---|---|']
+                  'acc. exits 0 / 1 / 2 / 3 | expected compute | test acc, '
+                  'every sample at the last exit |',
+                  '|---|---|---|---|---|---|---|']
         for (model, method), rs in occam:
             ex = [r['test_best'].get('exits') or {} for r in rs]
 
@@ -330,8 +396,11 @@ def render(results, args, command, protocol):
             shares = [f'{fmt(m(f"share_e{k}"))} ({fmt(m(f"acc_exited_e{k}"))})'
                       for k in (1, 2, 3)]
             accs = ' / '.join(fmt(m(f'acc_e{k}')) for k in range(4))
+            last_exit = [r['test_best_last_exit']['acc'] for r in rs
+                         if 'test_best_last_exit' in r]
             lines.append(f'| {METHOD_NAMES[method]} | ' + ' | '.join(shares) +
-                         f' | {accs} | {fmt(m("expected_compute"), 3)} |')
+                         f' | {accs} | {fmt(m("expected_compute"), 3)} | '
+                         f'{mean_std(last_exit)} |')
     # how far val and test rank the runs alike
     if len(results) >= 3:
         vals = [r['val'][str(r['best_epoch'])] for r in results]
@@ -344,19 +413,23 @@ def render(results, args, command, protocol):
 
 
 def render_select(results, command):
-    lines = [f'Command: `{command}`', '',
+    lines = ['### BAR: choosing the CPU protocol on val '
+             '(`benchmarks/bar.py --select`)', '',
+             f'Command: `{command}`', '',
              f'Machine: {machine()}; {datetime.date.today()}. Seed 0 of each '
              'candidate; the choice is made on the val column; test is '
              'shown to measure how far val and test agree, not to choose.',
              '', '| protocol | model | val acc (best epoch) | val acc, last '
-             '| train min | test acc, val-chosen | test acc, last |',
-             '|---|---|---|---|---|---|---|']
+             '| train acc (chosen) | train min | test acc, val-chosen | test '
+             'acc, last |',
+             '|---|---|---|---|---|---|---|---|']
     for r in sorted(results, key=lambda r: (r['protocol'], r['model'])):
         last_val = r['val'].get(str(r['epochs']))
         lines.append(
             f'| `{r["protocol"]}` | {NAMES[r["model"]]} | '
             f'{fmt(r["val"][str(r["best_epoch"])])} ({r["best_epoch"]}) | '
-            f'{fmt(last_val)} | {fmt(r["train_seconds"] / 60)} | '
+            f'{fmt(last_val)} | {fmt(r["test_best_on_train"]["acc"])} | '
+            f'{fmt(r["train_seconds"] / 60)} | '
             f'{fmt(r["test_best"]["acc"])} | {fmt(r["test_last"]["acc"])} |')
     return '\n'.join(lines)
 
@@ -553,8 +626,8 @@ def main(argv=None):
             for me in methods for m in args.models
             if (m, me) in PROTOCOLS[pr][0]]
     if not args.report_only:
-        todo = [r for r in runs if load_result(run_dir(args.work_root, *r))
-                is None]
+        todo = [r for r in runs if not complete(
+            load_result(run_dir(args.work_root, *r)))]
         cmds = [[PYTHON, osp.abspath(__file__), '--one', pr, m, me, str(s),
                  '--work-root', args.work_root,
                  *(['--data-root', args.data_root] if args.data_root else []),

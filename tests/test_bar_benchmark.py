@@ -33,6 +33,8 @@ def test_options_of_a_protocol():
         'randomness.seed=0']
     assert bar.options(bar.CPU_PROTOCOL, 'resnet', 'sd', 0, None, 60)[-1] == \
         'model.head.method.type=SpectralDecoupling'
+    assert bar.options(bar.CPU_PROTOCOL, 'occam', 'no-cs', 0, None, 60)[-1] \
+        == 'model.head.cam_suppression=None'
 
 
 def test_summarise_predictions_by_hand():
@@ -45,6 +47,8 @@ def test_summarise_predictions_by_hand():
     assert out['per_class']['diving'] == 100.0
     assert out['per_class']['throwing'] == 0.0
     assert out['per_class']['racing'] is None  # no test image of the class
+    assert out['pred_share']['climbing'] == 100 * 2 / 6
+    assert out['pred_share']['throwing'] == 0
 
 
 def test_bar_benchmark_end_to_end(tmp_path):
@@ -71,11 +75,18 @@ def test_bar_benchmark_end_to_end(tmp_path):
         # 3 test images per class, read from the predictions dumped
         assert res['test_last']['n'] == 18
         assert res['test_last']['checkpoint'] == 'epoch_2.pth'
+        # the val-chosen weights on the 2 train (not val) images per class
+        assert res['test_best_on_train']['n'] == 12
+        assert abs(sum(res['test_best']['pred_share'].values()) - 100) < 1e-6
         assert res['test_best']['checkpoint'].startswith('best_accuracy_top1')
         assert set(res['val']) == {'1', '2'}
         assert res['train_seconds'] > 0
         if model == 'occam':
             assert 'expected_compute' in res['test_best']['exits']
+            # the re-test of the val-chosen weights at the last exit
+            assert res['test_best_last_exit']['exits']['share_e3'] == 100
+        else:
+            assert 'test_best_last_exit' not in res
         # the val-chosen checkpoint is the epoch of the best val accuracy
         assert res['val'][str(res['best_epoch'])] == max(res['val'].values())
     # a second call reuses the finished runs: no training, same table
