@@ -1,8 +1,7 @@
 import bisect
 import json
-import os
 import os.path as osp
-from typing import List
+from typing import Dict, List, Optional
 
 from mmengine.dist import broadcast_object_list, get_world_size, \
     is_main_process
@@ -16,15 +15,28 @@ from ...fileio import atomic_path
 MARKER = '.occam_validated'
 
 
-def validated_epochs(work_dir: str) -> List[int]:
-    """The epochs of ``work_dir`` whose validation finished (the marker
-    file ``.occam_validated``; ``[]`` when there is none)."""
-    path = osp.join(work_dir, MARKER)
+def _read_marker(work_dir: str) -> Dict[str, List[int]]:
     try:
-        with open(path, encoding='utf-8') as f:
-            return [int(e) for e in json.load(f).get('epochs', [])]
+        with open(osp.join(work_dir, MARKER), encoding='utf-8') as f:
+            runs = json.load(f).get('runs', {})
+        return {str(k): [int(e) for e in v] for k, v in runs.items()}
     except (OSError, ValueError, AttributeError, TypeError):
-        return []
+        return {}
+
+
+def validated_epochs(work_dir: str, run_id: Optional[str]) -> List[int]:
+    """The epochs of run ``run_id`` whose validation finished in
+    ``work_dir`` (the marker file ``.occam_validated``; ``[]`` when there is
+    none)."""
+    return _read_marker(work_dir).get(str(run_id), [])
+
+
+def _run_id(runner) -> Optional[str]:
+    """The run's id (``WorkDirGuardHook.run_id``), or None."""
+    for hook in runner.hooks:
+        if type(hook).__name__ == 'WorkDirGuardHook':
+            return hook.run_id
+    return None
 
 
 @HOOKS.register_module()
@@ -35,7 +47,8 @@ class PendingValidationHook(Hook):
     run killed during that validation resumes at epoch N + 1: epoch N would
     never be validated and the best checkpoint chosen without it. This hook
     records each finished validation of a training run in
-    ``<work_dir>/.occam_validated`` (after CheckpointHook has saved the
+    ``<work_dir>/.occam_validated``, by run id (``WorkDirGuardHook``), after
+    CheckpointHook has saved the
     best checkpoint) and in the meta of the checkpoints saved after it
     (``meta.occam_validated_epoch``: a best checkpoint, an ``epoch_N.pth``
     saved again with a new best), and when a run resumes at an epoch whose
@@ -85,15 +98,12 @@ class PendingValidationHook(Hook):
         self._training = True
         loop = runner.train_loop
         epoch = runner.epoch
-        if epoch == 0 and is_main_process():  # a new run: no record yet
-            marker = osp.join(runner.work_dir, MARKER)
-            if osp.isfile(marker):
-                os.remove(marker)
         if epoch == 0 or not isinstance(loop, EpochBasedTrainLoop) or \
                 runner.val_loop is None or not self._due(loop, epoch):
             return
         pending = [epoch != self._loaded_validated
-                   and epoch not in validated_epochs(runner.work_dir)]
+                   and epoch not in validated_epochs(runner.work_dir,
+                                                     _run_id(runner))]
         if get_world_size() > 1:  # rank 0 decides for every rank
             broadcast_object_list(pending)
         if not pending[0]:
@@ -109,12 +119,15 @@ class PendingValidationHook(Hook):
         self._validating = False
         if not self._training or not is_main_process():
             return
-        epochs = validated_epochs(runner.work_dir)
+        runs = _read_marker(runner.work_dir)
+        epochs = runs.setdefault(str(_run_id(runner)), [])
         if runner.epoch in epochs:
             return
+        epochs.append(runner.epoch)
+        epochs.sort()
         path = osp.join(runner.work_dir, MARKER)
         with atomic_path(path) as tmp, open(tmp, 'w', encoding='utf-8') as f:
-            json.dump(dict(epochs=sorted(epochs + [runner.epoch])), f)
+            json.dump(dict(runs=runs), f)
 
     def after_train(self, runner) -> None:
         self._training = False
