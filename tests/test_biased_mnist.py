@@ -169,6 +169,19 @@ def test_local_idx_bad_inputs(tmp_path):
         ms.load_mnist('val')
 
 
+def test_local_idx_label_outside_the_digits_names_the_entry(tmp_path):
+    root, ref = make_idx_root(str(tmp_path / 'r'), layout='flat')
+    labels = ref['test'][1].copy()
+    labels[3], labels[11] = 10, 255
+    path = osp.join(root, 't10k-labels-idx1-ubyte')
+    write_idx(path, labels, 'labels')
+    with pytest.raises(ValueError) as err:
+        ms.load_mnist('test', mnist_root=root)
+    msg = str(err.value)
+    assert path in msg and 'labels must be 0-9' in msg
+    assert '2 of 20 outside: entry 3: 10, entry 11: 255' in msg
+
+
 def test_generator_uses_local_idx_and_splits_by_digit(tmp_path):
     """30 local train digits, 120 trainval images: each digit is used 4
     times (index i -> digit i % 30) and round(30 / 6) = 5 digits go to val,

@@ -206,8 +206,12 @@ def load_idx_mnist(mnist_root: str, split: str) -> MNISTDigits:
         raise ValueError(f'{img_path}: expected 28x28 digits, got '
                          f'{images.shape[1:]}')
     if len(labels) and labels.max() > 9:
-        raise ValueError(f'{lbl_path}: labels must be 0-9, found '
-                         f'{labels.max()}')
+        bad = np.flatnonzero(labels > 9)
+        entries = ', '.join(f'entry {i}: {labels[i]}' for i in bad[:5])
+        more = f' and {len(bad) - 5} more' if len(bad) > 5 else ''
+        raise ValueError(f'{lbl_path}: labels must be 0-9 (the digits), '
+                         f'found {len(bad)} of {len(labels)} outside: '
+                         f'{entries}{more}')
     return MNISTDigits(np.ascontiguousarray(images), labels,
                        np.arange(len(labels), dtype=np.int64),
                        f'idx:{osp.abspath(img_path)}:{len(labels)}')
