@@ -335,19 +335,24 @@ sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name='__main__')
 '''
 
-#: when each kill point happens in a 2-epoch, 3-iteration-per-epoch run
-#: (iterations are counted from 0; epoch ends save epoch_N, then the last
-#: validation saves the best and epoch_2 once more)
-SAVE_POINTS = {'.epoch_1.pth': 3.5, '.epoch_2.pth': 6.5, '.best_': 6.7}
+def save_points(per_epoch):
+    """When each checkpoint save happens in a 2-epoch run of ``per_epoch``
+    iterations an epoch (iterations are counted from 0; epoch ends save
+    epoch_N, then the last validation saves the best and epoch_2 once
+    more)."""
+    return {'.epoch_1.pth': per_epoch + 0.5,
+            '.epoch_2.pth': 2 * per_epoch + 0.5,
+            '.best_': 2 * per_epoch + 0.7}
 
 
-def kill_points(seed):
+def kill_points(seed, per_epoch):
     """Two iterations and one checkpoint save, in the order they happen."""
     rng = random.Random(seed)
-    points = [(i + (0.9 if i % 3 == 0 else 0), dict(KILL_ITER=str(i)))
-              for i in rng.sample(range(1, 6), 2)]
-    save = rng.choice(sorted(SAVE_POINTS))
-    points.append((SAVE_POINTS[save], dict(KILL_SAVE=save)))
+    points = [(i + (0.9 if i % per_epoch == 0 else 0), dict(KILL_ITER=str(i)))
+              for i in rng.sample(range(1, 2 * per_epoch), 2)]
+    saves = save_points(per_epoch)
+    save = rng.choice(sorted(saves))
+    points.append((saves[save], dict(KILL_SAVE=save)))
     return [kill for _, kill in sorted(points, key=lambda p: p[0])]
 
 
@@ -368,7 +373,10 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted(
     proc = run(reference, env=dict(KILL_MARKER=str(tmp_path / 'none')))
     assert proc.returncode == 0, proc.stdout[-3000:]
 
-    kills = kill_points(seed=3)
+    # the iterations of an epoch follow the tiny training set's size
+    per_epoch = torch.load(reference / 'epoch_1.pth', map_location='cpu',
+                           weights_only=True)['meta']['iter']
+    kills = kill_points(seed=3, per_epoch=per_epoch)
     work_dir = tmp_path / 'killed'
     outcomes = []
     for n, kill in enumerate(kills + [{}]):
