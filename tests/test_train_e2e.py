@@ -66,8 +66,9 @@ def test_occam_resnet_train_and_test(occam_run, bar_root, tmp_path):
     ckpt = load_ckpt(osp.join(work_dir, 'epoch_2.pth'))
     assert ckpt['meta']['epoch'] == 2
     assert ckpt['state_dict']['backbone.conv1.weight'].shape[0] == 8
-    # gate memory sized to the 12 training images, every sample written
-    assert ckpt['state_dict']['head.gate_loss.memory'].shape[0] == 12
+    # gate memory sized to the 6 training images (train/ less the 6 val
+    # images), every sample written
+    assert ckpt['state_dict']['head.gate_loss.memory'].shape[0] == 6
     assert bool(ckpt['state_dict']['head.gate_loss.written'].any(1).all())
 
     out = tmp_path / 'preds.pkl'
@@ -192,7 +193,7 @@ def test_two_process_gloo_training(tmp_path, bar_root):
     ranks = [torch.load(work_dir / f'gate_state_rank{r}.pth',
                         weights_only=True) for r in (0, 1)]
     memory = ranks[0]['head.gate_loss.memory']
-    assert memory.shape[0] == 12
+    assert memory.shape[0] == 6  # the train split of the 12 train/ images
     # every training sample was seen by one of the ranks and its gate target
     # is known to both
     # (sync_state at the epoch end marks them valid on every rank)
@@ -209,17 +210,20 @@ def test_two_process_gloo_training(tmp_path, bar_root):
 # path as the command line without paying the imports again.
 
 def _bad_root(tmp_path, case):
-    root = write_bar_folder(tmp_path / 'BAR', per_class=1)
+    # train/: climbing_0-1, diving_2-3, fishing_4-5, ...: the first of each
+    # class is its val image, the second its train image
+    root = write_bar_folder(tmp_path / 'BAR', per_class=2)
     train_dir = osp.join(root, 'train')
     if case == 'missing_root':
         return str(tmp_path / 'no' / 'BAR')
     if case == 'empty_class':
-        os.remove(osp.join(train_dir, 'diving_1.jpg'))
+        for name in ('diving_2.jpg', 'diving_3.jpg'):
+            os.remove(osp.join(train_dir, name))
     elif case == 'unknown_class':
-        os.rename(osp.join(train_dir, 'racing_4.jpg'),
-                  osp.join(train_dir, 'surfing_4.jpg'))
+        os.rename(osp.join(train_dir, 'racing_9.jpg'),
+                  osp.join(train_dir, 'surfing_9.jpg'))
     elif case == 'corrupt_image':
-        with open(osp.join(train_dir, 'fishing_2.jpg'), 'wb') as f:
+        with open(osp.join(train_dir, 'fishing_5.jpg'), 'wb') as f:
             f.write(b'\xff\xd8\xff\xe0 truncated garbage')
     return root
 
@@ -230,8 +234,8 @@ BAD_CASES = {
         'data/BAR/{train,test}/<class>_<id>.jpg']),
     'empty_class': ((), ValueError, ["no images of class(es) ['diving']"]),
     'unknown_class': ((), ValueError, [
-        'surfing_4.jpg', 'unknown class prefix', 'pole vaulting']),
-    'corrupt_image': ((), ValueError, ['Corrupt image', 'fishing_2.jpg']),
+        'surfing_9.jpg', 'unknown class prefix', 'pole vaulting']),
+    'corrupt_image': ((), ValueError, ['Corrupt image', 'fishing_5.jpg']),
     'one_map_backbone': (('model.backbone.out_indices=(3,)', ), Exception,
                          ['out_indices']),
     'num_classes_mismatch': (('model.head.num_classes=5', ), ValueError,
