@@ -549,13 +549,17 @@ def test_unknown_top_level_cfg_option_is_an_error(root, tmp_path):
     assert not osp.exists(tmp_path / 'run')
 
 
-def test_a_typo_in_checkpoint_hook_options_fails_before_training(
-        root, tmp_path):
+@pytest.mark.parametrize('option,meant', [
+    ('default_hooks.checkpoint.max_keep_ckpt=1', 'max_keep_ckpts'),
+    ('default_hooks.visualization.draw_scor=False', 'draw_score')])
+def test_a_typo_in_hook_options_fails_before_training(option, meant, root,
+                                                      tmp_path):
+    """CheckpointHook and VisualizationHook take **kwargs that they pass on
+    only at their first save / validation."""
     with pytest.raises(ValueError) as err:
-        train(tmp_path / 'run', root,
-              'default_hooks.checkpoint.max_keep_ckpt=1')
-    assert "'max_keep_ckpt'" in str(err.value)
-    assert "'max_keep_ckpts'" in str(err.value)
+        train(tmp_path / 'run', root, option)
+    typo = option.split('.')[-1].split('=')[0]
+    assert f"'{typo}'" in str(err.value) and f"'{meant}'" in str(err.value)
     assert not [f for f in os.listdir(tmp_path / 'run') if
                 f.endswith('.pth')]
 

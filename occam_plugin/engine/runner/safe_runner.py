@@ -27,6 +27,7 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import load_state_dict
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from mmpretrain.engine.hooks import VisualizationHook
 from mmpretrain.registry import RUNNERS
 from ...fileio import atomic_path
 from ...models.utils.training_state import rank_local_buffers
@@ -206,6 +207,27 @@ class SafeRunner(Runner):
         for hook in self.hooks:
             if isinstance(hook, CheckpointHook):
                 self._check_checkpoint_hook(hook)
+            elif isinstance(hook, VisualizationHook):
+                self._check_visualization_hook(hook)
+
+    def _check_visualization_hook(self, hook) -> None:
+        # mmpretrain's VisualizationHook passes its **kwargs to the
+        # visualizer's visualize_cls at the first validation
+        draw = getattr(type(self.visualizer), 'visualize_cls', None)
+        if draw is None or _accepts_any_keyword(draw):
+            return
+        extra = _named_params(draw) - {'image', 'data_sample', 'step', 'name'}
+        unknown = sorted(set(hook.draw_args) - extra)
+        if unknown:
+            import difflib
+            known = sorted(_named_params(type(hook).__init__) | extra)
+            hint = '; '.join(
+                f'did you mean {h[0]!r} for {k!r}?' for k in unknown
+                for h in [difflib.get_close_matches(k, known, n=1)] if h)
+            raise ValueError(
+                f'{type(hook).__name__} (default_hooks.visualization or '
+                f'custom_hooks): unknown option(s) {unknown}. It takes '
+                f'{", ".join(known)}. {hint}'.rstrip())
 
     def _check_checkpoint_hook(self, hook: CheckpointHook) -> None:
         save = Runner.save_checkpoint
