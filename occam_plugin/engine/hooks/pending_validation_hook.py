@@ -109,10 +109,11 @@ class PendingValidationHook(Hook):
         if not pending[0]:
             return
         runner.logger.warning(
-            f'epoch {epoch} was saved but its validation did not finish '
-            '(the run stopped during it): validating epoch '
-            f'{epoch} now, before training continues, so that the best '
-            'checkpoint is chosen with it.')
+            f'epoch {epoch} was saved but no finished validation of it is '
+            f'recorded (in {MARKER} or the checkpoint: the run stopped '
+            'during it, or the checkpoint was copied without its work dir):'
+            f' validating epoch {epoch} now, before training continues, so '
+            'that the best checkpoint is chosen with it.')
         runner.val_loop.run()
 
     def after_val_epoch(self, runner, metrics=None) -> None:
