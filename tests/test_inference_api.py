@@ -96,7 +96,7 @@ def check_exits(result, num_classes, num_exits=4):
 @pytest.fixture(scope='module')
 def bar_root(tmp_path_factory):
     return write_bar_folder(tmp_path_factory.mktemp('data') / 'BAR',
-                            per_class=1)
+                            per_class=2)
 
 
 @pytest.fixture(scope='module')
