@@ -81,6 +81,7 @@ def test_bar_benchmark_end_to_end(tmp_path):
         assert res['test_best']['checkpoint'].startswith('best_accuracy_top1')
         assert set(res['val']) == {'1', '2'}
         assert res['train_seconds'] > 0
+        assert 0 < res['fastest_epoch_seconds'] <= res['train_seconds']
         if model == 'occam':
             assert 'expected_compute' in res['test_best']['exits']
             # the re-test of the val-chosen weights at the last exit
