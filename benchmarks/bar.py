@@ -529,11 +529,45 @@ def check_zoo(args):
         sys.exit(1)
 
 
+#: image hosts of BAR's metadata.json whose terms let anyone copy and modify
+#: the image (public domain / CC0); Flickr images qualify with CC BY 2.0
+OPEN_HOSTS = {'pxhere.com': 'CC0', 'publicdomainpictures.net':
+              'public domain (CC0)'}
+
+
+def reuse_terms(entry):
+    """The terms under which a BAR image may be shown, modified, in our
+    docs (with its attribution), or None: only CC BY and public-domain /
+    CC0 images, never NC, ND, SA or unknown terms."""
+    detail = (entry or {}).get('detail') or {}
+    if entry and entry.get('source') == 'flickr' and \
+            detail.get('CC') == 'CC BY 2.0':
+        return (f'Flickr photo {detail["id"]} by {detail["owner"]}, '
+                f'CC BY 2.0 ({detail["src"]})')
+    host = (entry or {}).get('image_host')
+    if host in OPEN_HOSTS:
+        return f'{host}, {OPEN_HOSTS[host]} ({entry["image_source"]})'
+    return None
+
+
+def bar_metadata(args):
+    path = osp.join(args.data_root or osp.join(REPO, 'data', 'BAR'),
+                    'metadata.json')
+    if not osp.isfile(path):
+        sys.exit(f'{path} is missing: the CAM pictures show only images '
+                 'whose terms allow it, read from BAR\'s metadata.json (in '
+                 'the alinlab/BAR repository, beside train/ and test/).')
+    with open(path) as f:
+        return json.load(f)
+
+
 def cam_images(args):
     """Deterministic choice of test images for the CAM pictures: for each
     outcome (both right, only the OccamNet right, only the ResNet right,
     both wrong), the first images by id of two different classes in the
-    seed-0 val-chosen predictions."""
+    seed-0 val-chosen predictions (classes 0-1 for the first outcome, 2-3
+    for the second, ... where the outcome has images of them), among the
+    test images whose terms allow showing them (:func:`reuse_terms`)."""
     from occam_plugin.datasets.bar import BAR
     from occam_plugin.evaluation import load_predictions
     preds = {}
@@ -541,24 +575,27 @@ def cam_images(args):
         wd = run_dir(args.work_root, CPU_PROTOCOL, model, 'erm', 0)
         preds[model] = load_predictions(osp.join(wd, 'test_best',
                                                  'preds.pkl'))
+    meta = bar_metadata(args)
     picked = []
-    for want in ((True, True), (True, False), (False, True),
-                 (False, False)):
-        rows = []
+    outcomes = ((True, True), (True, False), (False, True), (False, False))
+    for i, want in enumerate(outcomes):
+        first = {}  # class -> its first test image (by id) of this outcome
         for o, r in zip(preds['occam'], preds['resnet']):
             assert o['img_path'] == r['img_path']
             right = (int(o['pred_label']) == int(o['gt_label']),
                      int(r['pred_label']) == int(r['gt_label']))
-            if right == want:
-                rows.append((BAR.id_key(osp.basename(o['img_path'])),
-                             int(o['gt_label']), o['img_path']))
-        classes = []
-        for _, gt, path in sorted(rows):
-            if gt not in classes:
-                classes.append(gt)
-                picked.append((want, path))
-            if len(classes) == 2:
-                break
+            gt = int(o['gt_label'])
+            key = BAR.id_key(osp.basename(o['img_path']))
+            stem = osp.splitext(osp.basename(o['img_path']))[0]
+            if reuse_terms(meta.get(stem)) is None:
+                continue
+            if right == want and (gt not in first or key < first[gt][0]):
+                first[gt] = (key, o['img_path'])
+        # two classes per outcome, the order rotated so that the 8 images
+        # cover all 6 classes
+        order = [(2 * i + k) % len(CLASSES) for k in range(len(CLASSES))]
+        for gt in [c for c in order if c in first][:2]:
+            picked.append((want, first[gt][1]))
     return picked
 
 
@@ -588,9 +625,12 @@ def cams(args):
             dst = osp.join(CAM_DIR, f'{model}_{stem.replace(" ", "-")}.png')
             shutil.move(osp.join(tmp, 'cams', f'{stem}_cam.png'), dst)
         shutil.rmtree(tmp)
+    meta = bar_metadata(args)
     for (occam_right, resnet_right), path in picked:
-        stem = osp.splitext(osp.basename(path))[0].replace(' ', '-')
-        rows.append((occam_right, resnet_right, stem))
+        name = osp.splitext(osp.basename(path))[0]
+        rows.append(dict(image=name, png=name.replace(' ', '-'),
+                         occam_right=occam_right, resnet_right=resnet_right,
+                         terms=reuse_terms(meta[name])))
     with open(osp.join(CAM_DIR, 'images.json'), 'w') as f:
         json.dump(rows, f, indent=1)
     print(f'{2 * len(picked)} PNGs in {CAM_DIR}')

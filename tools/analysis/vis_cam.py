@@ -182,7 +182,9 @@ def main(argv=None):
         written.append(out)
         name = (lambda c: classes[c] if classes and c is not None
                 and 0 <= c < len(classes) else c)
-        print(f'{path}: exit {rec["exit_idx"]}, pred {name(rec["pred_label"])}'
+        taken = '' if rec.get('panel_titles') else \
+            f'exit {rec["exit_idx"]}, '
+        print(f'{path}: {taken}pred {name(rec["pred_label"])}'
               f', gt {name(rec["gt_label"])} -> {out}')
     return written
 
