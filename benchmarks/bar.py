@@ -240,6 +240,8 @@ def one(args):
     wd = run_dir(args.work_root, protocol, model, method, seed)
     opts = options(protocol, model, method, seed, args.data_root, epochs,
                    args.extra_options)
+    if args.amp:  # bf16 autocast (mmengine's AmpOptimWrapper, --amp)
+        opts.append('optim_wrapper.dtype=bfloat16')
     if not finished_training(wd, epochs):
         resume = ['--resume'] if glob.glob(osp.join(wd, 'epoch_*.pth')) \
             else []
@@ -634,6 +636,34 @@ def cams(args):
     with open(osp.join(CAM_DIR, 'images.json'), 'w') as f:
         json.dump(rows, f, indent=1)
     print(f'{2 * len(picked)} PNGs in {CAM_DIR}')
+    if args.results_md:
+        write_section(args.results_md, 'bar.py cams', render_cams(rows))
+
+
+def render_cams(rows):
+    """The CAM pictures as a markdown section (paths relative to docs/)."""
+    rel = osp.relpath(CAM_DIR, osp.join(REPO, 'docs'))
+    right = {True: 'right', False: 'wrong'}
+    lines = [
+        '### BAR: what the models look at (`benchmarks/bar.py --cams`)', '',
+        'Seed 0, the val-chosen checkpoints of the CPU protocol, BAR test '
+        'images (112 px). For each outcome (both right, only the '
+        'OccamResNet-18 right, only the ResNet-18 right, both wrong) the '
+        'first test images by id of two classes, among the images whose '
+        'terms allow showing them (CC BY or public domain, per BAR\'s '
+        '`metadata.json`). Left: the image, then the CAM of the true class '
+        'at every exit of the OccamResNet-18 (the exit taken framed in '
+        'red, its gate above); right: the ResNet-18\'s class activation map '
+        '(its linear layer at every cell of the last feature map). Red = '
+        'high.', '']
+    for r in rows:
+        lines += [
+            f'**{r["image"]}** (OccamResNet-18 {right[r["occam_right"]]}, '
+            f'ResNet-18 {right[r["resnet_right"]]}); image: {r["terms"]}, '
+            'CAM overlay ours.', '',
+            f'![OccamResNet-18, {r["image"]}]({rel}/occam_{r["png"]}.png) '
+            f'![ResNet-18, {r["image"]}]({rel}/resnet_{r["png"]}.png)', '']
+    return '\n'.join(lines)
 
 
 def main(argv=None):
@@ -654,7 +684,8 @@ def main(argv=None):
                    help='BAR folder (default: the configs\' data/BAR)')
     p.add_argument('--work-root', default=osp.join(REPO, 'work_dirs', 'bar'))
     p.add_argument('--amp', action='store_true',
-                   help='train with automatic mixed precision (CUDA)')
+                   help='train with bf16 automatic mixed precision (CUDA; '
+                   'tools/train.py --amp, optim_wrapper.dtype=bfloat16)')
     p.add_argument('--epochs', type=int, default=None,
                    help='epochs instead of the protocol\'s (the lr steps '
                    'move with them)')
