@@ -56,6 +56,18 @@ def raw_images_rgb(inputs: Sequence[torch.Tensor],
     return images
 
 
+def _labels(sample, i: int, target: str, caller: str):
+    """``(gt or None, pred, class whose CAM is drawn)`` of a predicted
+    sample."""
+    gt = sample.get('gt_label')
+    gt = int(gt.item()) if gt is not None and gt.numel() else None
+    pred = int(sample.pred_label.item())
+    if target == 'gt' and gt is None:
+        raise ValueError(f'{caller}: target="gt" but sample {i} has no '
+                         'gt_label; use target="pred"')
+    return gt, pred, gt if target == 'gt' else pred
+
+
 @torch.no_grad()
 def collect_exit_cams(model, data_batch: dict,
                       target: str = 'gt') -> List[Dict]:
@@ -90,16 +102,7 @@ def collect_exit_cams(model, data_batch: dict,
     images = raw_images_rgb(data_batch['inputs'], model.data_preprocessor)
     records = []
     for i, sample in enumerate(samples):
-        gt = sample.get('gt_label')
-        gt = int(gt.item()) if gt is not None and gt.numel() else None
-        pred = int(sample.pred_label.item())
-        if target == 'gt':
-            if gt is None:
-                raise ValueError('collect_exit_cams: target="gt" but sample '
-                                 f'{i} has no gt_label; use target="pred"')
-            cls = gt
-        else:
-            cls = pred
+        gt, pred, cls = _labels(sample, i, target, 'collect_exit_cams')
         records.append(
             dict(
                 image=images[i],
@@ -163,13 +166,7 @@ def collect_class_cams(model, data_batch: dict,
     images = raw_images_rgb(data_batch['inputs'], model.data_preprocessor)
     records = []
     for i, sample in enumerate(samples):
-        gt = sample.get('gt_label')
-        gt = int(gt.item()) if gt is not None and gt.numel() else None
-        pred = int(sample.pred_label.item())
-        if target == 'gt' and gt is None:
-            raise ValueError('collect_class_cams: target="gt" but sample '
-                             f'{i} has no gt_label; use target="pred"')
-        cls = gt if target == 'gt' else pred
+        gt, pred, cls = _labels(sample, i, target, 'collect_class_cams')
         records.append(dict(
             image=images[i], cams=[cams[i, cls].cpu().numpy()],
             gates=[None], exit_idx=0, pred_label=pred, gt_label=gt,
