@@ -356,18 +356,26 @@ def kill_points(seed, per_epoch):
     return [kill for _, kill in sorted(points, key=lambda p: p[0])]
 
 
-def test_sigkill_at_random_points_then_resume_equals_uninterrupted(
-        root, tmp_path):
+def killer_runner(tmp_path, cfg_options):
+    """``run(work_dir, *flags, env=None)``: tools/train.py on the Occam
+    config under the KILLER wrapper (which SIGKILLs it where ``env`` says),
+    with ``cfg_options``; returns the finished process."""
     tool = osp.join(REPO, 'tools', 'train.py')
     killer = tmp_path / 'killer.py'
     killer.write_text(textwrap.dedent(KILLER))
 
     def run(work_dir, *flags, env=None):
         cmd = [PYTHON, str(killer), tool, OCCAM_CFG, '--work-dir',
-               str(work_dir), *flags, *options(root, deterministic=True)]
+               str(work_dir), *flags, *cfg_options]
         return subprocess.run(cmd, cwd=REPO, env={**os.environ, **(env or {})},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, timeout=600)
+    return run
+
+
+def test_sigkill_at_random_points_then_resume_equals_uninterrupted(
+        root, tmp_path):
+    run = killer_runner(tmp_path, options(root, deterministic=True))
 
     reference = tmp_path / 'reference'
     proc = run(reference, env=dict(KILL_MARKER=str(tmp_path / 'none')))
@@ -593,19 +601,8 @@ def test_only_rank_0_dumps_the_config(tmp_path, monkeypatch):
 
 def test_sigkill_during_validation_then_resume_validates_that_epoch(
         root, tmp_path):
-    tool = osp.join(REPO, 'tools', 'train.py')
-    killer = tmp_path / 'killer.py'
-    killer.write_text(textwrap.dedent(KILLER))
-
-    def run(work_dir, *flags, env=None):
-        cmd = [PYTHON, str(killer), tool, OCCAM_CFG, '--work-dir',
-               str(work_dir), *flags,
-               *options(root, 'train_cfg.val_interval=1',
-                        deterministic=True)]
-        return subprocess.run(cmd, cwd=REPO, env={**os.environ, **env},
-                              stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True,
-                              timeout=600)
+    run = killer_runner(tmp_path, options(root, 'train_cfg.val_interval=1',
+                                          deterministic=True))
 
     reference = tmp_path / 'reference'
     proc = run(reference, env=dict(KILL_MARKER=str(tmp_path / 'none')))
