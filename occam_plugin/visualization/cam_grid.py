@@ -14,6 +14,7 @@ Layout (pixels, fixed so callers know the size): one row of ``1 + E`` panels
 of ``panel_size`` x ``panel_size`` under a title band of ``title_px``:
 ``width = (1 + E) * panel_size``, ``height = panel_size + title_px``.
 """
+import contextlib
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -56,6 +57,22 @@ def raw_images_rgb(inputs: Sequence[torch.Tensor],
     return images
 
 
+@contextlib.contextmanager
+def _eval_batch(model, data_batch: dict, target: str, caller: str):
+    """The batch through the model's data preprocessor, the model in eval
+    mode meanwhile (its mode restored after)."""
+    if target not in ('gt', 'pred'):
+        raise ValueError(f"{caller}: target={target!r}; expected 'gt' or "
+                         "'pred'")
+    was_training = model.training
+    model.eval()
+    try:
+        data = model.data_preprocessor(data_batch, False)
+        yield data['inputs'], data['data_samples']
+    finally:
+        model.train(was_training)
+
+
 def _labels(sample, i: int, target: str, caller: str):
     """``(gt or None, pred, class whose CAM is drawn)`` of a predicted
     sample."""
@@ -86,19 +103,11 @@ def collect_exit_cams(model, data_batch: dict,
         (E x h x w float arrays), ``gates`` (E), ``exit_idx``, ``pred_label``,
         ``gt_label`` (or None), ``target_label``.
     """
-    if target not in ('gt', 'pred'):
-        raise ValueError(f"collect_exit_cams: target={target!r}; expected "
-                         "'gt' or 'pred'")
-    was_training = model.training
-    model.eval()
-    try:
-        data = model.data_preprocessor(data_batch, False)
-        inputs, samples = data['inputs'], data['data_samples']
+    with _eval_batch(model, data_batch, target,
+                     'collect_exit_cams') as (inputs, samples):
         feats = model.neck(model.backbone(inputs))
         out = model.head.forward_exits(feats)
         samples = model.head.predict(feats, samples)
-    finally:
-        model.train(was_training)
     images = raw_images_rgb(data_batch['inputs'], model.data_preprocessor)
     records = []
     for i, sample in enumerate(samples):
@@ -136,20 +145,14 @@ def collect_class_cams(model, data_batch: dict,
         (``cams`` of length 1, ``gates`` ``[None]``, ``exit_idx`` 0) and
         ``panel_titles`` ``['class activation']``.
     """
-    if target not in ('gt', 'pred'):
-        raise ValueError(f"collect_class_cams: target={target!r}; expected "
-                         "'gt' or 'pred'")
     fc = getattr(getattr(model, 'head', None), 'fc', None)
     if not isinstance(fc, torch.nn.Linear):
         raise ValueError(
             f'collect_class_cams: {type(model).__name__}.head has no linear '
             'layer `fc`; a class activation map needs a backbone, a global '
             'average pooling and one linear layer.')
-    was_training = model.training
-    model.eval()
-    try:
-        data = model.data_preprocessor(data_batch, False)
-        inputs, samples = data['inputs'], data['data_samples']
+    with _eval_batch(model, data_batch, target,
+                     'collect_class_cams') as (inputs, samples):
         feats = model.backbone(inputs)
         fmap = feats[-1] if isinstance(feats, (tuple, list)) else feats
         if fmap.dim() != 4:
@@ -161,8 +164,6 @@ def collect_class_cams(model, data_batch: dict,
         cams = torch.einsum('nchw,kc->nkhw', fmap.float(),
                             fc.weight.float()) + fc.bias.float()[:, None, None]
         samples = model.predict(inputs, samples)
-    finally:
-        model.train(was_training)
     images = raw_images_rgb(data_batch['inputs'], model.data_preprocessor)
     records = []
     for i, sample in enumerate(samples):
