@@ -463,6 +463,17 @@ def render_select(results, command):
             f'{fmt(last_val)} | {fmt(r["test_best_on_train"]["acc"])} | '
             f'{fmt(r["train_seconds"] / 60)} | '
             f'{fmt(r["test_best"]["acc"])} | {fmt(r["test_last"]["acc"])} |')
+    by_protocol = {}
+    for r in results:
+        by_protocol.setdefault(r['protocol'], []).append(
+            r['val'][str(r['best_epoch'])])
+    whole = {p: statistics.mean(v) for p, v in by_protocol.items()
+             if len(v) == len(NAMES)}
+    if whole:
+        best = max(whole, key=whole.get)
+        lines += ['', 'Mean val accuracy of the two models: ' + ', '.join(
+            f'`{p}` {v:.2f}' for p, v in sorted(whole.items())) +
+            f'; val chooses `{best}`.']
     return '\n'.join(lines)
 
 
