@@ -523,9 +523,8 @@ def check_zoo(args):
         want = entry['Results'][0]['Metrics']['Top 1 Accuracy']
         out_dir = osp.join(args.work_root, 'zoo_check', name)
         preds = osp.join(out_dir, f'preds_{int(time.time())}.pkl')
-        opts = [f'{loader}.dataset.data_root={args.data_root}'
-                for loader in ('test_dataloader', )] if args.data_root \
-            else []
+        opts = ([f'test_dataloader.dataset.data_root={args.data_root}']
+                if args.data_root else [])
         cmd = [PYTHON, osp.join(REPO, 'tools', 'test.py'),
                osp.join(REPO, entry['Config']),
                osp.join(REPO, entry['Weights']), '--work-dir', out_dir,
@@ -574,7 +573,7 @@ def bar_metadata(args):
         return json.load(f)
 
 
-def cam_images(args):
+def cam_images(args, meta):
     """Deterministic choice of test images for the CAM pictures: for each
     outcome (both right, only the OccamNet right, only the ResNet right,
     both wrong), the first images by id of two different classes in the
@@ -588,7 +587,6 @@ def cam_images(args):
         wd = run_dir(args.work_root, CPU_PROTOCOL, model, 'erm', 0)
         preds[model] = load_predictions(osp.join(wd, 'test_best',
                                                  'preds.pkl'))
-    meta = bar_metadata(args)
     picked = []
     outcomes = ((True, True), (True, False), (False, True), (False, False))
     for i, want in enumerate(outcomes):
@@ -618,7 +616,8 @@ def cams(args):
     import shutil
     import tempfile
     os.makedirs(CAM_DIR, exist_ok=True)
-    picked = cam_images(args)
+    meta = bar_metadata(args)
+    picked = cam_images(args, meta)
     rows = []
     for model in ('occam', 'resnet'):
         res = load_result(run_dir(args.work_root, CPU_PROTOCOL, model, 'erm',
@@ -638,7 +637,6 @@ def cams(args):
             dst = osp.join(CAM_DIR, f'{model}_{stem.replace(" ", "-")}.png')
             shutil.move(osp.join(tmp, 'cams', f'{stem}_cam.png'), dst)
         shutil.rmtree(tmp)
-    meta = bar_metadata(args)
     for (occam_right, resnet_right), path in picked:
         name = osp.splitext(osp.basename(path))[0]
         rows.append(dict(image=name, png=name.replace(' ', '-'),
