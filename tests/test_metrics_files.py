@@ -73,7 +73,7 @@ def test_val_and_test_write_the_files_into_the_log_dir(tmp_path):
     # with the predictions, no hook in custom_hooks measures them
     assert not runner.cfg.get('custom_hooks')
     hooks = [type(h).__name__ for h in runner.hooks]
-    assert 'MetricsFileHook' in hooks and 'ExitFlopsHook' not in hooks
+    assert 'MetricsFileHook' in hooks
     val = runner.val()
     val_files = _check_files(runner.log_dir, val)
     test = runner.test()
@@ -135,18 +135,3 @@ def test_metrics_outside_a_runner_write_nothing(tmp_path, monkeypatch):
     assert ev.evaluate(1) == {'bias/acc': 100.0}
     assert metric.last_result['num_samples'] == 1
     assert os.listdir(tmp_path) == []
-
-
-def test_deprecated_exit_flops_hook_builds_and_does_nothing(monkeypatch):
-    from mmpretrain.registry import HOOKS
-    from occam_plugin.engine.hooks import exit_flops_hook
-    logged = []
-    monkeypatch.setattr(exit_flops_hook, 'print_log',
-                        lambda msg, **kw: logged.append(msg))
-    monkeypatch.setattr(exit_flops_hook.ExitFlopsHook, '_warned', False)
-    for _ in range(2):  # old configs still build it, with its old args
-        hook = HOOKS.build(dict(type='ExitFlopsHook', input_shape=(3, 8, 8)))
-    assert len(logged) == 1 and 'deprecated' in logged[0]
-    # no stage of the run is overridden: it measures and publishes nothing
-    assert not [name for name in vars(type(hook))
-                if name.startswith(('before_', 'after_'))]

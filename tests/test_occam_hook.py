@@ -93,19 +93,6 @@ def test_hook_sizes_memory_and_resets_each_epoch(tmp_path):
     assert torch.equal(ckpt['head.gate_loss.valid'], gate.valid)
 
 
-def test_deprecated_hook_names_do_not_drive_the_state_twice(tmp_path):
-    """Configs that still list OccamGateHook / BiasMethodHook train exactly
-    as without them (the runner's TrainingStateHook drives the state once)."""
-    plain, old = RecordEpochState(), RecordEpochState()
-    make_runner(tmp_path / 'a', hooks=[plain]).train()
-    make_runner(tmp_path / 'b', hooks=[dict(type='OccamGateHook'),
-                                       dict(type='BiasMethodHook'),
-                                       old]).train()
-    assert [s['total'] for s in old.seen] == [s['total'] for s in plain.seen]
-    for a, b in zip(plain.seen, old.seen):
-        assert torch.equal(a['running_max'], b['running_max'])
-
-
 def test_rank_local_buffers_come_from_the_declarations():
     from mmpretrain.registry import MODELS
     model = MODELS.build(make_model_cfg(2))

@@ -1,11 +1,9 @@
 from .cam_vis_hook import CAMVisualizationHook  # noqa: F401
 from .console_progress_hook import ConsoleProgressHook  # noqa: F401
-from .exit_flops_hook import ExitFlopsHook  # noqa: F401
 from .metrics_file_hook import MetricsFileHook  # noqa: F401
 from .pending_validation_hook import PendingValidationHook  # noqa: F401
 from .random_state_hook import RandomStateHook  # noqa: F401
 from .train_guard_hook import TrainGuardHook  # noqa: F401
-from .training_state_hook import (BiasMethodHook,  # noqa: F401
-                                  OccamGateHook, TrainingStateHook,
+from .training_state_hook import (TrainingStateHook,  # noqa: F401
                                   training_set_info)
 from .work_dir_guard_hook import WorkDirGuardHook  # noqa: F401

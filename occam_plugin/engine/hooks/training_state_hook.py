@@ -1,8 +1,5 @@
-import logging
-
 import numpy as np
 from mmengine.hooks import Hook
-from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 from mmpretrain.registry import HOOKS
@@ -81,15 +78,9 @@ class TrainingStateHook(Hook):
         model = runner.model
         return model.module if is_model_wrapper(model) else model
 
-    def _enabled(self, runner) -> bool:
-        # a deprecated alias listed in custom_hooks stands down when the
-        # runner already has the real hook, so nothing runs twice
-        return True
-
     def before_train(self, runner) -> None:
         model = self._model(runner)
-        if not self._enabled(runner) or \
-                next(stateful_modules(model), None) is None:
+        if next(stateful_modules(model), None) is None:
             return
         info = training_set_info(runner.train_dataloader.dataset)
         if runner.iter > 0:  # resumed: the state is the checkpoint's
@@ -128,39 +119,8 @@ class TrainingStateHook(Hook):
             'state is re-initialised (on_new_train_size=reinit).')
 
     def before_train_epoch(self, runner) -> None:
-        if self._enabled(runner):
-            reset_epoch_state(self._model(runner), runner.epoch)
+        reset_epoch_state(self._model(runner), runner.epoch)
 
     def after_train_epoch(self, runner) -> None:
-        if self._enabled(runner):
-            sync_state(self._model(runner))
+        sync_state(self._model(runner))
 
-
-class _DeprecatedStateHook(TrainingStateHook):
-    """Old names of :class:`TrainingStateHook` (configs that list them keep
-    working): they act only where the runner has no ``TrainingStateHook``
-    of its own (a plain mmengine ``Runner``)."""
-
-    def __init__(self, **kwargs):
-        # (OccamGateHook took check_num_classes: TrainGuardHook checks it)
-        print_log(
-            f'{type(self).__name__} is deprecated: TrainingStateHook, a '
-            'default hook of SafeRunner, drives every training-state module;'
-            ' remove it from custom_hooks.', logger='current',
-            level=logging.WARNING)
-
-    def _enabled(self, runner) -> bool:
-        return not any(type(h) is TrainingStateHook for h in runner.hooks)
-
-
-@HOOKS.register_module()
-class OccamGateHook(_DeprecatedStateHook):
-    """Deprecated: ``TrainingStateHook`` (a default hook of ``SafeRunner``)
-    drives the Occam gate state now; remove it from ``custom_hooks``."""
-
-
-@HOOKS.register_module()
-class BiasMethodHook(_DeprecatedStateHook):
-    """Deprecated: ``TrainingStateHook`` (a default hook of ``SafeRunner``)
-    prepares the bias-mitigation modules now; remove it from
-    ``custom_hooks``."""
