@@ -9,8 +9,9 @@ that CI tests together stay in ``requirements.txt`` (``make install``).
   upper bound = below the next minor release. mmcv's upper bound is the one
   mmpretrain 1.2.0 itself asserts at import (``mmcv < 2.4.0``).
 * torch: >= 2.6, the release whose ``torch.load(weights_only=True)``
-  default the checkpoint code is written for (docs: DESIGN, "Verified on
-  this machine"); below 3. CI tests 2.14.1.
+  default the checkpoint code is written for (README.md, "Install" and
+  "Resume, and what happens to your checkpoints"; docs/architecture.md,
+  "Runner and hooks"); below 3. CI tests 2.14.1.
 * numpy: >= 2.0 (the code imports ``numpy._core``); below 3.
 * pillow, matplotlib: plain, long-stable APIs; their versions are left to
   mmcv / mmengine / torchvision, which require them too.

@@ -15,8 +15,6 @@ from mmpretrain.registry import DATASETS
 
 from .bias_groups import (bias_fields, check_group_by, class_x_bias_group,
                           class_x_bias_names, group_metainfo)
-# colorize and PALETTE stay importable from here (older import path)
-from .colored_mnist_generator import colorize  # noqa: F401
 from .colored_mnist_generator import (NUM_COLORS, PALETTE, SPLITS,
                                       check_digit_args, make_colored_mnist)
 
