@@ -204,13 +204,15 @@ def test_latent_debias_config_trains(tmp_path):
     ds = 'train_dataloader.dataset'
     log = train(
         osp.join(REPO, 'configs', 'latent_debias',
-                 'latent-debias_mlp_1xb256_100e_colored-mnist.py'),
+                 'latent-debias_mlp_1xb256_20e_binary-colored-mnist.py'),
         tmp_path,
         '--cfg-options', *[o for o in CMNIST_DATA if 'train_dataloader.dataset'
                            not in o],
         f'{ds}.dataset.num_samples=16', f'{ds}.num_pairs=4',
         f'{ds}.num_fit_samples=64', f'{ds}.generator.checkpoint=None',
         f'{ds}.generator.width=4', f'{ds}.target_scorer.checkpoint=None',
+        # an untrained G's images: split the colour score at its median
+        f'{ds}.protected_threshold=median',
         # an untrained h_t gives every image one class: score one class's
         # probability, split at its median, for a fittable target plane
         f'{ds}.target_scorer.score_class=0', f'{ds}.target_threshold=median',

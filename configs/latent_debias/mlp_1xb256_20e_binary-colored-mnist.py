@@ -4,17 +4,8 @@
 # of latent-debias_mlp_1xb256_20e_binary-colored-mnist.py.
 custom_imports = dict(imports=['occam_plugin'], allow_failed_imports=False)
 _base_ = [
+    '../_base_/models/mlp.py',
     './_base_/binary_colored_mnist.py',
     '../_base_/default_runtime.py',
 ]
-model = dict(
-    type='DebiasImageClassifier',
-    backbone=dict(type='MLPBackbone', in_channels=3, img_size=28,
-                  hidden_dims=(100, 100, 100)),
-    head=dict(
-        type='DebiasLinearClsHead',
-        num_classes=2,
-        in_channels=100,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
-        topk=(1, )),
-)
+model = dict(head=dict(num_classes=2))

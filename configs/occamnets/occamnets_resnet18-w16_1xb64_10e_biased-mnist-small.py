@@ -8,21 +8,12 @@
 # resnet/resnet18-w16_1xb64_10e_biased-mnist-small.py
 custom_imports = dict(imports=['occam_plugin'], allow_failed_imports=False)
 _base_ = [
-    '../_base_/models/occam_resnet18.py',
+    '../_base_/models/occam_resnet18-w16.py',
     '../_base_/datasets/biased_mnist_small.py',
     '../_base_/schedules/biased_mnist_small.py',
-    '../_base_/default_runtime.py',
+    '../_base_/default_runtime_last-checkpoint.py',
 ]
-width = 16
-model = dict(
-    backbone=dict(stem_channels=width, base_channels=width),
-    head=dict(num_classes=10),
-    probe_size=64)
+model = dict(head=dict(num_classes=10), probe_size=64)
 
 val_evaluator = _base_.val_evaluator + _base_.occam_metrics
 test_evaluator = val_evaluator
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=50),
-    # the demo compares final models: keep only the last checkpoint
-    checkpoint=dict(type='CheckpointHook', interval=-1, save_last=True,
-                    save_best=None, max_keep_ckpts=1))

@@ -5,15 +5,12 @@
 # resnet/resnet18-w16_1xb64_60e_bar-small.py
 custom_imports = dict(imports=['occam_plugin'], allow_failed_imports=False)
 _base_ = [
-    '../_base_/models/occam_resnet18.py',
+    '../_base_/models/occam_resnet18-w16.py',
     '../_base_/datasets/bar_small.py',
     '../_base_/schedules/bar_small.py',
     '../_base_/default_runtime.py',
 ]
-width = 16
-model = dict(
-    backbone=dict(stem_channels=width, base_channels=width),
-    head=dict(num_classes=6))
+model = dict(head=dict(num_classes=6))
 
 val_evaluator = _base_.val_evaluator + _base_.occam_metrics
 test_evaluator = val_evaluator

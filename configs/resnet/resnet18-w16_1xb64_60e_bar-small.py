@@ -3,13 +3,10 @@
 # trunk of base width 16; one classifier on the last stage).
 custom_imports = dict(imports=['occam_plugin'], allow_failed_imports=False)
 _base_ = [
-    '../_base_/models/resnet18.py',
+    '../_base_/models/resnet18-w16.py',
     '../_base_/datasets/bar_small.py',
     '../_base_/schedules/bar_small.py',
     '../_base_/default_runtime.py',
 ]
-width = 16
-model = dict(
-    backbone=dict(stem_channels=width, base_channels=width),
-    head=dict(num_classes=6))
+model = dict(head=dict(num_classes=6))
 default_hooks = dict(logger=dict(type='LoggerHook', interval=10))

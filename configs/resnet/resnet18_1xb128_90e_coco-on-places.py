@@ -3,12 +3,9 @@
 # data and schedule.
 custom_imports = dict(imports=['occam_plugin'], allow_failed_imports=False)
 _base_ = [
-    '../_base_/models/resnet18.py',
+    '../_base_/models/resnet18_64px.py',
     '../_base_/datasets/coco_on_places.py',
     '../_base_/schedules/occamnets.py',
     '../_base_/default_runtime.py',
 ]
-model = dict(
-    backbone=dict(type='ResNet_CIFAR', depth=18, out_indices=(3, ),
-                  style='pytorch'),
-    head=dict(num_classes=9))
+model = dict(head=dict(num_classes=9))

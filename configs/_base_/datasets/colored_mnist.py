@@ -7,41 +7,21 @@
 # digit N times with fresh colours (15 x 4,000 = LfF's 60,000 training
 # images, `benchmarks/methods.py lff-sweep`). There is no val split:
 # validation uses the test split, as LfF does.
+_base_ = ['./colored_digits.py']
 dataset_type = 'ColoredMNIST'
 conflict_ratio = 0.01
 data_args = dict(color_std=0.005, image_size=28, seed=0, mnist_root=None)
 
-data_preprocessor = dict(
-    num_classes=10,
-    # images are colour on black in [0, 255]: scale to [0, 1] as LfF does
-    mean=[0.0, 0.0, 0.0],
-    std=[255.0, 255.0, 255.0],
-    to_rgb=True,
-)
-
-# images are in memory (`img`): no loading step, no augmentation
-train_pipeline = [dict(type='PackBiasInputs')]
-test_pipeline = train_pipeline
+data_preprocessor = dict(num_classes=10)
 
 train_dataloader = dict(
-    batch_size=256,
-    num_workers=0,
-    persistent_workers=False,
     dataset=dict(type=dataset_type, split='train',
-                 conflict_ratio=conflict_ratio, pipeline=train_pipeline,
-                 **data_args),
-    sampler=dict(type='DefaultSampler', shuffle=True),
-)
+                 conflict_ratio=conflict_ratio,
+                 pipeline=_base_.train_pipeline, **data_args))
 val_dataloader = dict(
-    batch_size=256,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(type=dataset_type, split='test', pipeline=test_pipeline,
-                 **data_args),
-    sampler=dict(type='DefaultSampler', shuffle=False),
-)
+    dataset=dict(type=dataset_type, split='test',
+                 pipeline=_base_.test_pipeline, **data_args))
 test_dataloader = val_dataloader
 # LfF reports aligned / conflicting accuracy (bias/aligned_acc,
-# bias/conflicting_acc) and the unbiased accuracy (bias/unbiased_acc)
-val_evaluator = [dict(type='Accuracy', topk=(1, )), dict(type='BiasMetric')]
-test_evaluator = val_evaluator
+# bias/conflicting_acc) and the unbiased accuracy (bias/unbiased_acc):
+# the evaluators of colored_digits.py
