@@ -98,9 +98,8 @@ class BAR(BaseDataset):
             dataset is built (with the pipeline's loading settings), so a
             corrupt file stops the run before training starts, all bad files
             named at once (the Runner builds the val dataloader before the
-            first iteration). One decode per image (about 1 ms for a
-            640x480 JPEG on one CPU core). False: a bad file is
-            found when a batch first reads it. Defaults to True.
+            first iteration); it costs one decode per image. False: a bad
+            file is found when a batch first reads it. Defaults to True.
         **kwargs: Other arguments of :class:`mmpretrain.datasets.BaseDataset`
             (``indices``, ``lazy_init``, ...).
     """

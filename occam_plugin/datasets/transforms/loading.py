@@ -183,8 +183,7 @@ class LoadImageFromFileChecked(LoadImageFromFile):
 
     With ``cache_decoded=True`` each decoded image is kept in memory (by
     path) and later epochs copy it instead of reading and decoding the file
-    again: the same pixels, without the decode (on the CPU protocol's 80 px
-    Biased MNIST that was 8-17 % of a training step). Each loader process
+    again: the same pixels, without the decode. Each loader process
     holds its own cache, so keep it for small datasets read in the main
     process (``num_workers=0``) or by persistent workers; past
     ``cache_max_mb`` images are read from disk as usual.
