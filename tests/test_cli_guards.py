@@ -95,3 +95,28 @@ def test_dist_scripts_pick_a_free_port_or_name_the_busy_one(tmp_path,
                           NODE_RANK='1')) == 29500
     finally:
         busy.close()
+
+
+@pytest.mark.parametrize('script,args,tool,rest', [
+    ('dist_train.sh', ['cfg.py', '3', '--amp'], 'train.py',
+     ['cfg.py', '--launcher', 'pytorch', '--amp']),
+    ('dist_test.sh', ['cfg.py', 'ckpt.pth', '3', '--out', 'p.pkl'], 'test.py',
+     ['cfg.py', 'ckpt.pth', '--launcher', 'pytorch', '--out', 'p.pkl']),
+])
+def test_dist_scripts_launch_their_tool(tmp_path, script, args, tool, rest):
+    """dist_train.sh / dist_test.sh share dist_launch.sh: each launches its
+    own tool with its positional arguments, then --launcher pytorch, then
+    the extra arguments; one node by default."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('PORT', 'NNODES', 'NODE_RANK', 'MASTER_ADDR')}
+    env.update(PYTHON=_stub_python(tmp_path), PORT='0')
+    proc = subprocess.run(['bash', osp.join(REPO, 'tools', script), *args],
+                          cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    launch = proc.stdout.split()
+    assert launch[:9] == [
+        'LAUNCH', '-m', 'torch.distributed.run', '--nnodes=1',
+        '--node_rank=0', '--master_addr=127.0.0.1', '--nproc_per_node=3',
+        '--master_port=0', osp.join(osp.join(REPO, 'tools'), tool)]
+    assert launch[9:] == rest
