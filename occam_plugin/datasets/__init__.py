@@ -6,3 +6,6 @@ from .coco_on_places import COCOOnPlaces  # noqa: F401,E402
 from .latent_debias_dataset import LatentDebiasDataset  # noqa: F401,E402
 from .binary_colored_mnist import BinaryColoredMNIST  # noqa: F401,E402
 from .samplers import NoSingletonBatchSampler  # noqa: F401,E402
+from .bias_annotated_dataset import BiasAnnotatedDataset  # noqa: F401,E402
+from .group_balanced_sampler import GroupBalancedSampler  # noqa: F401,E402
+from .class_balanced_sampler import ClassBalancedSampler  # noqa: F401,E402

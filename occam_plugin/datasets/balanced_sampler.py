@@ -1,0 +1,90 @@
+"""What the group- and class-balanced samplers share: sampling with
+replacement, each sample with a probability inversely proportional to the
+size of its group (class), deterministic given the seed and the epoch and
+split over the ranks as mmengine's ``DefaultSampler`` splits its indices."""
+import math
+from typing import Iterator, Optional, Sized
+
+import numpy as np
+import torch
+from mmengine.dist import get_dist_info, sync_random_seed
+from torch.utils.data import Sampler
+
+
+class BalancedSampler(Sampler):
+    """Indices drawn with replacement, sample ``i`` with probability
+    ``1 / (K * n_k(i))``: ``n_k(i)`` the number of samples of its key (group
+    or class) and ``K`` the number of keys present, so every present key is
+    drawn with probability ``1 / K`` and, within it, every sample alike (the
+    weights ``N / n_k`` of SubpopBench's and BalancingGroups'
+    ``WeightedRandomSampler``, normalised).
+
+    Each epoch draws ``total_size`` indices from a generator seeded with
+    ``seed + epoch`` (the same on every rank) and rank ``r`` of ``W`` takes
+    every ``W``-th from the ``r``-th, as ``DefaultSampler`` does; so the run
+    is the same for a given seed, epoch and world size, and ``set_epoch``
+    (called by mmengine's train loop) gives every epoch its own draw.
+
+    Subclasses set :attr:`name` and :meth:`keys` (one integer per sample).
+
+    Args:
+        dataset (Sized): The dataset; its ``get_data_info`` is read (no image
+            is loaded).
+        num_samples (int, optional): Indices drawn per epoch over all ranks.
+            Defaults to ``len(dataset)`` (an epoch as long as an unbalanced
+            one).
+        seed (int, optional): Random seed, the same on every rank. Defaults
+            to None: a seed shared by the ranks (``sync_random_seed``), as
+            ``DefaultSampler``.
+    """
+
+    #: the sampler's name and what it balances, for messages
+    name = 'BalancedSampler'
+
+    def __init__(self,
+                 dataset: Sized,
+                 num_samples: Optional[int] = None,
+                 seed: Optional[int] = None) -> None:
+        self.rank, self.world_size = get_dist_info()
+        self.dataset = dataset
+        if len(dataset) == 0:
+            raise ValueError(f'{self.name}: the dataset is empty')
+        if num_samples is None:
+            num_samples = len(dataset)
+        if isinstance(num_samples, bool) or not isinstance(
+                num_samples, int) or num_samples < 1:
+            raise ValueError(f'{self.name}: num_samples must be an integer '
+                             f'>= 1 (or None: the dataset size), got '
+                             f'{num_samples!r}')
+        self.seed = sync_random_seed() if seed is None else seed
+        self.epoch = 0
+        self.num_samples = math.ceil(num_samples / self.world_size)
+        self.total_size = self.num_samples * self.world_size
+        keys = np.asarray(self.keys(dataset), dtype=np.int64)
+        _, inverse, counts = np.unique(keys, return_inverse=True,
+                                       return_counts=True)
+        #: per key present: its number of samples
+        self.key_counts = dict(zip(np.unique(keys).tolist(),
+                                   counts.tolist()))
+        weights = 1.0 / (len(counts) * counts[inverse])
+        #: the probability of drawing each sample (sums to 1)
+        self.probabilities = torch.as_tensor(weights, dtype=torch.float64)
+
+    def keys(self, dataset) -> np.ndarray:
+        """The key (group or class) of every sample."""
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)
+        indices = torch.multinomial(self.probabilities, self.total_size,
+                                    replacement=True, generator=g).tolist()
+        return iter(indices[self.rank:self.total_size:self.world_size])
+
+    def __len__(self) -> int:
+        """The number of indices of this rank per epoch."""
+        return self.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the indices of ``epoch`` next."""
+        self.epoch = epoch

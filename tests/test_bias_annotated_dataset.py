@@ -1,0 +1,474 @@
+"""BiasAnnotatedDataset: the published layouts (group_DRO's Waterbirds and
+CelebA, SubpopBench's metadata.csv) and a column mapping, each read from a
+small fixture written here; the errors it gives; Biased MNIST written out
+as an annotation file gives the metrics BiasedMNIST gives; a tiny
+Waterbirds-format folder trains through tools/train.py."""
+import csv
+import glob
+import json
+import os
+import os.path as osp
+import re
+
+import numpy as np
+import pytest
+import torch
+import occam_plugin  # noqa: F401  (registers)
+from mmpretrain.registry import DATASETS, METRICS
+
+from conftest import REPO, load_tool
+from occam_plugin.datasets.transforms import BIAS_KEYS
+
+
+
+def write_image(path, colour=(0, 0, 0), size=16):
+    """A real PNG / JPEG (by the extension) of one colour plus noise."""
+    from PIL import Image
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    rng = np.random.default_rng(abs(hash(path)) % 2**32)
+    pixels = np.array(colour, np.float32) + rng.normal(0, 20,
+                                                       (size, size, 3))
+    Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(path)
+
+
+def build(**cfg):
+    return DATASETS.build(dict(type='BiasAnnotatedDataset', **cfg))
+
+
+def infos(ds):
+    """Every sample's annotations, img_path relative to the data root."""
+    out = []
+    for i in range(len(ds)):
+        info = dict(ds.get_data_info(i))
+        info.pop('sample_idx')
+        info['img_path'] = osp.relpath(info['img_path'], ds.data_root)
+        out.append(info)
+    return out
+
+
+# ------------------------------------------------------------ Waterbirds
+#: (y, place, split) per image: landbirds mostly on land, waterbirds on
+#: water; each of the 4 groups present in every split
+WATERBIRDS_ROWS = [(0, 0, 0), (0, 0, 0), (0, 1, 0), (1, 1, 0), (1, 1, 0),
+                   (1, 0, 0), (0, 0, 1), (0, 1, 1), (1, 0, 1), (1, 1, 1),
+                   (0, 0, 2), (0, 1, 2), (1, 0, 2), (1, 1, 2)]
+
+
+def write_waterbirds(root, rows=WATERBIRDS_ROWS, size=16):
+    """group_DRO's layout: <root>/metadata.csv (img_id,img_filename,y,split,
+    place,place_filename) and <root>/<species folder>/<name>.jpg. The colour
+    follows the place (the spurious feature) and, fainter, the class."""
+    os.makedirs(root, exist_ok=True)
+    lines = ['img_id,img_filename,y,split,place,place_filename']
+    for i, (y, place, split) in enumerate(rows):
+        folder = '001.Waterbird' if y else '002.Landbird'
+        name = f'{folder}/bird_{i:03d}.jpg'
+        write_image(osp.join(root, name),
+                    (200 * place, 60 + 120 * y, 100), size)
+        lines.append(f'{i + 1},{name},{y},{split},{place},'
+                     f'/{"w" if place else "b"}/bamboo_forest/{i:08d}.jpg')
+    with open(osp.join(root, 'metadata.csv'), 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    return str(root)
+
+
+def test_waterbirds_format(tmp_path):
+    root = write_waterbirds(tmp_path / 'wb')
+    train = build(format='waterbirds', data_root=root, split='train')
+    assert train.metainfo['classes'] == ('landbird', 'waterbird')
+    assert train.metainfo['num_groups'] == 4
+    assert train.metainfo['group_names'] == [
+        'landbird/land', 'landbird/water', 'waterbird/land',
+        'waterbird/water']
+    got = infos(train)
+    assert [(s['gt_label'], s['bias_label']) for s in got] == [
+        (y, p) for y, p, s in WATERBIRDS_ROWS if s == 0]
+    # group = 2 y + place (group_DRO's CUB grouping)
+    assert [s['group_idx'] for s in got] == [0, 0, 1, 3, 3, 2]
+    assert [s['bias_aligned'] for s in got] == [True, True, False, True,
+                                                True, False]
+    assert got[0]['img_path'] == '002.Landbird/bird_000.jpg'
+    assert 'bias_factors' not in got[0]  # one attribute: no factor dict
+    assert not train.test_mode
+    val = build(format='waterbirds', data_root=root, split='val')
+    test = build(format='waterbirds', data_root=root, split='test')
+    assert (len(val), len(test)) == (4, 4) and val.test_mode
+    assert [s['group_idx'] for s in infos(test)] == [0, 1, 2, 3]
+    assert len(build(format='waterbirds', data_root=root, split=None)) == 14
+
+
+# ------------------------------------------------------------ CelebA
+CELEBA_ATTRS = ('5_o_Clock_Shadow', 'Blond_Hair', 'Male', 'Young')
+#: (image, Blond_Hair, Male, Young, partition), values as in the release
+CELEBA_ROWS = [('000001.jpg', 1, -1, 1, 0), ('000002.jpg', -1, -1, 1, 0),
+               ('000003.jpg', -1, 1, -1, 0), ('000004.jpg', 1, 1, 1, 0),
+               ('000005.jpg', 1, -1, -1, 1), ('000006.jpg', -1, 1, 1, 2)]
+
+
+def write_celeba(root, csv_tables=False):
+    """The CelebA release: list_attr_celeba.txt (a count line, a header line
+    of attribute names, then '<image> <+1/-1 ...>', columns aligned with
+    runs of spaces), list_eval_partition.txt ('<image> <0|1|2>'), images in
+    img_align_celeba/; or group_DRO's CSV of the same two tables."""
+    os.makedirs(root, exist_ok=True)
+    for name, *_ in CELEBA_ROWS:
+        write_image(osp.join(root, 'img_align_celeba', name))
+    if csv_tables:
+        with open(osp.join(root, 'list_attr_celeba.csv'), 'w') as f:
+            f.write('image_id,' + ','.join(CELEBA_ATTRS) + '\n')
+            for name, b, m, y, _ in CELEBA_ROWS:
+                f.write(f'{name},-1,{b},{m},{y}\n')
+        with open(osp.join(root, 'list_eval_partition.csv'), 'w') as f:
+            f.write('image_id,partition\n')
+            for name, *_, part in CELEBA_ROWS:
+                f.write(f'{name},{part}\n')
+        return str(root)
+    with open(osp.join(root, 'list_attr_celeba.txt'), 'w') as f:
+        f.write(f'{len(CELEBA_ROWS)}\n' + ' '.join(CELEBA_ATTRS) + ' \n')
+        for name, b, m, y, _ in CELEBA_ROWS:
+            f.write(f'{name} -1 ' + ' '.join(f'{v:2d}' for v in (b, m, y))
+                    + '\n')
+    with open(osp.join(root, 'list_eval_partition.txt'), 'w') as f:
+        for name, *_, part in CELEBA_ROWS:
+            f.write(f'{name} {part}\n')
+    return str(root)
+
+
+@pytest.mark.parametrize('csv_tables', [False, True])
+def test_celeba_format(tmp_path, csv_tables):
+    root = write_celeba(tmp_path / 'celeba', csv_tables)
+    ann = 'list_attr_celeba.csv' if csv_tables else 'list_attr_celeba.txt'
+    ds = build(format='celeba', data_root=root, ann_file=ann, split='train')
+    # the default target / protected attribute: Blond_Hair and Male
+    assert ds.metainfo['classes'] == ('not_Blond_Hair', 'Blond_Hair')
+    assert ds.metainfo['group_names'] == [
+        'not_Blond_Hair/not_Male', 'not_Blond_Hair/Male',
+        'Blond_Hair/not_Male', 'Blond_Hair/Male']
+    got = infos(ds)
+    assert [s['img_path'] for s in got] == [
+        f'img_align_celeba/00000{i}.jpg' for i in (1, 2, 3, 4)]
+    assert [s['gt_label'] for s in got] == [1, 0, 0, 1]
+    assert [s['group_idx'] for s in got] == [2, 0, 1, 3]  # 2 y + male
+    assert 'bias_aligned' not in got[0]  # no alignment rule declared
+    # two protected attributes: group_DRO's y * 4 + male + 2 young
+    two = build(format='celeba', data_root=root, ann_file=ann, split=None,
+                columns=dict(label='Blond_Hair', attributes=['Male',
+                                                             'Young']))
+    assert two.metainfo['num_groups'] == 8
+    assert two.metainfo['group_names'][5] == 'Blond_Hair/Male/not_Young'
+    assert [s['group_idx'] for s in infos(two)] == [
+        4 + 0 + 2, 0 + 0 + 2, 0 + 1 + 0, 4 + 1 + 2, 4 + 0 + 0, 0 + 1 + 2]
+    assert infos(two)[2]['bias_factors'] == dict(Male=1, Young=0)
+    assert 'bias_factors_aligned' not in infos(two)[2]  # no rule given
+    assert [len(build(format='celeba', data_root=root, ann_file=ann,
+                      split=s)) for s in ('val', 'test')] == [1, 1]
+
+
+# ------------------------------------------------------------ SubpopBench
+def test_subpopbench_format(tmp_path):
+    root = str(tmp_path / 'spb')
+    rows = [(0, 'a/0.png', 0, 0, 1), (1, 'a/1.png', 0, 2, 0),
+            (2, 'a/2.png', 1, 1, 1), (3, 'a/3.png', 2, 0, 0)]
+    with open(osp.join(tmp_path, 'metadata.csv'), 'w') as f:
+        f.write('id,filename,split,y,a\n')
+        f.writelines(f'{i},{fn},{s},{y},{a}\n' for i, fn, s, y, a in rows)
+    for _, fn, *_ in rows:
+        write_image(osp.join(root, fn))
+    ds = build(format='subpopbench', data_root=root, split='train',
+               ann_file=str(tmp_path / 'metadata.csv'))
+    # values found over the whole file: 3 classes, 2 values of a
+    assert ds.metainfo['classes'] == ('0', '1', '2')
+    assert ds.metainfo['group_names'] == [
+        '0/a=0', '0/a=1', '1/a=0', '1/a=1', '2/a=0', '2/a=1']
+    assert [(s['img_path'], s['gt_label'], s['group_idx'])
+            for s in infos(ds)] == [('a/0.png', 0, 1), ('a/1.png', 2, 4)]
+    test = build(format='subpopbench', data_root=root, split='test',
+                 ann_file=str(tmp_path / 'metadata.csv'))
+    assert test.metainfo['num_groups'] == 6 and len(test) == 1
+
+
+# ------------------------------------------------------------ columns
+def write_generic(root, kind):
+    """A file of another layout: path,target,fold,bg,tex with string
+    labels and split names, as CSV, TSV or JSON."""
+    rows = [dict(path='i/0.png', target='cat', fold='tr', bg='grass',
+                 tex='fur'),
+            dict(path='i/1.png', target='dog', fold='tr', bg='sofa',
+                 tex='fur'),
+            dict(path='i/2.png', target='dog', fold='te', bg='grass',
+                 tex='smooth')]
+    for r in rows:
+        write_image(osp.join(root, r['path']))
+    path = osp.join(root, f'ann.{kind}')
+    with open(path, 'w', newline='') as f:
+        if kind == 'json':
+            json.dump(rows, f)
+        else:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]),
+                               delimiter=',' if kind == 'csv' else '\t')
+            w.writeheader()
+            w.writerows(rows)
+    return path
+
+
+GENERIC = dict(
+    columns=dict(img='path', label='target', split='fold',
+                 attributes=['bg', 'tex']),
+    split_values=dict(train='tr', test=['te']),
+    label_values=['dog', 'cat'],
+    attribute_values=dict(bg={'sofa': 'indoor', 'grass': 'outdoor'}),
+    group_by=['bg'],
+    aligned=dict(bg=dict(cat='outdoor', dog='sofa'), tex='same_index'))
+
+
+@pytest.mark.parametrize('kind', ['csv', 'tsv', 'json'])
+def test_column_mapping(tmp_path, kind):
+    root = str(tmp_path)
+    ann = write_generic(root, kind)
+    ds = build(ann_file=ann, data_root=root, split='train', **GENERIC)
+    assert ds.metainfo['classes'] == ('dog', 'cat')  # declared order
+    assert ds.metainfo['group_names'] == [
+        'dog/indoor', 'dog/outdoor', 'cat/indoor', 'cat/outdoor']
+    assert ds.metainfo['bias_factors'] == ('bg', 'tex')
+    assert ds.metainfo['bias_factor_values'] == dict(
+        bg=['indoor', 'outdoor'], tex=['fur', 'smooth'])
+    # cat on grass (outdoor, aligned); dog on the sofa (aligned)
+    assert infos(ds) == [
+        dict(img_path='i/0.png', gt_label=1, group_idx=3, bias_label=1,
+             bias_aligned=True, bias_factors=dict(bg=1, tex=0),
+             bias_factors_aligned=dict(bg=True, tex=False)),
+        dict(img_path='i/1.png', gt_label=0, group_idx=0, bias_label=0,
+             bias_aligned=True, bias_factors=dict(bg=0, tex=0),
+             bias_factors_aligned=dict(bg=True, tex=True))]
+    test = build(ann_file=ann, data_root=root, split='test', **GENERIC)
+    assert [s['bias_aligned'] for s in infos(test)] == [False]
+    # metainfo classes rename the classes, and the group names follow
+    renamed = build(ann_file=ann, data_root=root, split='test',
+                    metainfo=dict(classes=['Dog', 'Cat']), **GENERIC)
+    assert renamed.metainfo['group_names'][1] == 'Dog/outdoor'
+
+
+def test_no_attributes_no_bias_keys(tmp_path):
+    ann = write_generic(str(tmp_path), 'csv')
+    ds = build(ann_file=ann, data_root=str(tmp_path), split=None,
+               columns=dict(img='path', label='target', split='fold'),
+               split_values=dict(train='tr', test='te'))
+    assert infos(ds)[0] == dict(img_path='i/0.png', gt_label=0)
+    assert 'num_groups' not in ds.metainfo
+
+
+# ------------------------------------------------------------ errors
+def error_of(tmp_path, edit, exc=ValueError, **cfg):
+    """The message of building a Waterbirds fixture edited by ``edit``."""
+    root = write_waterbirds(tmp_path / 'wb')
+    path = osp.join(root, 'metadata.csv')
+    with open(path) as f:
+        lines = f.read().splitlines()
+    lines = edit(lines)
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    with pytest.raises(exc) as info:
+        build(format='waterbirds', data_root=root, **cfg)
+    return str(info.value), path
+
+
+def test_error_missing_column(tmp_path):
+    msg, path = error_of(tmp_path, lambda ls: [ls[0].replace(
+        ',place,', ',background,')] + ls[1:])
+    assert path in msg and "['place']" in msg and 'background' in msg
+
+
+def set_cell(lines, line_no, column, value):
+    """``lines`` with field ``column`` (0-based) of ``line_no`` (1-based,
+    the header is line 1) replaced."""
+    fields = lines[line_no - 1].split(',')
+    fields[column] = value
+    lines[line_no - 1] = ','.join(fields)
+    return lines
+
+
+def test_error_unknown_split(tmp_path):
+    def edit(ls):
+        return set_cell(ls, 4, 3, '7')  # line 4: split 7
+    msg, path = error_of(tmp_path, edit)
+    assert f'{path}, line 4' in msg and "column 'split'" in msg
+    assert 'split value 7' in msg
+
+
+def test_error_label_and_attribute_outside_declared(tmp_path):
+    def edit(ls):
+        set_cell(ls, 3, 2, '2')  # line 3: y 2
+        return set_cell(ls, 6, 4, '5')  # line 6: place 5
+    msg, path = error_of(tmp_path, edit)
+    assert '2 bad value(s)' in msg
+    assert f"{path}, line 3, column 'y': value 2 is not one of the " \
+        'declared values [0, 1]' in msg
+    assert f"{path}, line 6, column 'place': value 5" in msg
+
+
+def test_error_empty_cell(tmp_path):
+    def edit(ls):
+        return set_cell(ls, 2, 2, ' ')  # line 2: no y
+    msg, path = error_of(tmp_path, edit)
+    assert f"{path}, line 2, column 'y': no value" in msg
+
+
+def test_error_missing_image(tmp_path):
+    root = write_waterbirds(tmp_path / 'wb')
+    os.remove(osp.join(root, '002.Landbird', 'bird_001.jpg'))
+    with pytest.raises(FileNotFoundError) as info:
+        build(format='waterbirds', data_root=root, split='train')
+    msg = str(info.value)
+    assert '1 image file(s)' in msg
+    assert f"{osp.join(root, 'metadata.csv')}, line 3, column " \
+        "'img_filename'" in msg and 'bird_001.jpg' in msg
+    # another split does not read that image
+    assert len(build(format='waterbirds', data_root=root, split='val')) == 4
+    # nor a build that does not check the files
+    assert len(build(format='waterbirds', data_root=root, split='train',
+                     check_files=False)) == 6
+
+
+def test_error_json_entry_and_bad_options(tmp_path):
+    root = str(tmp_path)
+    ann = write_generic(root, 'json')
+    with open(ann) as f:
+        rows = json.load(f)
+    del rows[1]['bg']
+    with open(ann, 'w') as f:
+        json.dump(rows, f)
+    with pytest.raises(ValueError, match=re.escape(
+            f"{ann}, entry 1: no column(s) ['bg']")):
+        build(ann_file=ann, data_root=root, **GENERIC)
+    with pytest.raises(ValueError, match='format must be one of'):
+        build(format='imagenet', data_root=root)
+    with pytest.raises(ValueError, match=r"split must be one of \['test', "
+                                         r"'train'\]"):
+        build(ann_file=ann, data_root=root, split='val', **GENERIC)
+    with pytest.raises(FileNotFoundError, match='annotation file'):
+        build(format='waterbirds', data_root=str(tmp_path / 'none'))
+
+
+# ------------------------------------------------------------ round trip
+def test_biased_mnist_round_trip_gives_the_same_metrics(tmp_path):
+    """Our Biased MNIST test split written out as a CSV (digit, split, the
+    seven factors) and read by BiasAnnotatedDataset gives the samples'
+    bias fields and, for the same predictions, the metrics of BiasedMNIST."""
+    from occam_plugin.datasets import biased_mnist_generator as gen
+    from occam_plugin.datasets.biased_mnist_generator import FACTORS
+    generate = dict(num_trainval=12, num_test=40, image_size=32, seed=3)
+    root = str(tmp_path / 'bm')
+    bm = DATASETS.build(dict(type='BiasedMNIST', data_root=root,
+                             split='test', generate=generate))
+    values = bm.metainfo['bias_factor_values']
+    ann = osp.join(root, 'test.csv')
+    with open(ann, 'w', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(['img', 'digit', 'split', *FACTORS])
+        for i in range(len(bm)):
+            info = bm.get_data_info(i)
+            w.writerow([osp.relpath(info['img_path'], root),
+                        info['gt_label'], 'test',
+                        *(info['bias_factors'][f] for f in FACTORS)])
+    # aligned: the value is the class, or (position) the canonical cell
+    k = gen.generation_params(**generate)['num_cells']
+    canon = gen.canonical_positions(k, generate['seed'])
+    aligned = {f: 'same_index' for f in FACTORS}
+    aligned['digit_position'] = {str(c): canon[c][0][0] * k + canon[c][0][1]
+                                 for c in range(10)}
+    ours = build(ann_file=ann, data_root=root, split='test',
+                 columns=dict(img='img', label='digit', split='split',
+                              attributes=list(FACTORS)),
+                 label_values=list(range(10)),
+                 attribute_values={f: list(range(len(values[f])))
+                                   for f in FACTORS},
+                 group_by=['digit_color'], aligned=aligned)
+    assert ours.metainfo['num_groups'] == bm.metainfo['num_groups'] == 100
+    assert ours.metainfo['bias_factors'] == tuple(FACTORS)
+    assert len(ours) == len(bm) == 40
+    for i in range(len(bm)):
+        a, b = bm.get_data_info(i), ours.get_data_info(i)
+        assert a == b, i
+    # identical predictions (a fixed random guess, some right) -> identical
+    # metrics, dict for dict
+    rng = np.random.default_rng(0)
+    guesses = rng.integers(0, 10, len(bm))
+    results = []
+    for ds in (bm, ours):
+        metric = METRICS.build(dict(type='BiasMetric'))
+        metric.dataset_meta = ds.metainfo
+        samples = []
+        for i in range(len(ds)):
+            info = ds.get_data_info(i)
+            pred = info['gt_label'] if i % 3 == 0 else int(guesses[i])
+            samples.append(dict(
+                gt_label=torch.tensor([info['gt_label']]),
+                pred_label=torch.tensor([pred]),
+                **{k: info[k] for k in BIAS_KEYS}))
+        metric.process(None, samples)
+        results.append(metric.evaluate(len(ds)))
+    assert results[0] == results[1]
+    assert 'bias/worst_group_acc' in results[0]
+    assert 'bias/digit_position_conflicting_acc' in results[0]
+
+
+# ------------------------------------------------------------ end to end
+def waterbirds_config(tmp_path, model='occam_resnet18'):
+    """What a user writes: a model, the Waterbirds data, a schedule."""
+    path = osp.join(str(tmp_path), f'{model}_waterbirds.py')
+    base = osp.join(REPO, 'configs', '_base_')
+    extra = ('val_evaluator = _base_.val_evaluator + _base_.occam_metrics\n'
+             'test_evaluator = val_evaluator\n'
+             if model.startswith('occam') else '')
+    with open(path, 'w') as f:
+        f.write(
+            "custom_imports = dict(imports=['occam_plugin'], "
+            'allow_failed_imports=False)\n'
+            f"_base_ = [{osp.join(base, 'models', model + '.py')!r}, "
+            f"{osp.join(base, 'datasets', 'waterbirds.py')!r}, "
+            f"{osp.join(base, 'schedules', 'bar_small.py')!r}, "
+            f"{osp.join(base, 'default_runtime.py')!r}]\n"
+            'model = dict(head=dict(num_classes=2))\n' + extra)
+    return path
+
+
+def tiny_waterbirds_options(data_root):
+    """--cfg-options: the tiny folder, 16 px crops, width 8, 1 epoch."""
+    opts = ['model.backbone.stem_channels=8',
+            'model.backbone.base_channels=8',
+            'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
+            'default_hooks.logger.interval=1', 'randomness.seed=0',
+            'train_dataloader.dataset.pipeline.1.scale=16',
+            'train_dataloader.batch_size=3']
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        opts += [f'{loader}.dataset.data_root={data_root}',
+                 f'{loader}.num_workers=0',
+                 f'{loader}.persistent_workers=False']
+        if loader != 'train_dataloader':
+            opts += [f'{loader}.dataset.pipeline.1.scale=18',
+                     f'{loader}.dataset.pipeline.2.crop_size=16',
+                     f'{loader}.batch_size=4']
+    return opts
+
+
+def last_log(work_dir):
+    logs = sorted(glob.glob(osp.join(str(work_dir), '*', '*.log')),
+                  key=osp.getmtime)
+    with open(logs[-1]) as f:
+        return f.read()
+
+
+def test_occamnet_trains_on_a_waterbirds_folder(tmp_path):
+    root = write_waterbirds(tmp_path / 'waterbird_complete95_forest2water2')
+    work = tmp_path / 'run'
+    load_tool('train.py').main(
+        [waterbirds_config(tmp_path), '--work-dir', str(work),
+         '--cfg-options', *tiny_waterbirds_options(root)])
+    log = last_log(work)
+    assert re.search(r'bias/worst_group_acc: \d', log), log[-3000:]
+    assert 'bias/unbiased_acc' in log and 'bias/conflicting_acc' in log
+    with open(glob.glob(osp.join(str(work), '*', 'bias_metrics.json'))[0]) \
+            as f:
+        saved = json.load(f)
+    assert sorted(saved['groups']) == ['0', '1', '2', '3']  # all 4 in val
+    assert osp.exists(osp.join(str(work), 'epoch_1.pth'))
