@@ -1,9 +1,30 @@
-"""One way to write a file whole or not at all, and one rule for what a
-tool may write over, for every writer we own."""
+"""One way to write a file or a folder whole or not at all, and one rule for
+what a tool may write over, for every writer we own.
+
+* :func:`atomic_path` writes one file under a temporary name and renames it
+  over the target on success (checkpoints, metrics files, JSON);
+  :func:`write_json` is that for a JSON document.
+* :func:`atomic_folder` does the same for a folder of files (the images of a
+  generated data set), whole or file by file into a folder already there.
+* :func:`temp_path`, :func:`remove_stale_temps` and :func:`folder_lock` are
+  the transaction layer of data generators: temporary names that carry host
+  and pid, so the temps of a killed writer are recognised and removed by the
+  next one, and an exclusive lock on the data folder while it is written.
+* :class:`OutputClaims` / :func:`refuse_overwrite`: what a tool may replace.
+"""
 import contextlib
+import json
 import os
 import os.path as osp
-from typing import Iterator, Optional
+import re
+import shutil
+import socket
+from typing import Callable, Iterator, List, Optional
+
+try:
+    import fcntl
+except ImportError:  # not on Windows
+    fcntl = None
 
 
 @contextlib.contextmanager
@@ -34,6 +55,157 @@ def atomic_path(path: str, tmp: Optional[str] = None,
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+def write_json(path: str, obj, tmp: Optional[str] = None, **kwargs) -> None:
+    """Write ``obj`` as JSON to ``path`` through :func:`atomic_path`.
+
+    Args:
+        path (str): The file to (re)write.
+        obj: What :func:`json.dump` writes.
+        tmp (str, optional): The temporary name (see :func:`atomic_path`).
+        **kwargs: Passed to :func:`json.dump` (``indent``, ``sort_keys``).
+    """
+    with atomic_path(path, tmp) as tmp_file, \
+            open(tmp_file, 'w', encoding='utf-8') as f:
+        json.dump(obj, f, **kwargs)
+
+
+def read_json(path: str):
+    """The JSON document of ``path``; ValueError naming the file if it
+    cannot be read or parsed."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f'{path}: cannot read it as JSON ({e})') from e
+
+
+# ---------------------------------------------- temporaries of generators
+#: ``<name>.tmp-<host>-<pid>`` (``<name>.tmp-<pid>`` before the host was
+#: recorded): everything a generator writes goes through such a temp
+TEMP_RE = re.compile(r'^.+\.tmp-(?:(?P<host>.+)-)?(?P<pid>\d+)$')
+
+
+def temp_path(path: str, pid: Optional[int] = None) -> str:
+    """The temporary name under which ``path`` is written by process
+    ``pid`` (default: this one). The host is part of it, so a data root on
+    a shared file system never mistakes another machine's pid for one of
+    its own."""
+    return (f'{path}.tmp-{socket.gethostname()}-'
+            f'{os.getpid() if pid is None else pid}')
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of that id runs on this host."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _pid_is_gone(pid: int) -> bool:
+    """True only when no process ``pid`` exists on this machine."""
+    if pid <= 0 or os.name != 'posix':
+        return False  # os.kill(0, ...) is the process group; no probe
+    return not pid_alive(pid)
+
+
+def remove_stale_temps(root: str,
+                       log: Optional[Callable[[str, str], None]] = None
+                       ) -> List[str]:
+    """Remove the temps (:func:`temp_path`) left in ``root`` and its folders
+    by writers that were killed (SIGKILL, power loss: no ``finally`` ran).
+    A temp is stale when it was made on this host by a process that no
+    longer exists; a running writer's temp is left alone.
+
+    Args:
+        root (str): The folder (an existing one).
+        log (callable, optional): Called with ``(path, pid)`` of each
+            removed temp.
+
+    Returns:
+        list[str]: The removed paths.
+    """
+    host = socket.gethostname()
+    folders = [root] + [
+        osp.join(root, d) for d in sorted(os.listdir(root))
+        if osp.isdir(osp.join(root, d)) and not TEMP_RE.match(d)]
+    removed = []
+    for folder in folders:
+        for name in sorted(os.listdir(folder)):
+            m = TEMP_RE.match(name)
+            if m is None or m['host'] not in (None, host) or not \
+                    _pid_is_gone(int(m['pid'])):
+                continue
+            path = osp.join(folder, name)
+            if osp.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+            if log is not None:
+                log(path, m['pid'])
+            removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: str, whole: bool = True) -> Iterator[str]:
+    """Yield a temporary folder to fill; on success its files become
+    ``folder``'s.
+
+    Whole (``whole=True``): ``folder`` is replaced by the temporary folder
+    (one rename), so an interrupted writer leaves no half folder behind.
+    Else each file moves (an atomic rename each) into ``folder``, which must
+    exist: for adding files to a folder a reader may already use. The
+    temporary folder (:func:`temp_path` of ``.<name>`` beside ``folder``)
+    goes on any exception, KeyboardInterrupt included.
+
+    Args:
+        folder (str): The folder to write (its parent must exist).
+        whole (bool): Replace the folder whole, or add the files to it.
+            Defaults to True.
+    """
+    parent, name = osp.split(osp.normpath(folder))
+    tmp = temp_path(osp.join(parent, f'.{name}'))
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        yield tmp
+        if whole:
+            shutil.rmtree(folder, ignore_errors=True)
+            os.rename(tmp, folder)
+        else:
+            for file in sorted(os.listdir(tmp)):
+                os.replace(osp.join(tmp, file), osp.join(folder, file))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (created if needed) meanwhile.
+
+    The lock is on the folder itself, so no lock file joins its contents;
+    it goes when the process does, killed or not. Without ``flock``
+    (Windows) nothing is locked.
+    """
+    os.makedirs(folder, exist_ok=True)
+    if fcntl is None:  # no flock (Windows): one writer at a time, please
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 class OutputClaims:
