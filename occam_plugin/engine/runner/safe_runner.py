@@ -25,12 +25,11 @@ from mmengine.hooks import CheckpointHook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import load_state_dict
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from mmpretrain.engine.hooks import VisualizationHook
 from mmpretrain.registry import RUNNERS
 from ...fileio import atomic_path
-from ...models.utils.training_state import rank_local_buffers
+from ...models.utils.ddp_ignore import ignore_rank_local_buffers
 from .work_dir import (CheckpointError, checkpoint_files,  # noqa: F401
                        latest_checkpoint)
 from .work_dir_lock import hold_work_dir
@@ -286,10 +285,7 @@ class SafeRunner(Runner):
     def wrap_model(self, model_wrapper_cfg, model):
         # DDP must not overwrite the declared rank-local buffers (per-sample
         # memories) with rank 0's copy; TrainingStateHook merges them instead
-        ignore = rank_local_buffers(model)
-        if ignore:
-            DDP._set_params_and_buffers_to_ignore_for_model(
-                model, sorted(ignore))
+        ignore_rank_local_buffers(model)
         return super().wrap_model(model_wrapper_cfg, model)
 
     # -- training ----------------------------------------------------------
