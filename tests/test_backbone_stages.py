@@ -62,12 +62,15 @@ def predict_both(model, inputs):
 def test_timm_swap_by_model_name_gets_one_exit_per_main_stage():
     """resnet18 gives maps at reductions 2, 4, 8, 16, 32: the stride-2 stem
     map is no exit; the model equals one built with out_indices=(1,2,3,4)
-    (the probe build does not move the RNG)."""
+    (same weights, same outputs)."""
     model = build(occam(timm('resnet18')))
     assert model.head.num_exits == 4
-    assert model.backbone.timm_model.feature_info.out_indices == (1, 2, 3, 4)
+    # the backbone as built gives every map; the exits sit on maps 1..4
+    assert model.backbone.timm_model.feature_info.out_indices == (
+        0, 1, 2, 3, 4)
+    assert model.backbone_stages.indices == [1, 2, 3, 4]
     assert model.backbone_stages.reductions == [4, 8, 16, 32]
-    assert model.stage_channels == [64, 128, 256, 512]
+    assert model.backbone_stages.channels == [64, 128, 256, 512]
 
     explicit = build(occam(timm('resnet18', out_indices=(1, 2, 3, 4))))
     for (k, a), (k2, b) in zip(model.state_dict().items(),
@@ -77,6 +80,21 @@ def test_timm_swap_by_model_name_gets_one_exit_per_main_stage():
     x = torch.randn(2, 3, 32, 32)
     for a, b in zip(model(x, mode='tensor'), explicit(x, mode='tensor')):
         assert torch.equal(a, b)
+
+
+def test_default_placement_builds_the_backbone_once(monkeypatch):
+    """The exits are chosen from the backbone as built: no second build."""
+    from mmpretrain.models.backbones import TIMMBackbone
+    built = []
+    init = TIMMBackbone.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(kwargs.get('out_indices'))
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(TIMMBackbone, '__init__', counting_init)
+    model = build(occam(timm('resnet18')))
+    assert built == [None] and model.backbone_stages.indices == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize('out_indices, reductions', [
@@ -195,3 +213,84 @@ def test_subclass_with_own_forward_is_not_split_by_parents_rule():
     stages = describe_backbone(bb)  # dry run: reads what forward returns
     assert stages.channels == [64, 32, 16, 8] and not stages.runnable
     assert stages.reductions == [32, 16, 8, 4]
+
+
+class _ThreeConvs(nn.Module):
+    """A family that chooses its maps itself: three strided convs."""
+
+    def __init__(self, strides=(2, 2, 2), default=True):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, stride=strides[0], padding=1)
+        self.b = nn.Conv2d(4, 5, 3, stride=strides[1], padding=1)
+        self.c = nn.Conv2d(5, 6, 3, stride=strides[2], padding=1)
+        self.default = default
+
+    def forward(self, x):
+        a = self.a(x)
+        b = self.b(a)
+        return a, b, self.c(b)
+
+
+@pytest.fixture
+def three_convs_describer():
+    MODELS.register_module(module=_ThreeConvs, force=True)
+
+    @register_describer(_ThreeConvs)
+    class _ThreeConvsDescriber(StageDescriber):
+
+        def describe(self, bb, in_channels, img_size):
+            r, reductions = 1, []
+            for m in (bb.a, bb.b, bb.c):
+                r *= m.stride[0]
+                reductions.append(r)
+            return BackboneStages(
+                bb, 'ThreeConvs', channels=[4, 5, 6], reductions=reductions,
+                indices=[0, 1, 2], names=['a', 'b', 'c'],
+                main=stages_mod._main_by_reduction(reductions),
+                stage_modules=[['a'], ['b'], ['c']])
+
+        def leaves_maps_to_family(self, cfg):
+            return cfg.get('default', True)
+
+    yield
+    stages_mod._DESCRIBERS.pop(_ThreeConvs)
+    MODELS.module_dict.pop('_ThreeConvs')
+
+
+def test_default_exits_select_maps_and_merge_stages(three_convs_describer):
+    """Maps at reductions 2, 4, 8: exits on maps 1 and 2; the first exit's
+    stage runs a then b; the model picks those maps from the backbone."""
+    torch.manual_seed(0)
+    model = MODELS.build(
+        dict(occam(dict(type='_ThreeConvs')), data_preprocessor=None)).eval()
+    stages = model.backbone_stages
+    assert stages.indices == [1, 2] and stages.reductions == [4, 8]
+    assert stages.channels == [5, 6] and model.neck.in_channels == [5, 6]
+    assert stages.stage_modules == [['a', 'b'], ['c']]
+    assert stages.positions == [1, 2]
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        _, b, c = model.backbone(x)
+        picked = model.extract_feat(x, stage='backbone')
+        staged = stages.forward_all(x)
+    for want, got, run in zip((b, c), picked, staged):
+        assert torch.equal(want, got) and torch.equal(want, run)
+    full, dyn = predict_both(model, x)
+    for a, d in zip(full, dyn):
+        assert a.exit_idx == d.exit_idx
+        torch.testing.assert_close(a.pred_score, d.pred_score)
+    # a config that names its maps keeps them all
+    chosen = MODELS.build(dict(occam(dict(type='_ThreeConvs', default=False)),
+                               data_preprocessor=None))
+    assert chosen.backbone_stages.indices == [0, 1, 2]
+    assert chosen.backbone_stages.positions is None
+
+
+def test_default_exits_before_the_last_map_are_a_clear_error(
+        three_convs_describer):
+    """Maps at reductions 4, 8, 64: the last map ends no main stage, so the
+    backbone would compute past the last exit."""
+    with pytest.raises(ValueError, match=r'reductions \[4, 8, 64\].*'
+                       r'\(0, 1\), which leave map 2 after the last exit'):
+        MODELS.build(dict(occam(dict(type='_ThreeConvs', strides=(4, 2, 8))),
+                          data_preprocessor=None))

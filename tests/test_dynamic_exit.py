@@ -10,7 +10,6 @@ from mmengine.optim import OptimWrapper
 import occam_plugin  # noqa: F401  (registers)
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
-from occam_plugin.models.classifiers.dynamic_exit import flop_profile
 from occam_plugin.models.utils.training_state import reset_epoch_state
 from occam_plugin.models.utils.stages import describe_backbone, take_samples
 
@@ -218,7 +217,7 @@ def test_dynamic_equals_compute_all_controlled(which, n, threshold,
     assert exits == [expected_exit] * n
     # FLOPs: compute-all spends the whole model; dynamic the stages it ran
     # plus the exits it computed (min_inference_exit..exit)
-    prof = flop_profile(model, (3, 32, 32))
+    prof = model.flop_profile((3, 32, 32))
     assert all(s.flops == prof['compute_all'] for s in full)
     k = expected_exit
     spent = sum(prof['stage'][:k + 1]) + sum(prof['exit'][1:k + 1])

@@ -199,7 +199,7 @@ def test_predictions_carry_exit_flops(mode):
         assert 'exit_flops' in ds.metainfo_keys()
     # measured once per shape, kept outside the state_dict
     assert not any('flops' in k for k in model.state_dict())
-    assert list(model.__dict__['_flops_cache']) == [(3, 16, 16)]
+    assert list(model._flop_profiles) == [(3, 16, 16)]
     # a changed min_inference_exit is honoured by the next prediction
     model.head.min_inference_exit = 2
     with torch.no_grad():
@@ -227,8 +227,8 @@ def test_flops_measurement_changes_nothing(train_mode):
     torch.manual_seed(0)
     with torch.no_grad():
         plain = twin._predict_all(x, [DataSample() for _ in range(4)])
-    assert '_flops_cache' in model.__dict__
-    assert '_flops_cache' not in twin.__dict__
+    assert list(model._flop_profiles) == [(3, 16, 16)]
+    assert twin._flop_profiles == {}
     assert torch.equal(rng_measured, torch.get_rng_state())
     assert model.training == train_mode
     for a, b in zip(measured, plain):

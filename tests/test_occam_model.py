@@ -207,13 +207,13 @@ def test_channels_mmpretrain_resnet_base58_and_cifar_stem():
     model = MODELS.build(
         occam_cfg(dict(type='ResNet', depth=18, stem_channels=58,
                        base_channels=58, out_indices=(0, 1, 2, 3))))
-    assert model.stage_channels == [58, 116, 232, 464]
+    assert model.neck.in_channels == [58, 116, 232, 464]
     assert model.neck.out_channels == [58, 116, 232, 464]
     assert model.head.in_channels == [58, 116, 232, 464]
     assert [m.in_channels for m in model.head.cam_convs] == \
         [58, 116, 232, 464]
     cifar = MODELS.build(occam_cfg(dict(TINY_RESNET, out_indices=(1, 3))))
-    assert cifar.stage_channels == [16, 64]
+    assert cifar.neck.in_channels == [16, 64]
     assert cifar.neck.exits[1][0].conv.out_channels == 16  # 64 * 0.25
 
 
@@ -226,7 +226,7 @@ def test_channels_timm_backbones(name, out_indices, expected):
     backbone = dict(type='TIMMBackbone', model_name=name, features_only=True,
                     pretrained=False, out_indices=out_indices)
     model = MODELS.build(occam_cfg(backbone, num_classes=2)).eval()
-    assert model.stage_channels == expected
+    assert model.neck.in_channels == expected
     logits = model(torch.randn(1, 3, 32, 32), mode='tensor')
     assert len(logits) == len(expected)
     assert all(t.shape == (1, 2) for t in logits)

@@ -15,12 +15,14 @@ Per-exit fields of exits a sample never reached (and of exits below
 ``exit_gates[k]``. ``pred_label``, ``pred_score`` and ``exit_idx`` are always
 set, and so is ``flops``: the FLOPs spent on that sample (see below).
 
-FLOPs are measured once per input shape with mmengine's ``FlopAnalyzer``
-(one fused multiply-add = one FLOP; ops it has no counter for, e.g. sigmoid,
-count 0) on one sample: per backbone stage and per exit (exit block, CAM
-conv, GAP, gate). A sample's ``flops`` = the stages it ran + the exits
-computed for it. In compute-all mode ``flops`` is the measured cost of the
-whole forward (backbone as it runs, all exits) for every sample.
+FLOPs are measured with mmengine's ``FlopAnalyzer`` (one fused multiply-add
+= one FLOP; ops it has no counter for, e.g. sigmoid, count 0) on one sample
+(:func:`measure_flop_profile`; ``OccamClassifier.flop_profile`` keeps one
+profile per input shape): per backbone stage (:class:`StagePart`) and per
+exit (:class:`ExitPart`: exit block, CAM conv, GAP, gate). A sample's
+``flops`` = the stages it ran + the exits computed for it. In compute-all
+mode ``flops`` is the measured cost of the whole forward (the backbone as it
+runs, all exits) for every sample.
 """
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -30,170 +32,134 @@ from torch import nn
 
 from mmpretrain.structures import DataSample
 
-from ..utils.stages import BackboneStages, describe_backbone, take_samples
+from ..utils.stages import BackboneStages, take_samples
 
 INFERENCE_MODES = ('compute_all', 'dynamic')
 
 
-class _Call(nn.Module):
-    """Wrap a callable as a module so FlopAnalyzer can trace it.
+class StagePart(nn.Module):
+    """Stage ``k`` of a backbone description, as a module (FlopAnalyzer
+    traces modules; the backbone is a child, so its weights are seen as
+    parameters)."""
 
-    ``owner`` (the module whose parameters ``fn`` uses) becomes a child, so
-    the tracer sees those parameters as parameters, not as constants.
-    """
-
-    def __init__(self, fn, owner: nn.Module):
+    def __init__(self, stages: BackboneStages, k: int):
         super().__init__()
-        self.fn = fn
-        self.owner = owner
+        self.backbone = stages.backbone
+        self.stages, self.k = stages, k
 
-    def forward(self, x):
-        return self.fn(x)
+    def forward(self, carry):
+        return self.stages.run_stage(self.k, carry)
 
 
-def measure_flops(fn, x, owner: nn.Module) -> int:
-    """FLOPs of ``fn(x)`` as counted by mmengine's ``FlopAnalyzer``.
+class ExitPart(nn.Module):
+    """Exit ``k`` alone, as a module: the exit block of the neck, then the
+    head's CAM, logits and gate (as ``forward_exits`` computes them)."""
 
-    ``owner`` must contain every module ``fn`` calls.
-    """
+    def __init__(self, neck: nn.Module, head: nn.Module, k: int):
+        super().__init__()
+        self.neck, self.head, self.k = neck, head, k
+
+    def forward(self, feat: torch.Tensor
+                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.head.forward_exit(self.k,
+                                     self.neck.exit_forward(self.k, feat))
+        # return everything: the tracer drops what is not returned
+        return out['cam'], out['logits'], out['gate']
+
+
+def measure_flops(module: nn.Module, x) -> int:
+    """FLOPs of ``module(x)`` as counted by mmengine's ``FlopAnalyzer``."""
     from mmengine.analysis import FlopAnalyzer
-    analyzer = FlopAnalyzer(_Call(fn, owner), (x, ))
+    analyzer = FlopAnalyzer(module, (x, ))
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     analyzer.tracer_warnings('none')
     return int(analyzer.total())
 
 
-def head_exit(head, k: int, h: torch.Tensor
-              ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """CAM, logits and gate of exit ``k`` alone (as ``forward_exits``)."""
-    if callable(getattr(head, 'forward_exit', None)):
-        out = head.forward_exit(k, h)
-        return out['cam'], out['logits'], out['gate']
-    cam = head.cam_convs[k](h)
-    logits = cam.mean(dim=(2, 3))
-    if head.use_gates:
-        gate = torch.sigmoid(head.gates[k](h.detach().mean(
-            dim=(2, 3)))).squeeze(1)
-    else:  # OccamHead without gates: "continue" everywhere but the last exit
-        gate = h.new_full((h.shape[0], ), float(k == head.num_exits - 1))
-    return cam, logits, gate
+def stage_runner(model) -> Optional[BackboneStages]:
+    """The model's backbone description if it runs the exits stage by stage
+    (one stage per exit), else None."""
+    stages = model.backbone_stages
+    if stages.runnable and stages.num_stages == model.head.num_exits:
+        return stages
+    return None
 
 
-def get_staged_backbone(model) -> Optional[BackboneStages]:
-    """The model's backbone description if it runs stage by stage, else
-    None (one warning; the caller computes everything)."""
-    cached = model.__dict__.get('_staged_backbone_cache', False)
-    if cached is False or (cached is not None
-                           and cached.backbone is not model.backbone):
-        # OccamClassifier keeps the description it built its exits from
-        cached = getattr(model, 'backbone_stages', None)
-        if cached is None or cached.backbone is not model.backbone:
-            cached = describe_backbone(model.backbone)
-        problem = None
-        if not cached.runnable:
-            problem = 'cannot run it stage by stage (unknown forward)'
-        elif cached.num_stages != model.head.num_exits:
-            problem = (f'{cached.num_stages} stages for '
-                       f'{model.head.num_exits} exits')
-        if problem is not None:
-            import warnings
-            warnings.warn(f'dynamic exit: {cached.kind}: {problem}; '
-                          'falling back to compute-all.')
-            cached = None
-        model.__dict__['_staged_backbone_cache'] = cached
-    return cached
-
-
-def _cache(model) -> dict:
-    return model.__dict__.setdefault('_flops_cache', {})
+def warn_compute_all(model) -> None:
+    """Dynamic inference asked of a model whose backbone cannot be split."""
+    import warnings
+    stages = model.backbone_stages
+    problem = ('cannot run it stage by stage (unknown forward)'
+               if not stages.runnable else
+               f'{stages.num_stages} stages for {model.head.num_exits} exits')
+    warnings.warn(f'dynamic exit: {stages.kind}: {problem}; '
+                  'falling back to compute-all.')
 
 
 @torch.no_grad()
-def flop_profile(model, img_shape: Sequence[int]) -> Dict[str, List[int]]:
+def measure_flop_profile(model, img_shape: Sequence[int]
+                         ) -> Dict[str, List[int]]:
     """Per-stage and per-exit FLOPs for one image of ``img_shape`` (C, H, W).
 
     Returns ``dict(stage=[...], exit=[...], compute_all=int)``; ``stage``
     and ``exit`` are empty when the backbone cannot be split. If the model
     cannot be traced, every count is NaN (one warning) and inference goes on.
+    Runs the model in eval mode (its mode is restored after).
     """
-    key = tuple(int(s) for s in img_shape)
-    cache = _cache(model)
-    if key in cache:
-        return cache[key]
     was_training = model.training
     model.eval()
+    staged = stage_runner(model)
+    exits = [ExitPart(model.neck, model.head, k)
+             for k in range(model.head.num_exits)]
     try:
         param = next(model.parameters())
-        x = torch.zeros((1, ) + key, device=param.device, dtype=param.dtype)
-        head, neck = model.head, model.neck
-
-        def whole(img):
-            out = head.forward_exits(neck(model.backbone(img)))
-            # return everything: the tracer drops what is not returned
-            return tuple(out['cams']) + tuple(out['logits']) + tuple(
-                out['gates'])
-
-        staged = get_staged_backbone(model)
-        try:
-            profile = dict(stage=[], exit=[],
-                           compute_all=measure_flops(whole, x, model))
-            if staged is not None:
-                carry = x
-                for k in range(staged.num_stages):
-
-                    def stage(c, k=k):
-                        return staged.run_stage(k, c)
-
-                    def one_exit(f, k=k):
-                        return head_exit(head, k, neck.exit_forward(k, f))
-
-                    profile['stage'].append(measure_flops(stage, carry, model))
-                    carry, feat = staged.run_stage(k, carry)
-                    profile['exit'].append(
-                        measure_flops(one_exit, feat, model))
-        except Exception as err:  # FLOPs are a report, never a failure
-            import warnings
-            warnings.warn(f'dynamic exit: FlopAnalyzer could not measure '
-                          f'{type(model).__name__} ({err!r}); flops = NaN.')
-            n = staged.num_stages if staged is not None else 0
-            nan = float('nan')
-            profile = dict(stage=[nan] * n, exit=[nan] * n, compute_all=nan)
+        x = torch.zeros((1, ) + tuple(img_shape), device=param.device,
+                        dtype=param.dtype)
+        feats = model.extract_feat(x, stage='backbone')
+        profile = dict(
+            stage=[], exit=[],
+            compute_all=measure_flops(model.backbone, x) + sum(
+                measure_flops(part, f) for part, f in zip(exits, feats)))
+        if staged is not None:
+            carry = x
+            for k, part in enumerate(exits):
+                profile['stage'].append(
+                    measure_flops(StagePart(staged, k), carry))
+                carry, feat = staged.run_stage(k, carry)
+                profile['exit'].append(measure_flops(part, feat))
+    except Exception as err:  # FLOPs are a report, never a failure
+        import warnings
+        warnings.warn(f'dynamic exit: FlopAnalyzer could not measure '
+                      f'{type(model).__name__} ({err!r}); flops = NaN.')
+        n = staged.num_stages if staged is not None else 0
+        nan = float('nan')
+        profile = dict(stage=[nan] * n, exit=[nan] * n, compute_all=nan)
     finally:
         model.train(was_training)
-    cache[key] = profile
     return profile
-
-
-def set_compute_all_flops(model, inputs: torch.Tensor,
-                          data_samples: List[DataSample]) -> None:
-    """Compute-all spends the whole network on every sample: record it."""
-    flops = float(flop_profile(model, inputs.shape[1:])['compute_all'])
-    for ds in data_samples:
-        ds.set_field(flops, 'flops', field_type='metainfo')
 
 
 @torch.no_grad()
 def dynamic_predict(model, inputs: torch.Tensor,
                     data_samples: Optional[List[DataSample]] = None
-                    ) -> Optional[List[DataSample]]:
-    """Stage-by-stage prediction; None when the backbone cannot be split.
+                    ) -> List[DataSample]:
+    """Stage-by-stage prediction of a model whose backbone can be split
+    (:func:`stage_runner` is not None).
 
     Args:
-        model: An ``OccamClassifier`` (``backbone``, ``neck.exit_forward``,
+        model: An ``OccamClassifier`` (``backbone_stages``, ``neck``,
             ``head`` with ``num_exits``, ``min_inference_exit``,
-            ``exit_threshold``, ``use_gates``).
+            ``exit_threshold``, ``use_gates``, ``flop_profile``).
         inputs (Tensor): Preprocessed images ``[N, C, H, W]``.
         data_samples (list[DataSample], optional): Filled in place.
     """
-    staged = get_staged_backbone(model)
-    if staged is None:
-        return None
-    head, neck = model.head, model.neck
+    staged = stage_runner(model)
+    head = model.head
     num_exits, n = head.num_exits, inputs.shape[0]
     # without gates only the last exit is ever chosen: skip all the others
     first = head.min_inference_exit if head.use_gates else num_exits - 1
-    profile = flop_profile(model, inputs.shape[1:])
+    profile = model.flop_profile(inputs.shape[1:])
 
     nan = float('nan')
     scores: Optional[torch.Tensor] = None  # N, E, C once C is known
@@ -207,7 +173,7 @@ def dynamic_predict(model, inputs: torch.Tensor,
         spent[active.cpu()] += profile['stage'][k]
         if k < first:
             continue
-        _, logits, gate = head_exit(head, k, neck.exit_forward(k, feat))
+        _, logits, gate = ExitPart(model.neck, head, k)(feat)
         spent[active.cpu()] += profile['exit'][k]
         if scores is None:
             scores = logits.new_full((n, num_exits, logits.shape[1]), nan)

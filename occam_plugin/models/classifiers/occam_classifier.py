@@ -1,5 +1,5 @@
 import copy
-from typing import List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -7,25 +7,27 @@ import torch.nn as nn
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
+from ..utils.ddp_ignore import ignore_rank_local_buffers
 from ..utils.stages import describe_backbone, image_channels, place_exits
 from ..utils.finite import check_finite_losses
 from ..utils.flops import exit_flops
-from ..utils.training_state import rank_local_buffers
 from .dynamic_exit import (check_inference_mode, dynamic_predict,
-                           set_compute_all_flops)
+                           measure_flop_profile, stage_runner,
+                           warn_compute_all)
 
 @MODELS.register_module()
 class OccamClassifier(ImageClassifier):
     """An OccamNet on any CNN backbone.
 
-    Builds the backbone, asks it for its stages (:func:`describe_backbone`,
-    kept as ``backbone_stages``), and fills ``neck.in_channels``
-    (``ExitNeck``) and ``head.in_channels`` (= ``neck.out_channels``,
-    ``OccamHead``), so a backbone swap edits only ``backbone=``. A backbone
-    config that leaves the maps to the family (timm ``features_only=True``
-    without ``out_indices``) gets one exit per main stage
-    (:func:`place_exits`: the last map at reductions 4, 8, 16, 32). Fails at
-    build time when the backbone gives fewer than 2 four-dimensional maps.
+    Builds the backbone, asks it for its stages (:func:`describe_backbone`),
+    puts one exit on each of the maps it chose (:func:`place_exits`; the
+    description of those maps is kept as ``backbone_stages``), and fills
+    ``neck.in_channels`` (``ExitNeck``) and ``head.in_channels``
+    (= ``neck.out_channels``, ``OccamHead``), so a backbone swap edits only
+    ``backbone=``. A backbone config that leaves the maps to the family
+    (timm ``features_only=True`` without ``out_indices``) gets one exit per
+    main stage (the last map at reductions 4, 8, 16, 32). Fails at build time
+    when the backbone gives fewer than 2 four-dimensional maps.
 
     ``mode='tensor'`` returns the tuple of every exit's logits;
     ``mode='loss'`` raises ``FloatingPointError`` naming the loss that is not
@@ -63,11 +65,13 @@ class OccamClassifier(ImageClassifier):
         if head is None:
             raise ValueError('OccamClassifier: `head` is required, e.g. '
                              "dict(type='OccamHead', num_classes=...).")
+        backbone_cfg = None
         if not isinstance(backbone, nn.Module):
-            backbone = MODELS.build(place_exits(backbone))
-        stages = describe_backbone(
-            backbone, in_channels=image_channels(data_preprocessor),
-            img_size=probe_size)
+            backbone_cfg, backbone = backbone, MODELS.build(backbone)
+        stages = place_exits(
+            describe_backbone(
+                backbone, in_channels=image_channels(data_preprocessor),
+                img_size=probe_size), backbone_cfg)
         channels = stages.channels
         neck = copy.deepcopy(neck) if neck is not None else dict(
             type='ExitNeck')
@@ -85,12 +89,35 @@ class OccamClassifier(ImageClassifier):
             train_cfg=train_cfg,
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
-        self.stage_channels = channels
         self.backbone_stages = stages  # also runs the stages (dynamic mode)
         self.inference_mode = check_inference_mode(inference_mode)
-        # torch DDP reads this attribute of the wrapped module
-        # (the per-sample gate memory: see TrainingState.RANK_LOCAL_BUFFERS)
-        self._ddp_params_and_buffers_to_ignore = rank_local_buffers(self)
+        # FLOPs per input shape (flop_profile); not in the state_dict
+        self._flop_profiles: Dict[Tuple[int, ...], dict] = {}
+        # the per-sample gate memory stays out of DDP's buffer broadcast
+        ignore_rank_local_buffers(self)
+
+    def extract_feat(self, inputs: torch.Tensor, stage: str = 'neck'):
+        """As ``ImageClassifier.extract_feat``; ``stage='backbone'`` gives
+        the maps the exits sit on (``backbone_stages.pick``)."""
+        if stage not in ('backbone', 'neck', 'pre_logits'):
+            raise ValueError(f'OccamClassifier.extract_feat: stage={stage!r};'
+                             " expected 'backbone', 'neck' or 'pre_logits'")
+        x = self.backbone_stages.pick(self.backbone(inputs))
+        if stage == 'backbone':
+            return x
+        x = self.neck(x)
+        if stage == 'neck':
+            return x
+        return self.head.pre_logits(x)
+
+    def flop_profile(self, img_shape: Sequence[int]) -> dict:
+        """Per-stage, per-exit and compute-all FLOPs of one image of
+        ``img_shape`` (C, H, W), measured once per shape
+        (:func:`measure_flop_profile`)."""
+        key = tuple(int(s) for s in img_shape)
+        if key not in self._flop_profiles:
+            self._flop_profiles[key] = measure_flop_profile(self, key)
+        return self._flop_profiles[key]
 
     def loss(self, inputs: torch.Tensor,
              data_samples: List[DataSample]) -> dict:
@@ -110,21 +137,31 @@ class OccamClassifier(ImageClassifier):
         :func:`exit_flops`) and ``full_flops`` (the whole network), which
         ``ExitMetric`` reads.
         """
-        results = None
-        if self.inference_mode == 'dynamic':
+        if self._runs_dynamic():
             results = dynamic_predict(self, inputs, data_samples)
-        if results is None:  # compute-all, or the backbone cannot be split
+        else:  # the whole network on every sample
             results = self._predict_all(inputs, data_samples, **kwargs)
-            set_compute_all_flops(self, inputs, results)
+            flops = float(self.flop_profile(inputs.shape[1:])['compute_all'])
+            for ds in results:
+                ds.set_field(flops, 'flops', field_type='metainfo')
         self._set_exit_flops(inputs, results)
         return results
 
+    def _runs_dynamic(self) -> bool:
+        """``inference_mode='dynamic'`` on a backbone that can be split (a
+        warning when it cannot: compute-all then)."""
+        if self.inference_mode != 'dynamic':
+            return False
+        if stage_runner(self) is None:
+            warn_compute_all(self)
+            return False
+        return True
+
     def _set_exit_flops(self, inputs: torch.Tensor,
                         results: List[DataSample]) -> None:
-        # FlopAnalyzer runs once per input shape (eval mode, no_grad, its own
-        # zero input) and is cached in self.__dict__, not in the state_dict;
-        # the per-exit sums are recomputed here so a changed
-        # min_inference_exit is honoured
+        # FlopAnalyzer runs once per input shape (flop_profile); the
+        # per-exit sums are recomputed here so a changed min_inference_exit
+        # is honoured
         counts = exit_flops(self, inputs.shape[1:])
         for ds in results:
             ds.set_field(list(counts['exit']), 'exit_flops',

@@ -1,8 +1,9 @@
 """FLOPs to reach and compute each exit of an OccamNet (for ``ExitMetric``).
 
 Per-stage and per-exit counts come from mmengine's ``FlopAnalyzer`` through
-``OccamClassifier``'s own profile (:func:`..classifiers.dynamic_exit.
-flop_profile`: one image, one fused multiply-add = one FLOP). From them::
+``OccamClassifier``'s own profile (``OccamClassifier.flop_profile``, measured
+by :func:`..classifiers.dynamic_exit.measure_flop_profile`: one image, one
+fused multiply-add = one FLOP). From them::
 
     F_k = sum(stage_0..k) + sum(exit_j for min_inference_exit <= j <= k)
 
@@ -39,15 +40,15 @@ def exit_flops(model: torch.nn.Module,
         dict: ``exit`` (list of ``F_k``), ``full`` (whole network),
         ``stage`` and ``exit_block`` (the raw per-stage / per-exit counts).
     """
-    from ..classifiers.dynamic_exit import flop_profile
     head = getattr(model, 'head', None)
-    if head is None or not hasattr(head, 'num_exits'):
+    if head is None or not hasattr(head, 'num_exits') or not hasattr(
+            model, 'flop_profile'):
         raise TypeError(f'exit_flops: expected an OccamClassifier (a model '
                         f'with an OccamHead), got {type(model).__name__}')
     if len(input_shape) != 3:
         raise ValueError(f'exit_flops: input_shape={tuple(input_shape)}; '
                          'expected one image (C, H, W)')
-    profile = flop_profile(model, tuple(int(s) for s in input_shape))
+    profile = model.flop_profile(tuple(int(s) for s in input_shape))
     full = float(profile['compute_all'])
     num_exits = head.num_exits
     if not profile['stage']:  # backbone runs whole: every exit costs it all

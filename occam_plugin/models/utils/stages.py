@@ -13,15 +13,20 @@ so the backbone can be run stage by stage. Channel inference
 Extension point: one :class:`StageDescriber` per backbone family, registered
 with :func:`register_describer` under the class whose ``forward`` the backbone
 runs (a subclass with its own ``forward`` is never split by its parent's
-rule). Shipped: mmpretrain ``ResNet`` (and ResNetV1c/d, ResNeXt, SEResNet...,
-which run ``ResNet.forward``), ``ResNet_CIFAR``, ``TIMMBackbone``; any other
+rule): ``describe`` says what the built backbone gives, and
+``leaves_maps_to_family`` whether its config left the choice of exits to the
+default placement. Shipped: mmpretrain ``ResNet`` (and ResNetV1c/d, ResNeXt,
+SEResNet..., which run ``ResNet.forward``), ``ResNet_CIFAR``,
+``TIMMBackbone``; any other
 backbone is read off one dry run (channels, reductions; no stage runner, so
 dynamic inference computes everything).
 
 Default exit placement (:func:`place_exits`): a config that leaves the maps
 to the family (timm ``features_only=True`` without ``out_indices``) gets one
 exit per main stage, as the paper puts one exit per ResNet stage: the last
-map at each of the reductions 4, 8, 16 and 32 that the backbone has.
+map at each of the reductions 4, 8, 16 and 32 that the backbone has. The
+exits are chosen from the description of the backbone as built (every map
+the family gives), not from a second build.
 """
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple, Type, Union
@@ -74,6 +79,9 @@ class BackboneStages:
         concat (bool): A stage whose last module returns a tuple gives the
             concatenation of it (else its first element), as timm's
             ``FeatureDictNet(concat=...)``. Defaults to False.
+        positions (list[int], optional): Where the described maps are in what
+            ``backbone`` returns, when they are only some of it (see
+            :meth:`select`); ``None``: every returned map, in order.
     """
     backbone: nn.Module = field(repr=False)
     kind: str
@@ -84,6 +92,7 @@ class BackboneStages:
     main: List[bool]
     stage_modules: Optional[List[List[str]]] = None
     concat: bool = False
+    positions: Optional[List[int]] = None
 
     @property
     def num_stages(self) -> int:
@@ -97,6 +106,39 @@ class BackboneStages:
     def main_stage_ends(self) -> List[int]:
         """Positions (in these lists) of the maps that end a main stage."""
         return [i for i, m in enumerate(self.main) if m]
+
+    def select(self, keep: Sequence[int]) -> 'BackboneStages':
+        """The description of the maps at positions ``keep`` (increasing) of
+        this one: stage ``j`` runs every module from map ``keep[j - 1]`` to
+        map ``keep[j]``, so the stages still chain."""
+        keep = list(keep)
+        if not keep or keep != sorted(set(keep)) or not (
+                0 <= keep[0] and keep[-1] < self.num_stages):
+            raise ValueError(f'BackboneStages.select: positions {keep}; '
+                             'expected increasing positions in 0..'
+                             f'{self.num_stages - 1}')
+        stage_modules = None
+        if self.stage_modules is not None:
+            bounds = [-1] + keep
+            stage_modules = [
+                sum(self.stage_modules[a + 1:b + 1], [])
+                for a, b in zip(bounds[:-1], bounds[1:])
+            ]
+        old = self.positions or list(range(self.num_stages))
+
+        def pick(values):
+            return [values[i] for i in keep]
+
+        return BackboneStages(
+            self.backbone, self.kind, pick(self.channels),
+            pick(self.reductions), pick(self.indices), pick(self.names),
+            pick(self.main), stage_modules, self.concat, pick(old))
+
+    def pick(self, outs: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
+        """The described maps among the backbone's outputs ``outs``."""
+        if self.positions is None:
+            return outs
+        return tuple(outs[i] for i in self.positions)
 
     def run_stage(self, k: int, carry: Carry) -> Tuple[Carry, torch.Tensor]:
         """Run stage ``k``: the carry for stage ``k + 1`` and map ``k``."""
@@ -122,19 +164,21 @@ class BackboneStages:
 class StageDescriber:
     """How one backbone family gives its maps; subclass and register.
 
-    ``describe`` may leave ``stage_modules`` as ``None`` (no stage runner);
-    ``all_maps_cfg`` is only needed by families whose configs can leave the
-    choice of maps to the family.
+    ``describe`` tells what the built backbone returns and may leave
+    ``stage_modules`` as ``None`` (no stage runner). ``leaves_maps_to_family``
+    is only needed by families whose configs can leave the choice of maps to
+    the family; the backbone built from such a config must return every map
+    it can give, and :func:`place_exits` puts the exits on some of them.
     """
 
     def describe(self, backbone: nn.Module, in_channels: int,
                  img_size: int) -> BackboneStages:
         raise NotImplementedError
 
-    def all_maps_cfg(self, cfg: dict) -> Optional[dict]:
-        """A config of the same backbone giving every map, cheap to build,
-        when ``cfg`` leaves the choice of maps to the family; else None."""
-        return None
+    def leaves_maps_to_family(self, cfg: dict) -> bool:
+        """Whether the backbone config ``cfg`` leaves the choice of maps to
+        the family (then the built backbone gives every map)."""
+        return False
 
 
 _DESCRIBERS: Dict[type, StageDescriber] = {}
@@ -205,52 +249,50 @@ def _main_by_reduction(reductions: Sequence[int]) -> List[bool]:
     return [i in ends for i in range(len(reductions))]
 
 
-def place_exits(cfg: dict) -> dict:
-    """The backbone config with its exit maps chosen.
+def place_exits(stages: BackboneStages,
+                cfg: Optional[dict]) -> BackboneStages:
+    """The maps the exits sit on, among those the built backbone gives.
 
-    A config that chooses its maps (e.g. names ``out_indices``) is returned
-    as it is. One that leaves them to the family (timm ``features_only=True``
-    without ``out_indices``) is built once as a probe (no pretrained weights,
-    the torch RNG state restored afterwards, so the real build draws the same
-    weights as a config naming the same maps) and gets ``out_indices`` = the
-    maps that end the main stages.
+    A backbone config that chooses its maps (e.g. names ``out_indices``) gets
+    an exit on every map: ``stages`` is returned as it is. One that leaves
+    them to the family (timm ``features_only=True`` without ``out_indices``)
+    gets one exit per main stage: the maps of ``stages`` (every map the family
+    gives) that end a main stage. The weights are those of the backbone built
+    with those maps named, which draws the same weights.
 
     Args:
-        cfg (dict): A backbone config (``type`` in mmpretrain's MODELS).
+        stages (BackboneStages): The description of the built backbone.
+        cfg (dict, optional): Its config; ``None`` for a built backbone
+            passed as a module (its maps are kept).
 
     Raises:
-        ValueError: The backbone has fewer than 2 main stages.
+        ValueError: The backbone has fewer than 2 main stages, or its last
+            map ends none (the backbone would compute past the last exit).
     """
-    from mmpretrain.registry import MODELS
-    backbone_cls = cfg.get('type') if isinstance(cfg, dict) else None
-    if isinstance(backbone_cls, str):
-        backbone_cls = MODELS.get(backbone_cls)
-    if not isinstance(backbone_cls, type):
-        return cfg
-    probe_cfg = get_describer(backbone_cls).all_maps_cfg(cfg)
-    if probe_cfg is None:
-        return cfg
-    with torch.random.fork_rng(devices=[]):
-        probe = MODELS.build(probe_cfg)
-    stages = get_describer(type(probe)).describe(probe, 3, 64)
-    chosen = [stages.indices[i] for i in stages.main_stage_ends()]
-    if len(chosen) < 2:
+    if not isinstance(cfg, dict) or not get_describer(
+            type(stages.backbone)).leaves_maps_to_family(cfg):
+        return stages
+    chosen = stages.main_stage_ends()
+    indices = [stages.indices[i] for i in chosen]
+    if len(chosen) < 2 or chosen[-1] != stages.num_stages - 1:
+        problem = (f'{len(chosen)} (< 2)' if len(chosen) < 2 else
+                   f'{tuple(indices)}, which leave map '
+                   f'{stages.indices[-1]} after the last exit')
         raise ValueError(
             f'{cfg.get("type")}({cfg.get("model_name", "")!r}) gives maps at '
             f'reductions {stages.reductions} (out_indices '
             f'{stages.indices}); the default exits (the last map at each of '
-            f'the reductions {MAIN_STAGE_REDUCTIONS}) would be '
-            f'{len(chosen)} (< 2). Set model.backbone.out_indices to >= 2 '
-            f'of {stages.indices}. {_HINT}')
+            f'the reductions {MAIN_STAGE_REDUCTIONS}) would be {problem}. '
+            f'Set model.backbone.out_indices to >= 2 of {stages.indices}. '
+            f'{_HINT}')
     from mmengine.logging import print_log
     print_log(f'OccamNet default exits: one per main stage, out_indices='
-              f'{tuple(chosen)} of {tuple(stages.indices)} (reductions '
-              f'{[stages.reductions[i] for i in stages.main_stage_ends()]}); '
+              f'{tuple(indices)} of {tuple(stages.indices)} (reductions '
+              f'{[stages.reductions[i] for i in chosen]}); '
               'set model.backbone.out_indices to choose others.',
               logger='current')
-    cfg = type(cfg)(cfg)
-    cfg['out_indices'] = tuple(chosen)
-    return cfg
+    return stages.select(chosen) if len(chosen) < stages.num_stages \
+        else stages
 
 
 # ------------------------------------------------------------------ families
@@ -344,12 +386,10 @@ class _TimmFamily(StageDescriber):
                            [['timm_model.' + p for p in s] for s in paths]),
             concat=bool(getattr(net, 'concat', False)))
 
-    def all_maps_cfg(self, cfg):
-        if not cfg.get('features_only') or cfg.get('out_indices') is not None:
-            return None  # the user chose the maps (or gets the hint)
-        probe = type(cfg)(cfg)
-        probe.update(pretrained=False, checkpoint_path='')
-        return probe
+    def leaves_maps_to_family(self, cfg):
+        # features_only without out_indices: timm's default, every map
+        return bool(cfg.get('features_only')) and cfg.get(
+            'out_indices') is None
 
 
 def _timm_stage_paths(net: nn.Module) -> Optional[List[List[str]]]:
