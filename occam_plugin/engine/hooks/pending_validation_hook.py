@@ -9,7 +9,7 @@ from mmengine.hooks import Hook
 from mmengine.runner import EpochBasedTrainLoop
 
 from mmpretrain.registry import HOOKS
-from ...fileio import atomic_path
+from ...fileio import write_json
 
 #: the work dir's record of the epochs whose validation finished
 MARKER = '.occam_validated'
@@ -127,8 +127,7 @@ class PendingValidationHook(Hook):
         epochs.append(runner.epoch)
         epochs.sort()
         path = osp.join(runner.work_dir, MARKER)
-        with atomic_path(path) as tmp, open(tmp, 'w', encoding='utf-8') as f:
-            json.dump(dict(runs=runs), f)
+        write_json(path, dict(runs=runs))
 
     def after_train(self, runner) -> None:
         self._training = False

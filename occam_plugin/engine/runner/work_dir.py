@@ -8,6 +8,8 @@ import os.path as osp
 import re
 from typing import List, Optional, Tuple
 
+from ...fileio import pid_alive
+
 
 #: ``epoch_3.pth`` / ``iter_100.pth``: checkpoints a run can resume from
 RESUMABLE = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
@@ -16,19 +18,6 @@ STEPPED = re.compile(r'(?:^|_)(epoch|iter)_(\d+)\.pth$')
 #: the temporary name a checkpoint is written under before its rename:
 #: ``.<name>.pth.partial-<writer pid>``
 PARTIAL = re.compile(r'^\..+\.pth\.partial-(\d+)$')
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process of that id runs on this host."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 class CheckpointError(RuntimeError):
