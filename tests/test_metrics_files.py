@@ -8,6 +8,7 @@ import pytest
 from mmengine.config import Config
 
 from conftest import REPO
+from occam_plugin.evaluation.metrics import ResultsFileMetric
 
 #: a tiny OccamResNet on 10 Colored MNIST images: test/val only, untrained
 TINY = {
@@ -89,8 +90,8 @@ def test_val_and_test_write_the_files_into_the_log_dir(tmp_path):
         os.listdir(runner.log_dir))
 
 
-class _Metric:
-    """What MetricsFileHook reads of a metric."""
+class _Metric(ResultsFileMetric):
+    """What MetricsFileHook reads of a metric: the declared protocol."""
 
     def __init__(self, result_file=None, last_result=None, out_dir=None):
         self.result_file = result_file
@@ -109,6 +110,9 @@ def test_hook_writes_last_results_to_log_dir_or_out_dir(tmp_path):
         _Metric('b.json', dict(metrics={}), out_dir=elsewhere),
         _Metric('c.json', None),  # nothing computed (e.g. another rank)
         SimpleNamespace(),  # a metric without a result file (Accuracy)
+        # the attributes without the declared protocol: not a results file
+        SimpleNamespace(result_file='d.json', last_result=dict(metrics={}),
+                        out_dir=None),
     ])
     runner = SimpleNamespace(log_dir=str(tmp_path / 'log'),
                              val_evaluator=evaluator,
@@ -120,6 +124,16 @@ def test_hook_writes_last_results_to_log_dir_or_out_dir(tmp_path):
     assert sorted(os.listdir(runner.log_dir)) == ['a.json']
     hook.after_test_epoch(runner, metrics={})  # an empty evaluator: no-op
     assert sorted(os.listdir(runner.log_dir)) == ['a.json']
+
+
+@pytest.mark.parametrize('prefix, key', [('bias', 'bias/acc'), (None, 'acc')])
+def test_kept_result_has_the_logged_keys(prefix, key):
+    metric = _Metric('a.json')
+    metric.prefix = prefix
+    result = dict(metrics={'acc': 50.0}, num_samples=4)
+    metric.keep_result(result)
+    assert metric.last_result == dict(metrics={key: 50.0}, num_samples=4)
+    assert result == dict(metrics={'acc': 50.0}, num_samples=4)  # a copy
 
 
 def test_metrics_outside_a_runner_write_nothing(tmp_path, monkeypatch):

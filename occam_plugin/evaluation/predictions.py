@@ -4,7 +4,8 @@ mmengine's ``DumpResults`` pickles a list of per-sample dicts (tensors, numpy
 arrays and scalars, Python containers). ``pickle.load`` on such a file runs
 whatever callable the file names, so a crafted ``preds.pkl`` runs code on the
 machine that opens it. :func:`load_predictions` unpickles with an allow-list:
-only the constructors those values need are resolved, everything else is
+only the constructors of ``occam_plugin.safe_globals.SAFE_GLOBALS`` (the
+allow-list checkpoints are loaded with) are resolved, everything else is
 refused with :class:`pickle.UnpicklingError`.
 
 A pickled tensor keeps its storage as ``torch.storage._load_from_bytes(b)``,
@@ -13,54 +14,16 @@ name is bound to :func:`_load_storage_safely`, which loads the bytes with
 ``weights_only=True`` instead.
 """
 import _compat_pickle
-import codecs
 import io
 import os.path as osp
 import pickle
-from collections import OrderedDict
-from typing import Any, Dict, List
+from typing import List
 
-import numpy as np
 import torch
-from numpy._core import multiarray, numeric
+
+from ..safe_globals import SAFE_GLOBALS
 
 __all__ = ['load_predictions', 'PredictionUnpickler']
-
-
-def _encode_latin1(text, encoding='latin1'):
-    """``_codecs.encode`` as protocol 2 uses it: ``bytes`` pickle as
-    ``encode(str, 'latin1')``; any other codec or argument is refused."""
-    if not isinstance(text, str) or codecs.lookup(encoding).name != \
-            'iso8859-1':
-        raise pickle.UnpicklingError(
-            f'_codecs.encode({type(text).__name__}, {encoding!r}) is not '
-            "allowed; only encode(str, 'latin1') (pickled bytes) is.")
-    return text.encode('latin1')
-
-
-#: ``module.name`` -> object, for every global a dump may refer to
-SAFE_GLOBALS: Dict[str, Any] = {
-    # tensors: rebuilt from a storage (see PredictionUnpickler.find_class)
-    'torch._utils._rebuild_tensor_v2': torch._utils._rebuild_tensor_v2,
-    'torch.Size': torch.Size,
-    # a tensor's (empty) backward-hook dict
-    'collections.OrderedDict': OrderedDict,
-    # numpy arrays, scalars and dtypes; numpy 1.x wrote ``numpy.core``
-    'numpy.ndarray': np.ndarray,
-    'numpy.dtype': np.dtype,
-    'numpy._core.multiarray._reconstruct': multiarray._reconstruct,
-    'numpy._core.multiarray.scalar': multiarray.scalar,
-    'numpy._core.numeric._frombuffer': numeric._frombuffer,  # protocol 5
-    'numpy.core.multiarray._reconstruct': multiarray._reconstruct,
-    'numpy.core.multiarray.scalar': multiarray.scalar,
-    'numpy.core.numeric._frombuffer': numeric._frombuffer,
-    # Python containers that protocol 2 names by their constructor
-    'builtins.set': set,
-    'builtins.frozenset': frozenset,
-    'builtins.bytearray': bytearray,
-    'builtins.complex': complex,
-    '_codecs.encode': _encode_latin1,
-}
 
 #: the storage reconstructor of a pickled tensor (bound per file)
 _STORAGE_GLOBAL = 'torch.storage._load_from_bytes'

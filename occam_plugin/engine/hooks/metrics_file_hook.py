@@ -8,6 +8,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
 from mmpretrain.registry import HOOKS
+from ...evaluation.metrics.results_file import ResultsFileMetric
 from ...fileio import atomic_path
 
 
@@ -29,10 +30,11 @@ class MetricsFileHook(Hook):
     """Write each metric's full result as JSON into the run's log folder.
 
     After every validation and test epoch, every metric of that loop's
-    evaluator that has a ``result_file`` (file name) and a ``last_result``
-    (the dict its last ``compute_metrics`` kept, e.g. ``BiasMetric``,
-    ``ExitMetric``) is written to ``<runner.log_dir>/<result_file>``, or to
-    the metric's ``out_dir`` when it sets one. The files hold the latest
+    evaluator that declares the :class:`ResultsFileMetric` protocol (e.g.
+    ``BiasMetric``, ``ExitMetric``), names a ``result_file`` and holds a
+    ``last_result`` (the dict its last ``compute_metrics`` kept) has that
+    result written to ``<runner.log_dir>/<result_file>``, or to the metric's
+    ``out_dir`` when it sets one. The files hold the latest
     evaluation (``tools/demo.py`` and ``benchmarks/`` read them there).
 
     The metrics know nothing of the Runner: they keep their result on
@@ -55,12 +57,11 @@ class MetricsFileHook(Hook):
     def _write(runner, evaluator) -> None:
         if not is_main_process():
             return
-        for metric in getattr(evaluator, 'metrics', []):
-            name = getattr(metric, 'result_file', None)
-            result = getattr(metric, 'last_result', None)
-            if not name or result is None:
+        for metric in evaluator.metrics:
+            if not isinstance(metric, ResultsFileMetric) or \
+                    not metric.result_file or metric.last_result is None:
                 continue
-            folder = getattr(metric, 'out_dir', None) or runner.log_dir
-            path = dump_metrics_json(folder, name, result)
+            path = dump_metrics_json(metric.out_dir or runner.log_dir,
+                                     metric.result_file, metric.last_result)
             print_log(f'{type(metric).__name__}: results written to {path}',
                       logger='current')

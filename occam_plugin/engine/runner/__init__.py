@@ -1,4 +1,4 @@
-from .checkpoint import SAFE_GLOBALS, register_checkpoint_safe_globals
+from ...safe_globals import register_safe_globals
 from .dist import CPU_MODEL_WRAPPER_CFG, setup_cpu_distributed
 from .safe_runner import (SafeRunner, build_runner, load_state_partially,
                           load_state_strictly, read_checkpoint)
@@ -7,10 +7,9 @@ from .work_dir_lock import WorkDirBusyError, WorkDirLock, hold_work_dir
 
 # `import occam_plugin` makes mmengine checkpoints loadable with
 # torch.load(weights_only=True), so `--resume` works on torch >= 2.6.
-register_checkpoint_safe_globals()
+register_safe_globals()
 
-__all__ = ['SAFE_GLOBALS', 'register_checkpoint_safe_globals',
-           'CPU_MODEL_WRAPPER_CFG', 'setup_cpu_distributed',
+__all__ = ['CPU_MODEL_WRAPPER_CFG', 'setup_cpu_distributed',
            'CheckpointError', 'SafeRunner', 'build_runner', 'checkpoint_files',
            'latest_checkpoint', 'load_state_partially', 'load_state_strictly',
            'read_checkpoint', 'WorkDirBusyError', 'WorkDirLock',

@@ -6,6 +6,8 @@ from mmengine.evaluator import BaseMetric
 
 from mmpretrain.registry import METRICS
 
+from .results_file import ResultsFileMetric
+
 
 def _to_int(value, key: str) -> int:
     """A label stored as int / 0-d or 1-element tensor -> int."""
@@ -23,7 +25,7 @@ def _pct(correct: int, total: int) -> float:
 
 
 @METRICS.register_module()
-class BiasMetric(BaseMetric):
+class BiasMetric(BaseMetric, ResultsFileMetric):
     """Bias-aware accuracy of any single-label classifier.
 
     Reads from each predicted DataSample ``gt_label`` and ``pred_label`` (or
@@ -55,10 +57,11 @@ class BiasMetric(BaseMetric):
 
     The statistics are :meth:`calculate` (no I/O). The full result (every
     key with every group, per-group accuracy and counts, ``num_samples``) is
-    kept in :attr:`last_result`; inside a Runner, ``MetricsFileHook`` writes
-    it to ``<runner.log_dir>/bias_metrics.json`` (or
-    ``<out_dir>/bias_metrics.json``) after each evaluation, so the file holds
-    the latest one. Outside a Runner nothing is written.
+    kept in :attr:`last_result` (the :class:`ResultsFileMetric` protocol);
+    inside a Runner, ``MetricsFileHook`` writes it to
+    ``<runner.log_dir>/bias_metrics.json`` (or ``<out_dir>/bias_metrics.json``)
+    after each evaluation, so the file holds the latest one. Outside a Runner
+    nothing is written.
 
     Args:
         num_groups (int, optional): Number of groups when the dataset meta
@@ -89,7 +92,6 @@ class BiasMetric(BaseMetric):
         self.num_groups = num_groups
         self.max_logged_groups = max_logged_groups
         self.out_dir = out_dir
-        self.last_result: Optional[dict] = None
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         """Keep, per sample, correctness and its bias annotations."""
@@ -145,13 +147,8 @@ class BiasMetric(BaseMetric):
         if metrics.get('num_groups', 0) > self.max_logged_groups:
             metrics = {k: v for k, v in metrics.items()
                        if not k.startswith('acc_group_')}
-        self.last_result = dict(
-            result, metrics={self._key(k): v
-                             for k, v in result['metrics'].items()})
+        self.keep_result(result)
         return metrics
-
-    def _key(self, key: str) -> str:
-        return f'{self.prefix}/{key}' if self.prefix else key
 
     @staticmethod
     def calculate(correct: Sequence[bool],

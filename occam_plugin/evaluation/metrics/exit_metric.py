@@ -6,9 +6,11 @@ from mmengine.logging import print_log
 
 from mmpretrain.registry import METRICS
 
+from .results_file import ResultsFileMetric
+
 
 @METRICS.register_module()
-class ExitMetric(BaseMetric):
+class ExitMetric(BaseMetric, ResultsFileMetric):
     """Per-exit accuracy, exit shares and expected compute of an OccamNet.
 
     Reads from each predicted DataSample what ``OccamClassifier.predict``
@@ -47,7 +49,8 @@ class ExitMetric(BaseMetric):
 
     The statistics are :meth:`calculate` (no I/O). The full result
     (``metrics``, ``exit_flops``, ``full_flops``, ``num_exits``,
-    ``num_samples``) is kept in :attr:`last_result`; inside a Runner,
+    ``num_samples``) is kept in :attr:`last_result` (the
+    :class:`ResultsFileMetric` protocol); inside a Runner,
     ``MetricsFileHook`` writes it to ``<runner.log_dir>/exit_metrics.json``
     (or ``<out_dir>/exit_metrics.json``). Outside a Runner nothing is
     written.
@@ -76,7 +79,6 @@ class ExitMetric(BaseMetric):
             exit_flops = _check_flops(exit_flops, 'exit_flops argument')
         self.exit_flops = exit_flops
         self.out_dir = out_dir
-        self.last_result: Optional[dict] = None
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         """Keep, per sample, its exit, label and every exit's prediction."""
@@ -146,9 +148,7 @@ class ExitMetric(BaseMetric):
                          if r.get('flops') is not None],
             exit_flops=flops,
             full_flops=full)
-        key = (lambda k: f'{self.prefix}/{k}') if self.prefix else str
-        self.last_result = dict(
-            result, metrics={key(k): v for k, v in result['metrics'].items()})
+        self.keep_result(result)
         return result['metrics']
 
     @staticmethod

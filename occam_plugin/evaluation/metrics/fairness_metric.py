@@ -7,6 +7,7 @@ from mmengine.evaluator import BaseMetric
 from mmpretrain.registry import METRICS
 
 from ...extras import import_extra, require_extra
+from .results_file import ResultsFileMetric
 
 
 def _scalar(value, key: str) -> int:
@@ -91,7 +92,7 @@ def check_protected_attribute(meta: dict, protected_key: Optional[str],
 
 
 @METRICS.register_module()
-class FairnessMetric(BaseMetric):
+class FairnessMetric(BaseMetric, ResultsFileMetric):
     """Fairness of a classifier w.r.t. a protected attribute (Ramaswamy et
     al., CVPR 2021), beside accuracy and AP.
 
@@ -105,7 +106,8 @@ class FairnessMetric(BaseMetric):
     classes when multi-class).
 
     The statistics are :meth:`calculate` (arrays in, dict out, no I/O);
-    this metric writes no file.
+    this metric writes no file (its :class:`ResultsFileMetric`
+    ``result_file`` is None: ``MetricsFileHook`` passes it over).
 
     When the evaluated dataset's metainfo names its protected attribute
     (``protected_key``, ``protected_attribute``, as ``BinaryColoredMNIST``
