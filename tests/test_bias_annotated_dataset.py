@@ -150,6 +150,12 @@ def test_celeba_format(tmp_path, csv_tables):
     assert [s['gt_label'] for s in got] == [1, 0, 0, 1]
     assert [s['group_idx'] for s in got] == [2, 0, 1, 3]  # 2 y + male
     assert 'bias_aligned' not in got[0]  # no alignment rule declared
+    # the benchmark's shortcut (docs/datasets.md): blond <-> not male
+    shortcut = build(format='celeba', data_root=root, ann_file=ann,
+                     split='train', aligned=dict(Male={
+                         'Blond_Hair': 'not_Male', 'not_Blond_Hair': 'Male'}))
+    assert [s['bias_aligned'] for s in infos(shortcut)] == [
+        True, False, True, False]
     # two protected attributes: group_DRO's y * 4 + male + 2 young
     two = build(format='celeba', data_root=root, ann_file=ann, split=None,
                 columns=dict(label='Blond_Hair', attributes=['Male',

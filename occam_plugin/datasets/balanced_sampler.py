@@ -25,7 +25,8 @@ class BalancedSampler(Sampler):
     is the same for a given seed, epoch and world size, and ``set_epoch``
     (called by mmengine's train loop) gives every epoch its own draw.
 
-    Subclasses set :attr:`name` and :meth:`keys` (one integer per sample).
+    Subclasses set :attr:`name`, :attr:`key` (the sample field balanced)
+    and :attr:`missing_hint` (what to do when samples lack it).
 
     Args:
         dataset (Sized): The dataset; its ``get_data_info`` is read (no image
@@ -36,15 +37,30 @@ class BalancedSampler(Sampler):
         seed (int, optional): Random seed, the same on every rank. Defaults
             to None: a seed shared by the ranks (``sync_random_seed``), as
             ``DefaultSampler``.
+        shuffle (bool): Accepted so that a ``DefaultSampler`` config becomes
+            this one by its ``type`` alone
+            (``train_dataloader.sampler.type=GroupBalancedSampler``); the
+            draw is random, so it must be True. Defaults to True.
     """
 
-    #: the sampler's name and what it balances, for messages
+    #: the sampler's name, for messages
     name = 'BalancedSampler'
+    #: the field of ``get_data_info`` balanced: 'group_idx' or 'gt_label'
+    key = 'group_idx'
+    #: the end of the error when samples lack :attr:`key`
+    missing_hint = ''
 
     def __init__(self,
                  dataset: Sized,
                  num_samples: Optional[int] = None,
-                 seed: Optional[int] = None) -> None:
+                 seed: Optional[int] = None,
+                 shuffle: bool = True) -> None:
+        if shuffle is not True:
+            raise ValueError(
+                f'{self.name}: shuffle={shuffle!r}, but balanced sampling '
+                'draws at random (with replacement); leave shuffle=True, or '
+                "use dict(type='DefaultSampler', shuffle=False) for an "
+                'ordered, unbalanced pass')
         self.rank, self.world_size = get_dist_info()
         self.dataset = dataset
         if len(dataset) == 0:
@@ -71,8 +87,19 @@ class BalancedSampler(Sampler):
         self.probabilities = torch.as_tensor(weights, dtype=torch.float64)
 
     def keys(self, dataset) -> np.ndarray:
-        """The key (group or class) of every sample."""
-        raise NotImplementedError
+        """The :attr:`key` of every sample (read as the training-state
+        hooks read it); an error names the samples without one."""
+        from ..engine.hooks.training_state_hook import training_set_info
+        keys = training_set_info(dataset)[self.key]
+        missing = (np.arange(len(dataset)) if keys is None else
+                   np.flatnonzero(keys < 0))
+        if len(missing):
+            raise ValueError(
+                f'{self.name}: {len(missing)} of {len(dataset)} samples of '
+                f'the training set ({type(dataset).__name__}) have no '
+                f'{self.key} (e.g. sample {int(missing[0])}), so there is '
+                f'nothing to balance. {self.missing_hint}')
+        return keys
 
     def __iter__(self) -> Iterator[int]:
         g = torch.Generator()
