@@ -120,7 +120,6 @@ class _Declared:
 
     def __init__(self, spec, found: Sequence[Value], what: str,
                  number_prefix: str = ''):
-        self.declared = spec is not None
         if spec is None:
             raw = sorted(set(found), key=_sort_key)
             names = None

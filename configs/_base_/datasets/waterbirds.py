@@ -23,7 +23,9 @@ data_preprocessor = dict(
 
 train_pipeline = [
     dict(type='LoadImageFromFileChecked'),
-    dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.7, 1.0)),
+    # group_DRO's augmentation: crops of 70-100 % of the image
+    dict(type='RandomResizedCrop', scale=img_size,
+         crop_ratio_range=(0.7, 1.0)),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackBiasInputs'),
 ]
