@@ -15,6 +15,14 @@ import pytest
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PYTHON = sys.executable
 
+def pytest_configure(config):
+    # `make test` runs every test; `make test-fast` (-m "not slow") the unit
+    # tier, for day-to-day work
+    config.addinivalue_line(
+        'markers', 'slow: an end-to-end training or a tool run in a '
+        'subprocess (seconds to minutes each); left out by make test-fast')
+
+
 #: file-name prefixes of the 6 BAR classes, as in the official files
 BAR_FILE_PREFIXES = ('climbing', 'diving', 'fishing', 'pole vaulting',
                      'racing', 'throwing')
@@ -124,6 +132,26 @@ def run_tool(tool, *args, check=True, timeout=600, nproc=None, env=None):
         pytest.fail(f'{" ".join(cmd)} exited {proc.returncode}:\n'
                     f'{proc.stdout[-6000:]}')
     return proc
+
+
+def run_gloo_ranks(worker, folder, world_size=2, timeout=180):
+    """Run ``worker(rank, init_file, folder)`` in ``world_size`` spawned
+    processes (each opens its gloo group on ``file://<init_file>``); fail
+    unless every one exits 0. Spawn, not fork: forking a process whose torch
+    thread pools already ran (earlier tests) can deadlock."""
+    import torch.multiprocessing as mp
+    ctx = mp.get_context('spawn')
+    procs = [ctx.Process(target=worker, args=(r, folder / 'init', folder))
+             for r in range(world_size)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout)
+    for p in procs:
+        if p.is_alive():  # never hang the suite
+            p.terminate()
+            p.join()
+    assert [p.exitcode for p in procs] == [0] * world_size
 
 
 def read_logs(work_dir) -> str:

@@ -6,6 +6,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.hooks import Hook
 
 import occam_plugin  # noqa: F401  (registers)
+from conftest import run_gloo_ranks
 from occam_plugin.engine.runner import SafeRunner
 from occam_plugin.models.utils.training_state import (rank_local_buffers,
                                                     reset_epoch_state,
@@ -146,24 +147,9 @@ def _dist_worker(rank, init_file, out_dir):
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_ranks_keep_and_share_the_gate_memory(tmp_path):
-    import torch.multiprocessing as mp
-    # spawn, not fork: forking a process whose torch thread pools already
-    # ran (earlier tests) can deadlock
-    ctx = mp.get_context('spawn')
-    procs = [
-        ctx.Process(target=_dist_worker,
-                    args=(r, tmp_path / 'init', tmp_path)) for r in (0, 1)
-    ]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(180)
-    for p in procs:
-        if p.is_alive():  # never hang the suite
-            p.terminate()
-            p.join()
-    assert [p.exitcode for p in procs] == [0, 0]
+    run_gloo_ranks(_dist_worker, tmp_path)
     r0, r1 = (torch.load(tmp_path / f'rank{r}.pth', weights_only=True)
               for r in (0, 1))
     # before the sync each rank still holds its own writes (DDP did not

@@ -11,10 +11,11 @@ import os
 
 import torch
 import torch.distributed as torch_dist
+from mmengine.dist import is_distributed
 
 #: DDP wrapper for CPU processes: no ``device_ids`` (those name CUDA devices);
 #: buffers (BN statistics, Occam gate memory) are not broadcast every step,
-#: the Occam hook syncs the gate memory itself.
+#: the TrainingStateHook merges the rank-local state at each epoch end.
 CPU_MODEL_WRAPPER_CFG = dict(
     type='MMDistributedDataParallel', device_ids=None,
     broadcast_buffers=False)
@@ -51,7 +52,7 @@ def setup_cpu_distributed(cfg) -> bool:
     env_cfg = cfg.setdefault('env_cfg', {})
     dist_cfg = env_cfg.setdefault('dist_cfg', {})
     dist_cfg['backend'] = 'gloo'  # nccl needs CUDA
-    if not torch_dist.is_initialized():
+    if not is_distributed():
         kwargs = {}
         timeout = dist_cfg.get('timeout')
         if timeout is not None:

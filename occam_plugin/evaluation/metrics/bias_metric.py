@@ -68,15 +68,13 @@ class BiasMetric(BaseMetric, ResultsFileMetric):
             does not say. Defaults to None.
         max_logged_groups (int): Log per-group keys only up to this many
             groups (the JSON always has them). Defaults to 20.
-        out_dir (str, optional): Folder ``MetricsFileHook`` writes
-            ``bias_metrics.json`` to instead of the Runner's log folder.
-            Defaults to None.
+        out_dir (str, optional): Where ``bias_metrics.json`` goes (see
+            :class:`ResultsFileMetric`). Defaults to None: the log folder.
         collect_device (str): Device for collecting results across ranks.
             Defaults to 'cpu'.
         prefix (str, optional): Key prefix. Defaults to 'bias'.
     """
     default_prefix: Optional[str] = 'bias'
-    #: file name of :attr:`last_result` (written by ``MetricsFileHook``)
     result_file = 'bias_metrics.json'
 
     def __init__(self,

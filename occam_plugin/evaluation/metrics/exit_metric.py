@@ -58,15 +58,13 @@ class ExitMetric(BaseMetric, ResultsFileMetric):
     Args:
         exit_flops (Sequence[float], optional): Cumulative FLOPs per exit.
             Defaults to None (taken from the predictions).
-        out_dir (str, optional): Folder ``MetricsFileHook`` writes
-            ``exit_metrics.json`` to instead of the Runner's log folder.
-            Defaults to None.
+        out_dir (str, optional): Where ``exit_metrics.json`` goes (see
+            :class:`ResultsFileMetric`). Defaults to None: the log folder.
         collect_device (str): Device for collecting results across ranks.
             Defaults to 'cpu'.
         prefix (str, optional): Key prefix. Defaults to 'exit'.
     """
     default_prefix: Optional[str] = 'exit'
-    #: file name of :attr:`last_result` (written by ``MetricsFileHook``)
     result_file = 'exit_metrics.json'
 
     def __init__(self,

@@ -3,13 +3,13 @@ import inspect
 from typing import List, Optional
 
 import torch
-import torch.distributed as torch_dist
 import torch.nn.functional as F
 from mmpretrain.models.classifiers.base import BaseClassifier
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from ..losses.method_utils import is_distributed, resize_buffers_for_load
+from ...dist import all_gather_rows
+from ..losses.method_utils import resize_buffers_for_load
 from ..utils.training_state import TrainingState
 
 
@@ -21,23 +21,6 @@ def relative_difficulty(loss_b: torch.Tensor, loss_d: torch.Tensor,
     losses, already divided by their class-wise max.
     """
     return loss_b / (loss_b + loss_d + eps)
-
-
-def _all_gather_rows(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate the ``[n_r, ...]`` tensors of every rank (n_r may differ);
-    identity when not distributed."""
-    if not is_distributed():
-        return x
-    world = torch_dist.get_world_size()
-    n = torch.tensor([x.size(0)], device=x.device)
-    sizes = [torch.zeros_like(n) for _ in range(world)]
-    torch_dist.all_gather(sizes, n)
-    sizes = [int(s.item()) for s in sizes]
-    padded = x.new_zeros((max(sizes), ) + tuple(x.shape[1:]))
-    padded[:x.size(0)] = x
-    out = [torch.zeros_like(padded) for _ in range(world)]
-    torch_dist.all_gather(out, padded)
-    return torch.cat([o[:s] for o, s in zip(out, sizes)])
 
 
 @MODELS.register_module()
@@ -178,7 +161,7 @@ class LfFClassifier(BaseClassifier, TrainingState):
             sample_idx.double(), gt.double(), ce_biased.double(),
             ce_debiased.double()
         ], dim=1)
-        rows = _all_gather_rows(rows)
+        rows = all_gather_rows(rows)
         idx, label = rows[:, 0].long(), rows[:, 1].long()
         if (idx < 0).any():
             raise ValueError('LfFClassifier: negative sample_idx in the batch')

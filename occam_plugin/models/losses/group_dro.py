@@ -2,10 +2,11 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
+from mmengine.dist import all_reduce
 from mmpretrain.registry import MODELS
 
 from ..utils.training_state import TrainingState
-from .method_utils import (all_reduce_sum_, check_per_sample,
+from .method_utils import (check_per_sample,
                            resize_buffers_for_load, sample_field)
 
 
@@ -106,7 +107,7 @@ class GroupDRO(nn.Module, TrainingState):
         if self.training:
             with torch.no_grad():
                 stats = torch.cat([group_sum.detach(), group_cnt])
-                all_reduce_sum_(stats)  # global batch: same q on every rank
+                all_reduce(stats)  # sum over ranks: same q on every rank
                 global_loss = stats[:num_groups] / stats[num_groups:].clamp(
                     min=1)
                 q = self.q[row] * torch.exp(self.eta * global_loss)

@@ -7,25 +7,11 @@ A method module has the plug-point signature used by ``OccamHead`` and
            exit_idx=None) -> scalar loss
 
 These helpers read the bias annotations of ``docs/architecture.md`` from the
-data samples and reduce statistics across processes.
+data samples (cross-process reductions: ``mmengine.dist``).
 """
 from typing import List, Optional, Sequence
 
 import torch
-import torch.distributed as torch_dist
-
-
-def is_distributed() -> bool:
-    """Whether a process group with more than one process is open."""
-    return (torch_dist.is_available() and torch_dist.is_initialized()
-            and torch_dist.get_world_size() > 1)
-
-
-def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum ``tensor`` over processes in place (no-op when not distributed)."""
-    if is_distributed():
-        torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.SUM)
-    return tensor
 
 
 def sample_field(data_samples: Optional[Sequence], key: str,
