@@ -1,10 +1,11 @@
-# `make install` creates .venv in the repo root (idempotent); `make test` installs if needed, then runs the suite.
+# `make install` creates .venv in the repo root (idempotent); `make test` installs if needed, then runs the
+# whole suite (as CI does); `make test-fast` leaves out the tests marked slow (trainings, tool runs).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo clean-venv
+.PHONY: install test test-fast demo clean-venv
 
 install: $(STAMP)
 
@@ -18,6 +19,9 @@ $(STAMP): requirements.txt setup.py
 
 test: install
 	$(PY) -m pytest tests -q -p no:cacheprovider
+
+test-fast: install
+	$(PY) -m pytest tests -q -p no:cacheprovider -m "not slow"
 
 demo: install
 	$(PY) tools/demo.py

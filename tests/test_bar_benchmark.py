@@ -5,6 +5,8 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
+
 from conftest import (REPO, TINY_BAR_OPTIONS, TINY_RESNET_OPTIONS,
                       write_bar_folder)
 
@@ -51,6 +53,7 @@ def test_summarise_predictions_by_hand():
     assert out['pred_share']['throwing'] == 0
 
 
+@pytest.mark.slow
 def test_bar_benchmark_end_to_end(tmp_path):
     root = write_bar_folder(tmp_path / 'BAR', per_class=3)
     work = tmp_path / 'runs'

@@ -14,6 +14,8 @@ import pytest
 
 from conftest import REPO, TINY_RESNET_OPTIONS, bmnist_data_options, load_tool
 
+pytestmark = pytest.mark.slow  # trainings and tool runs
+
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 

@@ -102,6 +102,7 @@ def set_best_score(ckpt_path, score):
 
 # --- 1. a copied or moved work dir resumes, the original keeps its files ---
 
+@pytest.mark.slow
 def test_resuming_a_copy_keeps_the_original_intact(occam_dir, root, tmp_path):
     best = [f for f in os.listdir(occam_dir) if f.startswith('best_')]
     assert best, os.listdir(occam_dir)
@@ -119,6 +120,7 @@ def test_resuming_a_copy_keeps_the_original_intact(occam_dir, root, tmp_path):
         'best_accuracy_top1_epoch_3.pth']
 
 
+@pytest.mark.slow
 def test_a_moved_work_dir_resumes(occam_dir, root, tmp_path):
     first = tmp_path / 'first'
     shutil.copytree(occam_dir, first)
@@ -133,6 +135,7 @@ def test_a_moved_work_dir_resumes(occam_dir, root, tmp_path):
 
 # --- 2. a new run never overwrites a used work dir --------------------------
 
+@pytest.mark.slow
 def test_new_run_into_a_used_work_dir_is_refused(occam_dir, root):
     before = digest(occam_dir)
     with pytest.raises(SystemExit) as err:
@@ -142,6 +145,7 @@ def test_new_run_into_a_used_work_dir_is_refused(occam_dir, root):
     assert unchanged(before, occam_dir)
 
 
+@pytest.mark.slow
 def test_resume_from_an_earlier_checkpoint_does_not_overwrite_later_ones(
         occam_dir, root):
     before = digest(occam_dir)
@@ -153,6 +157,7 @@ def test_resume_from_an_earlier_checkpoint_does_not_overwrite_later_ones(
     assert unchanged(before, occam_dir)
 
 
+@pytest.mark.slow
 def test_testing_into_the_training_work_dir_keeps_its_config(
         occam_dir, root):
     before = digest(occam_dir)
@@ -165,6 +170,7 @@ def test_testing_into_the_training_work_dir_keeps_its_config(
 
 # --- 3. strict loading -----------------------------------------------------
 
+@pytest.mark.slow
 def test_checkpoint_of_another_model_is_refused_by_test(plain_dir, root,
                                                         tmp_path):
     with pytest.raises(SystemExit) as err:
@@ -179,6 +185,7 @@ def test_checkpoint_of_another_model_is_refused_by_test(plain_dir, root,
     assert 'accuracy/top1' in metrics
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_width_is_refused(occam_dir, root, tmp_path):
     with pytest.raises(SystemExit) as err:
         load_tool('test.py').main(
@@ -189,6 +196,7 @@ def test_checkpoint_of_another_width_is_refused(occam_dir, root, tmp_path):
     assert 'size mismatch' in str(err.value)
 
 
+@pytest.mark.slow
 def test_resume_with_a_checkpoint_of_another_width_names_it(occam_dir, root,
                                                             tmp_path):
     ckpt = tmp_path / 'other.pth'
@@ -202,6 +210,7 @@ def test_resume_with_a_checkpoint_of_another_width_names_it(occam_dir, root,
 
 # --- 4. the plain baselines have the guards too -----------------------------
 
+@pytest.mark.slow
 def test_plain_baseline_stops_on_a_non_finite_loss(root, tmp_path):
     with pytest.raises(FloatingPointError) as err:
         train(tmp_path, root, 'optim_wrapper.optimizer.lr=1e30',
@@ -211,6 +220,7 @@ def test_plain_baseline_stops_on_a_non_finite_loss(root, tmp_path):
     assert not [f for f in os.listdir(tmp_path) if f.endswith('.pth')]
 
 
+@pytest.mark.slow
 def test_plain_baseline_checks_num_classes(root, tmp_path):
     with pytest.raises(ValueError) as err:
         train(tmp_path, root, 'model.head.num_classes=5', *PLAIN_WIDTH,
@@ -233,6 +243,7 @@ def test_resume_without_a_checkpoint_fails(root, tmp_path):
 
 # --- 6. truncated checkpoints and atomic saves ------------------------------
 
+@pytest.mark.slow
 def test_truncated_checkpoint_is_named(occam_dir, root, tmp_path):
     ckpt = tmp_path / 'epoch_2.pth'
     data = (occam_dir / 'epoch_2.pth').read_bytes()
@@ -245,6 +256,7 @@ def test_truncated_checkpoint_is_named(occam_dir, root, tmp_path):
     assert str(ckpt) in str(err.value) and 'truncated' in str(err.value)
 
 
+@pytest.mark.slow
 def test_a_failed_save_leaves_no_checkpoint_file(root, tmp_path, monkeypatch):
     """A full disk during the save of epoch 2: epoch_1.pth stays, no
     epoch_2.pth (not even a truncated one), no temporary file."""
@@ -373,6 +385,7 @@ def killer_runner(tmp_path, cfg_options):
     return run
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_then_resume_equals_uninterrupted(
         root, tmp_path):
     run = killer_runner(tmp_path, options(root, deterministic=True))
@@ -440,6 +453,7 @@ def hold_lock(work_dir):
     return proc
 
 
+@pytest.mark.slow
 def test_a_second_run_into_a_busy_work_dir_stops_naming_the_holder(
         root, tmp_path):
     import socket
@@ -465,6 +479,7 @@ def test_a_second_run_into_a_busy_work_dir_stops_naming_the_holder(
     assert not osp.exists(work_dir / '.occam_lock')  # released at the end
 
 
+@pytest.mark.slow
 def test_unfinished_saves_are_removed_only_when_their_writer_is_dead(
         root, tmp_path):
     work_dir = tmp_path / 'run'
@@ -486,6 +501,7 @@ def test_unfinished_saves_are_removed_only_when_their_writer_is_dead(
     assert 'epoch_1.pth' in names
 
 
+@pytest.mark.slow
 def test_resume_from_a_best_checkpoint_is_refused(occam_dir, root,
                                                   tmp_path):
     """A best_*.pth holds no optimizer state: resuming it would restart
@@ -504,6 +520,7 @@ def test_resume_from_a_best_checkpoint_is_refused(occam_dir, root,
     assert unchanged(before, new)
 
 
+@pytest.mark.slow
 def test_resume_without_optimizer_never_deletes_the_file_it_resumed(
         occam_dir, root, tmp_path, capfd):
     best = next(f for f in os.listdir(occam_dir) if f.startswith('best_'))
@@ -521,6 +538,7 @@ def test_resume_without_optimizer_never_deletes_the_file_it_resumed(
     assert 'optimizer restarts' in capfd.readouterr().out
 
 
+@pytest.mark.slow
 def test_resume_on_a_training_set_of_another_size_stops(occam_dir, root,
                                                         tmp_path, capfd):
     import re
@@ -599,6 +617,7 @@ def test_only_rank_0_dumps_the_config(tmp_path, monkeypatch):
 
 # --- SIGKILL during validation: that epoch is validated on resume ---------
 
+@pytest.mark.slow
 def test_sigkill_during_validation_then_resume_validates_that_epoch(
         root, tmp_path):
     run = killer_runner(tmp_path, options(root, 'train_cfg.val_interval=1',

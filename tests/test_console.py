@@ -37,6 +37,7 @@ def quiet_run(tmp_path_factory, bar_root):
     return work_dir, train(work_dir, bar_root).stdout
 
 
+@pytest.mark.slow
 def test_quiet_console_is_a_line_per_epoch(quiet_run):
     work_dir, out = quiet_run
     lines = out.splitlines()
@@ -56,6 +57,7 @@ def test_quiet_console_is_a_line_per_epoch(quiet_run):
     assert ' - INFO - ' not in out and '\r' not in out
 
 
+@pytest.mark.slow
 def test_quiet_console_names_the_full_log(quiet_run):
     work_dir, out = quiet_run
     log_line = next(ln for ln in out.splitlines()
@@ -71,6 +73,7 @@ def test_quiet_console_names_the_full_log(quiet_run):
     assert 'Epoch(val) [2]' in log and 'loss_gate_e1' in log
 
 
+@pytest.mark.slow
 def test_verbose_restores_mmengine_console(tmp_path, bar_root):
     out = train(tmp_path / 'verbose', bar_root, '--verbose').stdout
     assert len(ITER_LINE.findall(out)) == 4
@@ -79,6 +82,7 @@ def test_verbose_restores_mmengine_console(tmp_path, bar_root):
                                                      re.M)
 
 
+@pytest.mark.slow
 def test_quiet_test_tool_prints_the_metrics(quiet_run, bar_root, tmp_path):
     work_dir, _ = quiet_run
     proc = run_tool('test.py', OCCAM_CFG, osp.join(work_dir, 'epoch_2.pth'),
@@ -92,6 +96,7 @@ def test_quiet_test_tool_prints_the_metrics(quiet_run, bar_root, tmp_path):
     assert 'Epoch(test)' in read_logs(tmp_path / 'test')
 
 
+@pytest.mark.slow
 def test_errors_still_reach_the_console(tmp_path, bar_root):
     missing = tmp_path / 'no_such_BAR'
     proc = run_tool('train.py', OCCAM_CFG, '--work-dir',
@@ -117,6 +122,7 @@ class SayHook(Hook):
 """
 
 
+@pytest.mark.slow
 def test_warnings_still_reach_the_console(tmp_path, bar_root):
     (tmp_path / 'say_hook.py').write_text(WARN_HOOK)
     config = tmp_path / 'occam_say.py'

@@ -160,6 +160,7 @@ def test_inferencer_matches_test_py_prediction(name, images, tmp_path):
             assert 'exit_idx' not in result and 'exit_scores' not in result
 
 
+@pytest.mark.slow
 def test_occam_bar_trained_inference_equals_tools_test(bar_root, images,
                                                        tmp_path):
     """One epoch through tools/train.py, then tools/test.py --out and every

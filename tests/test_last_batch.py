@@ -61,6 +61,7 @@ def _train(config, root, work_dir, *extra):
                       weights_only=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('model', ['plain', 'occam', 'lff'])
 def test_a_lone_last_sample_trains_through_tools_train(tmp_path, model):
     # 2 images per class: train/ less the val split holds 6, batch 5:
@@ -82,6 +83,7 @@ def test_a_lone_last_sample_trains_through_tools_train(tmp_path, model):
         assert state['ema_updated'].all()
 
 
+@pytest.mark.slow
 def test_runs_without_a_lone_sample_are_unchanged(tmp_path):
     """Batch 4 on 6 samples (last batch 2): the same weights as with
     torch's own batch sampler."""

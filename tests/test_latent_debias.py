@@ -224,6 +224,7 @@ def test_fairness_kl_by_hand():
     assert score_kl(scores, attr) == pytest.approx(1.098612, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_train_generator_tool_and_checkpoint(tmp_path):
     """tools/train_generator.py trains the ConvVAE on the offline digits and
     saves what ConvVAE(checkpoint=...) loads (one tiny epoch here)."""

@@ -230,6 +230,7 @@ def train(config, work_dir, *args):
         return f.read()
 
 
+@pytest.mark.slow
 def test_latent_debias_config_trains_end_to_end(tmp_path):
     """tools/train.py on the augmented MLP config at tiny sizes (untrained
     generator and h_t, so no checkpoint is needed)."""

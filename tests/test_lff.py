@@ -150,6 +150,7 @@ class _TrainSet:
         return dict(gt_label=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('mode', ['error', 'reinit'])
 def test_resume_on_a_training_set_of_another_size(mode):
     """The EMAs of a resumed run belong to its checkpoint's training set

@@ -101,6 +101,7 @@ def bmnist_root(tmp_path_factory):
     return str(tmp_path_factory.mktemp('bmnist'))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('model', MODELS_)
 @pytest.mark.parametrize('method', METHODS)
 def test_method_trains_one_epoch(bmnist_root, tmp_path, model, method):
@@ -179,6 +180,7 @@ CMNIST_DATA = ('train_dataloader.dataset.num_samples=16',
 NARROW_RESNET = ('backbone.stem_channels=8', 'backbone.base_channels=8')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name,extra', [
     ('mlp_colored_mnist_lff',
      ('model.biased_model.backbone.hidden_dims=[8]',

@@ -14,6 +14,8 @@ from conftest import (PYTHON, REPO, TINY_BAR_OPTIONS, TINY_RESNET_OPTIONS,
                       bar_data_options, bmnist_data_options, load_tool,
                       write_bar_folder)
 
+pytestmark = pytest.mark.slow  # trainings and tool runs
+
 TOOLS = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools')
 
 

@@ -48,6 +48,7 @@ def test_index_lists_every_metafile_and_their_files_exist():
         assert osp.basename(m['Weights']).startswith(m['Name'] + '-')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('model', DATA_MODELS,
                          ids=[m['Name'] for m in DATA_MODELS])
 def test_published_weights_reproduce_the_metafile_number(model, tmp_path):

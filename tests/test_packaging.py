@@ -67,6 +67,7 @@ def _metadata(wheel):
         return email.message_from_bytes(z.read(meta[0]))
 
 
+@pytest.mark.slow
 def test_wheel_ships_configs_tools_and_license(wheel):
     names = _names(wheel)
     assert MIM + 'configs/occam_resnet18_bar.py' in names
@@ -125,6 +126,7 @@ def test_pinned_stack_satisfies_the_ranges(wheel):
     assert checked >= len(CORE) + 3
 
 
+@pytest.mark.slow
 def test_installed_wheel_builds_a_model_from_a_shipped_config(wheel, tmp_path):
     """Outside the repository (cwd elsewhere, package from the wheel only),
     every shipped config loads with its _base_ files and custom_imports, and

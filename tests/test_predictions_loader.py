@@ -182,6 +182,7 @@ def test_numpy_and_python_values_load(tmp_path):
         assert got['meta'] == preds[0]['meta']
 
 
+@pytest.mark.slow
 def test_plot_exit_shares_on_a_real_dump(real_dump, tmp_path):
     pkl, expected = real_dump
     tool = _plot_tool()

@@ -29,6 +29,7 @@ def trained(tmp_path_factory):
     return tmp, root, tmp / 'run' / 'epoch_1.pth'
 
 
+@pytest.mark.slow
 def test_published_checkpoint_is_small_strict_and_predicts_the_same(
         trained):
     tmp, root, ckpt = trained
@@ -58,6 +59,7 @@ def test_published_checkpoint_is_small_strict_and_predicts_the_same(
     assert before == after
 
 
+@pytest.mark.slow
 def test_publishing_another_models_checkpoint_is_refused(trained):
     tmp, _, ckpt = trained
     publish = load_tool('publish_model.py')

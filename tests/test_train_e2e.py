@@ -56,6 +56,7 @@ def occam_run(tmp_path_factory, bar_root):
     return work_dir, read_logs(work_dir)
 
 
+@pytest.mark.slow
 def test_occam_resnet_train_and_test(occam_run, bar_root, tmp_path):
     work_dir, log = occam_run
     for name in ('epoch_1.pth', 'epoch_2.pth', 'last_checkpoint'):
@@ -86,6 +87,7 @@ def test_occam_resnet_train_and_test(occam_run, bar_root, tmp_path):
         assert tuple(p['exit_scores'].shape) == (4, 6)
 
 
+@pytest.mark.slow
 def test_timm_backbone_via_cfg_options(tmp_path, bar_root):
     work_dir = tmp_path / 'timm'
     train(work_dir, bar_root, *TIMM_OPTIONS)
@@ -128,6 +130,7 @@ def test_configs_build(config):
         h.type for h in cfg.get('custom_hooks', [])}
 
 
+@pytest.mark.slow
 def test_resume_gives_identical_weights_and_gate_memory(occam_run, bar_root,
                                                         tmp_path):
     full_dir, _ = occam_run
@@ -170,6 +173,7 @@ class DumpGateMemoryHook(Hook):
 '''
 
 
+@pytest.mark.slow
 def test_two_process_gloo_training(tmp_path, bar_root):
     (tmp_path / 'dump_gate_memory_hook.py').write_text(RANK_DUMP_HOOK)
     config = tmp_path / 'occam_dist.py'

@@ -80,6 +80,7 @@ def trained_run(tmp_path_factory):
                 ckpt=osp.join(cfg.work_dir, 'epoch_2.pth'))
 
 
+@pytest.mark.slow
 def test_hook_writes_grids_during_training(trained_run):
     runner = trained_run['runner']
     img_dir = osp.join(runner.log_dir, 'vis_data', 'vis_image')
@@ -101,6 +102,7 @@ def test_hook_rejects_bad_config():
         HOOKS.build(dict(type='CAMVisualizationHook', interval=0))
 
 
+@pytest.mark.slow
 def test_vis_cam_writes_one_png_per_image(trained_run, tmp_path):
     vis_cam = _load_tool('vis_cam.py')
     images = sorted(glob.glob(osp.join(trained_run['root'], 'test', '*.jpg')))
@@ -118,6 +120,7 @@ def test_vis_cam_writes_one_png_per_image(trained_run, tmp_path):
         assert mmcv.imread(png).shape == grid_size(4, 48) + (3, )
 
 
+@pytest.mark.slow
 def test_vis_cam_model_predicts_like_the_runner(trained_run):
     """vis_cam must build the model as the Runner does (incl. the config's
     top-level data_preprocessor, i.e. the input normalisation), so its gates
@@ -138,6 +141,7 @@ def test_vis_cam_model_predicts_like_the_runner(trained_run):
                                torch.stack([d.exit_gates for d in ref]))
 
 
+@pytest.mark.slow
 def test_vis_cam_pred_target_and_bad_labels(trained_run, tmp_path):
     vis_cam = _load_tool('vis_cam.py')
     img = sorted(glob.glob(osp.join(trained_run['root'], 'test', '*.jpg')))[0]
@@ -271,6 +275,7 @@ def test_class_activation_map_of_a_plain_resnet(tmp_path):
     assert mmcv.imread(out[0]).shape[:2] == grid_size(1, PANEL)
 
 
+@pytest.mark.slow
 def test_vis_cam_never_replaces_a_png_and_names_every_input(trained_run,
                                                              tmp_path):
     """An existing PNG in --out-dir is refused (before the model is built)
