@@ -1,4 +1,3 @@
-import json
 import os
 import os.path as osp
 from typing import Optional
@@ -9,7 +8,7 @@ from mmengine.logging import print_log
 
 from mmpretrain.registry import HOOKS
 from ...evaluation.metrics.results_file import ResultsFileMetric
-from ...fileio import atomic_path
+from ...fileio import write_json
 
 
 def dump_metrics_json(folder: str, file_name: str, payload: dict) -> str:
@@ -20,8 +19,7 @@ def dump_metrics_json(folder: str, file_name: str, payload: dict) -> str:
     """
     os.makedirs(folder, exist_ok=True)
     path = osp.join(folder, file_name)
-    with atomic_path(path) as tmp, open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
+    write_json(path, payload, indent=2, sort_keys=True)
     return path
 
 
