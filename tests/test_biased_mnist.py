@@ -182,6 +182,7 @@ def test_local_idx_label_outside_the_digits_names_the_entry(tmp_path):
     assert '2 of 20 outside: entry 3: 10, entry 11: 255' in msg
 
 
+@pytest.mark.slow
 def test_generator_uses_local_idx_and_splits_by_digit(tmp_path):
     """30 local train digits, 120 trainval images: each digit is used 4
     times (index i -> digit i % 30) and round(30 / 6) = 5 digits go to val,
@@ -562,6 +563,7 @@ def test_same_params_reuse_other_params_refused(generated):
     assert tree_hash(root) == before
 
 
+@pytest.mark.slow
 def test_same_seed_same_data_other_seed_differs(tmp_path):
     kw = dict(num_trainval=40, num_test=20, image_size=32)
     for name, seed in (('a', 1), ('b', 1), ('c', 2)):
@@ -596,6 +598,7 @@ def _generate_in_child(root, kw, log):
     gen.generate_biased_mnist(root, p_bias=0.8, **kw)
 
 
+@pytest.mark.slow
 def test_parallel_generation_of_one_root_waits_and_reuses(tmp_path):
     # runs started together on fresh data (benchmarks with --jobs) used to
     # race over the same temp folder and fail; now the first generates and
@@ -869,6 +872,7 @@ def test_stale_temps_of_dead_processes_are_removed(tmp_path):
         alive.wait()
 
 
+@pytest.mark.slow
 def test_rendering_in_several_processes_writes_the_same_files(tmp_path):
     # the draws stay in the parent, so the number of rendering processes
     # must not change a byte (the quoted numbers are on these files)
