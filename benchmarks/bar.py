@@ -34,8 +34,9 @@ import sys
 import time
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from common import (PYTHON, machine, mean_std, run_commands,  # noqa: E402
-                    write_section)
+from common import PYTHON, machine, mean_std, write_section  # noqa: E402
+from occam_plugin.engine.runner.runs import (newest, read_metrics,  # noqa: E402,E501
+                                             read_records, run_commands)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CLASSES = ('climbing', 'diving', 'fishing', 'pole vaulting', 'racing',
@@ -152,11 +153,8 @@ def val_curve(wd):
     curve = {}
     for path in sorted(glob.glob(osp.join(wd, '2*', 'vis_data',
                                           'scalars.json'))):
-        with open(path) as f:
-            for line in f:
-                rec = json.loads(line)
-                if 'accuracy/top1' in rec:
-                    curve[int(rec['step'])] = rec['accuracy/top1']
+        for rec in read_records(path, 'accuracy/top1'):
+            curve[int(rec['step'])] = rec['accuracy/top1']
     return curve
 
 
@@ -224,11 +222,6 @@ def summarise_predictions(preds, exit_metrics):
     return out
 
 
-def newest(pattern):
-    found = sorted(glob.glob(pattern), key=osp.getmtime)
-    return found[-1] if found else None
-
-
 def one(args):
     """Train (or resume, or reuse) one run, then test it twice."""
     from occam_plugin.evaluation import load_predictions
@@ -285,10 +278,8 @@ def one(args):
             if rc:
                 sys.exit(f'testing {ckpt} exited {rc}')
         exit_file = newest(osp.join(out_dir, '2*', 'exit_metrics.json'))
-        exit_metrics = None
-        if exit_file:
-            with open(exit_file) as f:
-                exit_metrics = json.load(f).get('metrics')
+        exit_metrics = read_metrics(osp.dirname(exit_file), (
+            'exit_metrics.json', )) if exit_file else None
         result[f'test_{tag}'] = summarise_predictions(
             load_predictions(preds), exit_metrics)
         result[f'test_{tag}']['checkpoint'] = osp.basename(ckpt)

@@ -50,13 +50,14 @@ import sys
 import time
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from common import (PYTHON, machine, mean_std, run_commands,  # noqa: E402
-                    write_section)
+from common import PYTHON, machine, mean_std, write_section  # noqa: E402
+from occam_plugin.datasets.biased_mnist_generator import \
+    FACTORS  # noqa: E402
+from occam_plugin.engine.runner.runs import (newest, read_metrics,  # noqa: E402,E501
+                                             run_commands)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MODELS = ('resnet', 'occam')
-FACTORS = ('digit_color', 'digit_scale', 'digit_position', 'texture',
-           'texture_color', 'letter', 'letter_color')
 
 METRICS = [
     ('unbiased acc. (test)', 'bias/unbiased_acc'),
@@ -180,15 +181,8 @@ RETESTS = tuple((f'threshold{t}', f'exit threshold {t}',
 
 def _last_metrics(work_dir: str) -> dict:
     """bias + exit metrics of the newest run folder under ``work_dir``."""
-    import glob
-    import importlib.util
-    found = sorted(glob.glob(osp.join(work_dir, '*', 'bias_metrics.json')),
-                   key=osp.getmtime)
-    spec = importlib.util.spec_from_file_location(
-        'occam_demo', osp.join(REPO, 'tools', 'demo.py'))
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
-    return demo.read_metrics(osp.dirname(found[-1]))
+    return read_metrics(osp.dirname(
+        newest(osp.join(work_dir, '*', 'bias_metrics.json'))))
 
 
 def ablations(args, wd) -> None:

@@ -20,17 +20,17 @@ two hyperplanes predict their attributes on new latents. Writes the section
 """
 import argparse
 import glob
-import json
 import os
 import os.path as osp
 import statistics
-import subprocess
 import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 from benchmarks.common import machine, mean_std, write_section  # noqa: E402
+from occam_plugin.engine.runner.runs import (read_records,  # noqa: E402
+                                             run_commands)
 
 CFG = osp.join(REPO, 'configs', 'latent_debias')
 EXPERIMENTS = {
@@ -51,19 +51,12 @@ PY = sys.executable
 def run(cmd, log):
     """Run ``cmd`` (1 torch thread), its output to ``log``; raise on
     failure with the log's tail."""
-    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
-               PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    os.makedirs(osp.dirname(log), exist_ok=True)
-    t0 = time.time()
-    with open(log, 'w') as f:
-        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=env,
-                             cwd=REPO)
+    env = dict(PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    _, rc, seconds, tail = next(run_commands([cmd], threads=1, logs=[log],
+                                             env=env, cwd=REPO))
     if rc != 0:
-        with open(log) as f:
-            tail = f.read()[-3000:]
         raise SystemExit(f'failed ({rc}): {" ".join(cmd)}\n{tail}')
-    print(f'  {time.time() - t0:.0f} s: {osp.relpath(log, REPO)}',
-          flush=True)
+    print(f'  {seconds:.0f} s: {osp.relpath(log, REPO)}', flush=True)
 
 
 def last_checkpoint(work_dir, cfg_path):
@@ -77,11 +70,9 @@ def test_metrics(work_dir):
     files = sorted(glob.glob(osp.join(work_dir, '*', '*.json')),
                    key=osp.getmtime)
     for path in reversed(files):
-        with open(path) as f:
-            for line in f:
-                rec = json.loads(line)
-                if 'fairness/DEO' in rec:
-                    return {k: rec[f'fairness/{k}'] for k in KEYS}
+        records = read_records(path, 'fairness/DEO')
+        if records:
+            return {k: records[0][f'fairness/{k}'] for k in KEYS}
     return None
 
 

@@ -35,7 +35,6 @@ an H200; 4 runs under MPS gave 2.7 x one run's throughput). With
 """
 import argparse
 import datetime
-import glob
 import json
 import os
 import os.path as osp
@@ -43,9 +42,10 @@ import sys
 import time
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from common import (PYTHON, machine, mean_std, run_commands,  # noqa: E402
-                    write_section)
+from common import PYTHON, machine, mean_std, write_section  # noqa: E402
 from occam_plugin.engine.runner import checkpoint_files  # noqa: E402
+from occam_plugin.engine.runner.runs import (newest, read_records,  # noqa: E402,E501
+                                             run_commands)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 KEYS = ('bias/aligned_acc', 'bias/conflicting_acc', 'bias/unbiased_acc')
@@ -153,18 +153,16 @@ METHOD_NAMES = dict(erm='ERM', upwt='UpWt', gdro='gDRO', sd='SD', lff='LfF',
                                   'gdro-cxa': 'gDRO (class x aligned)'})
 
 
+def scalars_file(work_dir):
+    """The newest run's ``scalars.json`` in ``work_dir`` (None if none)."""
+    return newest(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
+
+
 def final_metrics(work_dir):
-    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
-                                      'scalars.json')), key=osp.getmtime)
-    if not files:
-        return None
-    last = None
-    with open(files[-1]) as f:
-        for line in f:
-            rec = json.loads(line)
-            if 'bias/unbiased_acc' in rec:
-                last = rec
-    return last
+    """The last validation record of the newest run in ``work_dir``."""
+    path = scalars_file(work_dir)
+    records = read_records(path, 'bias/unbiased_acc') if path else []
+    return records[-1] if records else None
 
 
 def tag_of(suite, model, method, setting, seed):
@@ -297,19 +295,14 @@ def lff_traces(rows, work_root):
     for r in rows:
         if r['method'] != 'LfF':
             continue
-        files = sorted(glob.glob(osp.join(
-            work_root, tag_of(r['suite'], r['model'], r['method'],
-                              r['setting'], r['seed']),
-            '*', 'vis_data', 'scalars.json')),
-            key=osp.getmtime)
-        if not files:
+        path = scalars_file(osp.join(work_root, tag_of(
+            r['suite'], r['model'], r['method'], r['setting'], r['seed'])))
+        if not path:
             continue
         per_epoch = {}
-        with open(files[-1]) as f:
-            for line in f:
-                rec = json.loads(line)
-                if TRACE_KEYS[0] in rec and 'epoch' in rec:
-                    per_epoch.setdefault(rec['epoch'], []).append(rec)
+        for rec in read_records(path, TRACE_KEYS[0]):
+            if 'epoch' in rec:
+                per_epoch.setdefault(rec['epoch'], []).append(rec)
         for epoch, recs in per_epoch.items():
             cell = acc.setdefault((r['setting'], r['model'], epoch), [])
             cell.append([_mean([x.get(k) for x in recs]) for k in TRACE_KEYS])

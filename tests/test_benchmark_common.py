@@ -1,12 +1,19 @@
-"""The helpers the benchmark scripts share (benchmarks/common.py): each
-script owns one section of docs/results.md and must not touch the others."""
+"""The helpers the benchmark scripts share (benchmarks/common.py: each
+script owns one section of docs/results.md and must not touch the others)
+and what they share with tools/demo.py (occam_plugin.engine.runner.runs:
+the parallel runner and the readers of a run's results files)."""
+import json
+import os
 import os.path as osp
 import sys
 
 from conftest import REPO
 
+from occam_plugin.engine.runner.runs import (newest, read_metrics,
+                                             read_records, run_commands)
+
 sys.path.insert(0, osp.join(REPO, 'benchmarks'))
-from common import mean_std, run_commands, write_section  # noqa: E402
+from common import mean_std, write_section  # noqa: E402
 
 
 def test_write_section_replaces_only_its_own_block(tmp_path):
@@ -55,6 +62,54 @@ def test_run_commands_deadline_kills_running_and_skips_waiting(tmp_path):
     assert [rc for _, rc, _, _ in out] == [0, 'deadline', None]
     assert 'slow' in out[1][3] and 'deadline' in out[1][3]
     assert 'never' not in out[2][3]
+
+
+def test_run_commands_named_logs_env_cwd_and_poll(tmp_path):
+    py = sys.executable
+    logs = [str(tmp_path / 'logs' / 'a.log'), str(tmp_path / 'b.log')]
+    code = ('import os, time; print(os.environ["EXTRA"], os.getcwd(), '
+            'flush=True); time.sleep(1.5)')
+    calls = []
+    out = list(run_commands([[py, '-c', code], [py, '-c', code]], jobs=2,
+                            logs=logs, env=dict(EXTRA='x'),
+                            cwd=str(tmp_path), poll=lambda: calls.append(
+                                [osp.isfile(p) for p in logs])))
+    assert [rc for _, rc, _, _ in out] == [0, 0]
+    for (_, _, seconds, tail), log in zip(out, logs):
+        assert seconds >= 1.5
+        assert tail == f'x {tmp_path}\n'
+        with open(log) as f:
+            assert f.read() == tail  # written while it ran, kept
+    # polled while the runs went on (about once a second), and once after
+    assert 2 <= len(calls) <= 4 and calls[-1] == [True, True]
+
+
+def test_readers_of_a_runs_results_files(tmp_path):
+    old, new = tmp_path / '20250101_000000', tmp_path / '20250102_000000'
+    for folder, acc in ((old, 1.0), (new, 2.0)):
+        folder.mkdir()
+        (folder / 'bias_metrics.json').write_text(json.dumps(
+            dict(metrics={'bias/acc': acc}, groups={})))
+    (new / 'exit_metrics.json').write_text(json.dumps(
+        dict(metrics={'exit/share_e0': 25.0})))
+    os.utime(old / 'bias_metrics.json', (1, 1))  # the older by mtime
+    found = newest(str(tmp_path / '*' / 'bias_metrics.json'))
+    assert found == str(new / 'bias_metrics.json')
+    assert newest(str(tmp_path / '*' / 'none.json')) is None
+    assert read_metrics(str(new)) == {'bias/acc': 2.0,
+                                      'exit/share_e0': 25.0}
+    assert read_metrics(str(old)) == {'bias/acc': 1.0}  # no exit file
+    assert read_metrics(str(new), ('exit_metrics.json', )) == {
+        'exit/share_e0': 25.0}
+    scalars = tmp_path / 'scalars.json'
+    scalars.write_text('{"loss": 1.0, "step": 1}\n'
+                       '{"accuracy/top1": 50.0, "step": 1}\n'
+                       '{"loss": 0.5, "step": 2}\n'
+                       '{"accuracy/top1": 75.0, "step": 2}\n')
+    assert read_records(str(scalars), 'accuracy/top1') == [
+        {'accuracy/top1': 50.0, 'step': 1},
+        {'accuracy/top1': 75.0, 'step': 2}]
+    assert read_records(str(scalars), 'bias/acc') == []
 
 
 def test_versus_erm_counts_seeds_ahead_of_occam_erm_of_the_same_seed():

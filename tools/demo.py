@@ -169,6 +169,7 @@ def build_cfg(model: str, work_dir: str, p_bias=None, epochs=None,
 def run_one(cfg: Config) -> dict:
     """Train, test on the unbiased test split, return the metrics JSON."""
     from occam_plugin.engine.runner import build_runner
+    from occam_plugin.engine.runner.runs import read_metrics
     runner = build_runner(cfg)
     t0 = time.time()
     runner.train()
@@ -179,17 +180,6 @@ def run_one(cfg: Config) -> dict:
     runner.test()
     out = dict(train_seconds=train_s, log_dir=runner.log_dir, val=val)
     out.update(read_metrics(runner.log_dir))
-    return out
-
-
-def read_metrics(log_dir: str) -> dict:
-    """The metrics BiasMetric / ExitMetric wrote into a run's log folder."""
-    out = {}
-    for name in ('bias_metrics.json', 'exit_metrics.json'):
-        path = osp.join(log_dir, name)
-        if osp.isfile(path):
-            with open(path, encoding='utf-8') as f:
-                out.update(json.load(f)['metrics'])
     return out
 
 
@@ -268,8 +258,10 @@ PROGRESS_LINE = re.compile(r'^(epoch \d+/\d+ |val \(epoch \d+\): |test: )')
 def relay_progress(logs: dict, offsets: dict) -> None:
     """Print the progress lines that each model's process has added to its
     log (``logs``: model -> path) since ``offsets`` (model -> bytes read),
-    named by model; complete lines only."""
+    named by model; complete lines only (a log not yet there: nothing)."""
     for m, path in logs.items():
+        if not osp.isfile(path):
+            continue
         with open(path, 'rb') as f:
             f.seek(offsets[m])
             chunk = f.read()
@@ -285,37 +277,26 @@ def run_parallel(work_dir: str, models, argv, jobs: int) -> dict:
     the CPU threads (on 2 cores, two 1-thread runs finish sooner than two
     2-thread runs in turn); their output goes to ``<work_dir>/<model>.log``,
     and their per-epoch lines to this console as they come."""
-    import subprocess
-    env = dict(os.environ)
-    threads = str(max(1, (os.cpu_count() or 1) // jobs))
-    env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    from occam_plugin.engine.runner.runs import run_commands
+    threads = max(1, (os.cpu_count() or 1) // jobs)
     os.makedirs(work_dir, exist_ok=True)
-    procs = {}
+    logs = {m: osp.join(work_dir, f'{m}.log') for m in models}
     print(f'Training {", ".join(NAMES[m] for m in models)} in parallel '
-          f'({threads} thread(s) each); logs: '
-          + ', '.join(osp.join(work_dir, f'{m}.log') for m in models),
+          f'({threads} thread(s) each); logs: ' + ', '.join(logs.values()),
           flush=True)
-    for m in models:
-        log = open(osp.join(work_dir, f'{m}.log'), 'w', encoding='utf-8')
-        cmd = [sys.executable, osp.abspath(__file__), *argv, '--models', m,
-               '--jobs', '1', '--work-dir', work_dir, '--child']
-        procs[m] = (subprocess.Popen(cmd, stdout=log,
-                                     stderr=subprocess.STDOUT, env=env), log)
-    logs = {m: log.name for m, (_, log) in procs.items()}
+    cmds = [[sys.executable, osp.abspath(__file__), *argv, '--models', m,
+             '--jobs', '1', '--work-dir', work_dir, '--child']
+            for m in models]
     offsets = dict.fromkeys(logs, 0)
-    while any(proc.poll() is None for proc, _ in procs.values()):
-        relay_progress(logs, offsets)
-        time.sleep(1)
-    relay_progress(logs, offsets)
+    # every model at once, whatever --jobs says beyond 1
+    finished = list(run_commands(
+        cmds, jobs=len(models), threads=threads, logs=list(logs.values()),
+        poll=lambda: relay_progress(logs, offsets)))
     results = {}
-    for m, (proc, log) in procs.items():
-        rc = proc.wait()
-        log.close()
+    for m, (_, rc, _, tail) in zip(models, finished):
         if rc != 0:
-            with open(log.name, encoding='utf-8') as f:
-                tail = f.read()[-3000:]
             raise SystemExit(f'{NAMES[m]} failed (exit {rc}); end of '
-                             f'{log.name}:\n{tail}')
+                             f'{logs[m]}:\n{tail}')
         with open(osp.join(work_dir, m, 'demo_result.json'),
                   encoding='utf-8') as f:
             results[m] = json.load(f)
