@@ -49,14 +49,15 @@ def resolved(path):
     return Config.fromfile(path, import_custom_modules=False).to_dict()
 
 
-def test_same_configs_ship(before_tree):
+def test_every_config_still_ships_but_the_removed_one(before_tree):
     before = set(shipped_configs(before_tree))
     now = set(shipped_configs(osp.join(REPO, 'configs')))
     assert before - now == REMOVED
-    assert now - before == set()
 
 
 @pytest.mark.parametrize('name', shipped_configs(osp.join(REPO, 'configs')))
 def test_config_resolves_as_before(before_tree, name):
+    if not osp.isfile(osp.join(before_tree, name)):
+        pytest.skip(f'{name} is newer than {BEFORE}: nothing to compare')
     assert resolved(osp.join(REPO, 'configs', name)) == resolved(
         osp.join(before_tree, name)), name
