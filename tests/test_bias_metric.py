@@ -1,7 +1,10 @@
 """BiasMetric against hand-counted predictions (numbers written out)."""
+import logging
+
 import pytest
 import torch
 from mmengine.evaluator import Evaluator
+from mmengine.logging import MMLogger
 
 import occam_plugin  # noqa: F401  (registers)
 from mmpretrain.registry import METRICS
@@ -133,7 +136,83 @@ def test_plain_dataset_and_pred_score():
         torch.tensor([0.1, 0.7, 0.2]))
     assert 'pred_label' not in s1  # pred_score only
     res = _evaluate(BiasMetric_(), [s1, s2], None)
-    assert res == {'bias/acc': 50.0}
+    # class 1 right, class 0 wrong: the worst class is 0
+    assert res == {'bias/acc': 50.0, 'bias/worst_class_acc': 0.0,
+                   'bias/worst_class': 0}
+
+
+def test_worst_class_by_hand():
+    # class 0: 2 of 3 right, class 1: 1 of 2, class 2: 1 of 1
+    gt = [0, 0, 0, 1, 1, 2]
+    pred = [0, 0, 1, 1, 0, 2]
+    res = _evaluate(BiasMetric_(), [_sample(g, p) for g, p in zip(gt, pred)],
+                    dict(classes=['a', 'b', 'c']))
+    assert res['bias/acc'] == pytest.approx(400 / 6)
+    assert res['bias/worst_class_acc'] == pytest.approx(50.0)
+    assert res['bias/worst_class'] == 1
+    m = METRICS.get('BiasMetric').calculate(
+        [g == p for g, p in zip(gt, pred)], gt_label=gt)['metrics']
+    assert (m['worst_class'], m['worst_class_acc']) == (1, 50.0)
+    # ties: the smallest class id
+    m = METRICS.get('BiasMetric').calculate(
+        [False, True, False], gt_label=[2, 0, 1])['metrics']
+    assert (m['worst_class'], m['worst_class_acc']) == (1, 0.0)
+
+
+def test_group_names_in_the_file_ids_kept():
+    names = ['c0|a', 'c0|b', 'c1|a', 'c1|b']
+    metric = BiasMetric_()
+    res = _evaluate(metric, _samples(), dict(num_groups=4,
+                                             group_names=names))
+    # logged keys: ids, as without names
+    assert res['bias/worst_group'] == 1 and 'bias/acc_group_3' in res
+    groups = metric.last_result['groups']
+    assert sorted(groups) == ['0', '1', '3']  # ids, empty group 2 skipped
+    assert groups['3'] == dict(acc=100.0, num=1, name='c1|b')
+    assert groups['1']['name'] == 'c0|b'
+    assert set(metric.last_result) == {'metrics', 'groups', 'num_samples'}
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+def test_missing_annotations_warned_once_and_in_the_file():
+    samples = [_sample(0, 0), _sample(1, 0)]
+    metric = BiasMetric_()
+    ev = Evaluator([metric])
+    ev.dataset_meta = dict(classes=['a', 'b'])
+    logger, seen = MMLogger.get_current_instance(), _Records()
+    logger.addHandler(seen)
+    try:
+        for _ in range(2):  # two evaluations, one warning
+            ev.process(data_samples=samples)
+            res = ev.evaluate(2)
+    finally:
+        logger.removeHandler(seen)
+    warned = [r for r in seen.records
+              if 'carry no `group_idx` or `bias_aligned`' in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING
+    assert set(res) == {'bias/acc', 'bias/worst_class_acc',
+                        'bias/worst_class'}
+    data = metric.last_result
+    assert data['groups'] == {}
+    note = data['missing_annotations']
+    assert 'no `group_idx` or `bias_aligned`' in note
+    assert 'BiasAnnotatedDataset' in note and 'PackBiasInputs' in note
+    # the dataset declares groups: the pipeline dropped them, said so
+    metric = BiasMetric_()
+    _evaluate(metric, samples, dict(classes=['a', 'b'], num_groups=4))
+    assert 'declares 4 groups' in metric.last_result['missing_annotations']
+    # annotated samples: no such entry
+    metric = BiasMetric_()
+    _evaluate(metric, _samples(), dict(num_groups=4))
+    assert 'missing_annotations' not in metric.last_result
 
 
 def test_bad_inputs_are_named():

@@ -77,6 +77,10 @@ def test_val_and_test_write_the_files_into_the_log_dir(tmp_path):
     assert 'MetricsFileHook' in hooks
     val = runner.val()
     val_files = _check_files(runner.log_dir, val)
+    # the groups are keyed by id, named as the dataset names them
+    names = runner.val_dataloader.dataset.metainfo['group_names']
+    assert all(v['name'] == names[int(g)]
+               for g, v in val_files[0]['groups'].items())
     test = runner.test()
     test_files = _check_files(runner.log_dir, test)
     # same model, same split: the test run rewrites the same numbers
@@ -146,6 +150,8 @@ def test_metrics_outside_a_runner_write_nothing(tmp_path, monkeypatch):
     ev = Evaluator([metric])
     ev.process(data_samples=[
         DataSample().set_gt_label(1).set_pred_score(torch.tensor([.2, .8]))])
-    assert ev.evaluate(1) == {'bias/acc': 100.0}
+    assert ev.evaluate(1) == {'bias/acc': 100.0,
+                              'bias/worst_class_acc': 100.0,
+                              'bias/worst_class': 1}
     assert metric.last_result['num_samples'] == 1
     assert os.listdir(tmp_path) == []

@@ -1,8 +1,10 @@
+import logging
 from collections import defaultdict
 from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmengine.evaluator import BaseMetric
+from mmengine.logging import print_log
 
 from mmpretrain.registry import METRICS
 
@@ -24,6 +26,36 @@ def _pct(correct: int, total: int) -> float:
     return 100.0 * correct / total
 
 
+#: how to give samples their bias annotations (the end of every message
+#: that finds them missing: this metric's, and the guard of the methods
+#: that need groups)
+HOW_TO_ANNOTATE = (
+    "Give the samples bias annotations: type='BiasAnnotatedDataset' with "
+    'attribute columns (docs/datasets.md, "Your own data"), or a dataset '
+    'whose data info holds `group_idx` (and `bias_aligned`, `bias_label`), '
+    "with dict(type='PackBiasInputs') as the last step of the pipeline "
+    "(mmpretrain's PackInputs drops these keys).")
+
+
+def missing_annotations_note(missing: Sequence[str],
+                             num_groups: Optional[int] = None) -> str:
+    """What :class:`BiasMetric` writes as ``missing_annotations`` (and warns
+    once): the annotations ``missing`` from the evaluated samples, what is
+    not reported without them and how to provide them. ``num_groups``: the
+    groups the dataset declares (``dataset_meta['num_groups']``), when it
+    does; then the pipeline dropped the annotations."""
+    keys = ' or '.join(f'`{k}`' for k in missing)
+    note = (f'the evaluated samples carry no {keys}: no worst-group, '
+            'unbiased or aligned/conflicting accuracy is reported, only '
+            'overall and worst-class accuracy. ')
+    if num_groups:
+        note += (f"The dataset declares {num_groups} groups "
+                 "(dataset_meta['num_groups']) but its samples reach the "
+                 'metric without `group_idx`: the pipeline does not pack '
+                 "them; end it with dict(type='PackBiasInputs'). ")
+    return note + HOW_TO_ANNOTATE
+
+
 @METRICS.register_module()
 class BiasMetric(BaseMetric, ResultsFileMetric):
     """Bias-aware accuracy of any single-label classifier.
@@ -37,6 +69,9 @@ class BiasMetric(BaseMetric, ResultsFileMetric):
     Returned keys (shown with the default prefix ``bias``):
 
     - ``bias/acc``: overall accuracy.
+    - ``bias/worst_class_acc``, ``bias/worst_class``: lowest per-class
+      accuracy (over the classes with samples) and its class id; needs no
+      bias annotation (model selection without bias labels).
     - ``bias/unbiased_acc``: mean of the per-group accuracies over the
       non-empty groups (the number the OccamNets/Biased MNIST papers report).
     - ``bias/worst_group_acc``, ``bias/worst_group``: lowest group accuracy
@@ -54,6 +89,18 @@ class BiasMetric(BaseMetric, ResultsFileMetric):
       same for every factor of multi-factor data (``bias_factors_aligned``).
 
     A subset without samples gets no key (never NaN).
+
+    Names: when ``dataset_meta`` has ``group_names`` (every biased dataset
+    of this plugin and ``BiasAnnotatedDataset`` give them, e.g.
+    ``'waterbird|land'``), each group of the JSON file's ``groups`` gets its
+    ``name`` beside ``acc`` and ``num``; the keys stay the group ids (as the
+    logged ``acc_group_{g}`` and ``worst_group``), so scripts reading ids
+    keep working. The log names the worst group and class.
+
+    Samples without ``group_idx`` (e.g. mmpretrain's ``CustomDataset``):
+    only ``acc`` and the worst-class keys; the JSON file then has a
+    ``missing_annotations`` entry saying which annotations are missing and
+    how to provide them, and the console warns once per metric.
 
     The statistics are :meth:`calculate` (no I/O). The full result (every
     key with every group, per-group accuracy and counts, ``num_samples``) is
@@ -106,7 +153,7 @@ class BiasMetric(BaseMetric, ResultsFileMetric):
                 raise KeyError('BiasMetric: a data sample has neither '
                                '`pred_label` nor `pred_score`; it has keys '
                                f'{sorted(sample.keys())}')
-            result = dict(correct=pred == gt)
+            result = dict(correct=pred == gt, gt=gt)
             if sample.get('group_idx') is not None:
                 result['group_idx'] = _to_int(sample['group_idx'],
                                               'group_idx')
@@ -133,27 +180,61 @@ class BiasMetric(BaseMetric, ResultsFileMetric):
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         """:meth:`calculate` on the collected results; returns the keys to
-        log and keeps the full result (every group, prefixed keys) in
-        :attr:`last_result`."""
+        log and keeps the full result (every group, prefixed keys, group
+        names, ``missing_annotations``) in :attr:`last_result`."""
+        meta = self.dataset_meta or {}
         result = self.calculate(
             correct=[r['correct'] for r in results],
             group_idx=_column(results, 'group_idx'),
             bias_aligned=[r.get('bias_aligned') for r in results],
             factors_aligned=[r.get('factors_aligned', {}) for r in results],
-            num_groups=self._expected_groups())
+            num_groups=self._expected_groups(),
+            gt_label=[r['gt'] for r in results],
+            group_names=meta.get('group_names'))
         metrics = result['metrics']
+        if 'worst_group' not in metrics:
+            missing = ['group_idx'] + (
+                [] if 'aligned_acc' in metrics or 'conflicting_acc' in metrics
+                else ['bias_aligned'])
+            result['missing_annotations'] = missing_annotations_note(
+                missing, meta.get('num_groups'))
+            if not self._warned_missing:
+                self._warned_missing = True
+                print_log(f'BiasMetric: {result["missing_annotations"]}',
+                          logger='current', level=logging.WARNING)
+        else:
+            print_log(self._worst_line(result, meta), logger='current')
         if metrics.get('num_groups', 0) > self.max_logged_groups:
             metrics = {k: v for k, v in metrics.items()
                        if not k.startswith('acc_group_')}
         self.keep_result(result)
         return metrics
 
+    _warned_missing = False
+
+    @staticmethod
+    def _worst_line(result: dict, meta: dict) -> str:
+        """``BiasMetric: worst group 3 (waterbird|land) 25.00%, worst class
+        1 (waterbird) 50.00%`` (names when the dataset has them)."""
+        m = result['metrics']
+        group = result['groups'][str(m['worst_group'])]
+        name = f" ({group['name']})" if 'name' in group else ''
+        line = (f'BiasMetric: worst group {m["worst_group"]}{name} '
+                f'{m["worst_group_acc"]:.2f}%')
+        classes = meta.get('classes')
+        c = m['worst_class']
+        name = f' ({classes[c]})' if classes and 0 <= c < len(classes) \
+            else ''
+        return line + f', worst class {c}{name} {m["worst_class_acc"]:.2f}%'
+
     @staticmethod
     def calculate(correct: Sequence[bool],
                   group_idx: Optional[Sequence[int]] = None,
                   bias_aligned: Optional[Sequence[Optional[bool]]] = None,
                   factors_aligned: Optional[Sequence[dict]] = None,
-                  num_groups: Optional[int] = None) -> dict:
+                  num_groups: Optional[int] = None,
+                  gt_label: Optional[Sequence[int]] = None,
+                  group_names: Optional[Sequence[str]] = None) -> dict:
         """The statistics of the class docstring, from plain arrays.
 
         Args:
@@ -167,11 +248,16 @@ class BiasMetric(BaseMetric, ResultsFileMetric):
                 ``{factor: bool}`` (may be empty).
             num_groups (int, optional): Groups expected; defaults to the
                 largest ``group_idx`` + 1.
+            gt_label (Sequence[int], optional): Class of each sample,
+                ``[N]``. Defaults to None (no worst-class keys).
+            group_names (Sequence[str], optional): Name of each group id
+                (``dataset_meta['group_names']``). Defaults to None (the
+                groups have no ``name``).
 
         Returns:
             dict: ``metrics`` (unprefixed keys, ``acc_group_{g}`` for every
-            non-empty group), ``groups`` (``{str(g): dict(acc, num)}``),
-            ``num_samples``.
+            non-empty group), ``groups`` (``{str(g): dict(acc, num)}``, and
+            ``name`` with ``group_names``), ``num_samples``.
         """
         correct = [bool(c) for c in correct]
         n = len(correct)
@@ -181,22 +267,28 @@ class BiasMetric(BaseMetric, ResultsFileMetric):
         metrics['acc'] = _pct(sum(correct), n)
         groups = {}
 
+        # --- classes: the worst one (no bias annotation needed) --------
+        if gt_label is not None:
+            class_acc = {c: acc for c, (acc, _) in _subset_acc(
+                correct, [int(c) for c in gt_label]).items()}
+            worst = _worst(class_acc)
+            metrics['worst_class_acc'] = class_acc[worst]
+            metrics['worst_class'] = worst
+
         # --- groups: unbiased = mean over non-empty groups -------------
         if group_idx is not None:
             group_idx = [int(g) for g in group_idx]
             if num_groups is None:
                 num_groups = max(group_idx) + 1
-            stats = defaultdict(lambda: [0, 0])  # group -> [correct, total]
-            for g, ok in zip(group_idx, correct):
+            for g in group_idx:
                 if not 0 <= g < num_groups:
                     raise ValueError(
                         f'BiasMetric: group_idx {g} outside [0, {num_groups})'
                         " (num_groups from dataset_meta['num_groups'] or the "
                         '`num_groups` argument)')
-                stats[g][0] += int(ok)
-                stats[g][1] += 1
-            group_acc = {g: _pct(c, t) for g, (c, t) in stats.items()}
-            worst = min(sorted(group_acc), key=lambda g: group_acc[g])
+            stats = _subset_acc(correct, group_idx)
+            group_acc = {g: acc for g, (acc, _) in stats.items()}
+            worst = _worst(group_acc)
             metrics['unbiased_acc'] = sum(group_acc.values()) / len(group_acc)
             metrics['worst_group_acc'] = group_acc[worst]
             metrics['worst_group'] = worst
@@ -204,6 +296,8 @@ class BiasMetric(BaseMetric, ResultsFileMetric):
             metrics['num_empty_groups'] = num_groups - len(group_acc)
             for g in sorted(group_acc):
                 groups[str(g)] = dict(acc=group_acc[g], num=stats[g][1])
+                if group_names is not None and g < len(group_names):
+                    groups[str(g)]['name'] = str(group_names[g])
                 metrics[f'acc_group_{g}'] = group_acc[g]
 
         # --- primary bias attribute: aligned vs conflicting -------------
@@ -216,6 +310,21 @@ class BiasMetric(BaseMetric, ResultsFileMetric):
             _split_acc(correct, [fa.get(name) for fa in factors_aligned],
                        f'{name}_', metrics)
         return dict(metrics=metrics, groups=groups, num_samples=n)
+
+
+def _subset_acc(correct: Sequence[bool],
+                keys: Sequence[int]) -> Dict[int, tuple]:
+    """Per key (group or class) present: ``(accuracy in %, count)``."""
+    stats = defaultdict(lambda: [0, 0])  # key -> [correct, total]
+    for k, ok in zip(keys, correct):
+        stats[k][0] += int(ok)
+        stats[k][1] += 1
+    return {k: (_pct(c, t), t) for k, (c, t) in stats.items()}
+
+
+def _worst(acc: Dict[int, float]) -> int:
+    """The key of the lowest accuracy (the smallest key on ties)."""
+    return min(sorted(acc), key=lambda k: acc[k])
 
 
 def _column(results: List[dict], key: str) -> Optional[List[int]]:
