@@ -86,15 +86,31 @@ def stage_runner(model) -> Optional[BackboneStages]:
     return None
 
 
+def _unstaged_reason(model) -> str:
+    stages = model.backbone_stages
+    problem = ('cannot run it stage by stage (no StageDescriber knows its '
+               'forward)' if not stages.runnable else
+               f'{stages.num_stages} stages for {model.head.num_exits} exits')
+    return f'{stages.kind}: {problem}'
+
+
 def warn_compute_all(model) -> None:
     """Dynamic inference asked of a model whose backbone cannot be split."""
     import warnings
-    stages = model.backbone_stages
-    problem = ('cannot run it stage by stage (unknown forward)'
-               if not stages.runnable else
-               f'{stages.num_stages} stages for {model.head.num_exits} exits')
-    warnings.warn(f'dynamic exit: {stages.kind}: {problem}; '
+    warnings.warn(f'dynamic exit: {_unstaged_reason(model)}; '
                   'falling back to compute-all.')
+
+
+def log_unstaged(model) -> None:
+    """Say once (at build time) what a backbone that cannot be split gives:
+    no savings, no per-exit FLOPs."""
+    from mmengine.logging import print_log
+    print_log(f'OccamClassifier: {_unstaged_reason(model)}; every exit '
+              'computes the whole network, so dynamic inference saves '
+              'nothing and per-exit FLOPs are unavailable (ExitMetric leaves '
+              'exit/expected_compute out). A StageDescriber for the family '
+              '(occam_plugin/models/utils/stages.py) makes it stageable.',
+              logger='current', level=30)
 
 
 @torch.no_grad()

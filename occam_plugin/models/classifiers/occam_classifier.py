@@ -2,32 +2,38 @@ import copy
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn as nn
 
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from ..utils.ddp_ignore import ignore_rank_local_buffers
-from ..utils.stages import describe_backbone, image_channels, place_exits
+from ..utils.stages import backbone_with_exits, image_channels
 from ..utils.finite import check_finite_losses
 from ..utils.flops import exit_flops
 from .dynamic_exit import (check_inference_mode, dynamic_predict,
-                           measure_flop_profile, stage_runner,
+                           log_unstaged, measure_flop_profile, stage_runner,
                            warn_compute_all)
+
 
 @MODELS.register_module()
 class OccamClassifier(ImageClassifier):
     """An OccamNet on any CNN backbone.
 
-    Builds the backbone, asks it for its stages (:func:`describe_backbone`),
-    puts one exit on each of the maps it chose (:func:`place_exits`; the
-    description of those maps is kept as ``backbone_stages``), and fills
-    ``neck.in_channels`` (``ExitNeck``) and ``head.in_channels``
-    (= ``neck.out_channels``, ``OccamHead``), so a backbone swap edits only
-    ``backbone=``. A backbone config that leaves the maps to the family
-    (timm ``features_only=True`` without ``out_indices``) gets one exit per
-    main stage (the last map at reductions 4, 8, 16, 32). Fails at build time
-    when the backbone gives fewer than 2 four-dimensional maps.
+    Builds the backbone, asks it for its stages and puts one exit on each of
+    the maps it chose (:func:`backbone_with_exits`; the description of those
+    maps is kept as ``backbone_stages``), and fills ``neck.in_channels``
+    (``ExitNeck``) and ``head.in_channels`` (= ``neck.out_channels``,
+    ``OccamHead``), so a backbone swap edits only ``backbone=``. A backbone
+    config that leaves the maps to the family (an mmpretrain CNN without
+    ``out_indices``, timm ``features_only=True`` without ``out_indices``)
+    gets one exit per main stage (the last map at reductions 4, 8, 16, 32).
+    Fails at build time when the backbone gives fewer than 2
+    four-dimensional maps, or when its config holds keys its ``type`` does
+    not take (naming ``model.backbone._delete_=True``). A backbone that
+    cannot be run stage by stage (no ``StageDescriber`` knows its forward)
+    computes every exit, and its per-exit FLOPs are unavailable: one log
+    line at build time says so, ``exit_flops`` is not set on the
+    predictions and ``ExitMetric`` leaves ``exit/expected_compute`` out.
 
     ``mode='tensor'`` returns the tuple of every exit's logits;
     ``mode='loss'`` raises ``FloatingPointError`` naming the loss that is not
@@ -65,13 +71,9 @@ class OccamClassifier(ImageClassifier):
         if head is None:
             raise ValueError('OccamClassifier: `head` is required, e.g. '
                              "dict(type='OccamHead', num_classes=...).")
-        backbone_cfg = None
-        if not isinstance(backbone, nn.Module):
-            backbone_cfg, backbone = backbone, MODELS.build(backbone)
-        stages = place_exits(
-            describe_backbone(
-                backbone, in_channels=image_channels(data_preprocessor),
-                img_size=probe_size), backbone_cfg)
+        backbone, stages = backbone_with_exits(
+            backbone, in_channels=image_channels(data_preprocessor),
+            img_size=probe_size)
         channels = stages.channels
         neck = copy.deepcopy(neck) if neck is not None else dict(
             type='ExitNeck')
@@ -95,6 +97,8 @@ class OccamClassifier(ImageClassifier):
         self._flop_profiles: Dict[Tuple[int, ...], dict] = {}
         # the per-sample gate memory stays out of DDP's buffer broadcast
         ignore_rank_local_buffers(self)
+        if stage_runner(self) is None:
+            log_unstaged(self)
 
     def extract_feat(self, inputs: torch.Tensor, stage: str = 'neck'):
         """As ``ImageClassifier.extract_feat``; ``stage='backbone'`` gives
@@ -134,8 +138,9 @@ class OccamClassifier(ImageClassifier):
 
         Also sets on every DataSample (metainfo): ``flops`` (FLOPs spent on
         it), ``exit_flops`` (cumulative FLOPs to reach and compute each exit,
-        :func:`exit_flops`) and ``full_flops`` (the whole network), which
-        ``ExitMetric`` reads.
+        :func:`exit_flops`; not set when the backbone cannot be run stage by
+        stage) and ``full_flops`` (the whole network), which ``ExitMetric``
+        reads.
         """
         if self._runs_dynamic():
             results = dynamic_predict(self, inputs, data_samples)
@@ -164,8 +169,9 @@ class OccamClassifier(ImageClassifier):
         # is honoured
         counts = exit_flops(self, inputs.shape[1:])
         for ds in results:
-            ds.set_field(list(counts['exit']), 'exit_flops',
-                         field_type='metainfo')
+            if counts['exit'] is not None:  # None: backbone not staged
+                ds.set_field(list(counts['exit']), 'exit_flops',
+                             field_type='metainfo')
             ds.set_field(counts['full'], 'full_flops', field_type='metainfo')
 
     def _predict_all(self,

@@ -16,8 +16,9 @@ exit), the reference of ``exit/expected_compute``.
 
 The stages are the ones of the backbone's description (``BackboneStages``
 in ``stages.py``, the same one the exits were built from). When the backbone
-cannot be run stage by stage, every exit costs the whole network:
-``F_k = full`` for all ``k``.
+cannot be run stage by stage, the per-exit FLOPs are unavailable: ``exit``
+is ``None`` (never ``full`` for every exit, which would make
+``exit/expected_compute`` a meaningless 1.0); ``full`` is still measured.
 """
 from typing import Dict, List, Sequence
 
@@ -37,7 +38,8 @@ def exit_flops(model: torch.nn.Module,
             ``head.min_inference_exit``. Defaults to False.
 
     Returns:
-        dict: ``exit`` (list of ``F_k``), ``full`` (whole network),
+        dict: ``exit`` (list of ``F_k``; ``None`` when the backbone cannot
+        be run stage by stage), ``full`` (whole network),
         ``stage`` and ``exit_block`` (the raw per-stage / per-exit counts).
     """
     head = getattr(model, 'head', None)
@@ -51,9 +53,8 @@ def exit_flops(model: torch.nn.Module,
     profile = model.flop_profile(tuple(int(s) for s in input_shape))
     full = float(profile['compute_all'])
     num_exits = head.num_exits
-    if not profile['stage']:  # backbone runs whole: every exit costs it all
-        return dict(exit=[full] * num_exits, full=full, stage=[],
-                    exit_block=[])
+    if not profile['stage']:  # backbone runs whole: F_k unknown
+        return dict(exit=None, full=full, stage=[], exit_block=[])
     first = 0 if include_unused_exits else head.min_inference_exit
     cumulative: List[float] = []
     total = 0.0

@@ -13,22 +13,28 @@ so the backbone can be run stage by stage. Channel inference
 Extension point: one :class:`StageDescriber` per backbone family, registered
 with :func:`register_describer` under the class whose ``forward`` the backbone
 runs (a subclass with its own ``forward`` is never split by its parent's
-rule): ``describe`` says what the built backbone gives, and
+rule): ``describe`` says what the built backbone gives,
 ``leaves_maps_to_family`` whether its config left the choice of exits to the
-default placement. Shipped: mmpretrain ``ResNet`` (and ResNetV1c/d, ResNeXt,
-SEResNet..., which run ``ResNet.forward``), ``ResNet_CIFAR``,
-``TIMMBackbone``; any other
+default placement, ``occam_cfg`` / ``set_out_indices`` how the family is made
+to give the maps the exits need. Shipped: ``TIMMBackbone`` (here) and the
+mmpretrain CNN families (``stage_describers.py``: ResNet and every subclass
+that runs ``ResNet.forward``, ResNet_CIFAR, RegNet, MobileNetV2/V3,
+ShuffleNetV1/V2, EfficientNet(V2), ConvNeXt, DenseNet, VGG); any other
 backbone is read off one dry run (channels, reductions; no stage runner, so
-dynamic inference computes everything).
+dynamic inference computes everything and per-exit FLOPs are unavailable).
 
 Default exit placement (:func:`place_exits`): a config that leaves the maps
-to the family (timm ``features_only=True`` without ``out_indices``) gets one
-exit per main stage, as the paper puts one exit per ResNet stage: the last
-map at each of the reductions 4, 8, 16 and 32 that the backbone has. The
-exits are chosen from the description of the backbone as built (every map
-the family gives), not from a second build.
+to the family (timm ``features_only=True`` without ``out_indices``; an
+mmpretrain CNN without ``out_indices``) gets one exit per main stage, as the
+paper puts one exit per ResNet stage: the last map at each of the reductions
+4, 8, 16 and 32 that the backbone has. The exits are chosen from the
+description of the backbone as built (every map the family gives), not from
+a second build. :func:`backbone_with_exits` is the whole path a classifier
+takes: build (:func:`build_backbone`), every map, describe, place.
 """
-from dataclasses import dataclass, field
+import inspect
+import re
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import torch
@@ -40,8 +46,9 @@ Carry = Union[torch.Tensor, Tuple[torch.Tensor, ...], List[torch.Tensor]]
 MAIN_STAGE_REDUCTIONS = (4, 8, 16, 32)
 
 _HINT = ('OccamNets need >= 2 four-dimensional stage maps (N, C, H, W) from '
-         'the backbone. For mmpretrain ResNet set `out_indices=(0, 1, 2, 3)`; '
-         'for TIMMBackbone set `features_only=True` (and optionally '
+         'the backbone. For mmpretrain CNNs leave `out_indices` unset (one '
+         'exit per main stage) or name >= 2 stages, e.g. ResNet '
+         '`out_indices=(0, 1, 2, 3)`; for TIMMBackbone set `features_only=True` (and optionally '
          '`out_indices`, e.g. `(1, 2, 3, 4)`). Token outputs (ViT, 3-D) are '
          'not supported.')
 
@@ -82,6 +89,9 @@ class BackboneStages:
         positions (list[int], optional): Where the described maps are in what
             ``backbone`` returns, when they are only some of it (see
             :meth:`select`); ``None``: every returned map, in order.
+        taps (list[str | None], optional): Per stage, a module that gives the
+            map from the stage's carry while the carry goes on unchanged
+            (ConvNeXt's ``norm{i}``); ``None``: the carry is the map.
     """
     backbone: nn.Module = field(repr=False)
     kind: str
@@ -93,6 +103,7 @@ class BackboneStages:
     stage_modules: Optional[List[List[str]]] = None
     concat: bool = False
     positions: Optional[List[int]] = None
+    taps: Optional[List[Optional[str]]] = None
 
     @property
     def num_stages(self) -> int:
@@ -132,7 +143,8 @@ class BackboneStages:
         return BackboneStages(
             self.backbone, self.kind, pick(self.channels),
             pick(self.reductions), pick(self.indices), pick(self.names),
-            pick(self.main), stage_modules, self.concat, pick(old))
+            pick(self.main), stage_modules, self.concat, pick(old),
+            None if self.taps is None else pick(self.taps))
 
     def pick(self, outs: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
         """The described maps among the backbone's outputs ``outs``."""
@@ -148,7 +160,9 @@ class BackboneStages:
         for path in self.stage_modules[k]:
             carry = self.backbone.get_submodule(path)(carry)
         out = carry
-        if isinstance(carry, (tuple, list)):
+        if self.taps is not None and self.taps[k] is not None:
+            out = self.backbone.get_submodule(self.taps[k])(carry)
+        elif isinstance(carry, (tuple, list)):
             out = torch.cat(carry, 1) if self.concat else carry[0]
         return carry, out
 
@@ -177,7 +191,23 @@ class StageDescriber:
 
     def leaves_maps_to_family(self, cfg: dict) -> bool:
         """Whether the backbone config ``cfg`` leaves the choice of maps to
-        the family (then the built backbone gives every map)."""
+        the family (then the built backbone gives every map, after
+        :meth:`set_out_indices` ``(backbone, None)``)."""
+        return False
+
+    def occam_cfg(self, cfg: dict) -> dict:
+        """The config an OccamNet builds for the user's backbone config
+        ``cfg`` (a copy): keys whose family default gives no stage maps
+        (e.g. ConvNeXt's ``gap_before_final_norm``). Defaults to ``cfg``."""
+        return cfg
+
+    def set_out_indices(self, backbone: nn.Module,
+                        indices: Optional[Sequence[int]]) -> bool:
+        """Make the built ``backbone`` return the maps ``indices`` (its own
+        indices; ``None``: every map it can give), as if built with them.
+        Returns False when the family cannot (its maps are fixed at build
+        time; the model then picks the exits' maps among those returned).
+        """
         return False
 
 
@@ -211,6 +241,80 @@ def image_channels(data_preprocessor) -> int:
     if isinstance(data_preprocessor, dict):
         return len(data_preprocessor.get('mean', None) or [0] * 3)
     return 3
+
+
+def _registered_class(cfg: dict) -> Optional[type]:
+    from mmpretrain.registry import MODELS
+    kind = cfg.get('type')
+    return kind if isinstance(kind, type) else MODELS.get(kind)
+
+
+def _foreign_keys(cls: Optional[type], cfg: dict, err: TypeError) -> List[str]:
+    """Keys of ``cfg`` that ``cls`` does not take (from its signature, or,
+    for a ``**kwargs`` constructor, the one the error names)."""
+    keys = [k for k in cfg if k not in ('type', '_scope_')]
+    named = re.findall(r"unexpected keyword argument '(\w+)'", str(err))
+    params = inspect.signature(cls.__init__).parameters if cls else {}
+    if cls is None or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return [k for k in keys if k in named]
+    return [k for k in keys if k not in params]
+
+
+def build_backbone(cfg: dict) -> nn.Module:
+    """Build the backbone config ``cfg`` of an OccamNet: the family's
+    :meth:`StageDescriber.occam_cfg` applied first.
+
+    Raises:
+        TypeError: ``cfg`` holds keys its ``type`` does not take (what a
+            ``type`` swap that kept the base config's keys gives): names
+            them and ``model.backbone._delete_=True``.
+    """
+    from mmpretrain.registry import MODELS
+    cls = _registered_class(cfg)
+    if cls is not None:
+        cfg = get_describer(cls).occam_cfg(dict(cfg))
+    try:
+        return MODELS.build(cfg)
+    except TypeError as err:
+        foreign = _foreign_keys(cls, cfg, err)
+        if not foreign:
+            raise
+        name = getattr(cls, '__name__', cfg.get('type'))
+        raise TypeError(
+            f'model.backbone: {name} does not take {foreign}. If they are '
+            "keys of the base config's backbone (an OccamNet config sets "
+            "ResNet's), kept when only `type` was changed, the swap must "
+            'drop them: put `model.backbone._delete_=True` before the new '
+            'keys in --cfg-options, or `_delete_=True` in the config\'s '
+            f'`model.backbone` dict, and give only the keys of {name} '
+            f'(docs/tasks/backbones.md). Error: {err}') from err
+
+
+def backbone_with_exits(backbone: Union[dict, nn.Module],
+                        in_channels: int = 3,
+                        img_size: int = 64
+                        ) -> Tuple[nn.Module, BackboneStages]:
+    """The backbone of an OccamNet and the description of the maps its
+    exits sit on: built (:func:`build_backbone`) when given as a config;
+    made to give every map when its config leaves them to the family;
+    described (:func:`describe_backbone`, >= 2 maps); the exits placed
+    (:func:`place_exits`).
+
+    Args:
+        backbone (dict | nn.Module): Backbone config, or a built backbone
+            (its maps are kept).
+        in_channels (int): Image channels of a dry run. Defaults to 3.
+        img_size (int): Image side of a dry run. Defaults to 64.
+    """
+    cfg = None
+    if not isinstance(backbone, nn.Module):
+        cfg, backbone = backbone, build_backbone(backbone)
+    if isinstance(cfg, dict) and get_describer(
+            type(backbone)).leaves_maps_to_family(cfg):
+        get_describer(type(backbone)).set_out_indices(backbone, None)
+    stages = describe_backbone(backbone, in_channels=in_channels,
+                               img_size=img_size)
+    return backbone, place_exits(stages, cfg)
 
 
 def describe_backbone(backbone: nn.Module,
@@ -255,10 +359,13 @@ def place_exits(stages: BackboneStages,
 
     A backbone config that chooses its maps (e.g. names ``out_indices``) gets
     an exit on every map: ``stages`` is returned as it is. One that leaves
-    them to the family (timm ``features_only=True`` without ``out_indices``)
-    gets one exit per main stage: the maps of ``stages`` (every map the family
-    gives) that end a main stage. The weights are those of the backbone built
-    with those maps named, which draws the same weights.
+    them to the family (timm ``features_only=True`` without ``out_indices``,
+    an mmpretrain CNN without ``out_indices``) gets one exit per main stage:
+    the maps of ``stages`` (every map the family gives) that end a main
+    stage; the backbone is then made to return only those where the family
+    can (:meth:`StageDescriber.set_out_indices`), else the model picks them.
+    The weights are those of the backbone built with those maps named, which
+    draws the same weights.
 
     Args:
         stages (BackboneStages): The description of the built backbone.
@@ -269,8 +376,8 @@ def place_exits(stages: BackboneStages,
         ValueError: The backbone has fewer than 2 main stages, or its last
             map ends none (the backbone would compute past the last exit).
     """
-    if not isinstance(cfg, dict) or not get_describer(
-            type(stages.backbone)).leaves_maps_to_family(cfg):
+    describer = get_describer(type(stages.backbone))
+    if not isinstance(cfg, dict) or not describer.leaves_maps_to_family(cfg):
         return stages
     chosen = stages.main_stage_ends()
     indices = [stages.indices[i] for i in chosen]
@@ -291,23 +398,16 @@ def place_exits(stages: BackboneStages,
               f'{[stages.reductions[i] for i in chosen]}); '
               'set model.backbone.out_indices to choose others.',
               logger='current')
-    return stages.select(chosen) if len(chosen) < stages.num_stages \
-        else stages
+    if len(chosen) == stages.num_stages:
+        return stages
+    if describer.set_out_indices(stages.backbone, indices):
+        # the backbone now returns exactly the chosen maps
+        return replace(stages.select(chosen), positions=None)
+    return stages.select(chosen)
 
 
 # ------------------------------------------------------------------ families
-def _strides_product(modules: Sequence[nn.Module]) -> int:
-    """Reduction of a chain of modules (their convs and pools)."""
-    out = 1
-    for m in modules:
-        for sub in m.modules():
-            if isinstance(sub, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-                s = sub.stride
-                out *= s[0] if isinstance(s, tuple) else s
-    return out
-
-
-def _split_in_order(paths: Sequence[str],
+def split_in_order(paths: Sequence[str],
                     is_output: Sequence[bool]) -> List[List[str]]:
     """Cut an ordered module list after every module whose output is taken."""
     stages, current = [], []
@@ -317,43 +417,6 @@ def _split_in_order(paths: Sequence[str],
             stages.append(current)
             current = []
     return stages
-
-
-class _ResNetFamily(StageDescriber):
-    """mmpretrain ``ResNet.forward``: stem (``stem`` when ``deep_stem`` else
-    ``conv1-norm1-relu``), ``maxpool``, then ``res_layers``; map ``i`` where
-    ``i in out_indices``. Every map ends a main stage."""
-    stem_maxpool = True
-
-    def describe(self, bb, in_channels, img_size):
-        if getattr(bb, 'deep_stem', False):
-            stem = ['stem']
-        else:
-            stem = ['conv1', bb.norm1_name, 'relu']
-        if self.stem_maxpool:
-            stem.append('maxpool')
-        # the same membership test as ResNet.forward, so odd out_indices
-        # behave exactly as in the backbone (negative values never match)
-        taken = [i in bb.out_indices for i in range(len(bb.res_layers))]
-        reduction = _strides_product([bb.get_submodule(p) for p in stem])
-        channels, reductions, indices = [], [], []
-        for i, name in enumerate(bb.res_layers):
-            reduction *= bb.strides[i]
-            if taken[i]:
-                channels.append(getattr(bb, name)[-1].out_channels)
-                reductions.append(reduction)
-                indices.append(i)
-        names = [bb.res_layers[i] for i in indices]
-        return BackboneStages(
-            bb, type(bb).__name__, channels, reductions, indices, names,
-            main=[True] * len(indices),
-            stage_modules=_split_in_order(stem + list(bb.res_layers),
-                                          [False] * len(stem) + taken))
-
-
-class _ResNetCIFARFamily(_ResNetFamily):
-    """mmpretrain ``ResNet_CIFAR.forward``: as ResNet, without maxpool."""
-    stem_maxpool = False
 
 
 class _TimmFamily(StageDescriber):
@@ -397,7 +460,7 @@ def _timm_stage_paths(net: nn.Module) -> Optional[List[List[str]]]:
     if isinstance(net, FeatureDictNet) and (
             type(net)._collect is FeatureDictNet._collect):
         names = list(net.keys())
-        return _split_in_order(names, [n in net.return_layers for n in names])
+        return split_in_order(names, [n in net.return_layers for n in names])
 
     from timm.models.efficientnet import EfficientNetFeatures
     from timm.models.mobilenetv3 import MobileNetV3Features
@@ -410,8 +473,46 @@ def _timm_stage_paths(net: nn.Module) -> Optional[List[List[str]]]:
     # _stage_out_idx: 0 = stem output, i + 1 = output of blocks[i]
     taken = [i in net._stage_out_idx for i in range(len(blocks) + 1)]
     # the stem's last module carries output 0
-    return _split_in_order(prefix + blocks,
+    return split_in_order(prefix + blocks,
                            [False] * (len(prefix) - 1) + taken)
+
+
+def probe_maps(bb: nn.Module, run, in_channels: int,
+               img_size: int) -> Sequence[torch.Tensor]:
+    """``run(x)`` on a zero image ``1 x in_channels x img_size x img_size``
+    on ``bb``'s device, in eval mode without grad (``bb``'s mode restored,
+    no BN statistics touched): the maps a backbone gives, shapes only."""
+    was_training = bb.training
+    bb.eval()
+    try:
+        param = next(bb.parameters(), None)
+        device = param.device if param is not None else 'cpu'
+        x = torch.zeros(1, in_channels, img_size, img_size, device=device)
+        with torch.no_grad():
+            return run(x)
+    finally:
+        bb.train(was_training)
+
+
+def check_maps(kind: str, outs) -> Sequence[torch.Tensor]:
+    """``outs`` as a tuple of 4-D maps, else a ValueError with the hint."""
+    if isinstance(outs, torch.Tensor):
+        outs = (outs, )
+    if not isinstance(outs, (tuple, list)) or not all(
+            isinstance(o, torch.Tensor) for o in outs):
+        raise ValueError(f'{kind} returned {type(outs).__name__}, not '
+                         f'tensors; {_HINT}')
+    bad = [tuple(o.shape) for o in outs if o.dim() != 4]
+    if bad:
+        raise ValueError(f'{kind} returned maps of shape {bad}, not 4-D; '
+                         f'{_HINT}')
+    return tuple(outs)
+
+
+def map_reductions(outs: Sequence[torch.Tensor], img_size: int) -> List[int]:
+    """Input side / map side of maps of an ``img_size`` image (exact for
+    padded convs; rounded otherwise)."""
+    return [max(1, round(img_size / o.shape[2])) for o in outs]
 
 
 class _DryRun(StageDescriber):
@@ -419,43 +520,22 @@ class _DryRun(StageDescriber):
     gives channels and reductions; no stage runner."""
 
     def describe(self, bb, in_channels, img_size):
-        was_training = bb.training
-        bb.eval()
-        try:
-            param = next(bb.parameters(), None)
-            device = param.device if param is not None else 'cpu'
-            x = torch.zeros(1, in_channels, img_size, img_size,
-                            device=device)
-            with torch.no_grad():
-                outs = bb(x)
-        finally:
-            bb.train(was_training)
-        if isinstance(outs, torch.Tensor):
-            outs = (outs, )
-        if not isinstance(outs, (tuple, list)) or not all(
-                isinstance(o, torch.Tensor) for o in outs):
-            raise ValueError(f'{type(bb).__name__} returned '
-                             f'{type(outs).__name__}, not tensors; {_HINT}')
-        bad = [tuple(o.shape) for o in outs if o.dim() != 4]
-        if bad:
-            raise ValueError(f'{type(bb).__name__} returned maps of shape '
-                             f'{bad}, not 4-D; {_HINT}')
+        outs = check_maps(type(bb).__name__,
+                          probe_maps(bb, bb, in_channels, img_size))
         n = len(outs)
         return BackboneStages(
             bb, type(bb).__name__,
             channels=[int(o.shape[1]) for o in outs],
-            # exact for padded convs; rounded otherwise
-            reductions=[max(1, round(img_size / o.shape[2])) for o in outs],
+            reductions=map_reductions(outs, img_size),
             indices=list(range(n)), names=[f'output {i}' for i in range(n)],
             main=[True] * n)
 
 
 def _register_shipped() -> None:
-    from mmpretrain.models.backbones import (ResNet, ResNet_CIFAR,
-                                             TIMMBackbone)
-    register_describer(ResNet)(_ResNetFamily)
-    register_describer(ResNet_CIFAR)(_ResNetCIFARFamily)
+    from mmpretrain.models.backbones import TIMMBackbone
     register_describer(TIMMBackbone)(_TimmFamily)
 
 
 _register_shipped()
+# the mmpretrain CNN families (ResNet, MobileNet, ...) register themselves
+from . import stage_describers  # noqa: E402,F401
