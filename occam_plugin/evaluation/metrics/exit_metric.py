@@ -41,7 +41,9 @@ class ExitMetric(BaseMetric, ResultsFileMetric):
     the ``exit_flops`` / ``full_flops`` metainfo of the predictions
     (``OccamClassifier`` measures them once per input shape with mmengine's
     ``FlopAnalyzer``). Without either the compute keys are left out (with a
-    warning).
+    warning), never reported as 1.0: ``OccamClassifier`` sets no
+    ``exit_flops`` when its backbone cannot be run stage by stage (the
+    per-exit FLOPs are then unknown; its build log says why).
 
     Exits a sample never reached in dynamic inference have NaN scores; the
     per-exit accuracy counts only samples with finite scores at that exit
@@ -135,8 +137,9 @@ class ExitMetric(BaseMetric, ResultsFileMetric):
         if flops is None:
             print_log(
                 'ExitMetric: the predictions carry no `exit_flops` (set by '
-                'OccamClassifier.predict) and no `exit_flops` argument is '
-                'given; expected compute is not reported', logger='current',
+                'OccamClassifier.predict when its backbone can be run stage '
+                'by stage) and no `exit_flops` argument is given; expected '
+                'compute is not reported', logger='current',
                 level=30)
         result = self.calculate(
             exit_idx=[r['exit_idx'] for r in results],
