@@ -1,8 +1,15 @@
+import random
+from contextlib import contextmanager
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 from mmpretrain.registry import HOOKS
+from ...evaluation.metrics.bias_metric import HOW_TO_ANNOTATE
 from ...models.utils.finite import check_finite_losses, non_finite_losses
 
 
@@ -16,6 +23,84 @@ def model_num_classes(model):
     return num if isinstance(num, int) else None
 
 
+def group_needs(model) -> List[Tuple[str, str, Tuple[str, ...]]]:
+    """The modules of ``model`` that read bias annotations from every
+    training sample: ``(module name, type, keys)``, any one of ``keys``
+    suffices. GroupDRO and GroupUpweighting read their ``group_key``; PGI
+    its explicit ``group_key``, or with ``'auto'`` on a model without exits
+    (a plain model) ``bias_aligned`` / ``group_idx``."""
+    from ...models.losses import GroupDRO, GroupUpweighting, PGILoss
+    if is_model_wrapper(model):
+        model = model.module
+    head = getattr(model, 'head', None)
+    has_exits = getattr(head, 'num_exits', 1) > 1
+    needs = []
+    for name, m in model.named_modules():
+        keys = ()
+        if isinstance(m, (GroupDRO, GroupUpweighting)):
+            keys = (m.group_key, )
+        elif isinstance(m, PGILoss):
+            if m.group_key in PGILoss._KEYS:
+                keys = (m.group_key, )
+            elif m.group_key == 'auto' and not has_exits:
+                keys = PGILoss._KEYS[:2]
+        if keys:
+            needs.append((name, type(m).__name__, keys))
+    return needs
+
+
+@contextmanager
+def _rng_kept():
+    """Run the block without moving the random streams (a pipeline's
+    random augmentations draw from them)."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
+def missing_group_annotations(needs, dataset,
+                              num_checked: int = 8) -> Optional[str]:
+    """Why the training set cannot feed the methods ``needs``
+    (:func:`group_needs`), or None when it can: the first ``num_checked``
+    samples' data info must hold one of the keys of each method, and the
+    first sample out of the pipeline (drawn with the random streams kept)
+    must carry it."""
+    if not needs or len(dataset) == 0:
+        return None
+    n = min(num_checked, len(dataset))
+    infos = [dataset.get_data_info(i) for i in range(n)]
+    packed = None
+    for name, kind, keys in needs:
+        where = f'{kind} (model.{name})'
+        keys_text = ' or '.join(f'`{k}`' for k in keys)
+        lacking = [i for i, info in enumerate(infos)
+                   if all(info.get(k) is None for k in keys)]
+        if lacking:
+            return (
+                f'{where} reads {keys_text} from every training sample, but '
+                f'the training set ({type(dataset).__name__}) has none: '
+                f'sample {lacking[0]} (of the first {n} checked) has data '
+                f'info keys {sorted(infos[lacking[0]])}; giving num_groups '
+                f'cannot help. {HOW_TO_ANNOTATE} Or train without {kind}.')
+        if packed is None:
+            with _rng_kept():
+                packed = dataset[0]
+        sample = packed.get('data_samples') if isinstance(packed, dict) \
+            else None
+        if sample is not None and all(k not in sample for k in keys):
+            return (
+                f'{where} reads {keys_text} from every training sample; the '
+                f'training set ({type(dataset).__name__}) has it in its data '
+                'info, but the samples out of its pipeline do not carry it '
+                "(the pipeline's last step does not pack it): end the "
+                "pipeline with dict(type='PackBiasInputs').")
+    return None
+
+
 @HOOKS.register_module()
 class TrainGuardHook(Hook):
     """Stop a run whose model cannot learn what the data asks, for any model.
@@ -25,6 +110,12 @@ class TrainGuardHook(Hook):
 
     - ``before_train``: ``model.head.num_classes`` must equal the number of
       classes of the training set (``metainfo['classes']``);
+    - ``before_train``: a method that reads groups from every sample
+      (GroupDRO, GroupUpweighting, PGI with group labels:
+      :func:`group_needs`) needs a training set whose samples carry them,
+      in the data info and out of the pipeline
+      (:func:`missing_group_annotations`); otherwise the run stops saying
+      which annotation is missing and how to provide it;
     - ``after_train_iter``: every loss of the step must be finite; a NaN or
       inf stops the run with the loss, epoch, iteration and learning rate,
       before any checkpoint of the diverged weights is written (checkpoints
@@ -35,16 +126,24 @@ class TrainGuardHook(Hook):
         check_num_classes (bool): Compare the head's class count with the
             dataset's. Defaults to True.
         check_finite (bool): Stop on non-finite losses. Defaults to True.
+        check_groups (bool): Check that the training samples carry the
+            groups the model's methods read. Defaults to True.
     """
 
     priority = 'VERY_HIGH'
 
     def __init__(self, check_num_classes: bool = True,
-                 check_finite: bool = True):
+                 check_finite: bool = True, check_groups: bool = True):
         self.check_num_classes = check_num_classes
         self.check_finite = check_finite
+        self.check_groups = check_groups
 
     def before_train(self, runner) -> None:
+        if self.check_groups:
+            why = missing_group_annotations(
+                group_needs(runner.model), runner.train_dataloader.dataset)
+            if why:
+                raise ValueError(why)
         if not self.check_num_classes:
             return
         num = model_num_classes(runner.model)
