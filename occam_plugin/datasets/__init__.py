@@ -9,3 +9,4 @@ from .samplers import NoSingletonBatchSampler  # noqa: F401,E402
 from .bias_annotated_dataset import BiasAnnotatedDataset  # noqa: F401,E402
 from .group_balanced_sampler import GroupBalancedSampler  # noqa: F401,E402
 from .class_balanced_sampler import ClassBalancedSampler  # noqa: F401,E402
+from .upsampled_dataset import UpsampledDataset  # noqa: F401,E402

@@ -1,0 +1,175 @@
+"""JTT: the error set of hand-made predictions, the upsampled training set
+counted by hand, the errors of a mismatched error set, and tools/jtt.py end
+to end on a tiny Waterbirds-format folder (a plain ResNet identifies, an
+OccamNet trains on the upsampled set): killed during identification it
+resumes, finished it writes nothing again, and the stage-2 config it wrote
+trains through tools/train.py."""
+import json
+import os
+import os.path as osp
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import occam_plugin  # noqa: F401  (registers)
+from mmpretrain.registry import DATASETS
+
+from conftest import PYTHON, REPO, run_tool
+from occam_plugin.datasets.error_set import error_set_record, read_error_set
+from occam_plugin.engine.hooks.training_state_hook import training_set_info
+from occam_plugin.fileio import write_json
+from test_bias_annotated_dataset import (tiny_waterbirds_options,
+                                         waterbirds_config, write_waterbirds)
+
+
+def train_set(root):
+    return DATASETS.build(dict(type='BiasAnnotatedDataset',
+                               format='waterbirds', data_root=root,
+                               split='train'))
+
+
+@pytest.fixture
+def error_set(tmp_path):
+    """The 6 training birds (labels 0 0 0 1 1 1, groups 0 0 1 3 3 2) and
+    predictions 0 1 0 0 1 1: samples 1 and 3 are wrong."""
+    root = write_waterbirds(tmp_path / 'wb')
+    ds = train_set(root)
+    record = error_set_record(ds, [5, 4, 3, 2, 1, 0], [1, 1, 0, 0, 1, 0],
+                              identification_epochs=2, checkpoint='x.pth')
+    path = str(tmp_path / 'error_set.json')
+    write_json(path, record)
+    return root, ds, path, record
+
+
+def test_error_set_by_hand(error_set):
+    _, _, _, record = error_set
+    assert record['indices'] == [1, 3]
+    assert record['img_paths'] == ['002.Landbird/bird_001.jpg',
+                                   '001.Waterbird/bird_003.jpg']
+    assert record['num_errors'] == 2 and record['error_rate'] == 2 / 6
+    assert record['errors_per_group'] == {'landbird/land': 1,
+                                          'waterbird/water': 1}
+    assert record['identification_epochs'] == 2
+    assert record['dataset']['num_samples'] == 6
+
+
+def test_upsampled_counts_by_hand(error_set):
+    root, ds, path, _ = error_set
+    up = DATASETS.build(dict(
+        type='UpsampledDataset', error_set=path, lambda_up=3,
+        dataset=dict(type='BiasAnnotatedDataset', format='waterbirds',
+                     data_root=root, split='train')))
+    # the whole set, then the error set 3 times over (the reference's
+    # ConcatDataset([train, Subset(train, errors * 3)]))
+    assert up.source_indices() == [0, 1, 2, 3, 4, 5, 1, 3, 1, 3, 1, 3]
+    assert len(up) == 12
+    infos = [up.get_data_info(i) for i in range(12)]
+    assert [d['sample_idx'] for d in infos] == list(range(12))
+    assert [d['source_idx'] for d in infos] == up.source_indices()
+    assert np.bincount([d['source_idx'] for d in infos]).tolist() == \
+        [1, 4, 1, 4, 1, 1]
+    for d in infos:
+        orig = ds.get_data_info(d['source_idx'])
+        assert (d['gt_label'], d['group_idx'], d['img_path']) == (
+            orig['gt_label'], orig['group_idx'], orig['img_path'])
+    assert up.metainfo['group_names'] == ds.metainfo['group_names']
+    # what the samplers and GroupDRO / UpWt count: groups 0 0 1 3 3 2 plus
+    # 3 x (group 0, group 3)
+    info = training_set_info(up)
+    assert np.bincount(info['group_idx']).tolist() == [5, 1, 1, 5]
+    # images are read through the wrapped dataset's pipeline
+    assert up.pipeline is up.dataset.pipeline
+
+
+def test_mismatched_error_set(error_set, tmp_path):
+    root, ds, path, record = error_set
+    cfg = dict(type='BiasAnnotatedDataset', format='waterbirds',
+               data_root=root, split='train')
+    with pytest.raises(ValueError, match='lambda_up=0; expected an integer'):
+        DATASETS.build(dict(type='UpsampledDataset', dataset=cfg,
+                            error_set=path, lambda_up=0))
+    other = dict(record, img_paths=['a.jpg', '001.Waterbird/bird_003.jpg'])
+    write_json(str(tmp_path / 'moved.json'), other)
+    with pytest.raises(ValueError, match=r"moved\.json: sample 1 was "
+                       r"'a\.jpg' when the error set was made, but is "
+                       r"'002\.Landbird/bird_001\.jpg'"):
+        read_error_set(str(tmp_path / 'moved.json'), ds)
+    bigger = dict(record, dataset=dict(record['dataset'], num_samples=7))
+    write_json(str(tmp_path / 'bigger.json'), bigger)
+    with pytest.raises(ValueError, match='made on a training set of 7 '
+                       'samples, but the dataset given has 6'):
+        read_error_set(str(tmp_path / 'bigger.json'), ds)
+    write_json(str(tmp_path / 'other.json'), dict(indices=[1]))
+    with pytest.raises(ValueError, match='not a JTT error set'):
+        read_error_set(str(tmp_path / 'other.json'), ds)
+
+
+def _jtt_cmd(final_cfg, id_cfg, work, opts, T=4):
+    return [PYTHON, osp.join(REPO, 'tools', 'jtt.py'), final_cfg,
+            '--id-config', id_cfg, '--work-dir', str(work), '--epochs-id',
+            str(T), '--lambda-up', '2', '--cfg-options', *opts]
+
+
+@pytest.mark.slow
+def test_jtt_tool_resumes_and_never_rewrites(tmp_path):
+    root = write_waterbirds(tmp_path / 'waterbird_complete95_forest2water2')
+    final_cfg = waterbirds_config(tmp_path, 'occam_resnet18')
+    id_cfg = waterbirds_config(tmp_path, 'resnet18')
+    opts = tiny_waterbirds_options(root)
+    work = tmp_path / 'jtt'
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    # killed (SIGKILL, no cleanup) once the identification run has saved
+    # its first epoch of 4
+    proc = subprocess.Popen(_jtt_cmd(final_cfg, id_cfg, work, opts),
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    first = work / 'identification' / 'epoch_1.pth'
+    deadline = time.time() + 300
+    while not first.exists() and proc.poll() is None and \
+            time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert first.exists()
+    assert not (work / 'error_set.json').exists()  # stage 1 unfinished
+
+    out = run_tool('jtt.py', *_jtt_cmd(final_cfg, id_cfg, work, opts)[2:],
+                   env=dict(OMP_NUM_THREADS='1')).stdout
+    assert 'resuming' in out and 'identification' in out, out[-3000:]
+    record = json.loads((work / 'error_set.json').read_text())
+    assert record['checkpoint'].endswith(osp.join('identification',
+                                                  'epoch_4.pth'))
+    assert record['identification_epochs'] == 4
+    assert record['config'] == osp.abspath(id_cfg)
+    n = record['dataset']['num_samples']
+    result = json.loads((work / 'jtt_result.json').read_text())
+    assert result['num_errors'] == record['num_errors']
+    assert osp.isfile(result['final_checkpoint'])
+    # the upsampled run trained an OccamNet on n + 2 * errors samples
+    log = open(sorted(
+        (work / 'upsampled').glob('*/*.log'))[-1]).read()
+    assert "type='UpsampledDataset'" in log and 'OccamClassifier' in log
+    assert (f'from {n + 2 * record["num_errors"]} training samples'
+            in log), log[-3000:]  # TrainingStateHook: the Occam gate memory
+
+    # finished: nothing runs, no file changes
+    files = {p: p.stat().st_mtime_ns for p in work.rglob('*') if p.is_file()}
+    out = run_tool('jtt.py', *_jtt_cmd(final_cfg, id_cfg, work, opts)[2:],
+                   env=dict(OMP_NUM_THREADS='1')).stdout
+    assert 'nothing to do' in out
+    assert {p: p.stat().st_mtime_ns for p in work.rglob('*')
+            if p.is_file()} == files
+    # other settings into the same folder: refused, nothing written
+    proc = run_tool('jtt.py', *_jtt_cmd(final_cfg, id_cfg, work, opts,
+                                        T=3)[2:], check=False)
+    assert proc.returncode != 0
+    assert 'holds a JTT run with other settings' in proc.stdout
+    assert 'identification_epochs' in proc.stdout
+
+    # the stage-2 config is a config tools/train.py trains as it is
+    run_tool('train.py', str(work / 'upsampled.py'), '--work-dir',
+             str(tmp_path / 'again'), env=dict(OMP_NUM_THREADS='1'))
+    assert (tmp_path / 'again' / 'epoch_1.pth').exists()
