@@ -152,13 +152,58 @@ def test_pgi_groups_from_bias_exit_on_occam():
     ds = samples(gt_label=[0, 0, 0])  # no bias annotations
     # exit 0 (bias-amplified) right on samples 0, 1, wrong on 2: no penalty
     exit0 = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
-    assert pgi(torch.ones(3), exit0, gt, ds, exit_idx=0).item() == 1.0
     # exit 1: groups {0,1} (correct at exit 0, majority) and {2}
     exit1 = torch.tensor([[LN3, 0.0], [LN3, 0.0], [0.0, 0.0]])
-    out = pgi(torch.ones(3), exit1, gt, ds, exit_idx=1)
+    exits = [exit0, exit1]
+    # the groups come from exit_logits, not from an earlier call: exit 1
+    # first gives the same value (no state between calls)
+    out = pgi(torch.ones(3), exit1, gt, ds, exit_idx=1, exit_logits=exits)
     assert out.item() == pytest.approx(1.130812, abs=1e-5)
+    assert pgi(torch.ones(3), exit0, gt, ds, exit_idx=0,
+               exit_logits=exits).item() == 1.0
+    assert pgi(torch.ones(3), exit1, gt, ds, exit_idx=1,
+               exit_logits=exits).item() == pytest.approx(1.130812, abs=1e-5)
+    with pytest.raises(RuntimeError, match='bias_exit=0, got None'):
+        pgi(torch.ones(3), exit1, gt, ds, exit_idx=1)
     with pytest.raises(KeyError, match='no bias-amplified exit'):
         pgi(torch.ones(3), exit1, gt, ds)  # plain model, no annotations
+
+
+def test_plug_point_passes_exit_logits_only_to_methods_that_ask():
+    # OccamHead gives PGI every exit's logits; a method without
+    # NEEDS_EXIT_LOGITS keeps the documented five-argument signature
+    head = MODELS.build(dict(type='OccamHead', num_classes=2,
+                             in_channels=[2, 2], use_gates=False,
+                             gate_weighting=False, cam_suppression=None,
+                             method=dict(type='PGILoss')))
+    torch.manual_seed(0)
+    seen = []
+
+    class Plain(torch.nn.Module):
+
+        def forward(self, l, logits, gt, data_samples, exit_idx):
+            seen.append(exit_idx)
+            return l.sum()
+
+    feats = [torch.randn(3, 2, 2, 2), torch.randn(3, 2, 2, 2)]
+    ds = samples(gt_label=[0, 1, 0])
+    for d, y in zip(ds, [0, 1, 0]):
+        d.set_gt_label(y)
+    outs = head.forward_exits(feats)
+    gt = torch.tensor([0, 1, 0])
+    ce1 = torch.nn.functional.cross_entropy(outs['logits'][1], gt,
+                                            reduction='none')
+    groups = (outs['logits'][0].argmax(1) == gt).long()
+    expected = ce1.mean() + head.method.invariance_penalty(
+        outs['logits'][1], gt, groups)
+    losses = head.loss(feats, ds, outs=outs)
+    assert losses['loss_ce_e1'].item() == pytest.approx(expected.item(),
+                                                        abs=1e-6)
+    head.method = Plain()
+    losses = head.loss(feats, ds, outs=outs)
+    assert seen == [0, 1]
+    assert losses['loss_ce_e1'].item() == pytest.approx(ce1.sum().item(),
+                                                        abs=1e-6)
 
 
 def test_lff_relative_difficulty_weight():

@@ -1,5 +1,4 @@
 import copy
-import inspect
 from typing import List, Optional
 
 import torch
@@ -9,8 +8,9 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from ...dist import all_gather_rows
-from ..losses.method_utils import resize_buffers_for_load
-from ..utils.training_state import TrainingState
+from ..heads.method_plug_point import MethodPlugPoint
+from ..utils.training_state import (TrainingState, resize_on_load,
+                                    resize_per_sample)
 
 
 def relative_difficulty(loss_b: torch.Tensor, loss_d: torch.Tensor,
@@ -38,7 +38,8 @@ class LfFClassifier(BaseClassifier, TrainingState):
     - the relative difficulty ``W = L_B / (L_B + L_D + 1e-8)`` (detached)
       multiplies the debiased model's per-sample CE: the debiased head is
       called as ``head.loss(feats, data_samples, sample_weight=W)``, which
-      ``DebiasLinearClsHead`` and ``OccamHead`` (every exit's CE) accept.
+      a head declaring ``MethodPlugPoint`` accepts (``DebiasLinearClsHead``;
+      ``OccamHead``: every exit's CE).
 
     Prediction (and ``mode='tensor'``) comes from the debiased model. The EMA
     updates of all processes are all-gathered, so every rank holds every
@@ -52,7 +53,8 @@ class LfFClassifier(BaseClassifier, TrainingState):
         biased_model (dict): Config of the biased classifier
             (``ImageClassifier``, ``OccamClassifier``, ...).
         debiased_model (dict, optional): Config of the debiased classifier.
-            Its head must accept ``sample_weight``. Defaults to a copy of
+            Its head must declare ``MethodPlugPoint`` (take
+            ``sample_weight``). Defaults to a copy of
             ``biased_model``.
         biased_loss (dict): Loss of the biased model. Defaults to
             ``dict(type='GeneralizedCELoss', q=0.7)``.
@@ -89,12 +91,13 @@ class LfFClassifier(BaseClassifier, TrainingState):
         self.biased_model = MODELS.build(biased_model)
         self.debiased_model = MODELS.build(debiased_model)
         head = getattr(self.debiased_model, 'head', None)
-        if head is None or 'sample_weight' not in inspect.signature(
-                head.loss).parameters:
+        # the head declares that its loss takes sample_weight
+        if not isinstance(head, MethodPlugPoint):
             raise TypeError(
                 'LfFClassifier: the debiased model\'s head '
-                f'({type(head).__name__}) must accept head.loss(..., '
-                "sample_weight=W); use dict(type='DebiasLinearClsHead', ...) "
+                f'({type(head).__name__}) must declare MethodPlugPoint (its '
+                'loss takes head.loss(..., sample_weight=W)); use '
+                "dict(type='DebiasLinearClsHead', ...) "
                 "instead of 'LinearClsHead', or an OccamHead.")
         self.biased_loss = MODELS.build(biased_loss)
         self.ema_alpha = ema_alpha
@@ -103,6 +106,7 @@ class LfFClassifier(BaseClassifier, TrainingState):
         self.register_buffer('ema_updated', torch.zeros(0, dtype=torch.bool))
         self.register_buffer('sample_label',
                              torch.zeros(0, dtype=torch.long))
+        resize_on_load(self)
         self.resize_memory(num_samples)
 
     # ``head`` of the debiased model, so hooks/tools that look for
@@ -124,19 +128,14 @@ class LfFClassifier(BaseClassifier, TrainingState):
     # ---------------------------------------------------------------- state
     _BUFFERS = ('ema_biased', 'ema_debiased', 'ema_updated', 'sample_label')
     PER_SAMPLE_BUFFERS = _BUFFERS  # (TrainingState: training-only rows)
+    # -1: no label yet, so _class_max skips the row
+    PER_SAMPLE_FILL = dict(sample_label=-1)
 
     def resize_memory(self, num_samples: int) -> None:
-        """Grow the per-sample buffers to ``num_samples`` (keeps the state)."""
-        old = self.ema_biased.numel()
-        if num_samples <= old:
-            return
-        for name in self._BUFFERS:
-            buf = getattr(self, name)
-            fill = -1 if name == 'sample_label' else 0
-            new = torch.full((num_samples, ), fill, dtype=buf.dtype,
-                             device=buf.device)
-            new[:old] = buf
-            setattr(self, name, new)
+        """Grow the per-sample buffers to ``num_samples`` (keeps the state,
+        never shrinks: a larger ``sample_idx`` may show up mid-training)."""
+        if num_samples > self.ema_biased.numel():
+            resize_per_sample(self, num_samples)
 
     def prepare_from_dataset(self, info: dict) -> None:
         """TrainingState: size the memory to the train set."""
@@ -146,10 +145,6 @@ class LfFClassifier(BaseClassifier, TrainingState):
             labels = torch.as_tensor(labels, dtype=torch.long,
                                      device=self.sample_label.device)
             self.sample_label[:labels.numel()] = labels
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        resize_buffers_for_load(self, state_dict, prefix, self._BUFFERS)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def update_ema(self, sample_idx: torch.Tensor, gt: torch.Tensor,
@@ -232,14 +227,8 @@ class LfFClassifier(BaseClassifier, TrainingState):
         logits_b = self._last_logits(self.biased_model.head(feats_b))
         feats_d = self.debiased_model.extract_feat(inputs)
         head_d = self.debiased_model.head
-        extra = dict()
-        if hasattr(head_d, 'forward_exits') and 'outs' in inspect.signature(
-                head_d.loss).parameters:
-            # OccamHead: one pass over the exits, reused by head.loss
-            extra['outs'] = head_d.forward_exits(feats_d)
-            logits_d = extra['outs']['logits'][-1]
-        else:
-            logits_d = self._last_logits(head_d(feats_d))
+        # (OccamHead: one pass over the exits, reused by head.loss)
+        logits_d, extra = head_d.forward_for_loss(feats_d)
 
         self.update_ema(sample_idx, gt,
                         F.cross_entropy(logits_b.detach(), gt,

@@ -1,16 +1,17 @@
 from typing import List, Optional, Tuple
 
 import torch
-import torch.nn as nn
 from mmpretrain.evaluation.metrics import Accuracy
 from mmpretrain.models.heads import LinearClsHead
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
+from .method_plug_point import MethodPlugPoint
 
 
 @MODELS.register_module()
-class DebiasLinearClsHead(LinearClsHead):
-    """``LinearClsHead`` with the bias-mitigation plug point of ``OccamHead``.
+class DebiasLinearClsHead(LinearClsHead, MethodPlugPoint):
+    """``LinearClsHead`` with the bias-mitigation plug point of ``OccamHead``
+    (:class:`MethodPlugPoint`).
 
     The classification loss (``loss=``, CE by default; GCE for an LfF biased
     model) is computed per sample, multiplied by ``sample_weight`` when given
@@ -34,9 +35,7 @@ class DebiasLinearClsHead(LinearClsHead):
                  method: Optional[dict] = None, **kwargs):
         super().__init__(num_classes=num_classes, in_channels=in_channels,
                          **kwargs)
-        if method is not None and not isinstance(method, nn.Module):
-            method = MODELS.build(method)
-        self.method = method
+        self.method = self.build_method(method)
 
     def loss(self, feats: Tuple[torch.Tensor], data_samples: List[DataSample],
              sample_weight: Optional[torch.Tensor] = None, **kwargs) -> dict:
@@ -61,19 +60,8 @@ class DebiasLinearClsHead(LinearClsHead):
                 f'DebiasLinearClsHead: loss {type(self.loss_module).__name__} '
                 "must give one value per sample with reduction='none', got "
                 f'shape {list(per_sample.shape)}')
-        if sample_weight is not None:
-            if sample_weight.shape != per_sample.shape:
-                raise ValueError(
-                    f'DebiasLinearClsHead: sample_weight must have shape '
-                    f'{list(per_sample.shape)}, got '
-                    f'{list(sample_weight.shape)}')
-            per_sample = per_sample * sample_weight.detach()
-        if self.method is not None:
-            loss = self.method(per_sample, cls_score, target, data_samples,
-                               exit_idx=None)
-        else:
-            loss = per_sample.mean()
-        losses = dict(loss=loss)
+        losses = dict(loss=self.reduce_per_sample(
+            per_sample, cls_score, target, data_samples, sample_weight))
         if self.cal_acc:
             acc = Accuracy.calculate(cls_score, target, topk=self.topk)
             losses.update(

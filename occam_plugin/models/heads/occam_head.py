@@ -9,10 +9,11 @@ from mmengine.model import BaseModule
 
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
+from .method_plug_point import MethodPlugPoint
 
 
 @MODELS.register_module()
-class OccamHead(BaseModule):
+class OccamHead(BaseModule, MethodPlugPoint):
     """The exits' predictors and gates of an OccamNet.
 
     For every exit feature ``h_k`` (from ``ExitNeck``):
@@ -31,14 +32,13 @@ class OccamHead(BaseModule):
     ``k >= min_inference_exit`` with ``gate_k >= exit_threshold``, else the
     last exit.
 
-    Reweighting methods plug in two ways:
-
-    - ``sample_weight`` (``[N]``) passed to :meth:`loss` multiplies every
-      exit's per-sample CE (e.g. LfF's ``W(x)``);
-    - ``method`` (a MODELS config): for exit ``k`` with per-sample CE vector
-      ``l`` (gate-weighted, times ``sample_weight``), the exit's CE loss is
-      ``method(l, logits_k, gt_label, data_samples, exit_idx=k)`` instead of
-      ``l.mean()`` (UpWt, GroupDRO, SD, PGI).
+    Reweighting methods plug in through :class:`MethodPlugPoint`, once per
+    exit: ``sample_weight`` (``[N]``) passed to :meth:`loss` multiplies
+    every exit's per-sample CE (e.g. LfF's ``W(x)``), and ``method`` (a
+    MODELS config) reduces exit ``k``'s per-sample CE ``l`` (gate-weighted,
+    times ``sample_weight``) as ``method(l, logits_k, gt_label,
+    data_samples, exit_idx=k)`` instead of ``l.mean()`` (UpWt, GroupDRO,
+    SD, PGI).
 
     Its stateful parts (``gate_loss``, ``exit_ce``, a stateful ``method``)
     declare ``TrainingState`` and are driven by ``TrainingStateHook``.
@@ -132,8 +132,7 @@ class OccamHead(BaseModule):
         self.gate_loss = MODELS.build(
             dict(copy.deepcopy(gate_loss), num_exits=self.num_exits,
                  num_classes=num_classes)) if use_gates else None
-        self.method = MODELS.build(method) if isinstance(method,
-                                                         dict) else method
+        self.method = self.build_method(method)
 
     @property
     def exit_threshold(self) -> float:
@@ -188,6 +187,13 @@ class OccamHead(BaseModule):
         """Every exit's logits."""
         return tuple(self.forward_exits(feats)['logits'])
 
+    def forward_for_loss(self, feats: Sequence[torch.Tensor]
+                         ) -> Tuple[torch.Tensor, dict]:
+        """The last exit's logits and ``dict(outs=...)``, one pass over the
+        exits that :meth:`loss` reuses (MethodPlugPoint)."""
+        outs = self.forward_exits(feats)
+        return outs['logits'][-1], dict(outs=outs)
+
     # ---- training ------------------------------------------------------------
     def loss(self,
              feats: Sequence[torch.Tensor],
@@ -215,12 +221,6 @@ class OccamHead(BaseModule):
         device = outs['logits'][0].device
         gt = torch.cat([ds.gt_label.reshape(-1) for ds in data_samples
                         ]).long().to(device)
-        if sample_weight is not None:
-            sample_weight = sample_weight.reshape(-1).to(device)
-            if sample_weight.numel() != gt.numel():
-                raise ValueError(
-                    f'OccamHead.loss: sample_weight has {sample_weight.numel()}'
-                    f' values for {gt.numel()} samples.')
         sample_idx = None
         if self.use_gates and self.training:
             missing = [i for i, ds in enumerate(data_samples)
@@ -248,11 +248,9 @@ class OccamHead(BaseModule):
                     reduction='none')
             else:
                 ce = F.cross_entropy(logits, gt, reduction='none')
-            if sample_weight is not None:
-                ce = ce * sample_weight
-            losses[f'loss_ce_e{k}'] = (
-                self.method(ce, logits, gt, data_samples, exit_idx=k)
-                if self.method is not None else ce.mean())
+            losses[f'loss_ce_e{k}'] = self.reduce_per_sample(
+                ce, logits, gt, data_samples, sample_weight, exit_idx=k,
+                exit_logits=outs['logits'])
             if self.use_gates:
                 losses[f'loss_gate_e{k}'] = self.gate_loss(
                     gate, logits.detach(), gt, sample_idx, k)

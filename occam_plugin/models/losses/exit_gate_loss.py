@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from mmengine.dist import all_reduce, get_world_size
 
 from mmpretrain.registry import MODELS
-from ..utils.training_state import TrainingState
+from ..utils.training_state import (TrainingState, drop_per_sample_state,
+                                    resize_on_load, resize_per_sample)
 
 @MODELS.register_module()
 class ExitGateLoss(nn.Module, TrainingState):
@@ -31,7 +32,7 @@ class ExitGateLoss(nn.Module, TrainingState):
     target was remembered, ``written`` ``[N_train, E]`` written by this rank
     this epoch (for :meth:`sync_state`), ``correct``/``total`` ``[E, C]``
     running per-class counts of this epoch, ``epoch``. The ``[N_train, ...]``
-    buffers resize when a checkpoint of another size is loaded. In
+    buffers take a loaded checkpoint's number of rows (``TrainingState``). In
     distributed training the per-class counts are all-reduced inside the
     step and :meth:`sync_state` merges every rank's remembered targets.
 
@@ -81,6 +82,7 @@ class ExitGateLoss(nn.Module, TrainingState):
         self.register_buffer('correct', torch.zeros(num_exits, num_classes))
         self.register_buffer('total', torch.zeros(num_exits, num_classes))
         self.register_buffer('epoch', torch.zeros((), dtype=torch.long))
+        resize_on_load(self)
 
     # ---- TrainingState (driven by TrainingStateHook) -----------------------
     #: ``[N_train, E]`` rows each rank writes for its own samples
@@ -92,14 +94,11 @@ class ExitGateLoss(nn.Module, TrainingState):
         self.resize_memory(int(info['num_samples']))
 
     def resize_memory(self, num_samples: int) -> None:
-        """Size the per-sample memory to the training set (kept if equal)."""
-        if self.memory.shape[0] == num_samples:
-            return
-        dev = self.memory.device
-        self.memory = torch.zeros(num_samples, self.num_exits, device=dev)
-        self.valid = torch.zeros(
-            num_samples, self.num_exits, dtype=bool, device=dev)
-        self.written = torch.zeros_like(self.valid)
+        """Size the per-sample memory to a training set: kept when it has
+        that size, else forgotten (its rows would belong to other samples)."""
+        if self.memory.shape[0] != num_samples:
+            drop_per_sample_state(self)
+            resize_per_sample(self, num_samples)
 
     def reset_epoch_state(self, epoch: int) -> None:
         """Restart the running accuracy at an epoch start."""
@@ -130,13 +129,6 @@ class ExitGateLoss(nn.Module, TrainingState):
             return 0.0
         return (self.correct[exit_idx][seen] /
                 self.total[exit_idx][seen]).mean().item()
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # the memory follows the checkpoint's training-set size
-        key = prefix + 'memory'
-        if key in state_dict:
-            self.resize_memory(state_dict[key].shape[0])
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---- the loss -----------------------------------------------------------
     @torch.no_grad()

@@ -5,9 +5,8 @@ import torch.nn as nn
 from mmengine.dist import all_reduce
 from mmpretrain.registry import MODELS
 
-from ..utils.training_state import TrainingState
-from .method_utils import (check_per_sample,
-                           resize_buffers_for_load, sample_field)
+from ..utils.training_state import TrainingState, resize_on_load
+from .method_utils import check_per_sample, sample_field
 
 
 @MODELS.register_module()
@@ -44,8 +43,12 @@ class GroupDRO(nn.Module, TrainingState):
         self.group_key = group_key
         self.num_groups_from_cfg = num_groups is not None
         self.register_buffer('q', torch.zeros(1, 0))
+        resize_on_load(self)
         if num_groups is not None:
             self.set_num_groups(num_groups)
+
+    #: ``[exits, groups]``: both known only from the data (TrainingState)
+    DATA_SHAPED_BUFFERS = ('q', )
 
     def set_num_groups(self, num_groups: int) -> None:
         """(Re)start every exit's weights at the uniform ``1 / num_groups``."""
@@ -115,7 +118,3 @@ class GroupDRO(nn.Module, TrainingState):
         # a copy: the buffer is updated in place by the next exit / step,
         # which must not touch what autograd saved for this loss
         return (self.q[row].detach().clone() * group_loss).sum()
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        resize_buffers_for_load(self, state_dict, prefix, ['q'])
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -5,8 +5,8 @@ import torch
 import torch.nn as nn
 from mmpretrain.registry import MODELS
 
-from ..utils.training_state import TrainingState
-from .method_utils import check_per_sample, resize_buffers_for_load, sample_field
+from ..utils.training_state import TrainingState, resize_on_load
+from .method_utils import check_per_sample, sample_field
 
 
 @MODELS.register_module()
@@ -36,8 +36,12 @@ class GroupUpweighting(nn.Module, TrainingState):
         self.group_key = group_key
         self.counts_from_cfg = group_counts is not None
         self.register_buffer('group_counts', torch.zeros(0))
+        resize_on_load(self)
         if group_counts is not None:
             self.set_group_counts(group_counts)
+
+    #: ``[groups]``: known only from the data (TrainingState)
+    DATA_SHAPED_BUFFERS = ('group_counts', )
 
     def set_group_counts(self, group_counts) -> None:
         """Set the training count of every group (index = group id)."""
@@ -96,7 +100,3 @@ class GroupUpweighting(nn.Module, TrainingState):
                 'positive count.')
         w = self.group_weights()[g]
         return (w * per_sample_loss).mean()
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        resize_buffers_for_load(self, state_dict, prefix, ['group_counts'])
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

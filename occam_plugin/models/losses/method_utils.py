@@ -1,10 +1,13 @@
 """Helpers shared by the bias-mitigation "method" modules.
 
-A method module has the plug-point signature used by ``OccamHead`` and
-``DebiasLinearClsHead``::
+A method module has the plug-point signature that ``MethodPlugPoint``
+(``OccamHead``, ``DebiasLinearClsHead``) calls::
 
     method(per_sample_loss [N], logits [N, C], gt [N], data_samples,
            exit_idx=None) -> scalar loss
+
+plus ``exit_logits=`` (every exit's logits) for a class that sets
+``NEEDS_EXIT_LOGITS = True``.
 
 These helpers read the bias annotations of ``docs/architecture.md`` from the
 data samples (cross-process reductions: ``mmengine.dist``).
@@ -60,22 +63,3 @@ def check_per_sample(per_sample_loss: torch.Tensor, logits: torch.Tensor,
         raise ValueError(f'{owner}: gt must have shape [N]={[n]}, got '
                          f'{list(gt.shape)}')
 
-
-def resize_buffers_for_load(module: torch.nn.Module, state_dict: dict,
-                            prefix: str, names: Sequence[str]) -> None:
-    """Give buffers the checkpoint's shape before ``load_state_dict`` copies.
-
-    Buffers whose size depends on the training set or on the number of exits
-    (per-sample EMAs, group counts, group weights) may differ from the freshly
-    built module; resizing them here makes loading/resuming exact instead of
-    failing on shape. Call from ``_load_from_state_dict``.
-    """
-    for name in names:
-        key = prefix + name
-        if key in state_dict:
-            src = state_dict[key]
-            cur = getattr(module, name)
-            if cur.shape != src.shape:
-                setattr(module, name,
-                        torch.zeros(src.shape, dtype=cur.dtype,
-                                    device=cur.device))

@@ -29,11 +29,12 @@ class PGILoss(nn.Module):
     2. ``group_idx``,
     3. a bias-amplified model's correctness: on an OccamNet exit
        ``bias_exit`` (default 0, trained with the p_gt^gamma0 bias-amplifying
-       weight) is exactly such a model. Its correct/incorrect split is cached
-       when the head calls this module for that exit (exits are called in
-       order) and used for the deeper exits; no penalty on the bias exit
-       itself. A plain model without bias labels has no such exit, which is an
-       error.
+       weight) is exactly such a model. Its correct/incorrect split is read
+       from ``exit_logits[bias_exit]``, which the head passes with every
+       exit's call (``NEEDS_EXIT_LOGITS``), so no state is kept between
+       calls and their order does not matter; no penalty on the bias exit
+       itself. A plain model without bias labels has no such exit, which is
+       an error.
 
     Args:
         pgi_lambda (float): Weight of the invariance penalty. Defaults to 1.0.
@@ -45,6 +46,8 @@ class PGILoss(nn.Module):
     """
 
     _KEYS = ('bias_aligned', 'group_idx', 'bias_label')
+    #: MethodPlugPoint: pass every exit's logits as ``exit_logits=``
+    NEEDS_EXIT_LOGITS = True
 
     def __init__(self, pgi_lambda: float = 1.0, group_key: str = 'auto',
                  bias_exit: int = 0):
@@ -56,9 +59,8 @@ class PGILoss(nn.Module):
         self.pgi_lambda = pgi_lambda
         self.group_key = group_key
         self.bias_exit = bias_exit
-        self._bias_correct = None  # per-step cache, not state
 
-    def _groups(self, data_samples, device, exit_idx, n):
+    def _groups(self, data_samples, device, exit_idx, exit_logits, gt):
         if self.group_key in self._KEYS:
             return sample_field(data_samples, self.group_key, device,
                                 'PGILoss')
@@ -73,13 +75,13 @@ class PGILoss(nn.Module):
                 'PGILoss: the data samples carry no bias_aligned/group_idx '
                 'and this model has no bias-amplified exit (plain model). Use '
                 'a dataset with bias annotations or an OccamNet (exit 0).')
-        if self._bias_correct is None or self._bias_correct.numel() != n:
+        if exit_logits is None or not 0 <= self.bias_exit < len(exit_logits):
             raise RuntimeError(
-                f'PGILoss: exit {exit_idx} needs the correctness of the '
-                f'bias exit {self.bias_exit}, which was not computed for this '
-                'batch (the head must call the method for every exit in '
-                'order).')
-        return self._bias_correct.long()
+                f'PGILoss: exit {exit_idx} needs the logits of the bias exit '
+                f'bias_exit={self.bias_exit}, got '
+                f'{None if exit_logits is None else len(exit_logits)} exits\''
+                ' logits as exit_logits= (OccamHead passes them all).')
+        return (exit_logits[self.bias_exit].argmax(1) == gt).long()
 
     def invariance_penalty(self, logits: torch.Tensor, gt: torch.Tensor,
                            groups: torch.Tensor) -> torch.Tensor:
@@ -107,8 +109,13 @@ class PGILoss(nn.Module):
 
     def forward(self, per_sample_loss: torch.Tensor, logits: torch.Tensor,
                 gt: torch.Tensor, data_samples: Optional[Sequence] = None,
-                exit_idx: Optional[int] = None) -> torch.Tensor:
-        """Return the CE plus the group-invariance penalty (scalar)."""
+                exit_idx: Optional[int] = None,
+                exit_logits: Optional[Sequence[torch.Tensor]] = None
+                ) -> torch.Tensor:
+        """Return the CE plus the group-invariance penalty (scalar).
+
+        ``exit_logits``: every exit's logits of the batch (OccamHead), for
+        the groups of the bias exit; None on a plain model."""
         check_per_sample(per_sample_loss, logits, gt, 'PGILoss')
         ce = per_sample_loss.mean()
         uses_exit = self.group_key == 'bias_exit' or (
@@ -116,9 +123,8 @@ class PGILoss(nn.Module):
                 data_samples and all(k in ds for ds in data_samples)
                 for k in self._KEYS[:2]))
         if uses_exit and exit_idx is not None and exit_idx == self.bias_exit:
-            self._bias_correct = (logits.argmax(1) == gt).detach()
             return ce  # the bias-amplified exit itself gets no penalty
         groups = self._groups(data_samples, logits.device, exit_idx,
-                              logits.size(0))
+                              exit_logits, gt)
         return ce + self.pgi_lambda * self.invariance_penalty(
             logits, gt, groups)
