@@ -296,8 +296,8 @@ def load_result(wd):
 
 
 def complete(result):
-    """A result with every test this script makes (older ones lack the
-    last-exit re-test: rerunning ``--one`` adds it without training)."""
+    """A result with every test this script makes (rerunning ``--one``
+    adds a missing test without training)."""
     return result is not None and 'test_best_on_train' in result and \
         'fastest_epoch_seconds' in result and (
         result['model'] != 'occam' or 'test_best_last_exit' in result)

@@ -171,8 +171,7 @@ ABLATIONS = (
 #: re-tests of the full model's checkpoint: (folder, variant, cfg option).
 #: "Last exit only" is min_inference_exit=3 (the last of the 4 exits), not a
 #: threshold above 1 (refused: exit_threshold must lie in [0, 1]) nor 1.0
-#: (a gate can saturate to exactly 1.0 and exit). Earlier runs named this
-#: row "exit threshold 1.01": the same predictions.
+#: (a gate can saturate to exactly 1.0 and exit).
 RETESTS = tuple((f'threshold{t}', f'exit threshold {t}',
                  f'model.head.exit_threshold={t}') for t in (0.3, 0.7, 0.9)
                 ) + (('last_exit_only', 'last exit only',

@@ -630,17 +630,6 @@ def test_parallel_generation_of_one_root_waits_and_reuses(tmp_path):
     assert files('shared') == files('alone')
 
 
-def test_old_format_root_is_refused(tmp_path):
-    root = tmp_path / 'old'
-    (root / 'train').mkdir(parents=True)
-    (root / 'train' / 'params.json').write_text('{}')
-    with pytest.raises(ValueError, match='older definition'):
-        gen.generate_biased_mnist(str(root), p_bias=0.9, **GEN)
-    with pytest.raises(ValueError, match=r'older definition.*train/params'):
-        build(str(root))
-    assert sorted(os.listdir(root)) == ['train']  # nothing written
-
-
 # ----------------------------------------------------------------- dataset
 def test_dataset_splits_read_the_right_sets(generated):
     root = generated

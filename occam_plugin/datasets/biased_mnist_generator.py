@@ -147,14 +147,6 @@ def _check_root(data_root: str, params: dict) -> None:
     """Write or compare ``generation.json``: the params every split of the
     root shares."""
     os.makedirs(data_root, exist_ok=True)
-    old = [d for d in ('train', 'val', 'test')
-           if osp.isfile(osp.join(data_root, d, 'params.json'))]
-    if old:
-        raise ValueError(
-            f'{data_root} holds Biased MNIST splits of an older definition '
-            f'({", ".join(old)}/params.json, format 1: digits of 0.6-1.5 '
-            'cells, one letter, class-tied colours); they are not reused. '
-            'Delete them or choose another data_root.')
     gen_file = osp.join(data_root, 'generation.json')
     if osp.isfile(gen_file):
         on_disk = read_json(gen_file)

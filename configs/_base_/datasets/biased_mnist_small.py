@@ -15,8 +15,8 @@ generate = dict(num_trainval=19200, num_test=None, num_cells=5,
                 image_size=80, seed=0, mnist_root=None)
 
 # CPU speed, same data: the batch leaves the preprocessor channels-last
-# (oneDNN's NHWC convolutions: 19-21 % less time per training step,
-# docs/results.md), and the decoded images stay in memory after the first
+# (oneDNN's NHWC convolutions; the time saved: docs/results.md, "Memory
+# format"), and the decoded images stay in memory after the first
 # epoch (16,000 x 80 x 80 x 3 bytes = 307 MB for train; the loaders run in
 # the main process)
 data_preprocessor = dict(type='ChannelsLastDataPreprocessor')

@@ -58,7 +58,8 @@ def read_records(path: str, key: str) -> List[dict]:
 def warn_gpu_sharing(jobs: int) -> None:
     """Several trainings on one GPU without CUDA MPS time-slice it: on an
     H200, 14 at once ran each iteration 16 x slower than one alone, while 4
-    under MPS ran at 0.7 x each (docs/results.md, 2026-11-25)."""
+    under MPS ran at 0.7 x each (docs/results.md, "Costs the code and its
+    messages cite")."""
     if jobs < 2 or shutil.which('nvidia-smi') is None:
         return
     pipe = os.environ.get('CUDA_MPS_PIPE_DIRECTORY', '/tmp/nvidia-mps')

@@ -10,9 +10,9 @@ class ChannelsLastDataPreprocessor(ClsDataPreprocessor):
     N x C x H x W tensor).
 
     Convolutions given a channels-last input run oneDNN's NHWC kernels and
-    keep the format through the network (timm's ``--channels-last``). On
-    the CPU protocol's narrow ResNet-18s at 80 px one training step took
-    19-21 % less time (``benchmarks/memory_format.py``). Values are
+    keep the format through the network (timm's ``--channels-last``). The
+    time it saves per training step: docs/results.md, "Memory format"
+    (``benchmarks/memory_format.py``). Values are
     unchanged; the sums inside a convolution run in another order, so
     results agree to float rounding, not bit for bit.
 

@@ -141,8 +141,8 @@ class OccamHead(BaseModule, MethodPlugPoint):
 
     @exit_threshold.setter
     def exit_threshold(self, value: float) -> None:
-        # a value above 1 used to mean "never exit early" silently; refuse
-        # it (and NaN, which compares False) and name the supported way
+        # refuse a value outside [0, 1] (and NaN, which compares False) and
+        # name the supported way
         if isinstance(value, bool) or not isinstance(
                 value, numbers.Real) or not 0 <= value <= 1:
             raise ValueError(
