@@ -68,7 +68,7 @@ def test_no_group_idx_stops_naming_it_and_how(method):
     assert f"{method['type']} (model.head.method) reads" in msg
     assert '`group_idx`' in msg and 'has none' in msg
     assert 'BiasAnnotatedDataset' in msg and 'PackBiasInputs' in msg
-    assert 'num_groups cannot help' in msg
+    assert 'Giving num_groups cannot help' in msg
 
 
 def test_groups_dropped_by_the_pipeline_are_named():

@@ -23,12 +23,13 @@ def model_num_classes(model):
     return num if isinstance(num, int) else None
 
 
-def group_needs(model) -> List[Tuple[str, str, Tuple[str, ...]]]:
+def group_needs(model) -> List[Tuple[str, Tuple[str, ...], str]]:
     """The modules of ``model`` that read bias annotations from every
-    training sample: ``(module name, type, keys)``, any one of ``keys``
-    suffices. GroupDRO and GroupUpweighting read their ``group_key``; PGI
-    its explicit ``group_key``, or with ``'auto'`` on a model without exits
-    (a plain model) ``bias_aligned`` / ``group_idx``."""
+    training sample: ``(who, keys, hint)``, any one of ``keys`` suffices
+    (the form :func:`missing_group_annotations` takes). GroupDRO and
+    GroupUpweighting read their ``group_key``; PGI its explicit
+    ``group_key``, or with ``'auto'`` on a model without exits (a plain
+    model) ``bias_aligned`` / ``group_idx``."""
     from ...models.losses import GroupDRO, GroupUpweighting, PGILoss
     if is_model_wrapper(model):
         model = model.module
@@ -45,7 +46,10 @@ def group_needs(model) -> List[Tuple[str, str, Tuple[str, ...]]]:
             elif m.group_key == 'auto' and not has_exits:
                 keys = PGILoss._KEYS[:2]
         if keys:
-            needs.append((name, type(m).__name__, keys))
+            kind = type(m).__name__
+            needs.append((f'{kind} (model.{name})', keys,
+                          f'Giving num_groups cannot help. Or train '
+                          f'without {kind}.'))
     return needs
 
 
@@ -62,30 +66,39 @@ def _rng_kept():
         torch.set_rng_state(states[2])
 
 
-def missing_group_annotations(needs, dataset,
+def missing_group_annotations(needs, dataset, split: str = 'training',
                               num_checked: int = 8) -> Optional[str]:
-    """Why the training set cannot feed the methods ``needs``
-    (:func:`group_needs`), or None when it can: the first ``num_checked``
-    samples' data info must hold one of the keys of each method, and the
-    first sample out of the pipeline (drawn with the random streams kept)
-    must carry it."""
+    """Why ``dataset`` cannot give what ``needs`` read, or None when it
+    can.
+
+    Args:
+        needs (list): ``(who, keys, hint)`` per reader (:func:`group_needs`):
+            who reads, the sample keys of which one suffices, and what to
+            add to the message.
+        dataset: The dataset; the first ``num_checked`` samples' data info
+            must hold one of each reader's keys, and the first sample out of
+            the pipeline (drawn with the random streams kept) must carry
+            it.
+        split (str): The dataset's role, for the message. Defaults to
+            ``'training'``.
+        num_checked (int): Samples whose data info is read. Defaults to 8.
+    """
     if not needs or len(dataset) == 0:
         return None
     n = min(num_checked, len(dataset))
     infos = [dataset.get_data_info(i) for i in range(n)]
     packed = None
-    for name, kind, keys in needs:
-        where = f'{kind} (model.{name})'
+    for who, keys, hint in needs:
         keys_text = ' or '.join(f'`{k}`' for k in keys)
         lacking = [i for i, info in enumerate(infos)
                    if all(info.get(k) is None for k in keys)]
         if lacking:
             return (
-                f'{where} reads {keys_text} from every training sample, but '
-                f'the training set ({type(dataset).__name__}) has none: '
-                f'sample {lacking[0]} (of the first {n} checked) has data '
-                f'info keys {sorted(infos[lacking[0]])}; giving num_groups '
-                f'cannot help. {HOW_TO_ANNOTATE} Or train without {kind}.')
+                f'{who} reads {keys_text} from every {split} sample, but the '
+                f'{split} set ({type(dataset).__name__}) has none: sample '
+                f'{lacking[0]} (of the first {n} checked) has data info keys '
+                f'{sorted(infos[lacking[0]])}. {HOW_TO_ANNOTATE} {hint}'
+            ).rstrip()
         if packed is None:
             with _rng_kept():
                 packed = dataset[0]
@@ -93,8 +106,8 @@ def missing_group_annotations(needs, dataset,
             else None
         if sample is not None and all(k not in sample for k in keys):
             return (
-                f'{where} reads {keys_text} from every training sample; the '
-                f'training set ({type(dataset).__name__}) has it in its data '
+                f'{who} reads {keys_text} from every {split} sample; the '
+                f'{split} set ({type(dataset).__name__}) has it in its data '
                 'info, but the samples out of its pipeline do not carry it '
                 "(the pipeline's last step does not pack it): end the "
                 "pipeline with dict(type='PackBiasInputs').")

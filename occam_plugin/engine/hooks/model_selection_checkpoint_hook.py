@@ -1,0 +1,214 @@
+"""Which checkpoint is "the best": a model selection rule by name.
+
+The field's conventions (SubpopBench's ``model_selection.py``): the best
+validation worst-group accuracy when val has bias labels
+(``ValWorstAccAttributeYes``), the best validation worst-class accuracy when
+it has none (``ValWorstAccAttributeNo``), or the best validation accuracy
+(``ValMeanAcc``). A rule names the metric key that mmengine's
+``CheckpointHook`` keeps the best checkpoint of (``save_best``,
+``rule='greater'``), checks that validation produces it, and records which
+rule chose the checkpoint.
+"""
+import os.path as osp
+from typing import Optional
+
+from mmengine.dist import is_main_process
+from mmengine.hooks import CheckpointHook
+
+from mmpretrain.registry import HOOKS
+from ...evaluation.metrics.bias_metric import HOW_TO_ANNOTATE, BiasMetric
+from ...fileio import read_json, write_json
+from .train_guard_hook import missing_group_annotations
+
+#: rule -> (the BiasMetric key it maximises, unprefixed; what it is)
+SELECTION_RULES = {
+    'worst_group': ('worst_group_acc',
+                    'validation worst-group accuracy (bias labels on val)'),
+    'worst_class': ('worst_class_acc',
+                    'validation worst-class accuracy (no bias labels)'),
+    'accuracy': ('acc', 'validation accuracy (no bias labels)'),
+}
+#: the file in the work dir that names the rule and the checkpoint it chose
+SELECTION_FILE = 'model_selection.json'
+
+
+@HOOKS.register_module()
+class ModelSelectionCheckpointHook(CheckpointHook):
+    """mmengine's ``CheckpointHook`` whose best checkpoint is chosen by a
+    model selection rule.
+
+    ``default_hooks.checkpoint = dict(type='ModelSelectionCheckpointHook',
+    selection='worst_group')`` (other options: those of ``CheckpointHook``;
+    the ``save_best='auto'`` of ``configs/_base_/default_runtime.py`` is
+    replaced by the rule's key). Rules (:data:`SELECTION_RULES`):
+
+    - ``'worst_group'``: the best ``bias/worst_group_acc`` on val; val needs
+      bias labels (``group_idx``) and a ``BiasMetric``;
+    - ``'worst_class'``: the best ``bias/worst_class_acc`` on val (no bias
+      labels needed);
+    - ``'accuracy'``: the best ``bias/acc`` on val (no bias labels needed).
+
+    Ties keep the earlier checkpoint (``rule='greater'``), as SubpopBench's
+    argmax. Before training, a rule whose key the val evaluator cannot
+    produce stops the run, naming the rule and what is missing (no
+    validation, no ``BiasMetric``, val samples without ``group_idx``);
+    after each validation, so does a key missing from the metrics.
+
+    What records the rule: after each validation, ``<work_dir>/
+    model_selection.json`` holds ``rule``, ``description``, ``metric``,
+    ``best`` (``checkpoint`` file name, ``value``, ``epoch``, ``iter``) and
+    ``history`` (every validation's value); the log and the console say
+    when the rule chooses a new checkpoint and, at the end of training,
+    which one it chose.
+
+    Args:
+        selection (str): ``'worst_group'``, ``'worst_class'`` or
+            ``'accuracy'``.
+        metric_key (str, optional): The logged key the rule maximises, for
+            a metric other than ``BiasMetric`` with its default prefix
+            (e.g. ``'accuracy/top1'`` of mmpretrain's ``Accuracy`` for
+            ``'accuracy'``). Defaults to None: ``bias/<key>`` of
+            :data:`SELECTION_RULES`.
+        **kwargs: ``CheckpointHook``'s arguments; ``save_best`` may only be
+            ``'auto'`` (replaced) or the rule's key, ``rule`` only
+            ``'greater'``.
+    """
+
+    def __init__(self, selection: str, metric_key: Optional[str] = None,
+                 **kwargs):
+        if selection not in SELECTION_RULES:
+            raise ValueError(
+                f'ModelSelectionCheckpointHook: selection={selection!r}; '
+                f'expected one of {sorted(SELECTION_RULES)}.')
+        suffix, self.description = SELECTION_RULES[selection]
+        self.selection = selection
+        self.metric_key = metric_key or f'{BiasMetric.default_prefix}/' \
+                                        f'{suffix}'
+        save_best = kwargs.pop('save_best', 'auto')
+        if save_best not in ('auto', None, self.metric_key, [self.metric_key]):
+            raise ValueError(
+                f'ModelSelectionCheckpointHook: save_best={save_best!r} '
+                f"conflicts with selection={selection!r}, which keeps the "
+                f'best {self.metric_key!r}; drop save_best (or set '
+                'metric_key for another metric).')
+        rule = kwargs.pop('rule', None)
+        if rule not in (None, 'greater', ['greater']):
+            raise ValueError(
+                f'ModelSelectionCheckpointHook: rule={rule!r}, but the '
+                f'selection rules keep the greatest {self.metric_key!r}; '
+                "drop rule (or set it to 'greater').")
+        super().__init__(save_best=self.metric_key, rule='greater', **kwargs)
+        self.history = []
+        self.best = None
+
+    # -- before training: can validation give the key? -----------------
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        why = self.unavailable(runner)
+        if why:
+            raise ValueError(
+                f"model selection rule {self.selection!r} (the best "
+                f'{self.metric_key}) cannot choose a checkpoint: {why}')
+        self._load_record(runner)
+        runner.logger.info(
+            f'model selection: rule {self.selection!r}, the checkpoint with '
+            f'the best {self.metric_key} ({self.description})')
+
+    def unavailable(self, runner) -> Optional[str]:
+        """Why the val evaluator will not produce :attr:`metric_key`, as
+        far as can be told before validating; None when it will (or
+        cannot be told: a custom ``metric_key``)."""
+        if runner.cfg.get('val_cfg') is None or \
+                runner.cfg.get('val_dataloader') is None:
+            return ('this run does not validate (val_cfg / val_dataloader '
+                    'unset, or --no-validate); validate, or drop the rule.')
+        suffix = SELECTION_RULES[self.selection][0]
+        have = runner.val_evaluator.metrics
+        keys = {m.prefixed(suffix) for m in have if isinstance(m, BiasMetric)}
+        if self.metric_key not in keys and \
+                self.metric_key == f'{BiasMetric.default_prefix}/{suffix}':
+            return (f'the val evaluator has no BiasMetric giving '
+                    f'{self.metric_key!r} (it has '
+                    f'{[type(m).__name__ for m in have]}); add '
+                    "dict(type='BiasMetric') to val_evaluator, or set "
+                    'metric_key to a key it logs.')
+        # another metric's key (metric_key): checked after validation
+        if self.selection == 'worst_group':
+            why = missing_group_annotations(
+                [('the rule', ('group_idx', ), '')],
+                runner.val_dataloader.dataset, split='val')
+            if why:
+                return (f'{why} Without bias labels on val, choose '
+                        "selection='worst_class' or 'accuracy'.")
+        return None
+
+    # -- after each validation: check, choose, record -------------------
+    def after_val_epoch(self, runner, metrics) -> None:
+        if self.metric_key not in (metrics or {}):
+            hint = HOW_TO_ANNOTATE if self.selection == 'worst_group' else \
+                'set metric_key to one of the keys above.'
+            raise ValueError(
+                f'model selection rule {self.selection!r} chooses the best '
+                f'{self.metric_key}, but validation returned no such key '
+                f'(it returned {sorted(metrics or {})}). {hint}')
+        before = runner.message_hub.get_info('best_ckpt')
+        super().after_val_epoch(runner, metrics)
+        value = float(metrics[self.metric_key])
+        entry = dict(epoch=runner.epoch, iter=runner.iter, value=value)
+        self.history.append(entry)
+        chosen = runner.message_hub.get_info('best_ckpt')
+        if chosen and chosen != before:
+            self.best = dict(entry, checkpoint=osp.basename(chosen))
+            self._note(runner,
+                       f'model selection ({self.selection}): '
+                       f'{self.metric_key} {value:.4g} is the best so far; '
+                       f'{self.best["checkpoint"]} is the chosen checkpoint')
+        self._write(runner)
+
+    def after_train(self, runner) -> None:
+        super().after_train(runner)
+        if self.best is None:
+            return
+        self._note(runner,
+                   f'model selection rule {self.selection!r} '
+                   f'({self.description}) chose {self.best["checkpoint"]}: '
+                   f'{self.metric_key} {self.best["value"]:.4g} at epoch '
+                   f'{self.best["epoch"]}, iter {self.best["iter"]}; '
+                   f'recorded in {osp.join(runner.work_dir, SELECTION_FILE)}')
+
+    # -- the record --------------------------------------------------------
+    def record(self) -> dict:
+        """What ``model_selection.json`` holds."""
+        return dict(rule=self.selection, description=self.description,
+                    metric=self.metric_key, greater=True, best=self.best,
+                    history=self.history)
+
+    def _write(self, runner) -> None:
+        if is_main_process():
+            write_json(osp.join(runner.work_dir, SELECTION_FILE),
+                       self.record(), indent=2, sort_keys=True)
+
+    def _load_record(self, runner) -> None:
+        """A resumed run continues the record of the run it resumes: the
+        validations up to its epoch, and the checkpoint chosen then."""
+        path = osp.join(runner.work_dir, SELECTION_FILE)
+        if runner.iter == 0 or not osp.isfile(path):
+            return
+        old = read_json(path)
+        if old.get('rule') != self.selection or \
+                old.get('metric') != self.metric_key:
+            return  # another rule's record: this run starts its own
+        self.history = [h for h in old.get('history', [])
+                        if h['iter'] <= runner.iter]
+        best = old.get('best')
+        if best and best['iter'] <= runner.iter:
+            self.best = best
+
+    @staticmethod
+    def _note(runner, line: str) -> None:
+        """``line`` in the log and on the console (a quiet console shows
+        only the logger's warnings, so it is printed there)."""
+        runner.logger.info(line)
+        if getattr(runner, 'console', 'verbose') == 'quiet' and \
+                is_main_process():
+            print(line, flush=True)

@@ -1,0 +1,192 @@
+"""Model selection rules (issue 21.4): the best checkpoint by val
+worst-group, worst-class or plain accuracy, chosen by
+ModelSelectionCheckpointHook, checked against the values the run logged,
+and the rule named in model_selection.json and on the console."""
+import glob
+import json
+import os
+import os.path as osp
+
+import pytest
+
+import occam_plugin  # noqa: F401  (registers)
+from mmpretrain.registry import HOOKS, METRICS
+from occam_plugin.evaluation.metrics import BiasMetric
+
+from conftest import load_tool
+from test_bias_annotated_dataset import (tiny_waterbirds_options,
+                                         waterbirds_config, write_waterbirds)
+
+pytestmark = pytest.mark.slow
+
+
+def test_rule_options_are_checked():
+    hook = HOOKS.build(dict(type='ModelSelectionCheckpointHook',
+                            selection='worst_class', save_best='auto'))
+    assert hook.key_indicators == ['bias/worst_class_acc']
+    assert hook.rules == ['greater']
+    assert HOOKS.build(dict(type='ModelSelectionCheckpointHook',
+                            selection='accuracy', metric_key='accuracy/top1')
+                       ).key_indicators == ['accuracy/top1']
+    with pytest.raises(ValueError, match=r"selection='best'; expected one "
+                       r"of \['accuracy', 'worst_class', 'worst_group'\]"):
+        HOOKS.build(dict(type='ModelSelectionCheckpointHook',
+                         selection='best'))
+    with pytest.raises(ValueError, match="save_best='accuracy/top1' "
+                       "conflicts with selection='worst_group'"):
+        HOOKS.build(dict(type='ModelSelectionCheckpointHook',
+                         selection='worst_group', save_best='accuracy/top1'))
+    with pytest.raises(ValueError, match="rule='less'"):
+        HOOKS.build(dict(type='ModelSelectionCheckpointHook',
+                         selection='worst_group', rule='less'))
+
+
+def _scalars(work):
+    """Every validation's logged metrics, from the vis backend's file
+    (written by mmengine's LoggerHook, not by the hook under test)."""
+    path, = glob.glob(osp.join(str(work), '*', 'vis_data', 'scalars.json'))
+    with open(path) as f:
+        rows = [json.loads(line) for line in f]
+    return [r for r in rows if 'bias/acc' in r]
+
+
+#: the values each validation reports, by key: each rule's best is at
+#: another epoch (worst_group: a tie at 30, the earlier, epoch 2, wins)
+SCRIPT = dict(worst_group_acc=[10.0, 30.0, 20.0, 30.0],
+              worst_class_acc=[5.0, 0.0, 40.0, 10.0],
+              acc=[0.0, 0.0, 0.0, 70.0])
+BEST_EPOCH = dict(worst_group=2, worst_class=3, accuracy=4)
+EPOCHS = 4
+
+
+@METRICS.register_module(force=True)
+class ScriptedBiasMetric(BiasMetric):
+    """BiasMetric whose rule keys take the values of :data:`SCRIPT` (a
+    tiny untrained model scores every epoch alike)."""
+
+    calls = 0
+
+    def compute_metrics(self, results):
+        metrics = super().compute_metrics(results)
+        for k, values in SCRIPT.items():
+            metrics[k] = values[self.calls]
+        self.calls += 1
+        return metrics
+
+
+@pytest.fixture(scope='module')
+def waterbirds(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('wb')
+    root = write_waterbirds(tmp / 'waterbird_complete95_forest2water2')
+    return waterbirds_config(tmp, 'resnet18'), root
+
+
+def _options(root, selection, epochs=EPOCHS):
+    opts = [o for o in tiny_waterbirds_options(root)
+            if not o.startswith('train_cfg.max_epochs')]
+    hook = 'default_hooks.checkpoint'
+    return opts + [f'train_cfg.max_epochs={epochs}',
+                   f'{hook}.type=ModelSelectionCheckpointHook',
+                   f'{hook}.selection={selection}']
+
+
+@pytest.mark.parametrize('selection, key', [
+    ('worst_group', 'bias/worst_group_acc'),
+    ('worst_class', 'bias/worst_class_acc'),
+    ('accuracy', 'bias/acc')])
+def test_rule_chooses_the_best_checkpoint_and_is_named(
+        waterbirds, tmp_path, capsys, selection, key):
+    config, root = waterbirds
+    work = tmp_path / 'run'
+    load_tool('train.py').main(
+        [config, '--work-dir', str(work), '--cfg-options',
+         *_options(root, selection),
+         'val_evaluator.1.type=ScriptedBiasMetric'])
+    out = capsys.readouterr().out
+    logged = _scalars(work)
+    assert [r['step'] for r in logged] == list(range(1, EPOCHS + 1))
+    values = [r[key] for r in logged]
+    assert values == SCRIPT[key.split('/')[1]]  # what the metric said
+    best = BEST_EPOCH[selection]
+    expected = f'best_{key.replace("/", "_")}_epoch_{best}.pth'
+    # the one best checkpoint kept is the rule's
+    assert [osp.basename(p) for p in glob.glob(
+        osp.join(str(work), 'best_*.pth'))] == [expected]
+    with open(osp.join(str(work), 'model_selection.json')) as f:
+        record = json.load(f)
+    assert record['rule'] == selection and record['metric'] == key
+    assert record['best'] == dict(checkpoint=expected, epoch=best,
+                                  iter=2 * best, value=values[best - 1])
+    assert [h['value'] for h in record['history']] == values
+    # the console names the rule and the checkpoint it chose
+    assert f"model selection rule {selection!r}" in out
+    assert f'chose {expected}' in out
+
+
+NO_BIAS_VAL = '''
+val_dataloader = dict(dataset=dict(
+    format=None, ann_file='metadata.csv',
+    columns=dict(img='img_filename', label='y', split='split'),
+    split_values=dict(train=0, val=1, test=2),
+    label_values={0: 'landbird', 1: 'waterbird'}))
+'''
+
+
+def test_worst_group_without_bias_labels_on_val_stops(waterbirds, tmp_path):
+    config, root = waterbirds
+    mine = str(tmp_path / 'no_bias_val.py')
+    with open(mine, 'w') as f:
+        f.write(f'_base_ = [{config!r}]\n' + NO_BIAS_VAL)
+    with pytest.raises(ValueError) as err:
+        load_tool('train.py').main(
+            [mine, '--work-dir', str(tmp_path / 'run'), '--cfg-options',
+             *_options(root, 'worst_group')])
+    msg = str(err.value)
+    assert "model selection rule 'worst_group'" in msg
+    assert 'bias/worst_group_acc' in msg
+    assert 'every val sample' in msg and '`group_idx`' in msg
+    assert 'BiasAnnotatedDataset' in msg
+    assert "selection='worst_class' or 'accuracy'" in msg
+    assert not glob.glob(osp.join(str(tmp_path / 'run'), '*.pth'))
+    # without bias labels, worst-class selection runs
+    work = tmp_path / 'run2'
+    load_tool('train.py').main(
+        [mine, '--work-dir', str(work), '--cfg-options',
+         *_options(root, 'worst_class', epochs=1)])
+    with open(osp.join(str(work), 'model_selection.json')) as f:
+        assert json.load(f)['best']['checkpoint'] == \
+            'best_bias_worst_class_acc_epoch_1.pth'
+    # and the val metrics file says what is missing
+    path, = glob.glob(osp.join(str(work), '*', 'bias_metrics.json'))
+    with open(path) as f:
+        assert 'no `group_idx`' in json.load(f)['missing_annotations']
+    assert os.path.exists(osp.join(str(work), 'epoch_1.pth'))
+
+
+def test_keys_validation_cannot_give_are_named():
+    from types import SimpleNamespace
+
+    from mmpretrain.evaluation import Accuracy
+
+    def runner(*metrics, val_cfg=dict()):
+        return SimpleNamespace(
+            cfg=dict(val_cfg=val_cfg, val_dataloader=dict()),
+            val_evaluator=SimpleNamespace(metrics=list(metrics)))
+
+    def hook(selection, **kw):
+        return HOOKS.build(dict(type='ModelSelectionCheckpointHook',
+                                selection=selection, **kw))
+
+    why = hook('worst_class').unavailable(runner(Accuracy()))
+    assert "no BiasMetric giving 'bias/worst_class_acc'" in why
+    assert "['Accuracy']" in why and "dict(type='BiasMetric')" in why
+    assert 'does not validate' in hook('accuracy').unavailable(
+        runner(BiasMetric(), val_cfg=None))
+    assert hook('accuracy').unavailable(runner(BiasMetric())) is None
+    # another metric's key: known only after validating
+    acc = hook('accuracy', metric_key='accuracy/top1')
+    assert acc.unavailable(runner(Accuracy(), BiasMetric())) is None
+    with pytest.raises(ValueError, match=r"rule 'accuracy' chooses the best "
+                       r"accuracy/top1, but validation returned no such key "
+                       r"\(it returned \['bias/acc'\]\)"):
+        acc.after_val_epoch(None, {'bias/acc': 1.0})
