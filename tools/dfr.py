@@ -10,6 +10,7 @@ scores, val metrics before and after). On an OccamNet every exit used at
 inference is retrained on its own features (docs/methods.md, DFR).
 """
 import argparse
+import os.path as osp
 
 from mmengine.config import DictAction
 
@@ -48,7 +49,6 @@ def main(argv=None):
     from occam_plugin.apis.dfr import C_OPTIONS, NUM_RETRAINS, run_dfr
     for path, what in ((args.config, 'config'),
                        (args.checkpoint, 'checkpoint')):
-        import os.path as osp
         if not osp.isfile(path):
             raise SystemExit(f'{what} file {path!r} does not exist.')
     # the config's dfr = dict(...) gives defaults; the command line wins

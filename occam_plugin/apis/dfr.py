@@ -292,17 +292,17 @@ def run_dfr(config: str, checkpoint: str, work_dir: str,
         device (str, optional): Defaults to CUDA when there is one.
     """
     from ..fileio import OutputClaims, atomic_path, write_json
-    from .jtt import load_stage_config
     from .model import init_occam_model
     from .offline import (build_eval_loader, compute_all_exits,
-                          default_device, eval_dataset_cfg, predictions)
+                          default_device, eval_dataset_cfg, load_config,
+                          predictions)
     if balance not in ('group', 'class'):
         raise ValueError(f"DFR: balance={balance!r}; expected 'group' or "
                          "'class'")
     if scaler not in ('train', 'val'):
         raise ValueError(f"DFR: scaler={scaler!r}; expected 'train' or "
                          "'val'")
-    cfg = load_stage_config(config, cfg_options)
+    cfg = load_config(config, cfg_options)
     cfg.pop('dfr', None)
     name = osp.splitext(osp.basename(checkpoint))[0]
     claims = OutputClaims(overwrite)

@@ -27,6 +27,7 @@ from typing import Optional
 from mmengine.config import Config
 
 from ..fileio import OutputClaims, atomic_path, read_json, write_json
+from .offline import load_config as load_stage_config
 
 #: the sub work dirs and files of a JTT work dir
 ID_DIR, FINAL_DIR = 'identification', 'upsampled'
@@ -36,15 +37,6 @@ SETTINGS, RESULT = 'jtt_settings.json', 'jtt_result.json'
 
 def _log(msg: str) -> None:
     print(f'[jtt] {msg}', flush=True)
-
-
-def load_stage_config(config: str, cfg_options: Optional[dict]) -> Config:
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        from ..engine.runner import cli
-        cli.check_option_keys(cfg, cfg_options)
-        cfg.merge_from_dict(cfg_options)
-    return cfg
 
 
 def resolve_settings(cfg: Config, identification_epochs: Optional[int],

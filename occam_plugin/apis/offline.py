@@ -16,6 +16,17 @@ import torch
 from mmengine.config import Config, ConfigDict
 
 
+def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
+    """``config`` with ``--cfg-options`` merged; a key the config does not
+    have and the runner does not read is a SystemExit (as tools/train.py)."""
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        from ..engine.runner import cli
+        cli.check_option_keys(cfg, cfg_options)
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
 def eval_dataset_cfg(cfg: Config, split: str = 'train') -> ConfigDict:
     """The dataset config of ``<split>_dataloader`` with the pipeline of
     the test (else val) dataloader, so that every sample is read as an
