@@ -53,11 +53,19 @@ SMALL_CONFIGS = {
 }
 SMALL_CONFIGS[('resnet', 'sd')] = SMALL_CONFIGS[('resnet', 'erm')]
 #: method -> the --cfg-options that switch it on the ERM config; the
-#: 'no-*' ones are OccamNet ablations
+#: 'no-*' and 'exits-*' ones are OccamNet ablations. 'exits-234' drops the
+#: exit after stage 1 (28 px at 112 px input), which the shipped model trains
+#: (detached from the trunk) but never takes at inference
+#: (min_inference_exit=1): the exits that predict stay those after stages
+#: 2-4, with the gate thresholds they had
 METHOD_OPTIONS = {
     'sd': ['model.head.method.type=SpectralDecoupling'],
     'no-cs': ['model.head.cam_suppression=None'],
     'no-gw': ['model.head.gate_weighting=False'],
+    'exits-234': ['model.backbone.out_indices=(1,2,3)',
+                  'model.neck.detach_exits=()',
+                  'model.head.min_inference_exit=0',
+                  'model.head.gate_loss.thresholds=(0.6,0.7,0.8)'],
 }
 for _m in METHOD_OPTIONS:
     SMALL_CONFIGS[('occam', _m)] = SMALL_CONFIGS[('occam', 'erm')]
@@ -89,7 +97,8 @@ SELECT_PROTOCOLS = ('w16-112px-60e', 'w32-112px-30e', 'w16-160px-30e')
 NAMES = dict(resnet='ResNet-18', occam='OccamResNet-18')
 METHOD_NAMES = {'erm': 'ERM', 'lff': 'LfF', 'sd': 'SD',
                 'no-cs': 'ERM, no CAM suppression',
-                'no-gw': 'ERM, no gate weighting'}
+                'no-gw': 'ERM, no gate weighting',
+                'exits-234': 'ERM, exits after stages 2-4 only'}
 
 
 def run_dir(work_root, protocol, model, method, seed):
