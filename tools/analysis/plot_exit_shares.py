@@ -2,10 +2,16 @@
 
     python tools/test.py CONFIG CKPT --out preds.pkl
     python tools/analysis/plot_exit_shares.py preds.pkl --out shares.png \\
-        [--classes climbing diving ...]
+        [--config CONFIG | --classes climbing diving ...]
 
 One stacked bar per ground-truth class (and one for all samples): the share
 of its samples that left at each exit. The table is printed as well.
+
+Bars and rows are named by class: ``--classes`` gives the names, else they
+are those of the test dataset of ``--config`` (the config of the test run;
+its ``metainfo.classes`` or its dataset type's, read without opening the
+data). With neither (or a dataset that names no classes) the class indices
+are used and a note says so.
 """
 import argparse
 import os.path as osp
@@ -58,15 +64,45 @@ def exit_shares(results: Sequence[dict]) -> Dict[str, np.ndarray]:
                 counts=totals, overall=counts.sum(0) / totals.sum())
 
 
+def class_labels(classes: Sequence[int],
+                 names: Optional[Sequence[str]]) -> List[str]:
+    """The label of each class id: its name, or the id when ``names`` is
+    None.
+
+    Raises:
+        ValueError: ``names`` has no entry for one of the ``classes``.
+    """
+    if names is None:
+        return [str(c) for c in classes]
+    unnamed = [c for c in classes if not 0 <= c < len(names)]
+    if unnamed:
+        raise ValueError(f'class ids {unnamed} of the predictions have no '
+                         f'name in the {len(names)} class names {list(names)}')
+    return [names[c] for c in classes]
+
+
+def config_class_names(config: str) -> Optional[List[str]]:
+    """Class names of the test dataset of ``config`` (a file), or None."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    import occam_plugin  # noqa: F401  (registers the datasets)
+    from occam_plugin.visualization import dataset_class_names
+    cfg = Config.fromfile(config)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    loader = cfg.get('test_dataloader') or {}
+    return dataset_class_names(loader.get('dataset'))
+
+
 def plot_exit_shares(stats: dict, out_file: str,
                      class_names: Optional[List[str]] = None) -> str:
-    """Stacked bars of :func:`exit_shares`; returns ``out_file``."""
+    """Stacked bars of :func:`exit_shares`, labelled by ``class_names``
+    (indexed by class id; None: the ids); returns ``out_file``."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    names = [class_names[c] if class_names and c < len(class_names) else
-             str(c) for c in stats['classes']] + ['all']
+    names = class_labels(stats['classes'], class_names) + ['all']
     shares = np.vstack([stats['shares'], stats['overall'][None]])
     fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(names) + 2), 3.5))
     bottom = np.zeros(len(names))
@@ -88,7 +124,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('predictions', help='.pkl from tools/test.py --out')
     parser.add_argument('--out', required=True, help='output PNG')
-    parser.add_argument('--classes', nargs='+', help='class names')
+    names = parser.add_mutually_exclusive_group()
+    names.add_argument('--config', help='config of the test run: the class '
+                       'names of its test dataset')
+    names.add_argument('--classes', nargs='+',
+                       help='class names, in class id order')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace the --out file if it exists')
     args = parser.parse_args(argv)
@@ -102,13 +142,28 @@ def main(argv=None):
         raise SystemExit(f'error: {err}') from err
     # not pickle.load / mmengine.load: a crafted .pkl would run code
     from occam_plugin.evaluation import load_predictions
+    if args.config is not None and not osp.isfile(args.config):
+        raise SystemExit(f'--config {args.config!r} does not exist.')
     stats = exit_shares(load_predictions(args.predictions))
     names = args.classes
+    if args.config is not None:
+        names = config_class_names(args.config)
+        if names is None:
+            print(f'note: the test dataset of {args.config} names no '
+                  'classes; the classes are shown by index (--classes '
+                  'names them).', file=sys.stderr)
+    elif names is None:
+        print('note: no class names given; the classes are shown by index '
+              '(--config CONFIG, the config of the test run, or --classes '
+              'names them).', file=sys.stderr)
+    try:
+        labels = class_labels(stats['classes'], names)
+    except ValueError as err:
+        raise SystemExit(f'error: {err}') from err
     num_exits = stats['shares'].shape[1]
     print('class\t' + '\t'.join(f'exit{k}' for k in range(num_exits)) +
           '\tn')
-    for c, row, n in zip(stats['classes'], stats['shares'], stats['counts']):
-        label = names[c] if names and c < len(names) else c
+    for label, row, n in zip(labels, stats['shares'], stats['counts']):
         print(f'{label}\t' + '\t'.join(f'{v:.3f}' for v in row) +
               f'\t{int(n)}')
     print('all\t' + '\t'.join(f'{v:.3f}' for v in stats['overall']) +

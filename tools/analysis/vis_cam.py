@@ -54,14 +54,8 @@ def parse_args(argv=None):
 
 def class_names(cfg):
     """Class names of the config's test dataset (None when unknown)."""
-    from mmpretrain.registry import DATASETS
-    ds_cfg = cfg.test_dataloader.dataset
-    classes = (ds_cfg.get('metainfo') or {}).get('classes')
-    if classes is None:
-        ds_type = ds_cfg.get('type')
-        ds_cls = DATASETS.get(ds_type) if isinstance(ds_type, str) else None
-        classes = getattr(ds_cls, 'METAINFO', {}).get('classes')
-    return list(classes) if classes is not None else None
+    from occam_plugin.visualization import dataset_class_names
+    return dataset_class_names(cfg.test_dataloader.dataset)
 
 
 def resolve_labels(images, gt_labels, classes, need):
