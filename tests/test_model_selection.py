@@ -17,8 +17,6 @@ from conftest import load_tool
 from test_bias_annotated_dataset import (tiny_waterbirds_options,
                                          waterbirds_config, write_waterbirds)
 
-pytestmark = pytest.mark.slow
-
 
 def test_rule_options_are_checked():
     hook = HOOKS.build(dict(type='ModelSelectionCheckpointHook',
@@ -90,6 +88,7 @@ def _options(root, selection, epochs=EPOCHS):
                    f'{hook}.selection={selection}']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('selection, key', [
     ('worst_group', 'bias/worst_group_acc'),
     ('worst_class', 'bias/worst_class_acc'),
@@ -132,6 +131,7 @@ val_dataloader = dict(dataset=dict(
 '''
 
 
+@pytest.mark.slow
 def test_worst_group_without_bias_labels_on_val_stops(waterbirds, tmp_path):
     config, root = waterbirds
     mine = str(tmp_path / 'no_bias_val.py')
