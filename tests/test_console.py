@@ -8,6 +8,7 @@ import os.path as osp
 import re
 
 import pytest
+from mmengine.logging import MessageHub
 
 from conftest import (REPO, TINY_BAR_OPTIONS, TINY_RESNET_OPTIONS,
                       bar_data_options, load_tool, read_logs, run_tool,
@@ -44,9 +45,10 @@ def test_quiet_console_is_a_line_per_epoch(quiet_run):
     assert len(lines) < 15 and len(out) < 2000, out
     epochs = [ln for ln in lines if ln.startswith('epoch ')]
     assert [ln.split()[1] for ln in epochs] == ['1/2', '2/2'], out
-    for ln in epochs:  # iterations, mean loss, lr, time
-        assert re.search(r'2 iters\s+loss \d+\.\d+\s+lr 0\.001\s+[\d.]+s',
-                         ln), ln
+    for i, ln in enumerate(epochs, 1):  # mmengine's fields, epoch time
+        assert re.search(rf'  \[{i}\]\[2/2\]  lr: 1\.0000e-03  eta: '
+                         r'\d+:\d\d:\d\d  loss: \d+\.\d{4}  [\d.]+s$', ln), ln
+    assert epochs[-1].split('eta: ')[1].startswith('0:00:00 '), out
     val = [ln for ln in lines if ln.startswith('val (epoch 2)')]
     assert len(val) == 1, out
     assert 'accuracy/top1' in val[0]
@@ -160,14 +162,19 @@ def test_progress_bar_on_a_terminal(capsys):
 
     from occam_plugin.engine.hooks import ConsoleProgressHook
     hook = ConsoleProgressHook(tty=True)
+    hub = MessageHub('console-tty')
     runner = SimpleNamespace(
-        epoch=0, max_epochs=2, train_dataloader=[0, 1, 2],
+        epoch=0, max_epochs=2, train_dataloader=[0, 1, 2], message_hub=hub,
+        iter=0, max_iters=6,
         val_dataloader=[0], logger=SimpleNamespace(log_file='x/y.log'),
         optim_wrapper=SimpleNamespace(get_lr=lambda: {'lr': [0.01]}))
     hook.before_run(runner)
+    hook.before_train(runner)
     hook.before_train_epoch(runner)
-    for i in range(3):
+    for i in range(3):  # IterTimerHook's eta: 2.5 s x 3 left after i=2
+        hub.update_info('eta', 2.5 * (runner.max_iters - runner.iter - 1))
         hook.after_train_iter(runner, i, outputs={'loss': 2.0 + i})
+        runner.iter += 1
     hook.after_train_epoch(runner)
     runner.epoch = 1
     hook.before_val_epoch(runner)
@@ -175,8 +182,68 @@ def test_progress_bar_on_a_terminal(capsys):
     hook.after_val_epoch(runner, {'accuracy/top1': 75.0})
     out = capsys.readouterr().out
     assert 'Full log: x/y.log' in out
-    assert re.search(r'epoch 1/2 .*3/3 loss 3\.0000\s+lr 0\.01', out), out
+    assert re.search(r'epoch 1/2 .*\[1\]\[3/3\]  lr: 1\.0000e-02  eta: '
+                     r'0:00:07  loss: 3\.0000', out), out
     assert 'val (epoch 1): accuracy/top1 75' in out
+
+
+def _fake_runner(**kwargs):
+    from types import SimpleNamespace
+    return SimpleNamespace(
+        epoch=0, max_epochs=2, iter=0, max_iters=8,
+        train_dataloader=[0, 1, 2, 3], logger=SimpleNamespace(log_file='l'),
+        optim_wrapper=SimpleNamespace(get_lr=lambda: {'lr': [0.1]}),
+        **kwargs)
+
+
+def test_epoch_line_in_mmengine_words(capsys):
+    """Not a terminal: one line per epoch with [epoch][iter/iters], lr,
+    IterTimerHook's eta (as LogProcessor prints it) and the mean loss."""
+    from occam_plugin.engine.hooks import ConsoleProgressHook
+    hub = MessageHub('console-line')
+    runner = _fake_runner(message_hub=hub)
+    hook = ConsoleProgressHook(tty=False)
+    hook.before_run(runner)
+    hook.before_train(runner)
+    for epoch in range(2):
+        runner.epoch = epoch
+        hook.before_train_epoch(runner)
+        for i in range(4):
+            # what IterTimerHook leaves in the hub: 1.5 s x iterations left
+            hub.update_info('eta', 1.5 * (8 - runner.iter - 1) + 65)
+            hook.after_train_iter(runner, i, outputs={'loss': float(i)})
+            runner.iter += 1
+        hook.after_train_epoch(runner)
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert [ln.rsplit('  ', 1)[0] for ln in lines] == [
+        # eta 1.5 * 4 + 65 = 71 s; 1.5 * 0 + 65 = 65 s; loss (0+1+2+3)/4
+        'epoch 1/2  [1][4/4]  lr: 1.0000e-01  eta: 0:01:11  loss: 1.5000',
+        'epoch 2/2  [2][4/4]  lr: 1.0000e-01  eta: 0:01:05  loss: 1.5000']
+    assert all(re.fullmatch(r'\d+\.\ds', ln.rsplit('  ', 1)[1])
+               for ln in lines)
+
+
+def test_eta_without_iter_timer_hook(monkeypatch, capsys):
+    """No eta in the message hub (``default_hooks.timer=None``): elapsed
+    time per iteration of this run x iterations left, also on resume."""
+    from occam_plugin.engine.hooks import ConsoleProgressHook
+    from occam_plugin.engine.hooks import console_progress_hook as mod
+    clock = [100.0]
+    monkeypatch.setattr(mod.time, 'time', lambda: clock[0])
+    runner = _fake_runner(message_hub=MessageHub('console-no-timer'))
+    runner.iter, runner.epoch = 4, 1  # resumed after epoch 1 of 2
+    hook = ConsoleProgressHook(tty=False)
+    hook.before_run(runner)
+    hook.before_train(runner)
+    hook.before_train_epoch(runner)
+    for i in range(3):
+        clock[0] += 10.0  # 10 s per iteration
+        hook.after_train_iter(runner, i, outputs={'loss': 1.0})
+        runner.iter += 1
+    hook.after_train_epoch(runner)
+    # after 3 of this run's iterations (30 s), 1 of 8 is left: 10 s
+    assert '[2][3/4]  lr: 1.0000e-01  eta: 0:00:10  loss: 1.0000  30.0s' \
+        in capsys.readouterr().out
 
 
 def test_demo_verbose_reaches_its_runs():

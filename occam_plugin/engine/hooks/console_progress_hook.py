@@ -1,5 +1,6 @@
 """A concise console for quiet runs: one progress line per epoch and the key
 metrics; mmengine's full log goes to the log file only."""
+import datetime
 import sys
 import time
 from typing import Optional, Sequence
@@ -40,10 +41,16 @@ class ConsoleProgressHook(Hook):
     path this hook prints first. It prints:
 
     - on a terminal: a progress bar per training epoch (``rich``) that
-      stays as that epoch's line (epoch, iterations, mean loss, lr, time),
-      and a transient bar while validating or testing;
+      stays as that epoch's line, and a transient bar while validating or
+      testing;
     - otherwise (a pipe, a file, a CI log): one line per epoch, written when
       the epoch ends, and nothing per iteration;
+    - the epoch's line (and the bar) in the words of mmengine's log:
+      ``epoch 1/2  [1][6/6]  lr: 1.0000e-03  eta: 0:01:05  loss: 0.6931
+      3.1s``: ``[epoch][iteration/iterations]``, the lr, the eta of the
+      whole run (``IterTimerHook``'s in the message hub, as mmengine's
+      ``LogProcessor`` prints it; without that hook, from this run's
+      elapsed time per iteration), the epoch's mean loss and its time;
     - after each validation and test: the key metrics the evaluator
       returned (:data:`KEY_METRICS`, or its first few when it returns none
       of them).
@@ -67,6 +74,8 @@ class ConsoleProgressHook(Hook):
         self._named_log = None
         self._epoch_start = 0.0
         self._losses = []
+        self._train_start = (0.0, 0)  # time, runner.iter
+        self._eta = None
 
     # -- output ---------------------------------------------------------
     def _print(self, line: str) -> None:
@@ -80,9 +89,11 @@ class ConsoleProgressHook(Hook):
         from rich.console import Console
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress,
                                    TextColumn, TimeElapsedColumn)
+        # a training bar's info starts with its [epoch][iter/iters]
+        count = () if not transient else (MofNCompleteColumn(), )
         self._bar = Progress(
-            TextColumn('{task.description}'), BarColumn(),
-            MofNCompleteColumn(), TextColumn('{task.fields[info]}'),
+            TextColumn('{task.description}'), BarColumn(), *count,
+            TextColumn('{task.fields[info]}'),
             TimeElapsedColumn(), console=Console(file=sys.stdout),
             transient=transient)
         self._bar.add_task(description, total=total, info='')
@@ -122,6 +133,10 @@ class ConsoleProgressHook(Hook):
         self._stop_bar()
 
     # -- training -------------------------------------------------------
+    def before_train(self, runner) -> None:
+        self._train_start = (time.time(), runner.iter)
+        self._eta = None
+
     def before_train_epoch(self, runner) -> None:
         self._epoch_start = time.time()
         self._losses = []
@@ -136,18 +151,44 @@ class ConsoleProgressHook(Hook):
             if hasattr(loss, 'detach'):  # a tensor that carries its graph
                 loss = loss.detach()
             self._losses.append(float(loss))
+        self._eta = self._run_eta(runner)
         if self._bar is not None:
-            self._advance(self._loss_text())
+            self._advance(self._fields(runner))
 
     def after_train_epoch(self, runner) -> None:
         if not is_main_process():
             return
-        info = f'{self._loss_text()}  lr {self._lr(runner)}'
+        info = self._fields(runner)
         if self._bar is not None:
             self._stop_bar(info)  # the finished bar is the epoch's line
             return
-        print(f'{self._epoch_name(runner)}  {len(self._losses)} iters  '
-              f'{info}  {time.time() - self._epoch_start:.1f}s', flush=True)
+        print(f'{self._epoch_name(runner)}  {info}  '
+              f'{time.time() - self._epoch_start:.1f}s', flush=True)
+
+    def _fields(self, runner) -> str:
+        """``[epoch][iter/iters]  lr: ..  eta: ..  loss: ..`` as mmengine's
+        ``LogProcessor`` writes them, for the iterations seen so far."""
+        total = self._length(runner.train_dataloader)
+        count = f'[{runner.epoch + 1}][{len(self._losses)}/' \
+                f'{"?" if total is None else total}]'
+        eta = ('-' if self._eta is None else
+               str(datetime.timedelta(seconds=int(self._eta))))
+        return (f'{count}  lr: {self._lr(runner)}  eta: {eta}  '
+                f'{self._loss_text()}')
+
+    def _run_eta(self, runner) -> Optional[float]:
+        """Seconds left in the whole run after this iteration: mmengine's
+        ``IterTimerHook`` estimate when it is there, else this run's own
+        elapsed time per iteration times the iterations left."""
+        hub = getattr(runner, 'message_hub', None)
+        if hub is not None and 'eta' in hub.runtime_info:
+            return float(hub.get_info('eta'))
+        max_iters = getattr(runner, 'max_iters', None)
+        if max_iters is None:
+            return None
+        start, start_iter = self._train_start
+        done = runner.iter - start_iter + 1  # runner.iter: this one's index
+        return (time.time() - start) / done * (max_iters - runner.iter - 1)
 
     def _epoch_name(self, runner) -> str:
         # during a training epoch runner.epoch counts the finished ones
@@ -155,8 +196,8 @@ class ConsoleProgressHook(Hook):
 
     def _loss_text(self) -> str:
         if not self._losses:
-            return 'loss -'
-        return f'loss {sum(self._losses) / len(self._losses):.4f}'
+            return 'loss: -'
+        return f'loss: {sum(self._losses) / len(self._losses):.4f}'
 
     @staticmethod
     def _lr(runner) -> str:
@@ -166,7 +207,7 @@ class ConsoleProgressHook(Hook):
             return '-'
         for name, values in lrs.items():
             if name.endswith('lr') and not name.endswith('base_lr'):
-                return f'{values[0]:.3g}'
+                return f'{values[0]:.4e}'  # LogProcessor's num_digits
         return '-'
 
     # -- validation and test ---------------------------------------------
