@@ -286,6 +286,10 @@ class SafeRunner(Runner):
         # DDP must not overwrite the declared rank-local buffers (per-sample
         # memories) with rank 0's copy; TrainingStateHook merges them instead
         ignore_rank_local_buffers(model)
+        if self.distributed and not is_model_wrapper(model):
+            model_wrapper_cfg = ddp_wrapper_cfg(
+                model_wrapper_cfg,
+                self.cfg.get('find_unused_parameters', False))
         return super().wrap_model(model_wrapper_cfg, model)
 
     # -- training ----------------------------------------------------------
@@ -359,6 +363,47 @@ class SafeRunner(Runner):
                 f'cannot resume from {filename!r}: its optimizer, scheduler '
                 f'or meta state does not fit this run ({type(err).__name__}:'
                 f' {err}). Was it written by another config?') from err
+
+
+def ddp_wrapper_cfg(model_wrapper_cfg: Optional[dict],
+                    find_unused_parameters: bool = False) -> dict:
+    """``model_wrapper_cfg`` in the words of the installed torch's DDP.
+
+    mmengine 0.10 passes DDP ``broadcast_buffers=False`` (its default wrapper
+    when the config has no ``model_wrapper_cfg``, and ours on CPU), which
+    torch >= 2.14 deprecates with a ``FutureWarning`` on every rank. Where
+    DDP takes ``forward_sync_buffers``, it replaces ``broadcast_buffers``
+    (same value): buffers are then synced from rank 0 once when DDP wraps
+    the model (all ranks built it alike) and, as before, not at each
+    forward when False. The rank-local buffers stay out of both syncs (DDP's
+    ignore list, :func:`ignore_rank_local_buffers`).
+
+    Args:
+        model_wrapper_cfg (dict, optional): The config's
+            ``model_wrapper_cfg``; None: mmengine's default wrapper
+            (``MMDistributedDataParallel``, ``broadcast_buffers=False``).
+        find_unused_parameters (bool): The config's key of that name, which
+            mmengine's default wrapper reads. Defaults to False.
+
+    Returns:
+        dict: A new config for ``Runner.wrap_model`` (not the one given).
+    """
+    from mmengine.registry import MODEL_WRAPPERS
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    if model_wrapper_cfg is None:
+        cfg = dict(type='MMDistributedDataParallel', broadcast_buffers=False,
+                   find_unused_parameters=find_unused_parameters)
+    else:
+        cfg = copy.deepcopy(dict(model_wrapper_cfg))
+    wrapper = cfg.get('type', 'MMDistributedDataParallel')
+    if isinstance(wrapper, str):
+        wrapper = MODEL_WRAPPERS.get(wrapper)
+    if (isinstance(wrapper, type) and issubclass(wrapper, DDP)
+            and 'broadcast_buffers' in cfg
+            and 'forward_sync_buffers' not in cfg
+            and 'forward_sync_buffers' in _named_params(DDP.__init__)):
+        cfg['forward_sync_buffers'] = cfg.pop('broadcast_buffers')
+    return cfg
 
 
 def build_runner(cfg) -> Runner:
