@@ -18,12 +18,15 @@ that CI tests together stay in ``requirements.txt`` (``make install``).
 * Feature-only dependencies are extras; their imports are lazy and fail
   with a message naming the extra (``occam_plugin/extras.py``).
 
-Configs and tools ship inside the package, the way mmpretrain ships them:
-``configs/`` and ``tools/`` of the repository become
-``occam_plugin/.mim/configs`` and ``occam_plugin/.mim/tools`` -- copied into
-the build tree of a wheel (``pip install .``, ``pip wheel .``), symlinked in
-the source tree for an editable install (``pip install -e .``).
-``occam_plugin.get_config_path`` finds them.
+Configs, tools and the model zoo ship inside the package, the way mmpretrain
+ships them: ``configs/``, ``tools/``, ``checkpoints/`` (the published
+weights, about 13 MB) and ``model-index.yml`` of the repository become
+``occam_plugin/.mim/configs`` ... ``occam_plugin/.mim/model-index.yml`` --
+copied into the build tree of a wheel (``pip install .``, ``pip wheel .``),
+symlinked in the source tree for an editable install (``pip install -e .``).
+``occam_plugin.get_config_path`` finds the configs; ``import occam_plugin``
+registers the index with mmpretrain's ``ModelHub``; ``mim`` reads
+``.mim/model-index.yml`` and ``.mim/configs``.
 """
 import os
 import os.path as osp
@@ -35,7 +38,7 @@ from setuptools.command.develop import develop
 
 HERE = osp.dirname(osp.abspath(__file__))
 PACKAGE = 'occam_plugin'
-MIM_ITEMS = ('configs', 'tools')
+MIM_ITEMS = ('configs', 'tools', 'checkpoints', 'model-index.yml')
 
 INSTALL_REQUIRES = [
     'torch>=2.6,<3',
@@ -83,7 +86,8 @@ def _clear(path):
 
 
 def add_mim_extension(package_dir, mode):
-    """Place ``configs/`` and ``tools/`` under ``<package_dir>/.mim``.
+    """Place the ``MIM_ITEMS`` (folders and files) under
+    ``<package_dir>/.mim``.
 
     ``mode='copy'`` for a build tree (wheel, non-editable install),
     ``mode='symlink'`` for the source tree of an editable install (edits to
@@ -93,12 +97,14 @@ def add_mim_extension(package_dir, mode):
     os.makedirs(mim, exist_ok=True)
     for item in MIM_ITEMS:
         src = osp.join(HERE, item)
-        if not osp.isdir(src):
+        if not osp.exists(src):
             continue
         dst = osp.join(mim, item)
         _clear(dst)
         if mode == 'symlink':
             os.symlink(osp.relpath(src, mim), dst)
+        elif osp.isfile(src):
+            shutil.copyfile(src, dst)
         else:
             shutil.copytree(
                 src, dst,
@@ -106,7 +112,7 @@ def add_mim_extension(package_dir, mode):
 
 
 class BuildPyWithMim(build_py):
-    """build_py that also ships ``configs/`` and ``tools/`` in ``.mim``."""
+    """build_py that also ships the ``MIM_ITEMS`` in ``.mim``."""
 
     def run(self):
         super().run()

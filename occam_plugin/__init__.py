@@ -10,6 +10,12 @@ The configs ship inside the package (``occam_plugin/.mim/configs``)::
 
     from occam_plugin import get_config_path
     cfg = Config.fromfile(get_config_path('occam_resnet18_bar.py'))
+
+and so does the model zoo (``.mim/model-index.yml``, ``.mim/checkpoints``),
+registered with mmpretrain's ``ModelHub`` on import (``model_zoo.py``)::
+
+    mmpretrain.get_model('occamnets_resnet18-w16_1xb64_10e_biased-mnist-small',
+                         pretrained=True)
 """
 import warnings
 
@@ -20,7 +26,11 @@ warnings.filterwarnings(
     category=UserWarning)
 
 from .version import __version__  # noqa: E402
-from .config_path import get_config_path, list_configs  # noqa: E402
+from .config_path import (get_config_path, list_configs,  # noqa: E402
+                          resolve_config)
 from . import datasets, engine, evaluation, models  # noqa: F401,E402  (registers)
+from .model_zoo import register_model_zoo_safely  # noqa: E402
 
-__all__ = ['__version__', 'get_config_path', 'list_configs']
+register_model_zoo_safely()  # a few ms (three small YAML files); never raises
+
+__all__ = ['__version__', 'get_config_path', 'list_configs', 'resolve_config']

@@ -1,9 +1,10 @@
-"""Find the configs shipped inside the package.
+"""Find the configs (and the model zoo) shipped inside the package.
 
-Like mmpretrain, a built occam-plugin carries the repository's ``configs/``
-(and ``tools/``) in ``occam_plugin/.mim/`` -- copied into a wheel, symlinked
-for an editable install -- so that after a plain ``pip install`` any model
-can be built from a shipped config::
+Like mmpretrain, a built occam-plugin carries the repository's ``configs/``,
+``tools/``, ``checkpoints/`` and ``model-index.yml`` in
+``occam_plugin/.mim/`` -- copied into a wheel, symlinked for an editable
+install -- so that after a plain ``pip install`` any model can be built from
+a shipped config::
 
     from mmengine.config import Config
     from occam_plugin import get_config_path
@@ -17,19 +18,31 @@ import os
 import os.path as osp
 from typing import List, Optional
 
-__all__ = ['get_config_path', 'list_configs', 'configs_root']
+__all__ = ['get_config_path', 'list_configs', 'configs_root', 'mim_root',
+           'resolve_config']
 
 _PKG = osp.dirname(osp.abspath(__file__))
+
+
+def mim_root(item: str = 'configs') -> Optional[str]:
+    """The folder that holds the shipped ``item`` (``'configs'``,
+    ``'checkpoints'``, ``'model-index.yml'``, ...): ``occam_plugin/.mim``, or,
+    in a source checkout whose ``.mim`` lacks it (an editable install of an
+    older setup.py, or none), the checkout. The paths in
+    ``model-index.yml`` (``Config:``, ``Weights:``) are relative to it."""
+    for root in (osp.join(_PKG, '.mim'), osp.dirname(_PKG)):
+        path = osp.join(root, item)
+        if (osp.isdir(osp.join(path, '_base_')) if item == 'configs' else
+                osp.exists(path)):
+            return root
+    return None
 
 
 def configs_root() -> Optional[str]:
     """The folder of the shipped configs: ``occam_plugin/.mim/configs``, or,
     in a source checkout without ``.mim``, the checkout's ``configs/``."""
-    for root in (osp.join(_PKG, '.mim', 'configs'),
-                 osp.join(osp.dirname(_PKG), 'configs')):
-        if osp.isdir(osp.join(root, '_base_')):
-            return root
-    return None
+    root = mim_root('configs')
+    return None if root is None else osp.join(root, 'configs')
 
 
 def list_configs(include_bases: bool = False) -> List[str]:
@@ -88,3 +101,38 @@ def get_config_path(name: str) -> str:
     raise FileNotFoundError(
         f'no shipped config {name!r} in {root}; shipped: '
         f'{", ".join(list_configs())}')
+
+
+def resolve_config(config: str) -> str:
+    """A config given as a path or as the name of a shipped config.
+
+    An existing file is returned as given (a path relative to the working
+    directory keeps working inside a clone); anything else is looked up
+    among the shipped configs by :func:`get_config_path`: a bare name
+    (``'occamnets_resnet18-w16_1xb64_10e_biased-mnist-small'``), a path
+    relative to the configs folder, or a repository path
+    (``'configs/occamnets/....py'``, as the README writes them), so that the
+    same command works outside a clone.
+
+    Args:
+        config (str): A config file path or a shipped config's name.
+
+    Returns:
+        str: The path of an existing config file.
+
+    Raises:
+        FileNotFoundError: Neither a file nor a shipped config (the message
+            says both, and lists the shipped configs).
+    """
+    config = os.fspath(config)
+    if osp.isfile(config):
+        return config
+    rel = config.replace('\\', '/')
+    if rel.startswith('configs/'):
+        rel = rel[len('configs/'):]
+    try:
+        return get_config_path(rel)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f'config {config!r} is neither a file (relative to '
+            f'{os.getcwd()}) nor a shipped config: {err}') from None

@@ -2,12 +2,15 @@
 
 Builds the wheel from a copy of the repository's packaging inputs (so no
 stale ``build/`` of the checkout leaks in), then checks what it carries
-(configs and tools in ``occam_plugin/.mim``, LICENSE), its metadata (ranges,
-not pins; extras) and that, installed outside the repository, a shipped
-config builds a model. No network: ``--no-index``, ``--no-deps``, and the
-test environment's own dependencies.
+(configs, tools, the model zoo in ``occam_plugin/.mim``, LICENSE), its
+metadata (ranges, not pins; extras), the sdist's files, and that, installed
+outside the repository (``--target`` + ``PYTHONPATH``, cwd an empty folder),
+a shipped config builds a model, the zoo's models load and predict by name,
+and the README's "Outside a clone" commands run as written. No network:
+``--no-index``, ``--no-deps``, and the test environment's own dependencies.
 """
 import email
+import glob
 import importlib.util
 import os
 import os.path as osp
@@ -17,13 +20,15 @@ import sys
 import textwrap
 import zipfile
 
+import numpy as np
 import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 INPUTS = ('setup.py', 'MANIFEST.in', 'README.md', 'LICENSE', 'CITATION.cff',
-          'requirements.txt', 'occam_plugin', 'configs', 'tools')
+          'requirements.txt', 'model-index.yml', 'occam_plugin', 'configs',
+          'tools', 'checkpoints')
 CORE = ('torch', 'mmengine', 'mmcv-lite', 'mmpretrain', 'timm', 'numpy')
 MIM = 'occam_plugin/.mim/'
 
@@ -36,9 +41,7 @@ def _pip(*args, cwd):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
-@pytest.fixture(scope='module')
-def wheel(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp('pkg')
+def _copy_inputs(tmp):
     src = tmp / 'src'
     ignore = shutil.ignore_patterns('__pycache__', '*.pyc', '.mim',
                                     '*.egg-info')
@@ -49,6 +52,13 @@ def wheel(tmp_path_factory):
         else:
             os.makedirs(src, exist_ok=True)
             shutil.copy(path, src / name)
+    return src
+
+
+@pytest.fixture(scope='module')
+def wheel(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('pkg')
+    src = _copy_inputs(tmp)
     _pip('wheel', str(src), '--no-deps', '--no-build-isolation', '-w',
          str(tmp / 'dist'), cwd=tmp)
     wheels = list((tmp / 'dist').glob('occam_plugin-*.whl'))
@@ -84,6 +94,44 @@ def test_wheel_ships_configs_tools_and_license(wheel):
     assert any(n.endswith('.dist-info/LICENSE')
                or n.endswith('.dist-info/licenses/LICENSE') for n in names)
     assert not [n for n in names if '__pycache__' in n or n.endswith('.pyc')]
+    # the model zoo, as mmpretrain ships its own: index, metafiles, READMEs
+    # and every published weight file the metafiles name
+    for rel in _zoo_files():
+        assert MIM + rel in names, rel
+
+
+def _zoo_files():
+    """model-index.yml and what it names (metafiles, their READMEs,
+    Config and Weights), as paths relative to the repository."""
+    import yaml
+    with open(osp.join(REPO, 'model-index.yml')) as f:
+        metafiles = yaml.safe_load(f)['Import']
+    files = {'model-index.yml', *metafiles}
+    for metafile in metafiles:
+        with open(osp.join(REPO, metafile)) as f:
+            meta = yaml.safe_load(f)
+        files |= {c['README'] for c in meta['Collections']}
+        for m in meta['Models']:
+            files |= {m['Config'], m['Weights']}
+    assert len(files) > 10, files
+    return sorted(files)
+
+
+@pytest.mark.slow
+def test_sdist_carries_what_the_wheel_is_built_from(tmp_path):
+    src = _copy_inputs(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, 'setup.py', '-q', 'sdist', '-d', str(tmp_path)],
+        cwd=src, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    import tarfile
+    (sdist,) = tmp_path.glob('occam_plugin-*.tar.gz')
+    with tarfile.open(sdist) as tar:
+        names = {n.split('/', 1)[1] for n in tar.getnames() if '/' in n}
+    for rel in _zoo_files() + ['configs/_base_/default_runtime.py',
+                               'tools/train.py', 'tools/dist_train.sh']:
+        assert rel in names, rel
+    assert not [n for n in names if n.startswith('occam_plugin/.mim')]
 
 
 def test_metadata_has_ranges_not_pins(wheel):
@@ -126,14 +174,35 @@ def test_pinned_stack_satisfies_the_ranges(wheel):
     assert checked >= len(CORE) + 3
 
 
+@pytest.fixture(scope='module')
+def site(wheel, tmp_path_factory):
+    """The wheel alone installed into a folder (its dependencies are the
+    test environment's): put it first on PYTHONPATH."""
+    target = tmp_path_factory.mktemp('site')
+    _pip('install', str(wheel), '--no-deps', '--target', str(target),
+         cwd=target)
+    return target
+
+
+def _run_outside(script, site, cwd, timeout=600):
+    """Run Python code from ``cwd`` with only the installed wheel on
+    PYTHONPATH; it must import occam_plugin from there."""
+    check = (f'import occam_plugin\nassert occam_plugin.__file__.startswith('
+             f'{str(site)!r}), occam_plugin.__file__\n')
+    env = dict(os.environ, PYTHONPATH=str(site))
+    proc = subprocess.run([sys.executable, '-c', check + script], cwd=cwd,
+                          env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
 @pytest.mark.slow
-def test_installed_wheel_builds_a_model_from_a_shipped_config(wheel, tmp_path):
+def test_installed_wheel_builds_a_model_from_a_shipped_config(site, tmp_path):
     """Outside the repository (cwd elsewhere, package from the wheel only),
     every shipped config loads with its _base_ files and custom_imports, and
     one model builds and runs."""
-    target = tmp_path / 'site'
-    _pip('install', str(wheel), '--no-deps', '--target', str(target),
-         cwd=tmp_path)
+    target = site
     script = textwrap.dedent(f"""
         import os.path as osp
         import torch
@@ -156,12 +225,126 @@ def test_installed_wheel_builds_a_model_from_a_shipped_config(wheel, tmp_path):
             out = model(torch.zeros(1, 3, 64, 64), mode='tensor')
         print('BUILT', type(model).__name__, type(out).__name__)
     """)
-    env = dict(os.environ, PYTHONPATH=str(target))
-    proc = subprocess.run([sys.executable, '-c', script], cwd=tmp_path,
+    out = _run_outside(script, target, tmp_path)
+    assert 'BUILT OccamClassifier' in out, out
+
+
+@pytest.mark.slow
+def test_installed_wheel_serves_the_model_zoo_by_name(site, tmp_path):
+    """mmpretrain's list_models / get_model(name, pretrained=True) /
+    ImageClassificationInferencer(name) and OccamInferencer(name) find the
+    published models in the installed package, from an empty folder."""
+    script = textwrap.dedent(f"""
+        import os.path as osp
+        import numpy as np
+        import torch
+        import mmpretrain
+        from mmpretrain.apis import ModelHub
+        from occam_plugin.apis import OccamInferencer
+        name = 'occamnets_resnet18-w16_1xb64_10e_biased-mnist-small'
+        assert mmpretrain.list_models('*occamnets*') == [
+            name, 'occamnets_resnet18-w16_1xb64_60e_bar-small']
+        weights = ModelHub.get(name).weights
+        assert weights == osp.join({str(site)!r}, 'occam_plugin', '.mim',
+            'checkpoints', osp.basename(weights)), weights
+        model = mmpretrain.get_model(name, pretrained=True)
+        published = torch.load(weights, weights_only=True)['state_dict']
+        state = model.state_dict()
+        assert all(state[k].equal(v) for k, v in published.items())
+        img = np.random.default_rng(0).integers(0, 255, (80, 80, 3),
+                                                np.uint8)
+        ours = OccamInferencer(name)(img)[0]
+        theirs = mmpretrain.ImageClassificationInferencer(name)(img)[0]
+        assert ours['pred_label'] == theirs['pred_label']
+        assert ours['exit_scores'].shape == (4, 10)
+        print('ZOO OK', ours['exit_idx'])
+    """)
+    assert 'ZOO OK' in _run_outside(script, site, tmp_path)
+
+
+#: what shrinks the README's MLP runs to one iteration (appended to its
+#: train / test commands; everything else runs as written)
+TINY_MLP = ('train_dataloader.dataset.num_samples=16',
+            'val_dataloader.dataset.num_samples=16',
+            'test_dataloader.dataset.num_samples=16',
+            'train_dataloader.batch_size=16', 'val_dataloader.batch_size=16',
+            'test_dataloader.batch_size=16', 'train_dataloader.num_workers=0',
+            'val_dataloader.num_workers=0', 'test_dataloader.num_workers=0',
+            'train_cfg.max_epochs=1', 'default_hooks.logger.interval=1')
+
+
+def _readme_section(title):
+    """The ``bash`` lines and ``python`` blocks of a README section."""
+    with open(osp.join(REPO, 'README.md'), encoding='utf-8') as f:
+        text = f.read()
+    section = text.split(f'\n### {title}\n', 1)[1].split('\n#', 1)[0]
+    blocks = section.split('```')[1::2]
+    bash = [line.split('  #')[0].strip() for b in blocks
+            if b.startswith('bash') for line in b.splitlines()[1:]]
+    python = [b[len('python'):] for b in blocks if b.startswith('python')]
+    return [line for line in bash if line], python
+
+
+def _mim_path():
+    """Where ``mim`` (openmim, not a dependency) can be imported from: the
+    test environment, or the folders in OCCAM_TEST_MIM_PATH (e.g. a
+    ``pip install --target`` of openmim and a setuptools < 81)."""
+    extra = os.environ.get('OCCAM_TEST_MIM_PATH', '')
+    proc = subprocess.run(
+        [sys.executable, '-c', 'import mim'],
+        env=dict(os.environ, PYTHONPATH=extra), capture_output=True)
+    return extra if proc.returncode == 0 else None
+
+
+@pytest.mark.slow
+def test_readme_commands_outside_a_clone(site, tmp_path):
+    """README, "Outside a clone": every command, as written, from an empty
+    folder with the wheel alone (the MLP's train / test shrunk to one
+    iteration by appended --cfg-options; the mim lines when mim is there)."""
+    bash, python = _readme_section('Outside a clone')
+    assert any('tools/train.py mlp_' in line for line in bash), bash
+    assert len(python) == 1
+    mim = _mim_path()
+    lines, ran_mim = ['set -euo pipefail'], 0
+    for line in bash:
+        if line.startswith('mim '):
+            if mim is None:
+                continue
+            line, ran_mim = 'python -m ' + line, ran_mim + 1
+        if 'train.py mlp_' in line or 'test.py mlp_' in line or (
+                'mim train' in line):
+            line += ' --cfg-options ' + ' '.join(TINY_MLP)
+        lines.append(line)
+    lines.append('python readme_block.py')
+    work = tmp_path / 'empty'
+    work.mkdir()
+    (work / 'readme_block.py').write_text(python[0])
+    from PIL import Image
+    Image.fromarray(np.random.default_rng(0).integers(
+        0, 255, (80, 80, 3), np.uint8)).save(work / 'digit.png')
+    bindir = tmp_path / 'bin'  # `python` is this environment's interpreter
+    bindir.mkdir()
+    wrapper = bindir / 'python'  # (a symlink would lose the venv)
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    env = dict(os.environ, PATH=f'{bindir}:{os.environ["PATH"]}',
+               PYTHONPATH=':'.join(p for p in (str(site), mim) if p))
+    proc = subprocess.run(['bash', '-c', '\n'.join(lines)], cwd=work,
                           env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert 'BUILT OccamClassifier' in proc.stdout, proc.stdout
+                          timeout=1500)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    # what each command printed
+    assert 'occamnets/occamnets_resnet18-w16_1xb64_10e_biased-mnist-small.py' \
+        in proc.stdout
+    assert "['occamnets_resnet18-w16_1xb64_10e_biased-mnist-small'" in \
+        proc.stdout
+    assert "type='OccamClassifier'" in proc.stdout  # print_config
+    assert glob.glob(str(work / 'work_dirs/mlp/epoch_1.pth'))
+    assert glob.glob(str(work / 'work_dirs/mlp_test/*/bias_metrics.json'))
+    if ran_mim:
+        assert 'config id: occamnets_resnet18-w16_1xb64_10e_biased-mnist-' \
+            'small' in proc.stdout
 
 
 def test_get_config_path_finds_by_relative_path_or_unique_name():

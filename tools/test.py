@@ -13,7 +13,9 @@ from occam_plugin.engine.runner import cli
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Test a checkpoint (mmpretrain config + occam_plugin)')
-    parser.add_argument('config', help='config file path')
+    parser.add_argument(
+        'config', help='config file path, or the name of a shipped config '
+        '(occam_plugin.list_configs())')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument(
         '--out', help='dump every sample\'s prediction (pred_label, '

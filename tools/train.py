@@ -17,7 +17,9 @@ from occam_plugin.engine.runner import cli
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Train a model (mmpretrain config + occam_plugin)')
-    parser.add_argument('config', help='config file path')
+    parser.add_argument(
+        'config', help='config file path, or the name of a shipped config '
+        '(occam_plugin.list_configs())')
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint; without a path, from the latest '

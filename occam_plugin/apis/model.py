@@ -1,11 +1,11 @@
 """Build a model from a config and load its checkpoint strictly."""
 import copy
-import os.path as osp
 from typing import Optional, Union
 
 import torch
 from mmengine.config import Config
 
+from occam_plugin.config_path import resolve_config
 from occam_plugin.engine.runner import load_state_strictly, read_checkpoint
 
 #: how a Python user loads a checkpoint partially, on purpose
@@ -43,7 +43,8 @@ def init_occam_model(config: Union[str, Config],
     a checkpoint of another model and leaves the unmatched weights random.
 
     Args:
-        config (str | Config): A config file or a loaded config.
+        config (str | Config): A config file, the name of a shipped config
+            (``occam_plugin.resolve_config``) or a loaded config.
         checkpoint (str, optional): Checkpoint file. None builds the model
             with its initial (random) weights.
         device (str | torch.device, optional): Where to put the model.
@@ -56,7 +57,8 @@ def init_occam_model(config: Union[str, Config],
         entry for ``mmpretrain.inference_model``.
 
     Raises:
-        FileNotFoundError: ``config`` is a path that does not exist.
+        FileNotFoundError: ``config`` is neither a file nor a shipped
+            config.
         CheckpointError: The checkpoint is missing, unreadable, or has
             missing, unexpected or mis-shaped keys (the message names it).
     """
@@ -64,10 +66,7 @@ def init_occam_model(config: Union[str, Config],
     if isinstance(config, Config):
         cfg, name = copy.deepcopy(config), config.filename or 'config'
     else:
-        if not osp.isfile(config):
-            raise FileNotFoundError(
-                f'config file {config!r} does not exist (expected a config '
-                'file path or an mmengine Config).')
+        config = resolve_config(config)
         cfg, name = Config.fromfile(config), str(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)

@@ -1,3 +1,4 @@
+import os.path as osp
 import warnings
 from typing import List, Optional, Union
 
@@ -8,11 +9,22 @@ from mmengine.model import BaseModel
 from mmpretrain.apis import ImageClassificationInferencer
 from mmpretrain.structures import DataSample
 
+from occam_plugin.config_path import resolve_config
 from occam_plugin.engine.runner import load_state_strictly, read_checkpoint
 from .model import PYTHON_PARTIAL_HINT, init_occam_model
 
 #: per-sample prediction fields an OccamNet adds (``OccamHead.predict``)
 EXIT_FIELDS = ('exit_idx', 'exit_scores', 'exit_gates')
+
+
+def _config_of(model: str):
+    """``(config, weights)`` of a config file, a model-zoo name (its
+    ``Weights:``) or a shipped config's name (weights None)."""
+    from mmpretrain.apis import ModelHub
+    if not osp.isfile(model) and ModelHub.has(str(model).lower()):
+        metainfo = ModelHub.get(model)
+        return metainfo.config, metainfo.weights
+    return Config.fromfile(resolve_config(model)), None
 
 
 class OccamInferencer(ImageClassificationInferencer):
@@ -29,11 +41,14 @@ class OccamInferencer(ImageClassificationInferencer):
     it: ``from occam_plugin.apis import OccamInferencer``.
 
     Args:
-        model (str | Config | BaseModel): A config file, a config or a built
-            model.
+        model (str | Config | BaseModel): A config file, the name of a
+            model of the zoo (``mmpretrain.list_models('*occamnets*')``) or
+            of a shipped config (``occam_plugin.list_configs()``), a config
+            or a built model.
         pretrained (str | bool): Checkpoint file, loaded strictly. True (as
-            mmpretrain) takes the config's ``load_from``; False or no
-            ``load_from`` keeps random weights (with a warning for True).
+            mmpretrain) takes the zoo model's published weights, else the
+            config's ``load_from``; False or no ``load_from`` keeps random
+            weights (with a warning for True).
         device (str | torch.device, optional): Where to run.
         classes (list[str], optional): Class names; defaults to the
             checkpoint's ``dataset_meta`` or the test dataset's classes.
@@ -59,9 +74,11 @@ class OccamInferencer(ImageClassificationInferencer):
                                     pretrained,
                                     partial_hint=PYTHON_PARTIAL_HINT)
         else:
+            if not isinstance(model, Config):
+                model, weights = _config_of(model)
+                if pretrained is True and weights is not None:
+                    pretrained = weights
             if pretrained is True:
-                if not isinstance(model, Config):
-                    model = Config.fromfile(model)
                 pretrained = model.get('load_from')
                 if pretrained is None:
                     warnings.warn('OccamInferencer: no checkpoint given and '

@@ -55,9 +55,16 @@ def parse(parser: argparse.ArgumentParser,
 
 def load_config(args: argparse.Namespace,
                 files: Sequence[tuple] = ()) -> Config:
-    """The config of ``args.config``; ``files`` are more ``(path, what)``
-    that must exist (a clear exit otherwise)."""
-    for path, what in ((args.config, 'config'), *files):
+    """The config of ``args.config`` (a file, or a shipped config's name:
+    ``occam_plugin.resolve_config``, which then replaces ``args.config``);
+    ``files`` are more ``(path, what)`` that must exist (a clear exit
+    otherwise)."""
+    from occam_plugin.config_path import resolve_config
+    try:
+        args.config = resolve_config(args.config)
+    except FileNotFoundError as err:
+        raise SystemExit(str(err)) from None
+    for path, what in files:
         if not osp.isfile(path):
             raise SystemExit(f'{what} file {path!r} does not exist.')
     return Config.fromfile(args.config)
