@@ -6,7 +6,6 @@ import os
 import warnings
 
 import pytest
-import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from conftest import run_gloo_ranks
