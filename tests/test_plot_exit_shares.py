@@ -61,6 +61,14 @@ def test_class_names_from_the_config(tool, preds_pkl, tmp_path, capsys,
     assert table_labels(captured.out) == ['climbing', 'pole vaulting']
     assert tick_labels == [['climbing', 'pole vaulting', 'all']]
     assert 'note' not in captured.err
+    # a shipped config by name, as outside a clone
+    tool.main([preds_pkl, '--out', str(tmp_path / 'b.png'), '--config',
+               'occam_resnet18_bar'])
+    assert table_labels(capsys.readouterr().out) == ['climbing',
+                                                     'pole vaulting']
+    with pytest.raises(SystemExit, match='--config: .*no_such_config'):
+        tool.main([preds_pkl, '--out', str(tmp_path / 'c.png'), '--config',
+                   'no_such_config'])
 
 
 def test_class_names_given(tool, preds_pkl, tmp_path, capsys, tick_labels):

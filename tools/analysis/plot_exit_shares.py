@@ -125,8 +125,9 @@ def main(argv=None):
     parser.add_argument('predictions', help='.pkl from tools/test.py --out')
     parser.add_argument('--out', required=True, help='output PNG')
     names = parser.add_mutually_exclusive_group()
-    names.add_argument('--config', help='config of the test run: the class '
-                       'names of its test dataset')
+    names.add_argument('--config', help='config of the test run (a file or '
+                       'a shipped config\'s name): the class names of its '
+                       'test dataset')
     names.add_argument('--classes', nargs='+',
                        help='class names, in class id order')
     parser.add_argument('--overwrite', action='store_true',
@@ -142,8 +143,12 @@ def main(argv=None):
         raise SystemExit(f'error: {err}') from err
     # not pickle.load / mmengine.load: a crafted .pkl would run code
     from occam_plugin.evaluation import load_predictions
-    if args.config is not None and not osp.isfile(args.config):
-        raise SystemExit(f'--config {args.config!r} does not exist.')
+    if args.config is not None:  # a file or a shipped config's name
+        from occam_plugin import resolve_config
+        try:
+            args.config = resolve_config(args.config)
+        except FileNotFoundError as err:
+            raise SystemExit(f'--config: {err}') from err
     stats = exit_shares(load_predictions(args.predictions))
     names = args.classes
     if args.config is not None:
