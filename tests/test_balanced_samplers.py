@@ -115,6 +115,7 @@ def test_errors():
         sampler('ClassBalancedSampler', seed=0, shuffle=False)
 
 
+@pytest.mark.slow
 def test_group_balanced_training_run(tmp_path):
     """ResNet-18 (width 8) with group-balanced sampling and GroupDRO on a
     tiny Waterbirds-format folder, by --cfg-options alone."""

@@ -464,6 +464,7 @@ def last_log(work_dir):
         return f.read()
 
 
+@pytest.mark.slow
 def test_occamnet_trains_on_a_waterbirds_folder(tmp_path):
     root = write_waterbirds(tmp_path / 'waterbird_complete95_forest2water2')
     work = tmp_path / 'run'

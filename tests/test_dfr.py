@@ -59,6 +59,7 @@ def _data(n=60, d=5, seed=0, classes=2):
     return torch.tensor(x), torch.tensor(y)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('C', [0.05, 1.0])
 def test_solution_is_optimal(C):
     """KKT of min mean CE + ||W||_1 / (C n): at the solution the CE
@@ -81,6 +82,7 @@ def test_solution_is_optimal(C):
         assert float(objective(x, y, W + dW, b, C)) >= base - 1e-12
 
 
+@pytest.mark.slow
 def test_binary_matches_sklearn():
     """Two classes: our multinomial fit predicts as sklearn's binary L1
     logistic regression (saga: the intercept unpenalised, as ours)."""

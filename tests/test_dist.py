@@ -1,6 +1,7 @@
 """Distributed reductions in two gloo processes: ``all_gather_rows`` (the one
 ``mmengine.dist`` lacks) and GroupDRO's group statistics (``mmengine.dist.
 all_reduce``) give every rank the result of the whole global batch."""
+import pytest
 import torch
 
 from conftest import run_gloo_ranks
@@ -33,6 +34,7 @@ def _worker(rank, init_file, out_dir):
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_ranks_reduce_the_global_batch(tmp_path):
     run_gloo_ranks(_worker, tmp_path)
     r0, r1 = (torch.load(tmp_path / f'rank{r}.pth', weights_only=True)

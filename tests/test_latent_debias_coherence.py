@@ -62,6 +62,7 @@ def test_val_and_test_are_balanced(split, per_cell):
                             for k in ((0, 0), (0, 1), (1, 0), (1, 1))}
 
 
+@pytest.mark.slow
 def test_splits_share_no_digit_and_seeds_recolour_only():
     src = {s: {i['digit_source_idx'] for i in infos(s)[1]}
            for s in ('train', 'val')}

@@ -116,6 +116,7 @@ def test_method_trains_one_epoch(bmnist_root, tmp_path, model, method):
         assert 'TrainingStateHook: prepared' in log
 
 
+@pytest.mark.slow
 def test_method_by_cfg_options_alone(bmnist_root, tmp_path):
     """The mixin's key on the command line does what the mixin does."""
     config = osp.join(REPO, 'configs', 'resnet',
@@ -129,6 +130,7 @@ def test_method_by_cfg_options_alone(bmnist_root, tmp_path):
     assert state['head.method.q'].shape[1] > 1  # the groups were counted
 
 
+@pytest.mark.slow
 def test_lff_resume_keeps_ema_state(bmnist_root, tmp_path):
     cfg = method_config(tmp_path, 'resnet18', 'lff')
     train(cfg, tmp_path, '--cfg-options',
@@ -200,6 +202,7 @@ def test_colored_mnist_method_trains(tmp_path, name, extra):
     assert 'Epoch(val)' in log and 'bias/unbiased_acc' in log
 
 
+@pytest.mark.slow
 def test_latent_debias_config_trains(tmp_path):
     """The latent de-biasing config end to end (untrained generator and
     target classifier so the test needs no checkpoint)."""

@@ -68,6 +68,7 @@ def _check_files(log_dir, metrics):
     return bias, exits
 
 
+@pytest.mark.slow
 def test_val_and_test_write_the_files_into_the_log_dir(tmp_path):
     runner = _runner(tmp_path / 'work')
     # no config line: SafeRunner adds the file hook; the exit FLOPs come
