@@ -272,8 +272,9 @@ def one(args):
         # what the early exits cost or bring on test
         head = 'model.debiased_model.head' if method == 'lff' else \
             'model.head'
+        last_exit = 2 if method == 'exits-234' else 3  # its 3 or 4 exits
         tests.append(('best_last_exit', best,
-                      [f'{head}.min_inference_exit=3']))
+                      [f'{head}.min_inference_exit={last_exit}']))
     for tag, ckpt, retest in tests:
         out_dir = osp.join(wd, f'test_{tag}')
         preds = osp.join(out_dir, 'preds.pkl')

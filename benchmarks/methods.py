@@ -16,10 +16,15 @@ lff-sweep: LfF's Colored MNIST sweep: conflicting ratios ``--ratios``
            images), vanilla vs LfF on the MLP and the ResNet-18, and per
            seed whether LfF is ahead.
 biased:    Biased MNIST small (the `make demo` protocol, ``--p-bias``),
-           {ResNet-18, OccamResNet-18} x {ERM, UpWt, gDRO, SD, LfF, PGI},
-           UpWt and gDRO also on the 20 class x aligned/conflicting groups
+           {ResNet-18, OccamResNet-18} x {ERM, UpWt, gDRO, SD, LfF, PGI,
+           group-balanced sampling, JTT, DFR}, UpWt and gDRO also on the 20
+           class x aligned/conflicting groups
            (``group_by='class_x_aligned'``): unbiased accuracy mean +- std
-           over seeds and each cell's difference to OccamResNet-ERM.
+           over seeds and each cell's difference to OccamResNet-ERM. JTT is
+           ``tools/jtt.py`` (both stages); DFR is ``tools/dfr.py`` on the
+           final weights of the same model's ERM run (its last layers refit
+           on the group-balanced val split, C chosen on half of val), then
+           ``tools/test.py`` of the refitted model.
 
 Every run is ``tools/train.py`` on the configs of ``configs/`` and
 ``configs/lff/`` with ``--cfg-options`` for seed/epochs/width/data only;
@@ -44,8 +49,8 @@ import time
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from common import PYTHON, machine, mean_std, write_section  # noqa: E402
 from occam_plugin.engine.runner import checkpoint_files  # noqa: E402
-from occam_plugin.engine.runner.runs import (newest, read_records,  # noqa: E402,E501
-                                             run_commands)
+from occam_plugin.engine.runner.runs import (newest, read_metrics,  # noqa: E402,E501
+                                             read_records, run_commands)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 KEYS = ('bias/aligned_acc', 'bias/conflicting_acc', 'bias/unbiased_acc')
@@ -108,7 +113,7 @@ def biased_jobs(args):
     for model in ('resnet18', 'occam_resnet18'):
         name = 'ResNet-18' if model == 'resnet18' else 'OccamResNet-18'
         for method in ('erm', 'upwt', 'gdro', 'sd', 'lff', 'pgi', 'upwt-cxa',
-                       'gdro-cxa'):
+                       'gdro-cxa', 'gb', 'jtt', 'dfr'):
             cfg = BIASED_CONFIGS[model][0]
             if method == 'lff':
                 cfg = BIASED_CONFIGS[model][1]
@@ -120,6 +125,9 @@ def biased_jobs(args):
             base = method.split('-')[0]
             if base in METHOD_TYPES:  # the method's one key
                 opts.append(f'model.head.method.type={METHOD_TYPES[base]}')
+            if method == 'gb':  # the sampler alone; the loss is ERM's
+                opts.append(
+                    'train_dataloader.sampler.type=GroupBalancedSampler')
             if method.endswith('-cxa'):
                 # the 20 class x aligned/conflicting groups instead of the
                 # 100 class x digit-colour groups
@@ -144,13 +152,32 @@ def biased_jobs(args):
                          for k, v in (('data_root', root),
                                       ('generate.num_trainval',
                                        args.train_samples))]
-            jobs.append((name, METHOD_NAMES[method], cfg, opts, ''))
+            kind = method if method in ('jtt', 'dfr') else 'train'
+            jobs.append((name, METHOD_NAMES[method], cfg, opts, '', kind))
     return jobs
 
 
 METHOD_NAMES = dict(erm='ERM', upwt='UpWt', gdro='gDRO', sd='SD', lff='LfF',
-                    pgi='PGI', **{'upwt-cxa': 'UpWt (class x aligned)',
+                    pgi='PGI', gb='group-balanced sampling', jtt='JTT',
+                    dfr='DFR', **{'upwt-cxa': 'UpWt (class x aligned)',
                                   'gdro-cxa': 'gDRO (class x aligned)'})
+
+#: the option that makes a grid run validate (once, at its end) on the
+#: unbiased test split; DFR fits on the real val split, so it drops it
+VAL_ON_TEST = 'val_dataloader.dataset.split=test'
+
+
+def jtt_settings(args):
+    """JTT's T and lambda_up, fixed before any run (the grid has no val
+    sweep; nothing is chosen on test): T = a fifth of the epochs (JTT's
+    Waterbirds T = 60 of 300), by which the ERM model has learnt the
+    shortcut; lambda_up such that an error set that were exactly the
+    bias-conflicting share ``1 - p`` weighs as much as the rest:
+    ``(1 - p)(1 + lambda_up) = p``, 3 at p_bias 0.8."""
+    p = 0.8 if args.p_bias is None else args.p_bias
+    epochs = args.jtt_epochs or max(1, round(args.epochs / 5))
+    lambda_up = args.jtt_lambda_up or max(1, round(p / (1 - p)) - 1)
+    return epochs, lambda_up
 
 
 def scalars_file(work_dir):
@@ -173,38 +200,93 @@ def tag_of(suite, model, method, setting, seed):
     return f'{suite}/{where}{name}'
 
 
+def metrics_dir(kind, work_dir):
+    """Where a run of ``kind`` leaves the metrics the grid reports: a
+    training's own work dir, JTT's upsampled run, DFR's test run."""
+    return dict(jtt=osp.join(work_dir, 'upsampled'),
+                dfr=osp.join(work_dir, 'test')).get(kind, work_dir)
+
+
+def run_metrics(kind, work_dir):
+    """The reported metrics of a finished run (None if not finished):
+    the final validation of a training (JTT's upsampled one included), the
+    ``tools/test.py`` result of a DFR model."""
+    where = metrics_dir(kind, work_dir)
+    if kind != 'dfr':
+        return final_metrics(where)
+    path = newest(osp.join(where, '*', 'bias_metrics.json'))
+    return read_metrics(osp.dirname(path)) if path else None
+
+
+def dfr_commands(args, cfg, opts, seed, erm_dir, work_dir):
+    """``tools/dfr.py`` on the final checkpoint of ``erm_dir``, then
+    ``tools/test.py`` of the refitted model (one argv list each; a step whose
+    output is on disk is left out)."""
+    ckpt = osp.join(erm_dir, f'epoch_{args.epochs}.pth')
+    refit = osp.join(work_dir, f'dfr_epoch_{args.epochs}.pth')
+    model_opts = ['--cfg-options',
+                  *[o for o in opts if o != VAL_ON_TEST]]
+    cmds = []
+    if not osp.isfile(refit):
+        cmds.append([PYTHON, osp.join(REPO, 'tools', 'dfr.py'),
+                     osp.join(REPO, cfg), ckpt, '--work-dir', work_dir,
+                     '--seed', str(seed), *model_opts])
+    cmds.append([PYTHON, osp.join(REPO, 'tools', 'test.py'),
+                 osp.join(REPO, cfg), refit, '--work-dir',
+                 metrics_dir('dfr', work_dir), *model_opts])
+    return cmds
+
+
 def run(args, jobs):
-    tags, cmds, meta = [], [], []
+    entries = []  # (tag, work_dir, kind, meta, argv lists)
+    jtt_epochs, jtt_lambda = jtt_settings(args)
     # seed-major: a run cut short by --deadline leaves whole seeds
     for seed in args.seeds:
-        for model, method, cfg, opts, setting in jobs:
+        for model, method, cfg, opts, setting, *kind in jobs:
+            kind = kind[0] if kind else 'train'
             tag = tag_of(args.suite, model, method, setting, seed)
             work_dir = osp.join(args.work_root, tag)
-            cmds.append([PYTHON, osp.join(REPO, 'tools', 'train.py'),
+            train_opts = ['--cfg-options', f'randomness.seed={seed}',
+                          f'train_cfg.max_epochs={args.epochs}',
+                          f'train_cfg.val_interval={args.epochs}',
+                          'default_hooks.logger.interval=50', *opts]
+            if kind == 'dfr':  # on the ERM run of this model and seed
+                erm_dir = osp.join(args.work_root, tag_of(
+                    args.suite, model, METHOD_NAMES['erm'], setting, seed))
+                cmds = dfr_commands(args, cfg, opts, seed, erm_dir, work_dir)
+            elif kind == 'jtt':
+                cmds = [[PYTHON, osp.join(REPO, 'tools', 'jtt.py'),
                          osp.join(REPO, cfg), '--work-dir', work_dir,
-                         '--cfg-options', f'randomness.seed={seed}',
-                         f'train_cfg.max_epochs={args.epochs}',
-                         f'train_cfg.val_interval={args.epochs}',
-                         'default_hooks.logger.interval=50', *opts])
-            tags.append((tag, work_dir))
-            meta.append((model, method, setting, seed))
-    rows, todo = [], list(range(len(cmds)))
+                         '--epochs-id', str(jtt_epochs), '--lambda-up',
+                         str(jtt_lambda), *train_opts]]
+            else:
+                cmds = [[PYTHON, osp.join(REPO, 'tools', 'train.py'),
+                         osp.join(REPO, cfg), '--work-dir', work_dir,
+                         *train_opts]]
+            entries.append((tag, work_dir, kind, (model, method, setting,
+                                                  seed), cmds))
+    rows, todo = [], list(range(len(entries)))
 
     def row(i, seconds, res, **extra):
-        model, method, setting, seed = meta[i]
+        _, _, _, (model, method, setting, seed), cmds = entries[i]
         return dict(order=i, suite=args.suite, model=model, method=method,
-                    setting=setting, seed=seed, seconds=seconds, cmd=' '.join(cmds[i][1:]),
+                    setting=setting, seed=seed, seconds=seconds,
+                    cmd=' && '.join(' '.join(c[1:]) for c in cmds),
                     **extra, **({k: res.get(k) for k in KEYS} if res else {}))
 
-    if args.reuse_finished:  # runs whose final validation is on disk
-        done = [i for i in todo if final_metrics(tags[i][1]) is not None]
+    if args.reuse_finished:  # runs whose final metrics are on disk
+        done = [i for i in todo
+                if run_metrics(entries[i][2], entries[i][1]) is not None]
         todo = [i for i in todo if i not in done]
         for i in done:
-            print(f'{tags[i][0]}: reused from {tags[i][1]}')
-            rows.append(row(i, 0.0, final_metrics(tags[i][1]), reused=True))
+            print(f'{entries[i][0]}: reused from {entries[i][1]}')
+            rows.append(row(i, 0.0, run_metrics(entries[i][2],
+                                                entries[i][1]), reused=True))
     # tools/train.py refuses a work dir that holds another run's
-    # checkpoints: say so once, before anything trains
-    used = [tags[i][1] for i in todo if checkpoint_files(tags[i][1])]
+    # checkpoints: say so once, before anything trains (tools/jtt.py
+    # finishes its own stages; a DFR folder holds the refit it tests)
+    used = [entries[i][1] for i in todo if entries[i][2] == 'train'
+            and checkpoint_files(entries[i][1])]
     if used:
         raise SystemExit(
             f'{len(used)} run folder(s) already hold checkpoints, e.g. '
@@ -212,24 +294,45 @@ def run(args, jobs):
             '--work-root, or remove them.')
     deadline = (None if args.deadline is None else
                 time.time() + 60 * args.deadline)
-    for j, rc, dt, tail in run_commands(
-            [cmds[i] for i in todo], args.jobs,
-            osp.join(args.work_root, args.suite, 'logs'), args.threads,
-            deadline=deadline):
-        i = todo[j]
-        tag, work_dir = tags[i]
-        if rc is None or rc == 'deadline':  # not a row: counted as missing
-            print(f'{tag}: ' + ('not started' if rc is None else
-                                f'cut at the deadline after {dt:.0f} s'))
-            continue
-        res = final_metrics(work_dir) if rc == 0 else None
-        if res is None:
-            print(f'FAILED {tag} ({dt:.0f} s, rc {rc}):\n{tail}')
-        else:
-            print(f'{tag}: ' + ', '.join(
-                f'{k}={res.get(k, float("nan")):.2f}' for k in KEYS) +
-                f' ({dt:.0f} s)', flush=True)
-        rows.append(row(i, dt, res))
+    os.makedirs(osp.join(args.work_root, args.suite, 'logs'), exist_ok=True)
+    # DFR needs its ERM run's weights: the trainings first, then DFR
+    for phase in ([i for i in todo if entries[i][2] != 'dfr'],
+                  [i for i in todo if entries[i][2] == 'dfr']):
+        # the steps of an entry run in order, the entries side by side
+        steps = max((len(entries[i][4]) for i in phase), default=0)
+        seconds = {i: 0.0 for i in phase}
+        alive = list(phase)
+        for step in range(steps):
+            now = [i for i in alive if step < len(entries[i][4])]
+            for j, rc, dt, tail in run_commands(
+                    [entries[i][4][step] for i in now], args.jobs,
+                    None, args.threads, deadline=deadline,
+                    logs=[osp.join(args.work_root, args.suite, 'logs',
+                                   entries[i][0].replace('/', '_') +
+                                   f'.{step}.log') for i in now]):
+                i = now[j]
+                seconds[i] += dt
+                tag = entries[i][0]
+                if rc is None or rc == 'deadline':  # not a row: missing
+                    print(f'{tag}: ' + ('not started' if rc is None else
+                                        f'cut at the deadline after '
+                                        f'{dt:.0f} s'))
+                    alive.remove(i)
+                elif rc != 0:
+                    print(f'FAILED {tag} ({dt:.0f} s, rc {rc}):\n{tail}')
+                    rows.append(row(i, seconds[i], None))
+                    alive.remove(i)
+        for i in alive:
+            tag, work_dir, kind = entries[i][:3]
+            res = run_metrics(kind, work_dir)
+            if res is None:
+                print(f'FAILED {tag}: no metrics in '
+                      f'{metrics_dir(kind, work_dir)}')
+            else:
+                print(f'{tag}: ' + ', '.join(
+                    f'{k}={res.get(k, float("nan")):.2f}' for k in KEYS) +
+                    f' ({seconds[i]:.0f} s)', flush=True)
+            rows.append(row(i, seconds[i], res))
     return sorted(rows, key=lambda r: r['order'])
 
 
@@ -352,6 +455,30 @@ def versus_erm(rows, key='bias/unbiased_acc'):
     return '\n'.join(lines)
 
 
+def jtt_dfr_note(args, jobs):
+    """The settings of the JTT, DFR and group-balanced rows, for the
+    table's header (only those in the grid)."""
+    methods = {j[1] for j in jobs}
+    epochs, lambda_up = jtt_settings(args)
+    notes = []
+    if 'JTT' in methods:
+        notes.append(f'JTT (`tools/jtt.py`): T = {epochs} epoch(s) of ERM '
+                     f'identify the error set, lambda_up = {lambda_up}, '
+                     'fixed before any run (`jtt_settings`); the upsampled '
+                     'run\'s final weights')
+    if 'DFR' in methods:
+        notes.append('DFR (`tools/dfr.py`): the final weights of the same '
+                     'seed\'s ERM run, the last layer(s) (an OccamNet: the '
+                     'CAM conv of every exit used at inference) refit on the '
+                     'group-balanced val split, C chosen by worst-group '
+                     'accuracy on half of val; then `tools/test.py`')
+    if 'group-balanced sampling' in methods:
+        notes.append('group-balanced sampling: '
+                     '`train_dataloader.sampler.type=GroupBalancedSampler` '
+                     '(the 100 class x digit-colour groups), ERM\'s loss')
+    return ''.join(f'\n- {n}' for n in notes)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('suite', choices=['colored', 'lff-sweep', 'biased'])
@@ -381,6 +508,11 @@ def main(argv=None):
     p.add_argument('--deadline', type=float, default=None,
                    help='minutes: start no run after this, kill the ones '
                    'still running, report the finished ones')
+    p.add_argument('--jtt-epochs', type=int, default=None,
+                   help='biased: JTT\'s T (default: a fifth of --epochs)')
+    p.add_argument('--jtt-lambda-up', type=int, default=None,
+                   help='biased: JTT\'s lambda_up (default: p/(1-p) - 1, '
+                   '3 at p_bias 0.8)')
     p.add_argument('--reuse-finished', action='store_true',
                    help='take the numbers of runs already finished in '
                    '--work-root instead of training them again (to finish '
@@ -399,7 +531,11 @@ def main(argv=None):
     start = datetime.datetime.now(datetime.timezone.utc)
     rows = run(args, jobs)
     os.makedirs(args.work_root, exist_ok=True)
-    name = args.suite + ('_' + '_'.join(args.models) if args.models else '')
+    # its own section (and rows file) per model set and method set, so a
+    # partial grid does not replace the full one
+    name = args.suite + ''.join(
+        '_' + '_'.join(x.replace(' ', '-') for x in sel)
+        for sel in (args.models, args.methods) if sel)
     with open(osp.join(args.work_root, f'{name}.json'), 'w') as f:
         json.dump(rows, f, indent=1)
     # the compared metric last (its per-seed values are listed)
@@ -414,7 +550,8 @@ def main(argv=None):
             '' if args.p_bias is None else f', p_bias {args.p_bias}'),
     }[args.suite]
     missing = len(args.seeds) * len(jobs) - len(rows)
-    md = (f'### {title}: {", ".join(args.models or ["all models"])}\n\n'
+    md = (f'### {title}: {", ".join(args.models or ["all models"])}' +
+          (f'; {", ".join(args.methods)}' if args.methods else '') + '\n\n'
           f'- command: `python benchmarks/methods.py '
           f'{" ".join(argv or sys.argv[1:])}`\n'
           f'- machine: {machine()}, {args.jobs} run(s) at a time\n'
@@ -422,7 +559,8 @@ def main(argv=None):
           f'in all\n'
           f'- {args.epochs} epochs, seeds {args.seeds}, ResNet width '
           f'{args.width}; the final weights (no choice made on any split) '
-          f'tested on the unbiased test split (%, mean ± std over seeds)' + (
+          f'tested on the unbiased test split (%, mean ± std over seeds)' +
+          (jtt_dfr_note(args, jobs) if args.suite == 'biased' else '') + (
               f'\n- **partial**: {missing} run(s) not started or cut at the '
               f'--deadline are missing' if missing else '') + '\n\n' +
           table(rows, keys, show_setting=args.suite == 'lff-sweep') + '\n')
