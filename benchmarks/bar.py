@@ -67,6 +67,8 @@ METHOD_OPTIONS = {
                   'model.head.min_inference_exit=0',
                   'model.head.gate_loss.thresholds=(0.6,0.7,0.8)'],
 }
+#: the stage (0-based) of a method's first exit when it is not stage 1
+FIRST_EXIT_STAGE = {'exits-234': 1}
 for _m in METHOD_OPTIONS:
     SMALL_CONFIGS[('occam', _m)] = SMALL_CONFIGS[('occam', 'erm')]
 PAPER_CONFIGS = {
@@ -272,7 +274,7 @@ def one(args):
         # what the early exits cost or bring on test
         head = 'model.debiased_model.head' if method == 'lff' else \
             'model.head'
-        last_exit = 2 if method == 'exits-234' else 3  # its 3 or 4 exits
+        last_exit = 3 - FIRST_EXIT_STAGE.get(method, 0)  # 4 or 3 exits
         tests.append(('best_last_exit', best,
                       [f'{head}.min_inference_exit={last_exit}']))
     for tag, ckpt, retest in tests:
@@ -328,6 +330,24 @@ def kendall_tau(xs, ys):
 
 def fmt(v, digits=1):
     return '-' if v is None else f'{v:.{digits}f}'
+
+
+def exit_columns(method, exits):
+    """The exit cells of one row of the exits table, from the exit
+    metrics of its runs (means over them): the share of the test samples
+    that leave at exits 1-3 (with their accuracy), the accuracy of exits
+    0-3 on all samples, the expected compute. Exit k is the one after stage
+    k + 1; the exits-234 model's exits 0-2 are after stages 2-4, so they
+    fill columns 1-3 and its exit-0 column is '-'."""
+    def m(key):
+        vs = [e[key] for e in exits if e.get(key) is not None]
+        return statistics.mean(vs) if vs else None
+    first = FIRST_EXIT_STAGE.get(method, 0)
+    shares = [f'{fmt(m(f"share_e{k - first}"))} '
+              f'({fmt(m(f"acc_exited_e{k - first}"))})' for k in (1, 2, 3)]
+    accs = ' / '.join(fmt(m(f'acc_e{k - first}')) if k >= first else '-'
+                      for k in range(4))
+    return shares, accs, fmt(m('expected_compute'), 3)
 
 
 def render(results, args, command, protocol):
@@ -415,24 +435,20 @@ def render(results, args, command, protocol):
                   'checkpoints, mean over seeds): share of the samples that '
                   'leave at exit k (accuracy of those samples), accuracy of '
                   'each exit on all samples, expected compute (FLOPs per '
-                  'sample / the full network\'s):', '',
+                  'sample / the full network\'s); exit k is the exit after '
+                  'stage k + 1 (the exits-234 model has none after stage '
+                  '1):', '',
                   '| method | exit 1 share (acc.) | exit 2 | exit 3 | '
                   'acc. exits 0 / 1 / 2 / 3 | expected compute | test acc, '
                   'every sample at the last exit |',
                   '|---|---|---|---|---|---|---|']
         for (model, method), rs in occam:
             ex = [r['test_best'].get('exits') or {} for r in rs]
-
-            def m(key):
-                vs = [e[key] for e in ex if e.get(key) is not None]
-                return statistics.mean(vs) if vs else None
-            shares = [f'{fmt(m(f"share_e{k}"))} ({fmt(m(f"acc_exited_e{k}"))})'
-                      for k in (1, 2, 3)]
-            accs = ' / '.join(fmt(m(f'acc_e{k}')) for k in range(4))
+            shares, accs, compute = exit_columns(method, ex)
             last_exit = [r['test_best_last_exit']['acc'] for r in rs
                          if 'test_best_last_exit' in r]
             lines.append(f'| {METHOD_NAMES[method]} | ' + ' | '.join(shares) +
-                         f' | {accs} | {fmt(m("expected_compute"), 3)} | '
+                         f' | {accs} | {compute} | '
                          f'{mean_std(last_exit)} |')
     # how far val and test rank the runs alike
     if len(results) >= 3:

@@ -53,6 +53,28 @@ def test_summarise_predictions_by_hand():
     assert out['pred_share']['throwing'] == 0
 
 
+def test_exit_columns_put_each_exit_under_its_stage():
+    full = [dict(share_e1=30.0, acc_exited_e1=50.0, share_e2=20.0,
+                 acc_exited_e2=40.0, share_e3=50.0, acc_exited_e3=20.0,
+                 acc_e0=10.0, acc_e1=20.0, acc_e2=30.0, acc_e3=40.0,
+                 expected_compute=0.8),
+            dict(share_e1=10.0, acc_exited_e1=30.0, share_e2=40.0,
+                 acc_exited_e2=20.0, share_e3=50.0, acc_exited_e3=40.0,
+                 acc_e0=30.0, acc_e1=40.0, acc_e2=50.0, acc_e3=60.0,
+                 expected_compute=0.7)]
+    shares, accs, compute = bar.exit_columns('erm', full)
+    assert shares == ['20.0 (40.0)', '30.0 (30.0)', '50.0 (30.0)']
+    assert accs == '20.0 / 30.0 / 40.0 / 50.0' and compute == '0.750'
+    # no exit after stage 1: its exits 0-2 are the columns of stages 2-4
+    three = [dict(share_e0=25.0, acc_exited_e0=60.0, share_e1=25.0,
+                  acc_exited_e1=50.0, share_e2=50.0, acc_exited_e2=30.0,
+                  acc_e0=35.0, acc_e1=45.0, acc_e2=55.0,
+                  expected_compute=0.9)]
+    shares, accs, compute = bar.exit_columns('exits-234', three)
+    assert shares == ['25.0 (60.0)', '25.0 (50.0)', '50.0 (30.0)']
+    assert accs == '- / 35.0 / 45.0 / 55.0' and compute == '0.900'
+
+
 @pytest.mark.slow
 def test_bar_benchmark_end_to_end(tmp_path):
     root = write_bar_folder(tmp_path / 'BAR', per_class=3)

@@ -131,3 +131,47 @@ def test_versus_erm_counts_seeds_ahead_of_occam_erm_of_the_same_seed():
     assert '| 42.0 | +0.0 | +0.0 | s0 +1.0, s1 -1.0 | 1/2 seeds |' in gdro
     resnet = lines[('ResNet-18', 'ERM')]
     assert '| 30.0 | +0.0 | -12.0 | s0 -10.0 | 0/1 seeds |' in resnet
+
+
+def test_jtt_settings_fixed_before_any_run():
+    import argparse
+
+    import methods
+
+    def settings(**kw):
+        args = dict(p_bias=None, epochs=10, jtt_epochs=None,
+                    jtt_lambda_up=None)
+        args.update(kw)
+        return methods.jtt_settings(argparse.Namespace(**args))
+    # T a fifth of the epochs; (1 - p)(1 + lambda_up) = p
+    assert settings() == (2, 3)  # the config's p_bias 0.8
+    assert settings(p_bias=0.9, epochs=30) == (6, 8)
+    assert settings(p_bias=0.5, epochs=2) == (1, 1)  # at least 1 each
+    assert settings(jtt_epochs=4, jtt_lambda_up=20) == (4, 20)
+
+
+def test_dfr_commands_fit_on_val_then_test(tmp_path):
+    import argparse
+
+    import methods
+    args = argparse.Namespace(epochs=10)
+    opts = ['model.backbone.base_channels=16', methods.VAL_ON_TEST]
+    work = tmp_path / 'dfr'
+    fit, test = methods.dfr_commands(args, 'configs/x.py', opts, 1,
+                                     str(tmp_path / 'erm'), str(work))
+    assert fit[1].endswith('tools/dfr.py')
+    assert fit[3] == str(tmp_path / 'erm' / 'epoch_10.pth')
+    assert fit[fit.index('--seed') + 1] == '1'
+    # DFR fits on the real val split: the grid's val-on-test option is gone
+    for cmd in (fit, test):
+        assert methods.VAL_ON_TEST not in cmd
+        assert 'model.backbone.base_channels=16' in cmd
+    assert test[1].endswith('tools/test.py')
+    assert test[3] == str(work / 'dfr_epoch_10.pth')
+    assert test[test.index('--work-dir') + 1] == str(work / 'test')
+    # a refit already on disk is tested, not fitted again
+    work.mkdir()
+    (work / 'dfr_epoch_10.pth').write_bytes(b'')
+    (only, ) = methods.dfr_commands(args, 'configs/x.py', opts, 1,
+                                    str(tmp_path / 'erm'), str(work))
+    assert only[1].endswith('tools/test.py')
