@@ -43,6 +43,7 @@ import datetime
 import json
 import os
 import os.path as osp
+import shlex
 import sys
 import time
 
@@ -553,7 +554,7 @@ def main(argv=None):
     md = (f'### {title}: {", ".join(args.models or ["all models"])}' +
           (f'; {", ".join(args.methods)}' if args.methods else '') + '\n\n'
           f'- command: `python benchmarks/methods.py '
-          f'{" ".join(argv or sys.argv[1:])}`\n'
+          f'{shlex.join(argv or sys.argv[1:])}`\n'
           f'- machine: {machine()}, {args.jobs} run(s) at a time\n'
           f'- date: {start:%Y-%m-%d %H:%M} UTC, {total / 60:.1f} min of runs '
           f'in all\n'
