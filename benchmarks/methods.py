@@ -276,13 +276,12 @@ def run(args, jobs):
                     **extra, **({k: res.get(k) for k in KEYS} if res else {}))
 
     if args.reuse_finished:  # runs whose final metrics are on disk
-        done = [i for i in todo
-                if run_metrics(entries[i][2], entries[i][1]) is not None]
+        found = {i: run_metrics(entries[i][2], entries[i][1]) for i in todo}
+        done = {i: res for i, res in found.items() if res is not None}
         todo = [i for i in todo if i not in done]
-        for i in done:
+        for i, res in done.items():
             print(f'{entries[i][0]}: reused from {entries[i][1]}')
-            rows.append(row(i, 0.0, run_metrics(entries[i][2],
-                                                entries[i][1]), reused=True))
+            rows.append(row(i, 0.0, res, reused=True))
     # tools/train.py refuses a work dir that holds another run's
     # checkpoints: say so once, before anything trains (tools/jtt.py
     # finishes its own stages; a DFR folder holds the refit it tests)
