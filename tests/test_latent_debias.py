@@ -124,6 +124,46 @@ def test_fitted_planes_separate_and_pairs_flip_protected():
     assert np.mean(flips) > 0.7
 
 
+def test_conv_vae_latent_prior_by_hand(tmp_path):
+    """ConvVAE.sample_latents: N(0, I) without a prior (the same stream as
+    rng.standard_normal), the fitted mixture with one; the checkpoint
+    carries the mixture."""
+    vae = MODELS.build(dict(TINY_GEN))
+    assert vae.prior_components == 0
+    np.testing.assert_array_equal(
+        vae.sample_latents(7, np.random.default_rng(3)),
+        np.random.default_rng(3).standard_normal((7, 6)))
+    # two components, all weight on the second: mean m, covariance C
+    m = np.arange(6.0)
+    cov = np.diag([4.0, 1.0, 0.25, 1.0, 1.0, 1.0])
+    cov[0, 1] = cov[1, 0] = 1.0  # one correlation, still PD
+    vae.set_latent_prior([0.0, 2.0], np.stack([-m, m]),
+                         np.stack([np.eye(6), cov]))
+    assert vae.prior_components == 2
+    z = vae.sample_latents(40_000, np.random.default_rng(0))
+    np.testing.assert_allclose(z.mean(0), m, atol=0.05)
+    np.testing.assert_allclose(np.cov(z.T), cov, atol=0.1)
+    path = str(tmp_path / 'vae.pth')
+    torch.save(vae.state_dict(), path)
+    loaded = MODELS.build(dict(TINY_GEN, checkpoint=path))
+    assert loaded.prior_components == 2
+    np.testing.assert_array_equal(
+        loaded.sample_latents(5, np.random.default_rng(1)),
+        vae.sample_latents(5, np.random.default_rng(1)))
+    with pytest.raises(ValueError, match=r'means \[K, 6\]'):
+        vae.set_latent_prior([1.0], np.zeros((1, 5)), np.eye(5)[None])
+
+
+def test_wrapper_draws_latents_from_the_generator_prior():
+    torch.manual_seed(0)
+    gen = MODELS.build(dict(TINY_GEN))
+    gen.set_latent_prior([1.0], np.full((1, 6), 3.0), np.eye(6)[None] * 0.01)
+    ds = build_wrapper(generator=gen, num_pairs=50)
+    # the pairs' z come from the mixture (mean 3, std 0.1), not N(0, I)
+    np.testing.assert_allclose(ds.latents.mean(0), 3.0, atol=0.05)
+    assert ds.latents.std(0).max() < 0.2
+
+
 def test_wrapper_length_labels_and_samples():
     ds = build_wrapper(pair_label='shared')
     assert len(ds) == 12 + 2 * 5
@@ -241,6 +281,9 @@ def test_train_generator_tool_and_checkpoint(tmp_path):
                '--batch-size', '256', '--out', out])
     vae = MODELS.build(dict(type='ConvVAE', latent_dim=4, width=4,
                             checkpoint=out))
+    # the default latent prior: 20 components fitted on the posterior means
+    assert vae.prior_components == 20
+    assert float(vae.prior_weights.sum()) == pytest.approx(1.0)
     saved = torch.load(out, weights_only=True)
     assert torch.equal(vae.fc_dec.weight, saved['fc_dec.weight'])
     img = vae(torch.zeros(2, 4))

@@ -271,26 +271,39 @@ def test_occamnet_configs_build():
 
 
 def test_benchmark_report_verdict_and_partial_marker():
-    """benchmarks/latent_debias.py's section: the target check (DEO halved,
-    AP within 2 points) and the partial marker, on made-up numbers."""
+    """benchmarks/latent_debias.py's section: the target check (DEO lower by
+    a quarter and AP within 2 points, in every seed, at some correlation)
+    and the partial marker, on made-up numbers."""
     import sys
     sys.path.insert(0, REPO)
     from benchmarks import latent_debias as bench
-    args = bench.parse_args(['--models', 'mlp', '--work-dir', '/nonexistent'])
+    args = bench.parse_args(['--models', 'mlp', '--work-dir', '/nonexistent',
+                             '--correlations', '0.8', '0.9'])
     row = dict(AP=80.0, DEO=0.5, BA=0.2, KL=1.0, accuracy=70.0, swap=40.0)
-    pairs = dict(flip=95.0, kept=80.0, plane_g=97.0, plane_t=85.0,
+    pairs = dict(flip=95.0, kept=80.0, digit_kept=85.0, recognised_pairs=70.0,
+                 recognised_flipped=60.0, plane_g=97.0, plane_t=85.0,
                  cos=0.88, gen_corr=80.0, agree=96.0)
+    gen = dict(recognised_prior=70.0, recognised_normal=14.0, recon_acc=93.0)
+    rec = dict(val_acc=95.0, val_recognised=90.0)
 
-    def results(deo, ap):
-        return {('mlp', 'baseline'): row, ('mlp', 'pairs'): pairs,
+    def seed(deo, ap):
+        return {'generator': gen, ('mlp', 'baseline'): row,
+                ('mlp', 'pairs'): pairs,
                 ('mlp', 'latent'): dict(row, DEO=deo, AP=ap)}
 
-    met = bench.report(args, {s: results(0.25, 78.5) for s in (0, 1, 2)},
-                       'a', 'b')
-    assert '**met**' in met and 'partial' not in met
-    assert '| with latent-flipped pairs | 2 | 78.50 | 0.250 |' in met
-    missed = bench.report(args, {0: results(0.3, 79.0)}, 'a', 'b')
-    assert '**not met**' in missed and '40 % lower' in missed
-    assert 'partial: seeds [0] of [0, 1, 2]' in missed
-    apdrop = bench.report(args, {0: results(0.2, 77.0)}, 'a', 'b')
-    assert 'not within 2 points' in apdrop and '**not met**' in apdrop
+    # 0.8: every seed 30 % lower (met); 0.9: one seed only 20 % lower
+    met = bench.report(args, {
+        0.8: {s: seed(0.35, 78.5) for s in (0, 1, 2)},
+        0.9: {0: seed(0.35, 80.0), 1: seed(0.4, 80.0), 2: seed(0.3, 80.0)}},
+        rec, 'a', 'b')
+    assert 'partial' not in met
+    assert '**met** at train correlation 0.8.' in met
+    assert '| 0.8 | with latent-flipped pairs | 2 | 78.50 | 0.350 |' in met
+    assert 'Train correlation 0.9**: target met in 2 of 3 seed(s) (DEO ' \
+        'lower by 30 %, 20 %, 40 %' in met
+    assert '| 0.8 | 0 | 70.0 | 14.0 | 93.0 |' in met  # the generator row
+    # an AP drop of more than 2 points misses even with DEO halved
+    apdrop = bench.report(args, {0.8: {0: seed(0.2, 77.0)}}, rec, 'a', 'b')
+    assert 'target met in 0 of 1' in apdrop
+    assert '**not met** at any measured correlation' in apdrop
+    assert 'partial: 0.8: seeds [0], 0.9: seeds [] of [0, 1, 2]' in apdrop

@@ -21,7 +21,9 @@ class LatentDebiasDataset:
     wrapper: the real training set plus generated pairs that decorrelate the
     target from the protected attribute.
 
-    1. Sample ``num_fit_samples`` latents ``z ~ N(0, I)``, generate ``G(z)``,
+    1. Sample ``num_fit_samples`` latents ``z`` from the generator's latent
+       prior (its ``sample_latents(n, rng)`` where it has one, e.g. the
+       ConvVAE's fitted mixture; ``N(0, I)`` otherwise), generate ``G(z)``,
        label them with the target and the protected scorer (binary
        attributes, see :func:`binarize`), and fit one linear hyperplane in
        ``z`` per attribute (``LogisticRegression`` or ``LinearSVC``), stored
@@ -40,7 +42,8 @@ class LatentDebiasDataset:
     Args:
         dataset (dict | Dataset): The real training set.
         generator (dict | nn.Module): ``G`` (MODELS), with ``latent_dim`` and
-            ``forward(z) -> images [N, C, H, W] in [0, 1]`` (RGB or grey).
+            ``forward(z) -> images [N, C, H, W] in [0, 1]`` (RGB or grey),
+            optionally ``sample_latents(n, rng) -> [n, latent_dim]``.
         target_scorer (dict | nn.Module): The target classifier ``h_t``
             (MODELS, images in [0, 1] -> ``[N]`` scores or ``[N, K]``
             logits), e.g. ``ClassifierScorer``.
@@ -205,6 +208,14 @@ class LatentDebiasDataset:
             for i in range(0, len(imgs), self.batch_size)
         ])
 
+    def sample_latents(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` latents from the generator's prior (``N(0, I)`` when it
+        has no ``sample_latents``)."""
+        sample = getattr(self.generator, 'sample_latents', None)
+        if sample is None:
+            return rng.standard_normal((n, self.generator.latent_dim))
+        return np.asarray(sample(n, rng), dtype=np.float64)
+
     def _fit_plane(self, z: np.ndarray, labels: np.ndarray, what: str):
         return fit_plane(z, labels, self.fit_method, what)
 
@@ -216,7 +227,7 @@ class LatentDebiasDataset:
             self.dataset.full_init()
         rng = np.random.default_rng(self.seed)
         d = self.generator.latent_dim
-        z_fit = rng.standard_normal((self.num_fit_samples, d))
+        z_fit = self.sample_latents(self.num_fit_samples, rng)
         imgs = self._generate(z_fit)
         s_t = self._score(self.target_scorer, imgs)
         self.target_threshold_value = (
@@ -239,7 +250,7 @@ class LatentDebiasDataset:
         self.target_plane = self._fit_plane(z_fit, y_t, 'target')
         self.protected_plane = self._fit_plane(z_fit, y_g, 'protected')
 
-        z = rng.standard_normal((self.num_pairs, d))
+        z = self.sample_latents(self.num_pairs, rng)
         z_flip = flip_protected(z, *self.target_plane, *self.protected_plane)
         self.latents, self.latents_flipped = z, z_flip
         pairs = np.stack([z, z_flip], axis=1).reshape(-1, d)  # z1, z1', ...
