@@ -23,6 +23,7 @@ fills over several sittings; ``--jobs N`` runs N trainings at once, each with
 script's section of that file (and ``--select``'s its own).
 """
 import argparse
+import ast
 import datetime
 import glob
 import json
@@ -67,8 +68,18 @@ METHOD_OPTIONS = {
                   'model.head.min_inference_exit=0',
                   'model.head.gate_loss.thresholds=(0.6,0.7,0.8)'],
 }
-#: the stage (0-based) of a method's first exit when it is not stage 1
-FIRST_EXIT_STAGE = {'exits-234': 1}
+
+
+def first_exit_stage(method):
+    """The stage (0-based) of a method's first exit: the smallest backbone
+    ``out_indices`` its options set (0, the shipped four exits, if none)."""
+    for opt in METHOD_OPTIONS.get(method, ()):
+        key, _, value = opt.partition('=')
+        if key == 'model.backbone.out_indices':
+            return min(ast.literal_eval(value))
+    return 0
+
+
 for _m in METHOD_OPTIONS:
     SMALL_CONFIGS[('occam', _m)] = SMALL_CONFIGS[('occam', 'erm')]
 PAPER_CONFIGS = {
@@ -274,7 +285,7 @@ def one(args):
         # what the early exits cost or bring on test
         head = 'model.debiased_model.head' if method == 'lff' else \
             'model.head'
-        last_exit = 3 - FIRST_EXIT_STAGE.get(method, 0)  # 4 or 3 exits
+        last_exit = 3 - first_exit_stage(method)  # 4 or 3 exits
         tests.append(('best_last_exit', best,
                       [f'{head}.min_inference_exit={last_exit}']))
     for tag, ckpt, retest in tests:
@@ -342,7 +353,7 @@ def exit_columns(method, exits):
     def m(key):
         vs = [e[key] for e in exits if e.get(key) is not None]
         return statistics.mean(vs) if vs else None
-    first = FIRST_EXIT_STAGE.get(method, 0)
+    first = first_exit_stage(method)
     shares = [f'{fmt(m(f"share_e{k - first}"))} '
               f'({fmt(m(f"acc_exited_e{k - first}"))})' for k in (1, 2, 3)]
     accs = ' / '.join(fmt(m(f'acc_e{k - first}')) if k >= first else '-'

@@ -305,10 +305,54 @@ def seed_finished(args, correlation, seed):
     return True
 
 
+#: the train correlation of the reference: colour independent of the target
+REFERENCE = 0.5
+
+
+def train_baseline(args, wd, model, seed, correlation):
+    """The baseline ``model`` trained on the train split at
+    ``correlation`` in ``wd`` (kept with ``--reuse-finished``): its last
+    checkpoint."""
+    base_cfg = osp.join(CFG, EXPERIMENTS[model][1])
+    ckpt = last_checkpoint(osp.join(wd, f'{model}_baseline'), base_cfg)
+    if not (args.reuse_finished and osp.isfile(ckpt)):
+        run([PY, 'tools/train.py', base_cfg, '--work-dir',
+             osp.join(wd, f'{model}_baseline'), '--cfg-options',
+             f'randomness.seed={seed}',
+             f'train_dataloader.dataset.correlation={correlation}'],
+            osp.join(wd, f'{model}_baseline.log'))
+    return ckpt
+
+
+def tested(args, wd, model, method, ckpt):
+    """The test metrics of ``ckpt`` (``tools/test.py`` of the baseline
+    config: the same model, test split and evaluator, the balanced test
+    split whatever the train correlation; no generator), with the colour
+    swap measure."""
+    base_cfg = osp.join(CFG, EXPERIMENTS[model][1])
+    test_dir = osp.join(wd, f'{model}_{method}_test')
+    res = test_metrics(test_dir) if args.reuse_finished else None
+    if res is None:
+        run([PY, 'tools/test.py', base_cfg, ckpt, '--work-dir', test_dir],
+            osp.join(wd, f'{model}_{method}_test.log'))
+        res = test_metrics(test_dir)
+    res['swap'] = colour_swap_change(base_cfg, ckpt)
+    return res
+
+
+def reference_seed(args, seed):
+    """Per model: the baseline trained with colours independent of the
+    target (correlation 0.5): the DEO a model of this kind has when the
+    data carry no colour shortcut, i.e. how much of a baseline's DEO any
+    de-biasing can remove."""
+    wd = osp.join(args.work_dir, f'corr{REFERENCE:g}', f'seed{seed}')
+    return {model: tested(args, wd, model, 'baseline', train_baseline(
+        args, wd, model, seed, REFERENCE)) for model in args.models}
+
+
 def one_seed(args, correlation, seed, recognizer):
     wd = seed_dir(args, correlation, seed)
     gen = osp.join(wd, 'generator.pth')
-    real = f'correlation={correlation}'
     gen_opts = dict(latent_dim=args.gen_latent_dim, width=args.gen_width)
     if not (args.reuse_finished and osp.isfile(gen)):
         if osp.exists(gen):
@@ -318,21 +362,14 @@ def one_seed(args, correlation, seed, recognizer):
              str(seed), '--epochs', str(args.gen_epochs), '--latent-dim',
              str(args.gen_latent_dim), '--width', str(args.gen_width),
              '--prior-components', str(args.prior_components),
-             '--cfg-options', f'train_dataloader.dataset.{real}'],
+             '--cfg-options',
+             f'train_dataloader.dataset.correlation={correlation}'],
             osp.join(wd, 'generator.log'))
     rows = {'generator': generator_stats(gen, gen_opts, recognizer,
                                          correlation, seed)}
     for model in args.models:
-        base_cfg = osp.join(CFG, EXPERIMENTS[model][1])
         ld_cfg = osp.join(CFG, EXPERIMENTS[model][2])
-        base_dir = osp.join(wd, f'{model}_baseline')
-        base_ckpt = last_checkpoint(base_dir, base_cfg)
-        seed_opt = [f'randomness.seed={seed}']
-        if not (args.reuse_finished and osp.isfile(base_ckpt)):
-            run([PY, 'tools/train.py', base_cfg, '--work-dir', base_dir,
-                 '--cfg-options', *seed_opt,
-                 f'train_dataloader.dataset.{real}'],
-                osp.join(wd, f'{model}_baseline.log'))
+        base_ckpt = train_baseline(args, wd, model, seed, correlation)
         ds = 'train_dataloader.dataset'
         ld_opts = {f'{ds}.generator.checkpoint': gen,
                    f'{ds}.target_scorer.checkpoint': base_ckpt,
@@ -344,21 +381,11 @@ def one_seed(args, correlation, seed, recognizer):
         ld_ckpt = last_checkpoint(ld_dir, ld_cfg)
         if not (args.reuse_finished and osp.isfile(ld_ckpt)):
             run([PY, 'tools/train.py', ld_cfg, '--work-dir', ld_dir,
-                 '--cfg-options', *seed_opt,
+                 '--cfg-options', f'randomness.seed={seed}',
                  *[f'{k}={v}' for k, v in ld_opts.items()]],
                 osp.join(wd, f'{model}_latent.log'))
         for method, ckpt in (('baseline', base_ckpt), ('latent', ld_ckpt)):
-            test_dir = osp.join(wd, f'{model}_{method}_test')
-            res = test_metrics(test_dir) if args.reuse_finished else None
-            if res is None:
-                # the baseline config: the same model, test split and
-                # evaluator (the balanced test split whatever the train
-                # correlation); its test needs no generator
-                run([PY, 'tools/test.py', base_cfg, ckpt, '--work-dir',
-                     test_dir], osp.join(wd, f'{model}_{method}_test.log'))
-                res = test_metrics(test_dir)
-            res['swap'] = colour_swap_change(base_cfg, ckpt)
-            rows[model, method] = res
+            rows[model, method] = tested(args, wd, model, method, ckpt)
         rows[model, 'pairs'] = pair_stats(ld_cfg, ld_opts, ld_ckpt,
                                           recognizer)
         print(f'corr {correlation} seed {seed} {model}: baseline '
@@ -375,9 +402,9 @@ def seed_verdict(base, latent):
     return drop, ap, drop >= DEO_DROP and ap >= -AP_POINTS
 
 
-def report(args, results, recognizer_stats, started, finished):
+def report(args, results, reference, recognizer_stats, started, finished):
     """The section: ``results[correlation][seed]`` as :func:`one_seed`
-    returns them."""
+    returns them, ``reference[seed][model]`` as :func:`reference_seed`."""
     done = all(len(results.get(c, {})) == len(args.seeds)
                for c in args.correlations)
     cmd = 'python benchmarks/latent_debias.py' + (
@@ -446,6 +473,13 @@ def report(args, results, recognizer_stats, started, finished):
                   ' | DEO lower by | AP change |',
                   '|---|---|---|' + '---|' * (len(COLUMNS) + 2)]
         texts = []
+        ref = [reference[s][model] for s in sorted(reference)]
+        for s_ in sorted(reference):
+            r = reference[s_][model]
+            lines.append(f'| {REFERENCE:g} | reference: colour independent '
+                         f'of the target | {s_} | ' + ' | '.join(
+                             f'{r[k]:.3f}' if k in ('DEO', 'BA', 'KL') else
+                             f'{r[k]:.2f}' for k in COLUMNS) + ' | | |')
         for c in args.correlations:
             res = results.get(c, {})
             seeds = sorted(res)
@@ -479,7 +513,7 @@ def report(args, results, recognizer_stats, started, finished):
                       ', '.join(f'{100 * v[0]:.0f} %' for v in verdicts) +
                       '; AP ' + ', '.join(f'{v[1]:+.2f}' for v in verdicts)
                       + '). ' + pairs_text(pairs) + ' ' +
-                      why(res, seeds, model, c, args.num_pairs or 2000)]
+                      why(res, seeds, model, c, args.num_pairs or 2000, ref)]
         lines += texts
         where = met_at.get(model)
         lines += ['', f'Target (DEO lower by at least '
@@ -514,9 +548,10 @@ def pairs_text(pairs):
         'OccamResNet).')
 
 
-def why(res, seeds, model, correlation, num_pairs):
+def why(res, seeds, model, correlation, num_pairs, reference=()):
     """What the measured numbers of one model and correlation say about
-    the outcome."""
+    the outcome (``reference``: the model's rows trained with independent
+    colours, one per seed)."""
     pairs = [res[s][model, 'pairs'] for s in seeds]
     mean = {(m, k): statistics.mean(res[s][model, m][k] for s in seeds)
             for m in ('baseline', 'latent') for k in COLUMNS}
@@ -535,6 +570,17 @@ def why(res, seeds, model, correlation, num_pairs):
             'those pairs. The method has nothing to add when the target '
             'classifier it starts from has learnt the protected attribute '
             'instead of the target.')
+    if reference:
+        floor = statistics.mean(r['DEO'] for r in reference)
+        room = 1.0 - floor / mean['baseline', 'DEO'] if mean[
+            'baseline', 'DEO'] > 0 else 0.0
+        text.append(
+            f'Trained with independent colours the model has DEO '
+            f'{floor:.3f} (baseline here {mean["baseline", "DEO"]:.3f}): '
+            f'at most {100 * max(room, 0.0):.0f} % of the baseline\'s DEO is '
+            'the colour shortcut that de-biasing can remove' + (
+                ', less than the quarter the target asks.'
+                if room < DEO_DROP else '.'))
     digit_kept = _mean(pairs, 'digit_kept')
     text.append(
         f'The flip keeps the digit (by the real-digit classifier) in '
@@ -617,9 +663,14 @@ def main(argv=None):
     args = parse_args(argv)
     started = time.strftime('%Y-%m-%d %H:%M', time.gmtime())
     recognizer, rec_stats = digit_recognizer(args.work_dir)
-    results = {}
+    results, reference = {}, {}
     # seed-major: a run cut short leaves every correlation at some seeds
     for seed in args.seeds:
+        if not args.report_only or all(
+                test_metrics(osp.join(args.work_dir, f'corr{REFERENCE:g}',
+                                      f'seed{seed}', f'{m}_baseline_test'))
+                for m in args.models):
+            reference[seed] = reference_seed(args, seed)
         for c in args.correlations:
             if args.report_only and not seed_finished(args, c, seed):
                 print(f'correlation {c:g} seed {seed}: not finished, left '
@@ -629,7 +680,7 @@ def main(argv=None):
                                                        recognizer)
             # after every seed: a partial table survives an interrupted run
             write_section(args.out, 'latent_debias.py', report(
-                args, results, rec_stats, started,
+                args, results, reference, rec_stats, started,
                 time.strftime('%Y-%m-%d %H:%M', time.gmtime())))
     print(f'wrote the latent_debias.py section of {args.out}')
 

@@ -54,6 +54,9 @@ def test_summarise_predictions_by_hand():
 
 
 def test_exit_columns_put_each_exit_under_its_stage():
+    # the first exit's stage comes from the method's out_indices option
+    assert bar.first_exit_stage('exits-234') == 1
+    assert bar.first_exit_stage('erm') == bar.first_exit_stage('no-cs') == 0
     full = [dict(share_e1=30.0, acc_exited_e1=50.0, share_e2=20.0,
                  acc_exited_e2=40.0, share_e3=50.0, acc_exited_e3=20.0,
                  acc_e0=10.0, acc_e1=20.0, acc_e2=30.0, acc_e3=40.0,

@@ -291,19 +291,26 @@ def test_benchmark_report_verdict_and_partial_marker():
                 ('mlp', 'pairs'): pairs,
                 ('mlp', 'latent'): dict(row, DEO=deo, AP=ap)}
 
+    # independent train colours: DEO 0.4, so at most 20 % of 0.5 is removable
+    ref = {s: {'mlp': dict(row, DEO=0.4)} for s in (0, 1, 2)}
     # 0.8: every seed 30 % lower (met); 0.9: one seed only 20 % lower
     met = bench.report(args, {
         0.8: {s: seed(0.35, 78.5) for s in (0, 1, 2)},
         0.9: {0: seed(0.35, 80.0), 1: seed(0.4, 80.0), 2: seed(0.3, 80.0)}},
-        rec, 'a', 'b')
+        ref, rec, 'a', 'b')
     assert 'partial' not in met
     assert '**met** at train correlation 0.8.' in met
     assert '| 0.8 | with latent-flipped pairs | 2 | 78.50 | 0.350 |' in met
     assert 'Train correlation 0.9**: target met in 2 of 3 seed(s) (DEO ' \
         'lower by 30 %, 20 %, 40 %' in met
     assert '| 0.8 | 0 | 70.0 | 14.0 | 93.0 |' in met  # the generator row
+    assert '| 0.5 | reference: colour independent of the target | 1 | 80.00 ' \
+        '| 0.400 |' in met
+    assert 'at most 20 % of the baseline\'s DEO is the colour shortcut ' \
+        'that de-biasing can remove, less than the quarter' in met
     # an AP drop of more than 2 points misses even with DEO halved
-    apdrop = bench.report(args, {0.8: {0: seed(0.2, 77.0)}}, rec, 'a', 'b')
+    apdrop = bench.report(args, {0.8: {0: seed(0.2, 77.0)}}, {}, rec, 'a',
+                          'b')
     assert 'target met in 0 of 1' in apdrop
     assert '**not met** at any measured correlation' in apdrop
     assert 'partial: 0.8: seeds [0], 0.9: seeds [] of [0, 1, 2]' in apdrop
