@@ -48,6 +48,8 @@ INSTALL_REQUIRES = [
     'timm>=1.0.31,<1.1',
     'numpy>=2.0,<3',
     'pillow',
+    # imported directly (the generators draw with it); mmcv-lite asks for it too
+    'opencv-python',
     'matplotlib',
 ]
 

@@ -2,10 +2,14 @@
 generator writes, and the samples (images, labels, bias fields, groups) that
 BiasedMNIST and ColoredMNIST give. A refactor of the generators or of the
 group code must leave every byte the same; a digest change means the data
-changed (or Pillow / libjpeg / OpenCV changed how they encode or draw)."""
+changed (or Pillow / libjpeg / OpenCV changed how they encode or draw: the
+pins hold for the versions of requirements.txt, on any CPU)."""
 import hashlib
 import os
 import os.path as osp
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -66,8 +70,59 @@ def tiny_root(tmp_path_factory):
     return root
 
 
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def pinned_version(package: str) -> str:
+    """The exact version requirements.txt pins for ``package``."""
+    with open(osp.join(REPO, 'requirements.txt')) as f:
+        pins = dict(re.findall(r'^([A-Za-z0-9_.-]+)==(\S+)', f.read(), re.M))
+    return pins[package]
+
+
+def test_renderer_is_the_pinned_stack():
+    # the pixels depend on these libraries' versions (not on the CPU): a
+    # digest failure below with other versions installed is a stack change
+    found = gen.renderer_versions()
+    assert pinned_version('opencv-python').startswith(found['opencv'] + '.')
+    assert found['pillow'] == pinned_version('pillow')
+    assert found['numpy'] == pinned_version('numpy')
+
+
+def generate_all(root: str) -> None:
+    """The fixture's sets plus the rest of ``full_0.5`` (training on it)."""
+    gen.generate_biased_mnist(root, p_bias=0.9, **GEN)
+    gen.generate_biased_mnist(root, p_bias=P_PER_FACTOR, splits=('train', ),
+                              **GEN)
+    gen.generate_biased_mnist(root, p_bias=0.5, splits=('train', ), **GEN)
+
+
+def baseline_cpu_env() -> dict:
+    """An environment in which every library that renders, resizes or
+    encodes takes its plain code path: OpenCV's dispatched SIMD kernels
+    (each one the build dispatches), numpy's dispatched kernels,
+    libjpeg-turbo's SIMD and glibc's libm variants are switched off. A
+    machine of another CPU kind picks other ones of these paths; the files
+    must not depend on which."""
+    import cv2
+    dispatched = [f[1:] for f in cv2.getCPUFeaturesLine().split()
+                  if f.startswith('*') and not f.endswith('?')]
+    env = dict(os.environ)
+    env.update(
+        OPENCV_CPU_DISABLE=','.join(dispatched),
+        NPY_DISABLE_CPU_FEATURES=' '.join(
+            ('AVX512F', 'AVX512CD', 'AVX512_SKX', 'AVX512_CLX', 'AVX512_CNL',
+             'AVX512_ICL', 'AVX512_SPR', 'AVX2', 'FMA3', 'F16C', 'AVX')),
+        JSIMD_FORCENONE='1',
+        GLIBC_TUNABLES='glibc.cpu.hwcaps=-AVX2,-FMA,-AVX512F,-AVX512DQ,-AVX',
+        PYTHONPATH=os.pathsep.join(
+            [REPO] + [p for p in os.environ.get('PYTHONPATH', '').split(
+                os.pathsep) if p]))
+    return env
+
+
 BIASED_MNIST_FILES = (
-    'da20444c66fa7079d515e69650b2cda4484f6c0567915d96662980b090e5cf5a')
+    'da4ca80a76dfe800e320a443a69c97689d432072f66e1011e522daf842aebb31')
 
 
 def test_generated_biased_mnist_files_are_pinned(tiny_root):
@@ -85,7 +140,9 @@ def test_generated_biased_mnist_files_are_pinned(tiny_root):
     digests = tree_digest(tiny_root)
     # 3 root files; per set its json, params json and images
     assert len(digests) == 3 + 3 * (2 + 48) + (2 + 8)
-    assert combined(digests) == BIASED_MNIST_FILES, digests
+    assert combined(digests) == BIASED_MNIST_FILES, (
+        f'the generated files changed; made with {gen.renderer_versions()} '
+        f'(pins: requirements.txt)', digests)
     assert all(digests[f] == d for f, d in partial.items()
                if f != 'full_0.5/trainval_missing.json')
 
@@ -129,3 +186,22 @@ def test_colored_mnist_samples_are_pinned(key):
         type='ColoredMNIST', split=split, conflict_ratio=0.1,
         num_samples=40, image_size=14, seed=2, group_by=group_by))
     assert samples_digest(ds) == COLORED_MNIST_SAMPLES[key]
+
+
+# after the pinned-files test, which checks the partial full_0.5 first
+def test_generated_files_do_not_depend_on_cpu_features(tiny_root, tmp_path):
+    generate_all(tiny_root)  # the sets already there are reused
+    here = tree_digest(tiny_root)
+    other = str(tmp_path / 'baseline_cpu')
+    code = ('import sys; sys.path.insert(0, sys.argv[2]); from '
+            'test_dataset_digests import generate_all; '
+            'generate_all(sys.argv[1])')
+    proc = subprocess.run([sys.executable, '-c', code, other,
+                           osp.dirname(osp.abspath(__file__))], cwd=REPO,
+                          env=baseline_cpu_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout
+    there = tree_digest(other)
+    assert sorted(there) == sorted(here)
+    differ = sorted(f for f in here if here[f] != there[f])
+    assert not differ, differ[:5]

@@ -83,7 +83,8 @@ __all__ = [
     'canonical_positions', 'p_tag', 'normalize_p_bias', 'sample_tied',
     'sample_factors', 'render_letter', 'letter_bank', 'resize_digit',
     'texture_mask', 'render_sample', 'letter_cell_candidates',
-    'generation_params', 'read_json', 'temp_path', 'remove_stale_temps',
+    'generation_params', 'renderer_versions', 'read_json', 'temp_path',
+    'remove_stale_temps',
     'write_split_indices', 'subset_folder', 'render_workers',
     'generate_split', 'generate_biased_mnist', 'generation_lock'
 ]
@@ -94,6 +95,19 @@ FORMAT_VERSION = 2
 
 
 # ------------------------------------------------------------ generation
+def renderer_versions() -> Dict[str, str]:
+    """Versions of the libraries whose code decides the pixels: OpenCV
+    draws the letters and textures and resizes the digits, Pillow resizes
+    and encodes the JPEG, numpy does the arithmetic. The bytes are the same
+    on every CPU for one set of versions, not across versions (OpenCV 5.1
+    draws other pixels than 5.0), so each subset's params file records
+    them."""
+    import cv2
+    import PIL
+    return dict(opencv=cv2.__version__, pillow=PIL.__version__,
+                numpy=np.__version__)
+
+
 def generation_params(num_trainval: Optional[int] = None,
                       num_test: Optional[int] = None,
                       num_cells: int = 5,
@@ -207,6 +221,7 @@ def _is_complete(done: str, meta_file: str, meta: dict) -> bool:
         return False
     on_disk = read_json(meta_file) if osp.isfile(meta_file) else {}
     on_disk.pop('mnist_source', None)
+    on_disk.pop('renderer', None)
     if on_disk != meta:
         raise ValueError(
             f'{done} exists but was made with other params than '
@@ -379,7 +394,8 @@ def generate_split(data_root: str, subset: str, p_bias, params: dict,
         os.remove(missing_file)  # a list left by an interrupted run
     _write_images(plan, folder, subset, indices, True, show_progress,
                   workers)
-    _write_json(meta_file, dict(meta, mnist_source=plan.digits.source),
+    _write_json(meta_file, dict(meta, mnist_source=plan.digits.source,
+                                renderer=renderer_versions()),
                 indent=1, sort_keys=True)
     if len(indices) < len(plan):
         _write_json(missing_file,
