@@ -245,3 +245,39 @@ def test_config_edited_between_stages_names_the_keys(tmp_path):
         '--work-dir' in msg
     assert (work / 'upsampled.py').read_text() == earlier
     assert not (work / 'upsampled').exists()  # nothing trained
+
+
+def test_final_checkpoint_is_the_one_model_selection_chose(tmp_path):
+    """Issue 33.5: with ModelSelectionCheckpointHook the JTT result names
+    the checkpoint its rule chose (epoch 2 here), not the last (epoch 3),
+    and says which rule; without one, the last epoch."""
+    from mmengine.config import Config
+    from occam_plugin.apis.jtt import final_checkpoint
+    work = tmp_path / 'upsampled'
+    work.mkdir()
+    for name in ('epoch_1.pth', 'epoch_2.pth', 'epoch_3.pth',
+                 'best_bias_worst_group_acc_epoch_2.pth'):
+        (work / name).write_bytes(b'')
+    (work / 'last_checkpoint').write_text(str(work / 'epoch_3.pth'))
+    best = dict(checkpoint='best_bias_worst_group_acc_epoch_2.pth',
+                epoch=2, iter=4, value=50.0)
+    write_json(str(work / 'model_selection.json'),
+               dict(rule='worst_group', metric='bias/worst_group_acc',
+                    best=best, history=[]))
+    plain = Config(dict(default_hooks=dict(checkpoint=dict(
+        type='CheckpointHook'))))
+    got = final_checkpoint(plain, str(work))
+    assert got['final_checkpoint'] == str(work / 'epoch_3.pth')
+    assert got['chosen_by'] == 'the last epoch'
+    ruled = Config(dict(default_hooks=dict(checkpoint=dict(
+        type='ModelSelectionCheckpointHook', selection='worst_group'))))
+    got = final_checkpoint(ruled, str(work))
+    assert got['final_checkpoint'] == str(
+        work / 'best_bias_worst_group_acc_epoch_2.pth')
+    assert got['chosen_by'] == ("model selection rule 'worst_group' (the "
+                                'best bias/worst_group_acc)')
+    assert got['last_checkpoint'] == str(work / 'epoch_3.pth')
+    assert got['model_selection'] == best
+    os.remove(work / 'best_bias_worst_group_acc_epoch_2.pth')
+    with pytest.raises(SystemExit, match='names no checkpoint that exists'):
+        final_checkpoint(ruled, str(work))

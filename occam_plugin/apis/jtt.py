@@ -195,6 +195,47 @@ def check_same_config(path: str, text: str) -> None:
         '--work-dir (this folder is left as it is).')
 
 
+def final_checkpoint(stage: Config, work_dir: str) -> dict:
+    """The upsampled run's checkpoint JTT reports: the one its model
+    selection rule chose (``ModelSelectionCheckpointHook``, read from its
+    ``model_selection.json``), else the last one.
+
+    Args:
+        stage (Config): The upsampled run's config.
+        work_dir (str): Its work dir.
+
+    Returns:
+        dict: ``final_checkpoint`` (path), ``chosen_by`` (which rule, or
+        ``'the last epoch'``), ``last_checkpoint`` (path) and, with a rule,
+        ``model_selection`` (its ``best`` entry).
+    """
+    from ..engine.hooks.model_selection_checkpoint_hook import (
+        SELECTION_FILE)
+    from ..engine.runner import latest_checkpoint
+    last = latest_checkpoint(work_dir)
+    out = dict(final_checkpoint=last, chosen_by='the last epoch',
+               last_checkpoint=last)
+    hook = (stage.get('default_hooks') or {}).get('checkpoint') or {}
+    if hook.get('type') != 'ModelSelectionCheckpointHook':
+        return out
+    record_file = osp.join(work_dir, SELECTION_FILE)
+    best = (read_json(record_file).get('best')
+            if osp.isfile(record_file) else None)
+    path = best and osp.join(work_dir, best['checkpoint'])
+    if not path or not osp.isfile(path):
+        raise SystemExit(
+            f'error: the upsampled run selects its checkpoint by '
+            f"selection={hook.get('selection')!r}, but {record_file} names "
+            f'no checkpoint that exists ({path or "none chosen"}); JTT '
+            'reports the chosen one. Check that run (it validates?), or '
+            'drop the rule to report the last epoch.')
+    rule = read_json(record_file)
+    return dict(out, final_checkpoint=path,
+                chosen_by=f"model selection rule {rule.get('rule')!r} "
+                f"(the best {rule.get('metric')})",
+                model_selection=best)
+
+
 def _write_once(claims: OutputClaims, path: str, text: str,
                 what: str) -> None:
     """Write ``text`` to ``path`` unless it holds it already; a file with
@@ -236,7 +277,9 @@ def run_jtt(config: str, work_dir: str,
 
     Returns:
         dict: What ``jtt_result.json`` holds (or, with ``stop_after``, the
-        error set's summary).
+        error set's summary); its ``final_checkpoint`` is the one the
+        upsampled run's model selection rule chose, when it has one
+        (:func:`final_checkpoint`).
     """
     from ..engine.runner import hold_work_dir
     work_dir = osp.abspath(work_dir)
@@ -322,14 +365,16 @@ def run_jtt(config: str, work_dir: str,
              f'{summary["num_errors"]} error samples) into '
              f'{paths["final_dir"]}')
         _train(stage)
-        from ..engine.runner import latest_checkpoint
+        chosen = final_checkpoint(stage, paths['final_dir'])
+        _log(f'final checkpoint: {chosen["final_checkpoint"]} '
+             f'({chosen["chosen_by"]})')
         result = dict(settings,
                       error_set=paths['error_set'],
                       num_errors=summary['num_errors'],
                       identification_checkpoint=summary['checkpoint'],
                       upsampled_config=paths['final_config'],
                       upsampled_work_dir=paths['final_dir'],
-                      final_checkpoint=latest_checkpoint(paths['final_dir']))
+                      **chosen)
         write_json(claims.claim(paths['result'], 'the JTT result'), result,
                    indent=2, sort_keys=True)
         _log(f'done: {paths["result"]}')
