@@ -145,10 +145,14 @@ def check_balance_keys(keys: np.ndarray, num_keys: Optional[int] = None,
     missing = [label(k) for k in range(num) if counts[k] == 0]
     few = [f'{label(k)}: {counts[k]}' for k in range(num)
            if 0 < counts[k] < MIN_PER_GROUP]
+    def listed(items, limit=10):  # many groups: the first ones and a count
+        more = f', ... ({len(items) - limit} more)' if len(items) > limit \
+            else ''
+        return ', '.join(items[:limit]) + more
     if missing or few:
-        parts = ([f'no sample of {what}(s) {", ".join(missing)}']
+        parts = ([f'no sample of {what}(s) {listed(missing)}']
                  if missing else []) + (
-            [f'too few samples in {what}(s) {", ".join(few)}'] if few
+            [f'too few samples in {what}(s) {listed(few)}'] if few
             else [])
         raise ValueError(
             f'DFR: the {where} has {"; ".join(parts)}; balancing over '
@@ -207,8 +211,12 @@ def dfr_fit(x: torch.Tensor, y: np.ndarray, keys: np.ndarray,
     Returns:
         dict: ``weight`` ``[K, d]`` and ``bias`` ``[K]`` (float64, in the
         unstandardised feature space), ``C``, ``tuning`` (worst-group
-        accuracy on the scoring half per C, in percent) and ``num_fit`` (samples in each
-        final balanced subset).
+        accuracy on the scoring half per C, in percent) and ``num_fit``
+        (samples in each final balanced subset).
+
+    Raises:
+        ValueError: A bad option, or a key value (in ``0 .. max``) with
+            fewer than 2 samples (:func:`check_balance_keys`).
     """
     check_options(c_options, num_retrains)
     check_balance_keys(keys, what='key', where='held-out set')
