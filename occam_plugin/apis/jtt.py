@@ -227,7 +227,8 @@ def final_checkpoint(stage: Config, work_dir: str) -> dict:
             f'error: the upsampled run selects its checkpoint by '
             f"selection={hook.get('selection')!r}, but {record_file} names "
             f'no checkpoint that exists ({path or "none chosen"}); JTT '
-            'reports the chosen one. Check that run (it validates?), or '
+            'reports the chosen one. Check that the run validated (the rule '
+            'chooses at each validation), or '
             'drop the rule to report the last epoch.')
     rule = read_json(record_file)
     return dict(out, final_checkpoint=path,
