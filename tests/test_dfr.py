@@ -13,8 +13,10 @@ import torch
 import occam_plugin  # noqa: F401  (registers)
 
 from conftest import load_tool
-from occam_plugin.apis.dfr import (Scaler, balanced_subset, dfr_fit,
-                                   group_accuracy, stratified_halves)
+from occam_plugin.apis.dfr import (Scaler, balanced_subset,
+                                   check_balance_keys, check_options,
+                                   dfr_fit, group_accuracy,
+                                   stratified_halves)
 from occam_plugin.apis.l1_logistic import (fit_l1_logistic, objective,
                                            smooth_grad, soft_threshold)
 from test_bias_annotated_dataset import (WATERBIRDS_ROWS,
@@ -134,9 +136,10 @@ def test_scaler_folds_into_the_layer():
 def test_group_accuracy_and_dfr_fit_choice():
     m = group_accuracy(np.array([0, 1, 1, 1]), np.array([0, 1, 0, 1]),
                        np.array([0, 1, 2, 1]))
-    assert m['per_group'] == {0: 1.0, 1: 1.0, 2: 0.0}
-    assert (m['worst'], m['acc']) == (0.0, 0.75)
-    assert m['mean'] == pytest.approx(2 / 3)
+    # in percent, as BiasMetric
+    assert m['per_group'] == {0: 100.0, 1: 100.0, 2: 0.0}
+    assert (m['worst'], m['acc']) == (0.0, 75.0)
+    assert m['mean'] == pytest.approx(200 / 3)
     x, y = _data(n=40)
     keys = y.numpy() * 2 + (np.arange(40) % 2)
     fit = dfr_fit(x, y.numpy(), keys, 2, c_options=(1.0, 0.5),
@@ -145,6 +148,68 @@ def test_group_accuracy_and_dfr_fit_choice():
         fit['tuning'][c], c))  # best worst-group, the first on a tie
     assert fit['weight'].shape == (2, 5)
     assert fit['num_fit'] == 4 * np.bincount(keys).min()
+
+
+def test_val_lacking_a_group_or_with_one_sample_is_refused():
+    """D4 / D5: a val split without group 3, or with one sample of group 2
+    (one half then lacks it: every C tied at 0.0), is refused, naming the
+    groups and the minimum, instead of balancing over what is there."""
+    names = ['landbird/land', 'landbird/water', 'waterbird/land',
+             'waterbird/water']
+    with pytest.raises(ValueError, match=r'no sample of group\(s\) 3 '
+                       r'\(waterbird/water\); balancing over all 4 groups '
+                       'needs at least 2 samples of each'):
+        check_balance_keys(np.array([0, 0, 1, 1, 2, 2]), 4, names)
+    with pytest.raises(ValueError, match=r'too few samples in group\(s\) 2 '
+                       r'\(waterbird/land\): 1; .*at least 2'):
+        check_balance_keys(np.array([0, 0, 1, 1, 2, 3, 3]), 4, names)
+    check_balance_keys(np.array([0, 0, 1, 1, 2, 2, 3, 3]), 4, names)
+    # dfr_fit itself (no group count given): a gap or a group of one
+    x, y = _data(n=7)
+    with pytest.raises(ValueError, match=r'too few samples in key\(s\) 2: 1'):
+        dfr_fit(x, y.numpy(), np.array([0, 0, 1, 1, 2, 3, 3]), 2,
+                num_retrains=1)
+    with pytest.raises(ValueError, match=r'no sample of key\(s\) 1'):
+        dfr_fit(x[:4], y[:4].numpy(), np.array([0, 0, 2, 2]), 2,
+                num_retrains=1)
+
+
+def test_options_are_checked_before_features():
+    """D7: the C grid and the number of retrains are checked on their own
+    (run_dfr calls this before loading the model)."""
+    check_options((1.0, 0.1), 3)
+    for bad in ((), (1.0, 0.0), (1.0, -0.1), ('a', ), (float('nan'), )):
+        with pytest.raises(ValueError, match='DFR: c_options='):
+            check_options(bad, 3)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match='DFR: num_retrains='):
+            check_options((1.0, ), bad)
+
+
+def test_dfr_checks_val_before_extracting_features(tmp_path):
+    """D4 / D7 through tools/dfr.py: a bad option, and a val split without
+    a group, stop before the checkpoint is even read (a checkpoint file of
+    garbage: reading it would fail otherwise), with nothing written."""
+    rows = [r for r in WATERBIRDS_ROWS if not (r[2] == 1 and r[:2] == (1, 1))]
+    root = write_waterbirds(tmp_path / 'wb', rows)
+    cfg = waterbirds_config(tmp_path, 'resnet18')
+    opts = tiny_waterbirds_options(root)
+    ckpt = tmp_path / 'epoch_1.pth'
+    ckpt.write_bytes(b'not a checkpoint')
+    tool = load_tool('dfr.py')
+    out = tmp_path / 'dfr'
+    with pytest.raises(SystemExit, match='c_options=.*positive'):
+        tool.main([cfg, str(ckpt), '--work-dir', str(out), '--c', '0',
+                   '--cfg-options', *opts])
+    with pytest.raises(SystemExit, match='num_retrains=0'):
+        tool.main([cfg, str(ckpt), '--work-dir', str(out),
+                   '--num-retrains', '0', '--cfg-options', *opts])
+    with pytest.raises(SystemExit, match=r'the val set \(BiasAnnotatedDataset'
+                       r'\) has no sample of group\(s\) 3 '
+                       r'\(waterbird/water\)'):
+        tool.main([cfg, str(ckpt), '--work-dir', str(out), '--cfg-options',
+                   *opts])
+    assert not out.exists() or not any(out.iterdir())  # nothing written
 
 
 def test_layers_per_classifier():
@@ -201,6 +266,9 @@ def test_dfr_tool_end_to_end(tmp_path, model):
         assert set(map(float, fit['tuning'])) == {1., .7, .3, .1, .07, .03,
                                                   .01}
         assert fit['num_fit'] == 4 * 3  # 3 per group, 4 groups
+    assert result['accuracy_unit'] == 'percent'  # as BiasMetric
+    assert all(v in (0.0, 100.0) or 0 < v < 100 for v in
+               result['val_after']['per_group'].values())
     assert sorted(result['val_after']['per_group']) == [
         'landbird/land', 'landbird/water', 'waterbird/land',
         'waterbird/water']

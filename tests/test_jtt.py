@@ -173,3 +173,111 @@ def test_jtt_tool_resumes_and_never_rewrites(tmp_path):
     run_tool('train.py', str(work / 'upsampled.py'), '--work-dir',
              str(tmp_path / 'again'), env=dict(OMP_NUM_THREADS='1'))
     assert (tmp_path / 'again' / 'epoch_1.pth').exists()
+
+
+def test_error_set_of_another_data_root_is_refused(error_set, tmp_path):
+    """J5: an error set made on one data_root, reused on another whose
+    training set has the same size and image names but other groups (one
+    bird's place flipped): refused, naming both data roots; the same data
+    copied elsewhere is still accepted."""
+    import shutil
+    root, ds, path, record = error_set
+    assert record['dataset']['data_root'] == osp.abspath(root)
+    assert record['dataset']['ann_file'] == osp.join(osp.abspath(root),
+                                                     'metadata.csv')
+    assert len(record['dataset']['digest']) == 64
+    from test_bias_annotated_dataset import WATERBIRDS_ROWS
+    rows = list(WATERBIRDS_ROWS)
+    rows[4] = (1, 0, 0)  # sample 4: waterbird on land now (group 2, not 3)
+    other_root = write_waterbirds(tmp_path / 'other', rows)
+    other = train_set(other_root)
+    assert len(other) == len(ds)
+    with pytest.raises(ValueError) as err:
+        read_error_set(path, other)
+    msg = str(err.value)
+    assert f'made on the training set of data_root {osp.abspath(root)!r}' \
+        in msg
+    assert f'this training set is data_root {other_root!r}' in msg
+    assert 'Identify the errors on this training set' in msg
+    # the same folder copied: the same samples, accepted
+    copy_root = str(tmp_path / 'copy')
+    shutil.copytree(root, copy_root)
+    assert read_error_set(path, train_set(copy_root))['indices'] == [1, 3]
+
+
+def test_config_edited_between_stages_names_the_keys(tmp_path):
+    """J4: upsampled.py written by an earlier command, the config's lr
+    edited since: refused before anything trains, naming the changed key
+    (was -> now) and what to do; upsampled.py is left as it was."""
+    from conftest import load_tool
+    from occam_plugin.apis.jtt import upsampled_config
+    from occam_plugin.apis.offline import load_config
+    root = write_waterbirds(tmp_path / 'wb')
+    base = waterbirds_config(tmp_path, 'resnet18')
+    mine = tmp_path / 'mine.py'
+
+    def write(lr):
+        mine.write_text(f'_base_ = [{base!r}]\n'
+                        f'optim_wrapper = dict(optimizer=dict(lr={lr}))\n')
+    write(0.5)
+    tool = load_tool('jtt.py')
+    work = tmp_path / 'jtt'
+    argv = [str(mine), '--work-dir', str(work), '--epochs-id', '1',
+            '--lambda-up', '2', '--cfg-options',
+            *tiny_waterbirds_options(root)]
+    args = tool.parse_args(argv)
+    # what the first command left: its error set and its stage-2 config
+    os.makedirs(work)
+    record = error_set_record(train_set(root), range(6), [0] * 6,
+                              identification_epochs=1, checkpoint='x.pth')
+    write_json(str(work / 'error_set.json'), record)
+    earlier = upsampled_config(load_config(str(mine), args.cfg_options),
+                               str(work / 'error_set.json'), 2,
+                               str(work / 'upsampled')).pretty_text
+    (work / 'upsampled.py').write_text(earlier)
+    write(0.05)  # edited between the stages
+    with pytest.raises(SystemExit) as err:
+        tool.main(argv)
+    msg = str(err.value)
+    assert 'changed since' in msg
+    assert 'optim_wrapper.optimizer.lr: 0.5 -> 0.05' in msg
+    assert 'Restore the config to finish this run, or start over in a new '\
+        '--work-dir' in msg
+    assert (work / 'upsampled.py').read_text() == earlier
+    assert not (work / 'upsampled').exists()  # nothing trained
+
+
+def test_final_checkpoint_is_the_one_model_selection_chose(tmp_path):
+    """Issue 33.5: with ModelSelectionCheckpointHook the JTT result names
+    the checkpoint its rule chose (epoch 2 here), not the last (epoch 3),
+    and says which rule; without one, the last epoch."""
+    from mmengine.config import Config
+    from occam_plugin.apis.jtt import final_checkpoint
+    work = tmp_path / 'upsampled'
+    work.mkdir()
+    for name in ('epoch_1.pth', 'epoch_2.pth', 'epoch_3.pth',
+                 'best_bias_worst_group_acc_epoch_2.pth'):
+        (work / name).write_bytes(b'')
+    (work / 'last_checkpoint').write_text(str(work / 'epoch_3.pth'))
+    best = dict(checkpoint='best_bias_worst_group_acc_epoch_2.pth',
+                epoch=2, iter=4, value=50.0)
+    write_json(str(work / 'model_selection.json'),
+               dict(rule='worst_group', metric='bias/worst_group_acc',
+                    best=best, history=[]))
+    plain = Config(dict(default_hooks=dict(checkpoint=dict(
+        type='CheckpointHook'))))
+    got = final_checkpoint(plain, str(work))
+    assert got['final_checkpoint'] == str(work / 'epoch_3.pth')
+    assert got['chosen_by'] == 'the last epoch'
+    ruled = Config(dict(default_hooks=dict(checkpoint=dict(
+        type='ModelSelectionCheckpointHook', selection='worst_group'))))
+    got = final_checkpoint(ruled, str(work))
+    assert got['final_checkpoint'] == str(
+        work / 'best_bias_worst_group_acc_epoch_2.pth')
+    assert got['chosen_by'] == ("model selection rule 'worst_group' (the "
+                                'best bias/worst_group_acc)')
+    assert got['last_checkpoint'] == str(work / 'epoch_3.pth')
+    assert got['model_selection'] == best
+    os.remove(work / 'best_bias_worst_group_acc_epoch_2.pth')
+    with pytest.raises(SystemExit, match='names no checkpoint that exists'):
+        final_checkpoint(ruled, str(work))

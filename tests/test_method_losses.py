@@ -228,3 +228,65 @@ def test_debias_head_sample_weight_and_method():
     # CE = 0.287682 (x2) and 0.693147 (x0): mean 0.287682;
     # SD: ||z||^2 = ln(3)^2 = 1.206949 and 0, mean 0.603474, / 2 = 0.301737
     assert out['loss'].item() == pytest.approx(0.287682 + 0.301737, abs=1e-5)
+
+
+def test_group_dro_restored_q_of_another_group_count_is_refused():
+    """G3: q restored from a checkpoint of a 4-group training set, resumed
+    on a training set of the same size with 2 groups: refused, naming both
+    counts (it kept 4 columns, two for groups that do not exist)."""
+    from types import SimpleNamespace
+    from occam_plugin.engine.hooks.training_state_hook import (
+        TrainingStateHook)
+    from occam_plugin.engine.runner.work_dir import CheckpointError
+    from occam_plugin.models.utils.training_state import (
+        TrainingStateMismatch)
+    four = dict(num_groups=4, group_idx=torch.tensor([0, 1, 2, 3]),
+                dataset_name='Four')
+    dro = MODELS.build(dict(type='GroupDRO', eta=1.0))
+    dro.prepare_from_dataset(four)
+    dro.train()
+    dro(torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.zeros(4, 2),
+        torch.zeros(4, dtype=torch.long), samples(group_idx=[0, 1, 2, 3]))
+    state = dro.state_dict()
+    same = MODELS.build(dict(type='GroupDRO'))
+    same.load_state_dict(state)
+    same.prepare_from_dataset(four)  # the same groups: q kept
+    assert torch.equal(same.q, dro.q)
+    two = dict(num_groups=2, group_idx=torch.tensor([0, 1, 1, 0]),
+               dataset_name='Two')
+    other = MODELS.build(dict(type='GroupDRO'))
+    other.load_state_dict(state)
+    with pytest.raises(TrainingStateMismatch,
+                       match=r"q have 4 groups, but the training set \(Two\)"
+                       r" has 2"):
+        other.prepare_from_dataset(two)
+    # no metainfo count: the largest id + 1
+    with pytest.raises(TrainingStateMismatch, match='has 2'):
+        other.prepare_from_dataset(dict(two, num_groups=None))
+    # a config's num_groups against the checkpoint's
+    cfg5 = MODELS.build(dict(type='GroupDRO', num_groups=5))
+    cfg5.load_state_dict(state)
+    with pytest.raises(TrainingStateMismatch,
+                       match='4 groups, but num_groups of the config has 5'):
+        cfg5.prepare_from_dataset(four)
+
+    # the hook ends the run with the message (a CheckpointError: one line)
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dro = other
+
+    class TwoGroups:
+        metainfo = dict(num_groups=2)
+
+        def __len__(self):
+            return 4
+
+        def get_data_info(self, i):
+            return dict(gt_label=0, group_idx=[0, 1, 1, 0][i])
+
+    runner = SimpleNamespace(model=Net(), iter=8,
+                             train_dataloader=SimpleNamespace(
+                                 dataset=TwoGroups()))
+    with pytest.raises(CheckpointError, match='q have 4 groups'):
+        TrainingStateHook().before_train(runner)

@@ -14,7 +14,8 @@ from mmpretrain.registry import HOOKS, METRICS
 from occam_plugin.evaluation.metrics import BiasMetric
 
 from conftest import load_tool
-from test_bias_annotated_dataset import (tiny_waterbirds_options,
+from test_bias_annotated_dataset import (WATERBIRDS_ROWS,
+                                         tiny_waterbirds_options,
                                          waterbirds_config, write_waterbirds)
 
 
@@ -190,3 +191,38 @@ def test_keys_validation_cannot_give_are_named():
                        r"accuracy/top1, but validation returned no such key "
                        r"\(it returned \['bias/acc'\]\)"):
         acc.after_val_epoch(None, {'bias/acc': 1.0})
+
+
+def test_worst_group_with_a_group_absent_from_val_stops(tmp_path):
+    """M1: val without a waterbird/water sample: the worst group over the
+    other three is not the worst group, so the rule refuses before training
+    (naming the group) and, as a backstop, after a validation whose metric
+    counts an empty group."""
+    from types import SimpleNamespace
+
+    from mmpretrain.registry import DATASETS
+    # train: groups 0 0 1 3 3 2; val: groups 0 1 2 (no group 3)
+    rows = [r for r in WATERBIRDS_ROWS if not (r[2] == 1 and r[:2] == (1, 1))]
+    root = write_waterbirds(tmp_path / 'wb', rows)
+    val = DATASETS.build(dict(type='BiasAnnotatedDataset',
+                              format='waterbirds', data_root=root,
+                              split='val'))
+    runner = SimpleNamespace(
+        cfg=dict(val_cfg=dict(), val_dataloader=dict()),
+        val_evaluator=SimpleNamespace(metrics=[BiasMetric()]),
+        val_dataloader=SimpleNamespace(dataset=val))
+    hook = HOOKS.build(dict(type='ModelSelectionCheckpointHook',
+                            selection='worst_group'))
+    why = hook.unavailable(runner)
+    assert why is not None
+    assert 'no sample of group(s) 3 (waterbird/water)' in why
+    assert "selection='worst_class'" in why
+    # worst_class does not need the groups
+    assert HOOKS.build(dict(type='ModelSelectionCheckpointHook',
+                            selection='worst_class')).unavailable(
+        runner) is None
+    metrics = {'bias/worst_group_acc': 50.0, 'bias/num_groups': 4,
+               'bias/num_empty_groups': 1, 'bias/acc_group_0': 50.0,
+               'bias/acc_group_1': 100.0, 'bias/acc_group_2': 100.0}
+    with pytest.raises(ValueError, match=r'no sample of group\(s\) 3, so'):
+        hook.after_val_epoch(None, metrics)

@@ -6,8 +6,9 @@ last layer(s) of a trained model on group-balanced val data.
 
 Writes <work-dir>/dfr_<checkpoint name>.pth (the whole model, the trunk as
 trained; loadable strictly) and .json (the chosen C per layer, the tuning
-scores, val metrics before and after). On an OccamNet every exit used at
-inference is retrained on its own features (docs/methods.md, DFR).
+scores, val metrics before and after, accuracies in percent as BiasMetric's).
+On an OccamNet every exit used at inference is retrained on its own features
+(docs/methods.md, DFR).
 """
 import argparse
 import os.path as osp
@@ -73,11 +74,14 @@ def main(argv=None):
             seed=pick(args.seed, 'seed', 0), overwrite=args.overwrite)
     except (OSError, ValueError) as err:
         raise SystemExit(f'error: {err}') from err
+    # percent, as BiasMetric prints them
     for layer, fit in result['layers'].items():
-        print(f'[dfr] {layer}: C={fit["C"]} (worst-{args.balance or "group"}'
-              f' accuracy on the scoring half per C: {fit["tuning"]})')
-    print(f'[dfr] val worst {result["val_before"]["worst"]:.4f} -> '
-          f'{result["val_after"]["worst"]:.4f} (fitted on val); '
+        tuning = ', '.join(f'{c:g}: {v:.2f}%' for c, v in
+                           fit['tuning'].items())
+        print(f'[dfr] {layer}: C={fit["C"]} (worst-{result["balance"]}'
+              f' accuracy on the scoring half per C: {tuning})')
+    print(f'[dfr] val worst {result["val_before"]["worst"]:.2f}% -> '
+          f'{result["val_after"]["worst"]:.2f}% (fitted on val); '
           f'wrote {result["output"]}')
     return result
 

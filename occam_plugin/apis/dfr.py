@@ -78,13 +78,89 @@ def stratified_halves(keys: np.ndarray, rng: np.random.Generator
 
 def group_accuracy(pred: np.ndarray, y: np.ndarray, keys: np.ndarray
                    ) -> Dict[str, float]:
-    """Accuracy, per key value, worst and mean over the key values."""
+    """Accuracy, per key value, worst and mean over the key values, in
+    percent (as ``BiasMetric``)."""
     pred, y, keys = map(np.asarray, (pred, y, keys))
-    per = {int(v): float((pred == y)[keys == v].mean())
+    per = {int(v): 100.0 * float((pred == y)[keys == v].mean())
            for v in np.unique(keys)}
-    return dict(acc=float((pred == y).mean()) if len(y) else 0.0,
+    return dict(acc=100.0 * float((pred == y).mean()) if len(y) else 0.0,
                 per_group=per, worst=min(per.values()) if per else 0.0,
                 mean=float(np.mean(list(per.values()))) if per else 0.0)
+
+
+#: the fewest samples of each group (or class) DFR can balance over: the
+#: halves that choose C need one in each
+MIN_PER_GROUP = 2
+
+
+def check_options(c_options: Sequence[float], num_retrains: int) -> None:
+    """Raise ValueError, naming the option, unless the C grid is a
+    non-empty list of positive numbers and ``num_retrains`` an integer
+    >= 1 (checked before any feature is extracted).
+
+    Args:
+        c_options (Sequence[float]): The C grid.
+        num_retrains (int): Balanced subsets averaged in the final fit.
+    """
+    try:
+        grid = [float(c) for c in c_options]
+    except (TypeError, ValueError):
+        raise ValueError(f'DFR: c_options={c_options!r}; expected a list of '
+                         'positive numbers (e.g. --c 1 0.1 0.01)') from None
+    if not grid or not all(np.isfinite(c) and c > 0 for c in grid):
+        raise ValueError(f'DFR: c_options={list(c_options)!r}; expected a '
+                         'non-empty list of positive numbers (C is the '
+                         'inverse L1 strength)')
+    if isinstance(num_retrains, bool) or not isinstance(
+            num_retrains, (int, np.integer)) or num_retrains < 1:
+        raise ValueError(f'DFR: num_retrains={num_retrains!r}; expected an '
+                         'integer >= 1')
+
+
+def check_balance_keys(keys: np.ndarray, num_keys: Optional[int] = None,
+                       names: Optional[Sequence[str]] = None,
+                       what: str = 'group', where: str = 'val set') -> None:
+    """Raise ValueError unless every one of the ``num_keys`` groups (or
+    classes) has at least :data:`MIN_PER_GROUP` samples: a missing group
+    would make the balanced fit and its "worst group" cover only the others,
+    a group of one sample leaves one half without it (every C then ties).
+
+    Args:
+        keys (ndarray): ``[n]`` group (or class) of each sample.
+        num_keys (int, optional): How many there should be (the dataset's
+            ``num_groups`` / classes); None: the largest id + 1.
+        names (Sequence[str], optional): Their names, for the message.
+        what (str): ``'group'`` or ``'class'``, for the message.
+        where (str): The samples' set, for the message.
+    """
+    keys = np.asarray(keys, dtype=np.int64)
+    if not len(keys):
+        raise ValueError(f'DFR: the {where} has no sample')
+    num = int(num_keys) if num_keys else int(keys.max()) + 1
+    counts = np.bincount(keys, minlength=num)
+
+    def label(k):
+        return (f'{k} ({names[k]})' if names is not None and k < len(names)
+                else str(k))
+    missing = [label(k) for k in range(num) if counts[k] == 0]
+    few = [f'{label(k)}: {counts[k]}' for k in range(num)
+           if 0 < counts[k] < MIN_PER_GROUP]
+    def listed(items, limit=10):  # many groups: the first ones and a count
+        more = f', ... ({len(items) - limit} more)' if len(items) > limit \
+            else ''
+        return ', '.join(items[:limit]) + more
+    if missing or few:
+        parts = ([f'no sample of {what}(s) {listed(missing)}']
+                 if missing else []) + (
+            [f'too few samples in {what}(s) {listed(few)}'] if few
+            else [])
+        raise ValueError(
+            f'DFR: the {where} has {"; ".join(parts)}; balancing over '
+            f'all {num} {what}s needs at least {MIN_PER_GROUP} samples of '
+            f'each (one in each half that chooses C). Use a split with '
+            f'enough samples of every {what}'
+            + (', or balance the classes (--balance class).'
+               if what == 'group' else '.'))
 
 
 # ------------------------------------------------------------ the fit
@@ -135,9 +211,15 @@ def dfr_fit(x: torch.Tensor, y: np.ndarray, keys: np.ndarray,
     Returns:
         dict: ``weight`` ``[K, d]`` and ``bias`` ``[K]`` (float64, in the
         unstandardised feature space), ``C``, ``tuning`` (worst-group
-        accuracy on the scoring half per C) and ``num_fit`` (samples in each
-        final balanced subset).
+        accuracy on the scoring half per C, in percent) and ``num_fit``
+        (samples in each final balanced subset).
+
+    Raises:
+        ValueError: A bad option, or a key value (in ``0 .. max``) with
+            fewer than 2 samples (:func:`check_balance_keys`).
     """
+    check_options(c_options, num_retrains)
+    check_balance_keys(keys, what='key', where='held-out set')
     rng = np.random.default_rng(seed)
     y_t = torch.as_tensor(np.asarray(y), dtype=torch.long)
     fit_idx, score_idx = stratified_halves(keys, rng)
@@ -147,12 +229,10 @@ def dfr_fit(x: torch.Tensor, y: np.ndarray, keys: np.ndarray,
     for c in c_options:
         W, b = fit_l1_logistic(scaler(x[fit_idx]), y_t[fit_idx],
                                num_classes, c, max_iter=max_iter)
-        if len(score_idx):
-            pred = _predict(W, b, scaler(x[score_idx]))
-            tuning[float(c)] = group_accuracy(pred, y[score_idx],
-                                              keys[score_idx])['worst']
-        else:
-            tuning[float(c)] = 0.0
+        # every key has >= 2 samples (checked), so one in each half
+        pred = _predict(W, b, scaler(x[score_idx]))
+        tuning[float(c)] = group_accuracy(pred, y[score_idx],
+                                          keys[score_idx])['worst']
     best = max(tuning.values())
     C = next(c for c in tuning if tuning[c] == best)
     scaler = Scaler(x if scaler_x is None else scaler_x)
@@ -265,6 +345,24 @@ def _dataset_keys(dataset, balance: str, what: str) -> Tuple[np.ndarray,
     return y, groups
 
 
+def check_writable(work_dir: str) -> None:
+    """Create ``work_dir`` (if missing) and raise OSError, naming it, unless
+    files can be written there: found before the features are extracted,
+    not after.
+
+    Args:
+        work_dir (str): The folder the outputs go to.
+    """
+    try:
+        os.makedirs(work_dir, exist_ok=True)
+    except OSError as err:
+        raise OSError(f'DFR: cannot create the work dir {work_dir!r} '
+                      f'({err.strerror or err})') from None
+    if not os.access(work_dir, os.W_OK | os.X_OK):
+        raise OSError(f'DFR: the work dir {work_dir!r} is not writable; '
+                      'give another --work-dir')
+
+
 def run_dfr(config: str, checkpoint: str, work_dir: str,
             cfg_options: Optional[dict] = None,
             c_options: Sequence[float] = C_OPTIONS,
@@ -281,7 +379,9 @@ def run_dfr(config: str, checkpoint: str, work_dir: str,
         checkpoint (str): Its checkpoint.
         work_dir (str): Where the two files go.
         cfg_options (dict, optional): Config overrides.
-        c_options, num_retrains, seed: See :func:`dfr_fit`.
+        c_options, num_retrains, seed: See :func:`dfr_fit`. Every option,
+            the groups (classes) of val and the outputs are checked before
+            any feature is extracted.
         balance (str): ``'group'`` (DFR) or ``'class'`` (data without bias
             annotations; C chosen by worst-class accuracy).
         scaler (str): Statistics that standardise the final fit: ``'train'``
@@ -302,6 +402,8 @@ def run_dfr(config: str, checkpoint: str, work_dir: str,
     if scaler not in ('train', 'val'):
         raise ValueError(f"DFR: scaler={scaler!r}; expected 'train' or "
                          "'val'")
+    # every check that needs no feature first: extraction is the slow part
+    check_options(c_options, num_retrains)
     cfg = load_config(config, cfg_options)
     cfg.pop('dfr', None)
     name = osp.splitext(osp.basename(checkpoint))[0]
@@ -310,19 +412,27 @@ def run_dfr(config: str, checkpoint: str, work_dir: str,
                             'the DFR checkpoint')
     out_json = claims.claim(osp.join(work_dir, f'dfr_{name}.json'),
                             'the DFR results')
+    check_writable(work_dir)
+    val_loader = build_eval_loader(cfg, eval_dataset_cfg(cfg, 'val'))
+    y_all, keys_all = _dataset_keys(val_loader.dataset, balance, 'val')
+    meta = val_loader.dataset.metainfo
+    names = meta.get('group_names' if balance == 'group' else 'classes')
+    check_balance_keys(
+        keys_all, meta.get('num_groups') if balance == 'group' else
+        (len(names) if names is not None else None), names,
+        what=balance,
+        where=f'val set ({type(val_loader.dataset).__name__})')
+    train_loader = (build_eval_loader(cfg, eval_dataset_cfg(cfg, 'train'))
+                    if scaler == 'train' else None)
     model = init_occam_model(cfg, checkpoint,
                              device=device or default_device())
     compute_all_exits(model)
     chosen = last_layers(model, layers)
-    val_loader = build_eval_loader(cfg, eval_dataset_cfg(cfg, 'val'))
-    y_all, keys_all = _dataset_keys(val_loader.dataset, balance, 'val')
     idx, feats = extract_features(model, val_loader, chosen)
     y, keys = y_all[idx], keys_all[idx]
     train_feats = None
-    if scaler == 'train':
-        _, train_feats = extract_features(
-            model, build_eval_loader(cfg, eval_dataset_cfg(cfg, 'train')),
-            chosen)
+    if train_loader is not None:
+        _, train_feats = extract_features(model, train_loader, chosen)
 
     def val_metrics():
         i, pred = predictions(model, val_loader)
@@ -345,18 +455,14 @@ def run_dfr(config: str, checkpoint: str, work_dir: str,
     after = val_metrics()
     from ..engine.runner import read_checkpoint
     state = read_checkpoint(checkpoint)
-    meta = copy.deepcopy(state.get('meta') or {})
-    meta['dfr'] = dict(source=osp.abspath(checkpoint), balance=balance,
-                       layers={k: v['C'] for k, v in fits.items()})
-    new_state = dict(meta=meta, state_dict={
+    ckpt_meta = copy.deepcopy(state.get('meta') or {})
+    ckpt_meta['dfr'] = dict(source=osp.abspath(checkpoint), balance=balance,
+                            layers={k: v['C'] for k, v in fits.items()})
+    new_state = dict(meta=ckpt_meta, state_dict={
         k: v.detach().cpu() for k, v in model.state_dict().items()})
     os.makedirs(work_dir, exist_ok=True)
     with atomic_path(out_ckpt, fsync=True) as tmp:
         torch.save(new_state, tmp)
-    names = (val_loader.dataset.metainfo.get('group_names')
-             if balance == 'group' else
-             val_loader.dataset.metainfo.get('classes'))
-
     def named(metrics):
         per = metrics['per_group']
         return dict(metrics, per_group={
@@ -369,6 +475,7 @@ def run_dfr(config: str, checkpoint: str, work_dir: str,
         output=osp.abspath(out_ckpt), balance=balance, scaler=scaler,
         c_options=[float(c) for c in c_options], num_retrains=num_retrains,
         seed=seed, num_val=int(len(y)), layers=fits,
+        accuracy_unit='percent',
         val_before=named(before), val_after=named(after),
         note='val_after is measured on the val set the layers were fitted '
         'on (not a held-out estimate); test with tools/test.py')

@@ -102,6 +102,22 @@ def identify(cfg: Config, checkpoint: str, device: Optional[str] = None,
                             checkpoint=osp.abspath(checkpoint), **provenance)
 
 
+def check_error_set(error_set: str, cfg: Config) -> None:
+    """Raise ValueError unless ``error_set`` was made on the training set of
+    ``cfg`` (its size, images and annotation digest; the message names both
+    data roots and ann files): a reused error set of another data_root
+    would upsample other samples.
+
+    Args:
+        error_set (str): The ``error_set.json`` to reuse.
+        cfg (Config): The config whose training set is upsampled.
+    """
+    from ..datasets.error_set import read_error_set
+    from .offline import build_eval_loader, eval_dataset_cfg
+    dataset = build_eval_loader(cfg, eval_dataset_cfg(cfg, 'train')).dataset
+    read_error_set(error_set, dataset)
+
+
 def upsampled_config(cfg: Config, error_set: str, lambda_up: int,
                      work_dir: str) -> Config:
     """``cfg`` training on ``UpsampledDataset(error_set, lambda_up)`` into
@@ -115,6 +131,110 @@ def upsampled_config(cfg: Config, error_set: str, lambda_up: int,
     cfg.work_dir = work_dir
     cfg.resume, cfg.load_from = False, None
     return cfg
+
+
+def _flat(d, prefix=''):
+    """``{'a.b': v}`` of nested dicts (lists and other values as leaves)."""
+    out = {}
+    for k, v in d.items():
+        key = f'{prefix}{k}'
+        if isinstance(v, dict):
+            out.update(_flat(v, key + '.'))
+        else:
+            out[key] = v
+    return out
+
+
+def config_diff(before: str, after: str, limit: int = 8) -> list:
+    """The keys whose values differ between two config texts, as
+    ``'key: was -> now'`` lines (dotted keys, sorted; at most ``limit``,
+    then a count of the others).
+
+    Args:
+        before (str): The text of the config written earlier.
+        after (str): The text this run would write.
+        limit (int): Keys listed in full. Defaults to 8.
+    """
+    was = _flat(Config.fromstring(before, '.py').to_dict())
+    now = _flat(Config.fromstring(after, '.py').to_dict())
+    keys = sorted(k for k in set(was) | set(now)
+                  if was.get(k, '<unset>') != now.get(k, '<unset>'))
+    lines = [f'{k}: {was.get(k, "<unset>")!r} -> {now.get(k, "<unset>")!r}'
+             for k in keys[:limit]]
+    if len(keys) > limit:
+        lines.append(f'... and {len(keys) - limit} more')
+    return lines
+
+
+def check_same_config(path: str, text: str) -> None:
+    """SystemExit, naming the changed keys, when ``path`` (the upsampled
+    config an earlier command of this JTT run wrote) holds another config
+    than ``text``: the config (or a file it inherits) was edited between
+    the stages, and the stages of two configs are not mixed.
+
+    Args:
+        path (str): ``<work_dir>/upsampled.py``.
+        text (str): The config this command would write there.
+    """
+    if not osp.isfile(path):
+        return
+    with open(path, encoding='utf-8') as f:
+        before = f.read()
+    if before == text:
+        return
+    try:
+        changed = config_diff(before, text)
+    except Exception as err:  # unreadable: the refusal still says why
+        changed = [f'(the file could not be read back: {err})']
+    raise SystemExit(
+        f'error: {path} was written by an earlier command of this JTT run '
+        'from another config: the config (or a file it inherits) changed '
+        'since. Changed keys (was -> now): ' + '; '.join(changed or [
+            '(none: only the text differs)'])
+        + '. Restore the config to finish this run, or start over in a new '
+        '--work-dir (this folder is left as it is).')
+
+
+def final_checkpoint(stage: Config, work_dir: str) -> dict:
+    """The upsampled run's checkpoint JTT reports: the one its model
+    selection rule chose (``ModelSelectionCheckpointHook``, read from its
+    ``model_selection.json``), else the last one.
+
+    Args:
+        stage (Config): The upsampled run's config.
+        work_dir (str): Its work dir.
+
+    Returns:
+        dict: ``final_checkpoint`` (path), ``chosen_by`` (which rule, or
+        ``'the last epoch'``), ``last_checkpoint`` (path) and, with a rule,
+        ``model_selection`` (its ``best`` entry).
+    """
+    from ..engine.hooks.model_selection_checkpoint_hook import (
+        SELECTION_FILE)
+    from ..engine.runner import latest_checkpoint
+    last = latest_checkpoint(work_dir)
+    out = dict(final_checkpoint=last, chosen_by='the last epoch',
+               last_checkpoint=last)
+    hook = (stage.get('default_hooks') or {}).get('checkpoint') or {}
+    if hook.get('type') != 'ModelSelectionCheckpointHook':
+        return out
+    record_file = osp.join(work_dir, SELECTION_FILE)
+    best = (read_json(record_file).get('best')
+            if osp.isfile(record_file) else None)
+    path = best and osp.join(work_dir, best['checkpoint'])
+    if not path or not osp.isfile(path):
+        raise SystemExit(
+            f'error: the upsampled run selects its checkpoint by '
+            f"selection={hook.get('selection')!r}, but {record_file} names "
+            f'no checkpoint that exists ({path or "none chosen"}); JTT '
+            'reports the chosen one. Check that the run validated (the rule '
+            'chooses at each validation), or '
+            'drop the rule to report the last epoch.')
+    rule = read_json(record_file)
+    return dict(out, final_checkpoint=path,
+                chosen_by=f"model selection rule {rule.get('rule')!r} "
+                f"(the best {rule.get('metric')})",
+                model_selection=best)
 
 
 def _write_once(claims: OutputClaims, path: str, text: str,
@@ -158,7 +278,9 @@ def run_jtt(config: str, work_dir: str,
 
     Returns:
         dict: What ``jtt_result.json`` holds (or, with ``stop_after``, the
-        error set's summary).
+        error set's summary); its ``final_checkpoint`` is the one the
+        upsampled run's model selection rule chose, when it has one
+        (:func:`final_checkpoint`).
     """
     from ..engine.runner import hold_work_dir
     work_dir = osp.abspath(work_dir)
@@ -202,6 +324,8 @@ def run_jtt(config: str, work_dir: str,
         T = settings['identification_epochs']
         if osp.isfile(paths['error_set']):
             _log(f'identification finished: reusing {paths["error_set"]}')
+            # the training set it was made on, checked before stage 2 runs
+            check_error_set(paths['error_set'], cfg)
         else:
             checkpoint = osp.join(paths['id_dir'], f'epoch_{T}.pth')
             if not osp.isfile(checkpoint):
@@ -233,6 +357,7 @@ def run_jtt(config: str, work_dir: str,
         # ---- stage 2: the upsampled run
         final = upsampled_config(cfg, paths['error_set'],
                                  settings['lambda_up'], paths['final_dir'])
+        check_same_config(paths['final_config'], final.pretty_text)
         _write_once(claims, paths['final_config'], final.pretty_text,
                     'the upsampled-run config')
         stage = Config.fromfile(paths['final_config'])
@@ -241,14 +366,16 @@ def run_jtt(config: str, work_dir: str,
              f'{summary["num_errors"]} error samples) into '
              f'{paths["final_dir"]}')
         _train(stage)
-        from ..engine.runner import latest_checkpoint
+        chosen = final_checkpoint(stage, paths['final_dir'])
+        _log(f'final checkpoint: {chosen["final_checkpoint"]} '
+             f'({chosen["chosen_by"]})')
         result = dict(settings,
                       error_set=paths['error_set'],
                       num_errors=summary['num_errors'],
                       identification_checkpoint=summary['checkpoint'],
                       upsampled_config=paths['final_config'],
                       upsampled_work_dir=paths['final_dir'],
-                      final_checkpoint=latest_checkpoint(paths['final_dir']))
+                      **chosen)
         write_json(claims.claim(paths['result'], 'the JTT result'), result,
                    indent=2, sort_keys=True)
         _log(f'done: {paths["result"]}')

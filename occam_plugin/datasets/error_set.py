@@ -11,12 +11,21 @@ The file (``FORMAT`` 1)::
     {"format": "occam-jtt-error-set", "version": 1,
      "identification_epochs": T, "checkpoint": ".../epoch_T.pth",
      "config": "...", "dataset": {"type": ..., "num_samples": N,
-     "data_root": ...}, "num_errors": k, "error_rate": k / N,
+     "data_root": ..., "ann_file": ..., "digest": ...},
+     "num_errors": k, "error_rate": k / N,
      "indices": [...],               # sample indices, ascending
      "img_paths": [...],             # the same samples' images, relative to
                                      # data_root (where the dataset has them)
      "errors_per_group": {...}}      # group name -> errors (biased data)
+
+``dataset.digest`` (:func:`annotation_digest`) is the identity of the
+training set the identification run read: every sample's image path
+(relative to ``data_root``), label and group, in order. A training set with
+another digest is refused (another data_root, ann file or split), naming
+both; the same annotations in a moved or copied folder are accepted.
 """
+import hashlib
+import json
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
@@ -37,6 +46,48 @@ def relative_img_path(info: dict, data_root: Optional[str]) -> Optional[str]:
         if not rel.startswith('..'):
             return rel
     return str(path)
+
+
+def _abs(path) -> Optional[str]:
+    return osp.abspath(str(path)) if path else None
+
+
+def _sample_key(info: dict, data_root: Optional[str]) -> str:
+    group = info.get('group_idx')
+    return json.dumps([relative_img_path(info, data_root),
+                       _first(info['gt_label']) if info.get('gt_label')
+                       is not None else None,
+                       None if group is None else int(group)])
+
+
+def annotation_digest(dataset) -> str:
+    """sha256 of the samples of ``dataset`` in order (image path relative to
+    its ``data_root``, label, group; from ``get_data_info``, no image
+    loaded): the same data in another folder has the same digest.
+
+    Args:
+        dataset (BaseDataset): The training set.
+    """
+    data_root = getattr(dataset, 'data_root', None) or None
+    h = hashlib.sha256()
+    for i in range(len(dataset)):
+        h.update(_sample_key(dataset.get_data_info(i), data_root).encode())
+        h.update(b'\n')
+    return h.hexdigest()
+
+
+def dataset_identity(dataset) -> Dict:
+    """What the error set records of the training set it was made on:
+    ``type``, ``num_samples``, ``data_root``, ``ann_file`` (absolute, or
+    None) and ``digest`` (:func:`annotation_digest`).
+
+    Args:
+        dataset (BaseDataset): The training set.
+    """
+    return dict(type=type(dataset).__name__, num_samples=len(dataset),
+                data_root=_abs(getattr(dataset, 'data_root', None)),
+                ann_file=_abs(getattr(dataset, 'ann_file', None)),
+                digest=annotation_digest(dataset))
 
 
 def error_set_record(dataset, sample_idx: Sequence[int],
@@ -85,8 +136,7 @@ def error_set_record(dataset, sample_idx: Sequence[int],
                     else str(int(group)))
             per_group[name] = per_group.get(name, 0) + 1
     record = dict(format=FORMAT, version=VERSION, **provenance,
-                  dataset=dict(type=type(dataset).__name__, num_samples=n,
-                               data_root=data_root),
+                  dataset=dataset_identity(dataset),
                   num_errors=len(indices),
                   error_rate=len(indices) / n if n else 0.0,
                   indices=indices)
@@ -155,4 +205,26 @@ def read_error_set(path: str, dataset=None) -> Dict:
                     f'made, but is {got!r} in this dataset: another training '
                     'set or another order. Identify the errors on this '
                     'training set (tools/jtt.py).')
+    _check_identity(path, record.get('dataset') or {}, dataset)
     return record
+
+
+def _check_identity(path: str, made_on: dict, dataset) -> None:
+    """Refuse a training set whose annotations differ from the recorded
+    ones (files of version 1 without a digest are not checked)."""
+    want = made_on.get('digest')
+    if want is None:
+        return
+    now = dataset_identity(dataset)
+    if now['digest'] == want:
+        return  # the same samples (perhaps in a moved folder)
+
+    def which(d):
+        return (f'data_root {d.get("data_root")!r}, ann_file '
+                f'{d.get("ann_file")!r}, annotation digest '
+                f'{str(d.get("digest"))[:12]}')
+    raise ValueError(
+        f'{path}: made on the training set of {which(made_on)}, but this '
+        f'training set is {which(now)}: other samples, labels or groups, '
+        'so the indices would name other samples. Identify the errors on '
+        'this training set (tools/jtt.py into a new --work-dir).')

@@ -32,6 +32,29 @@ SELECTION_RULES = {
 SELECTION_FILE = 'model_selection.json'
 
 
+def empty_val_groups(dataset, num_groups: Optional[int] = None) -> list:
+    """The groups of ``dataset`` (ids, with their ``group_names`` where it
+    has them) that no sample belongs to; read from the annotations
+    (``get_data_info``, no image loaded).
+
+    Args:
+        dataset: The val set.
+        num_groups (int, optional): The groups expected when the dataset's
+            ``metainfo`` has no ``num_groups`` (``BiasMetric(num_groups)``);
+            without either, the largest id seen + 1.
+    """
+    from .training_state_hook import training_set_info
+    info = training_set_info(dataset)
+    groups = info['group_idx']
+    if groups is None:
+        return []
+    present = set(groups[groups >= 0].tolist())
+    expected = info['num_groups'] or num_groups or max(present) + 1
+    names = (getattr(dataset, 'metainfo', {}) or {}).get('group_names')
+    return [f'{g} ({names[g]})' if names is not None and g < len(names)
+            else str(g) for g in range(int(expected)) if g not in present]
+
+
 @HOOKS.register_module()
 class ModelSelectionCheckpointHook(CheckpointHook):
     """mmengine's ``CheckpointHook`` whose best checkpoint is chosen by a
@@ -51,8 +74,11 @@ class ModelSelectionCheckpointHook(CheckpointHook):
     Ties keep the earlier checkpoint (``rule='greater'``), as SubpopBench's
     argmax. Before training, a rule whose key the val evaluator cannot
     produce stops the run, naming the rule and what is missing (no
-    validation, no ``BiasMetric``, val samples without ``group_idx``);
-    after each validation, so does a key missing from the metrics.
+    validation, no ``BiasMetric``, val samples without ``group_idx``, for
+    ``'worst_group'`` a group with no val sample: the worst over the other
+    groups is not the worst group); after each validation, so does a key
+    missing from the metrics (or, for ``'worst_group'``, a
+    ``num_empty_groups`` above 0).
 
     What records the rule: after each validation, ``<work_dir>/
     model_selection.json`` holds ``rule``, ``description``, ``metric``,
@@ -140,7 +166,20 @@ class ModelSelectionCheckpointHook(CheckpointHook):
             if why:
                 return (f'{why} Without bias labels on val, choose '
                         "selection='worst_class' or 'accuracy'.")
+            metric = next((m for m in have if isinstance(m, BiasMetric)
+                           and m.prefixed(suffix) == self.metric_key), None)
+            empty = empty_val_groups(runner.val_dataloader.dataset,
+                                     getattr(metric, 'num_groups', None))
+            if empty:
+                return self._empty_groups_message(empty)
         return None
+
+    def _empty_groups_message(self, empty) -> str:
+        return (f'val has no sample of group(s) {", ".join(empty)}, so its '
+                'worst-group accuracy is the worst over the other groups '
+                'only and a checkpoint chosen by it was never scored on '
+                "those. Use a val split with every group, or "
+                "selection='worst_class' (or 'accuracy').")
 
     # -- after each validation: check, choose, record -------------------
     def after_val_epoch(self, runner, metrics) -> None:
@@ -151,6 +190,22 @@ class ModelSelectionCheckpointHook(CheckpointHook):
                 f'model selection rule {self.selection!r} chooses the best '
                 f'{self.metric_key}, but validation returned no such key '
                 f'(it returned {sorted(metrics or {})}). {hint}')
+        # the backstop of the check before training (a val set whose
+        # groups it could not count): the metric's own count of empties
+        head = self.metric_key[:-len('worst_group_acc')]
+        empty_key = head + 'num_empty_groups'
+        if self.selection == 'worst_group' and \
+                self.metric_key.endswith('worst_group_acc') and \
+                int(metrics.get(empty_key) or 0) > 0:
+            num = int(metrics.get(head + 'num_groups') or 0)
+            present = {k[len(head + 'acc_group_'):] for k in metrics
+                       if k.startswith(head + 'acc_group_')}
+            empty = ([str(g) for g in range(num) if str(g) not in present]
+                     if present else [f'{metrics[empty_key]} of {num}'])
+            raise ValueError(
+                f'model selection rule {self.selection!r} (the best '
+                f'{self.metric_key}) cannot choose a checkpoint: '
+                + self._empty_groups_message(empty))
         before = runner.message_hub.get_info('best_ckpt')
         super().after_val_epoch(runner, metrics)
         value = float(metrics[self.metric_key])

@@ -3,7 +3,8 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from mmpretrain.registry import HOOKS
-from ...models.utils.training_state import (drop_per_sample_state,
+from ...models.utils.training_state import (TrainingStateMismatch,
+                                            drop_per_sample_state,
                                             prepare_from_dataset,
                                             reset_epoch_state,
                                             stateful_modules, sync_state)
@@ -85,7 +86,10 @@ class TrainingStateHook(Hook):
         info = training_set_info(runner.train_dataloader.dataset)
         if runner.iter > 0:  # resumed: the state is the checkpoint's
             self._check_train_size(runner, model, info['num_samples'])
-        names = prepare_from_dataset(model, info)
+        try:
+            names = prepare_from_dataset(model, info)
+        except TrainingStateMismatch as err:  # one line, naming the fix
+            raise CheckpointError(str(err)) from err
         runner.logger.info(
             f'TrainingStateHook: prepared {names} from '
             f'{info["num_samples"]} training samples')

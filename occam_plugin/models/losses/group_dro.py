@@ -5,7 +5,8 @@ import torch.nn as nn
 from mmengine.dist import all_reduce
 from mmpretrain.registry import MODELS
 
-from ..utils.training_state import TrainingState, resize_on_load
+from ..utils.training_state import (TrainingState, TrainingStateMismatch,
+                                    resize_on_load)
 from .method_utils import check_per_sample, sample_field
 
 
@@ -42,6 +43,7 @@ class GroupDRO(nn.Module, TrainingState):
         self.eta = eta
         self.group_key = group_key
         self.num_groups_from_cfg = num_groups is not None
+        self.num_groups_cfg = num_groups
         self.register_buffer('q', torch.zeros(1, 0))
         resize_on_load(self)
         if num_groups is not None:
@@ -60,13 +62,27 @@ class GroupDRO(nn.Module, TrainingState):
                             device=self.q.device)
 
     def prepare_from_dataset(self, info: dict) -> None:
-        """TrainingState: take the number of groups."""
-        if self.num_groups_from_cfg or self.q.numel() > 0:
-            return  # given in the config, or restored from a checkpoint
+        """TrainingState: take the number of groups; ``q`` restored from a
+        checkpoint (resume, ``load_from``) is kept when it has as many
+        groups as the config / training set, refused otherwise (its
+        columns would weigh other groups, or groups with no sample)."""
         num_groups = info.get('num_groups')
         groups = info.get(self.group_key)
         if not num_groups and groups is not None and len(groups):
             num_groups = int(max(groups)) + 1
+        if self.num_groups_from_cfg:
+            num_groups, where = self.num_groups_cfg, 'num_groups of the config'
+        else:
+            where = f'the training set ({info.get("dataset_name")})'
+        if self.q.numel() > 0:  # restored (or given in the config)
+            if num_groups and self.q.size(1) != int(num_groups):
+                raise TrainingStateMismatch(
+                    f'GroupDRO: the checkpoint\'s group weights q have '
+                    f'{self.q.size(1)} groups, but {where} has '
+                    f'{int(num_groups)}: its weights would belong to other '
+                    'groups. Resume on the training set the run started '
+                    'with, or train from scratch (no resume / load_from).')
+            return
         if not num_groups:
             raise KeyError(
                 f'GroupDRO: the training dataset {info.get("dataset_name")} '

@@ -14,6 +14,12 @@ from typing import Iterator, List, Mapping, Optional, Tuple
 import torch.nn as nn
 
 
+class TrainingStateMismatch(ValueError):
+    """State restored from a checkpoint that does not fit this training set
+    (``prepare_from_dataset`` raises it; ``TrainingStateHook`` ends the run
+    with its message). The message names both sizes and what to do."""
+
+
 class TrainingState:
     """Mixin for modules whose state follows the training set or the epochs.
 
