@@ -305,3 +305,21 @@ def test_vis_cam_never_replaces_a_png_and_names_every_input(trained_run,
     assert '--overwrite' in str(err.value)
     assert [open(p, 'rb').read() for p in written] == before
     assert vis_cam.main(args + ['--overwrite']) == written
+
+
+def test_vis_cam_takes_a_shipped_config_by_name(tmp_path):
+    """Outside a clone the configs go by name, as tools/train.py takes them:
+    the name resolves, so the first refusal is about the checkpoint."""
+    vis_cam = _load_tool('vis_cam.py')
+    image = tmp_path / 'climbing_0.jpg'
+    image.write_bytes(b'')
+    for config in ('occamnets_resnet18-w16_1xb64_60e_bar-small',
+                   'configs/occamnets/occamnets_resnet18-w16_1xb64_60e_'
+                   'bar-small.py'):
+        with pytest.raises(SystemExit, match='checkpoint file'):
+            vis_cam.main([config, str(tmp_path / 'none.pth'), '--images',
+                          str(image), '--out-dir', str(tmp_path / 'out')])
+    with pytest.raises(SystemExit, match='config: .*no_such_config'):
+        vis_cam.main(['no_such_config', str(tmp_path / 'none.pth'),
+                      '--images', str(image), '--out-dir',
+                      str(tmp_path / 'out')])

@@ -31,7 +31,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='CAM grids of every exit of an OccamNet, or the class '
         'activation map of a plain classifier')
-    parser.add_argument('config', help='config file path')
+    parser.add_argument('config', help='config file path, or the name of a '
+                        'shipped config (as tools/train.py takes it)')
     parser.add_argument('checkpoint', help='checkpoint file (.pth)')
     parser.add_argument('--images', nargs='+', required=True,
                         help='image files')
@@ -133,8 +134,12 @@ def load_model(cfg, checkpoint, device):
 
 def main(argv=None):
     args = parse_args(argv)
-    for path, what in [(args.config, 'config'),
-                       (args.checkpoint, 'checkpoint')] + [
+    from occam_plugin import resolve_config
+    try:  # a file, or a shipped config's name / configs/... path
+        args.config = resolve_config(args.config)
+    except FileNotFoundError as err:
+        raise SystemExit(f'config: {err}') from err
+    for path, what in [(args.checkpoint, 'checkpoint')] + [
                            (p, 'image') for p in args.images]:
         if not osp.isfile(path):
             raise SystemExit(f'{what} file {path!r} does not exist.')
