@@ -137,6 +137,8 @@ class OccamInferencer(ImageClassificationInferencer):
             if not isinstance(model, Config):
                 model, weights = _config_of(model)
                 if pretrained is True and weights is not None:
+                    from occam_plugin.model_zoo import verify_weights_hash
+                    verify_weights_hash(weights)  # name-<sha256[:8]>.pth
                     pretrained = weights
             if pretrained is True:
                 pretrained = model.get('load_from')
