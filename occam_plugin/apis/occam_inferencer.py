@@ -106,9 +106,9 @@ class OccamInferencer(ImageClassificationInferencer):
         max_pixels (int | str, optional): Refuse an image file of more
             pixels (width x height), from its header, before its pixels are
             decoded. ``'pipeline'``: the test pipeline's
-            ``LoadImageFromFileChecked`` limit (else
-            :data:`~occam_plugin.datasets.transforms.loading.DEFAULT_MAX_PIXELS`);
-            None: no limit. Defaults to ``'pipeline'``.
+            ``LoadImageFromFileChecked`` limit (else ``DEFAULT_MAX_PIXELS``
+            of :mod:`occam_plugin.datasets.transforms.loading`); None: no
+            limit. Defaults to ``'pipeline'``.
 
     Image files are read as the test pipeline's ``LoadImageFromFileChecked``
     reads them (its decoder and colour type; errors name the file); arrays
