@@ -319,10 +319,38 @@ def test_broken_symlink_is_an_error_naming_the_link(tmp_path):
     assert '1 broken symbolic link(s)' in msg
     assert f'climbing_998.jpg -> {target}' in msg
     assert 'climbing_998.jpg/' not in msg
-    # a link to an existing image is read as the image
+    # a link to an existing image outside the data root is read as the
+    # image when that is said (S5 below)
     os.makedirs(osp.dirname(target))
     os.rename(osp.join(root, 'train', 'climbing_0.jpg'), target)
-    ds = build(root)
+    ds = build(root, allow_outside_root=True)
     assert len(ds) == 6
     assert osp.basename(ds.get_data_info(0)['img_path']) == \
         'climbing_998.jpg'
+
+
+def test_link_out_of_the_data_root_is_refused(tmp_path):
+    """Issue 31, S5: a link in the split folder to a file outside the data
+    root (here /etc/hostname renamed as an image) is not read without a
+    word; a data root that is itself a link, or a linked split folder, is
+    fine."""
+    root = write_bar_folder(tmp_path / 'BAR', per_class=1, splits=('train', ))
+    outside = tmp_path / 'outside.jpg'
+    os.rename(osp.join(root, 'train', 'climbing_0.jpg'), outside)
+    os.symlink(str(outside), osp.join(root, 'train', 'climbing_0.jpg'))
+    with pytest.raises(ValueError) as err:
+        build(root)
+    msg = str(err.value)
+    assert '1 symbolic link(s) to files outside the data root' in msg
+    assert f'climbing_0.jpg -> {osp.realpath(outside)}' in msg
+    assert 'allow_outside_root=True' in msg
+    assert len(build(root, allow_outside_root=True)) == 6
+    # the images where they were, the folders linked from elsewhere
+    os.remove(osp.join(root, 'train', 'climbing_0.jpg'))
+    os.rename(outside, osp.join(root, 'train', 'climbing_0.jpg'))
+    linked = tmp_path / 'linked'
+    linked.mkdir()
+    os.symlink(osp.join(root, 'train'), str(linked / 'train'))
+    assert len(build(str(linked))) == 6
+    os.symlink(root, str(tmp_path / 'root_link'))
+    assert len(build(str(tmp_path / 'root_link'))) == 6

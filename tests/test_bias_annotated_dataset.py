@@ -355,6 +355,98 @@ def test_error_json_entry_and_bad_options(tmp_path):
         build(format='waterbirds', data_root=str(tmp_path / 'none'))
 
 
+
+def test_error_image_path_outside_data_root(tmp_path):
+    """A row may not make training read a file outside data_root: not by
+    ``../``, an absolute path, or a link out of the folder."""
+    outside = tmp_path / 'outside'
+    write_image(str(outside / 'x.jpg'))
+    root = write_waterbirds(tmp_path / 'wb')
+    link = osp.join(root, '002.Landbird', 'bird_002.jpg')
+    os.remove(link)
+    os.symlink(str(outside / 'x.jpg'), link)  # line 4's image
+
+    def edit(ls):
+        set_cell(ls, 2, 1, '../outside/x.jpg')
+        return set_cell(ls, 3, 1, str(outside / 'x.jpg'))
+    msg, path = error_of(tmp_path, edit, split='train')
+    assert '3 image path(s) of split \'train\' resolve outside ' \
+        f'data_root {osp.realpath(root)!r}' in msg
+    real = osp.realpath(str(outside / 'x.jpg'))
+    for line, cell in [(2, '../outside/x.jpg'), (3, str(outside / 'x.jpg')),
+                       (4, '002.Landbird/bird_002.jpg')]:
+        assert f"{path}, line {line}, column 'img_filename': {cell!r} is " \
+            f'{real!r}' in msg
+    assert 'allow_outside_root=True' in msg
+    # said on purpose, it reads them
+    ds = build(format='waterbirds', data_root=root, split='train',
+               allow_outside_root=True)
+    assert osp.realpath(ds.get_data_info(0)['img_path']) == real
+    # a data_root that is itself a link (another disk) is fine
+    os.symlink(root, str(tmp_path / 'wb_link'))
+    os.remove(link)
+    write_image(link)
+    with open(path) as f:
+        lines = f.read().splitlines()
+    set_cell(lines, 2, 1, '002.Landbird/bird_000.jpg')
+    set_cell(lines, 3, 1, '002.Landbird/bird_001.jpg')
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    assert len(build(format='waterbirds', data_root=str(tmp_path / 'wb_link'),
+                     split='train')) == 6
+
+
+def test_error_repeated_image_row(tmp_path):
+    msg, path = error_of(tmp_path, lambda ls: ls + [ls[2]])  # line 3 again
+    assert '1 repeated image(s)' in msg
+    assert f"{path}, line 16, column 'img_filename': image " \
+        "'002.Landbird/bird_001.jpg' is already listed at line 3" in msg
+
+
+#: a file read through columns alone: labels and values undeclared
+UNDECLARED = dict(columns=dict(img='path', label='target', split='fold',
+                               attributes=['bg', 'tex']),
+                  split_values=dict(train='tr', test=['te']))
+
+
+def test_error_nan_label_and_attribute(tmp_path):
+    """pandas writes a missing value as an empty cell or ``nan``: a label
+    ``nan`` made a class 'nan', an attribute ``NaN`` a group value."""
+    root = str(tmp_path)
+    ann = write_generic(root, 'csv')
+    with open(ann) as f:
+        lines = f.read().splitlines()
+    lines[1] = lines[1].replace(',cat,', ',nan,')  # line 2: label
+    lines[2] = lines[2].replace(',fur', ',NaN')  # line 3: tex
+    with open(ann, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    with pytest.raises(ValueError) as info:
+        build(ann_file=ann, data_root=root, **UNDECLARED)
+    msg = str(info.value)
+    assert '2 missing value(s)' in msg
+    assert f"{ann}, line 2, column 'target': 'nan' is a missing value" in msg
+    assert f"{ann}, line 3, column 'tex': 'NaN' is a missing value" in msg
+    # declared, 'nan' is a value like any other
+    ds = build(ann_file=ann, data_root=root, label_values=['nan', 'dog'],
+               attribute_values=dict(tex=['fur', 'smooth', 'NaN']),
+               **UNDECLARED)
+    assert ds.metainfo['classes'] == ('nan', 'dog')
+
+
+def test_error_csv_not_utf8(tmp_path):
+    root = str(tmp_path)
+    ann = write_generic(root, 'csv')
+    with open(ann, encoding='utf-8') as f:
+        text = f.read().replace('grass', 'gr\u00e4ss')  # line 2
+    with open(ann, 'wb') as f:
+        f.write(text.encode('latin-1'))
+    at = text.encode('latin-1').index(b'\xe4')
+    with pytest.raises(ValueError, match=re.escape(
+            f"{ann!r} is not UTF-8: byte {at} (line 2) is b'\\xe4'")) as e:
+        build(ann_file=ann, data_root=root, **UNDECLARED)
+    assert 're-save the file as UTF-8' in str(e.value)
+
+
 # ------------------------------------------------------------ round trip
 def test_biased_mnist_round_trip_gives_the_same_metrics(tmp_path):
     """Our Biased MNIST test split written out as a CSV (digit, split, the

@@ -316,3 +316,29 @@ def test_integral_floats_are_accepted(copy_of_release):
                  lambda recs: [dict(r, digit=float(r['digit'])) for r in recs])
     assert [build(root, split='test').get_data_info(i)['gt_label']
             for i in range(len(TEST))] == [d for d, _ in TEST]
+
+
+def test_image_link_out_of_the_data_root_is_refused(copy_of_release,
+                                                    tmp_path):
+    """Issue 31, S5: an image of the released json that is a link to a file
+    outside the data root is not read without a word; a linked image
+    folder is fine."""
+    root = copy_of_release
+    image = osp.join(root, 'full_0.95', 'trainval', '9.jpg')
+    outside = str(tmp_path / 'outside.jpg')
+    shutil.move(image, outside)
+    os.symlink(outside, image)
+    with pytest.raises(ValueError) as err:
+        build(root)
+    msg = str(err.value)
+    assert 'symbolic links to files outside the data root' in msg
+    assert f'9.jpg -> {osp.realpath(outside)}' in msg
+    assert 'allow_outside_root=True' in msg
+    assert len(build(root, allow_outside_root=True)) == 7
+    # the image back in place, its folder a link to another disk
+    os.remove(image)
+    shutil.move(outside, image)
+    moved = str(tmp_path / 'disk' / 'trainval')
+    shutil.move(osp.join(root, 'full_0.95', 'trainval'), moved)
+    os.symlink(moved, osp.join(root, 'full_0.95', 'trainval'))
+    assert len(build(root)) == 7

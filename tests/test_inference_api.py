@@ -221,3 +221,87 @@ def test_checkpoint_of_another_model_is_refused_naming_the_file(tmp_path):
         init_occam_model(occam_cfg, str(tmp_path / 'missing.pth'))
     with pytest.raises(FileNotFoundError, match='nope.py'):
         init_occam_model(str(tmp_path / 'nope.py'))
+
+
+@pytest.fixture(scope='module')
+def tiny_inferencer():
+    """A random-weight tiny OccamNet's inferencer (the checks run before
+    the model)."""
+    cfg = tiny_config('occam_resnet18_bar.py')
+    return OccamInferencer(init_occam_model(cfg))
+
+
+def test_inferencer_refuses_a_decompression_bomb_from_its_header(
+        tiny_inferencer, tmp_path):
+    """A 12000 x 12000 1-bit PNG is a few KB on disk and 432 MB decoded in
+    colour: refused from its header (144 M pixels > the 89.5 M default), as
+    training and vis_cam.py refuse it."""
+    from PIL import Image
+    bomb = str(tmp_path / 'bomb.png')
+    Image.new('1', (12000, 12000)).save(bomb)
+    assert os.path.getsize(bomb) < 200_000
+    assert tiny_inferencer.max_pixels == 89_478_485  # the pipeline's
+    with pytest.raises(ValueError, match=r"bomb\.png.*12000 x 12000 px.*"
+                       r"it was not decoded"):
+        tiny_inferencer(bomb)
+    # the limit is the inferencer's own when given
+    small = str(tmp_path / 'small.png')
+    Image.new('RGB', (11, 10)).save(small)
+    cfg = tiny_config('occam_resnet18_bar.py')
+    strict = OccamInferencer(init_occam_model(cfg), max_pixels=100)
+    with pytest.raises(ValueError, match=r'small\.png.*11 x 10 px \(110 '):
+        strict(small)
+    with pytest.raises(ValueError, match='max_pixels must be an integer'):
+        OccamInferencer(init_occam_model(cfg), max_pixels=0)
+
+
+def test_inferencer_refuses_float_and_non_finite_arrays(tiny_inferencer):
+    """A 0..1 float image predicted another class than its uint8 twin, a
+    NaN image predicted class 0 with score nan: both refused, naming the
+    dtype and what is expected."""
+    img = np.random.default_rng(0).random((32, 32, 3))
+    with pytest.raises(ValueError, match=r'input 0 is a float64 array; '
+                       r'expected an H x W x 3 uint8'):
+        tiny_inferencer(img)
+    nan = np.full((32, 32, 3), np.nan, np.float32)
+    with pytest.raises(ValueError, match=r'float32 array and holds NaN'):
+        tiny_inferencer(nan)
+    # a uint8 image passes
+    result = tiny_inferencer((img * 255).round().astype(np.uint8))[0]
+    assert np.isfinite(result['pred_scores']).all()
+
+
+def test_inferencer_names_an_empty_file_and_bad_array_shapes(
+        tiny_inferencer, tmp_path):
+    empty = tmp_path / 'empty.png'
+    empty.write_bytes(b'')
+    with pytest.raises(ValueError, match=r"Corrupt image: '.*empty\.png' "
+                       r'\(0 bytes\)'):
+        tiny_inferencer(str(empty))
+    with pytest.raises(ValueError, match=r'input 0 is empty \(shape '
+                       r'\(0, 0, 3\)\)'):
+        tiny_inferencer(np.zeros((0, 0, 3), np.uint8))
+    with pytest.raises(ValueError, match=r'input 0 has shape \(32, 32, 2\)'):
+        tiny_inferencer(np.zeros((32, 32, 2), np.uint8))
+
+
+def test_inferencer_drops_alpha_as_the_file_decoder_does(tiny_inferencer,
+                                                         tmp_path):
+    """An RGBA PNG file is read as 3 colour channels (cv2's colour decode
+    drops alpha); an H x W x 4 array is taken the same way: the same
+    prediction as its first 3 channels, and as the file. A grey H x W array
+    is the image repeated to 3 channels, as a grey file decodes."""
+    import cv2
+    rng = np.random.default_rng(1)
+    bgra = rng.integers(0, 256, (32, 32, 4), dtype=np.uint8)
+    path = str(tmp_path / 'rgba.png')
+    cv2.imwrite(path, bgra)
+    from_file, from_4, from_3 = (
+        tiny_inferencer(x)[0] for x in (path, bgra, bgra[..., :3].copy()))
+    np.testing.assert_allclose(from_4['pred_scores'], from_3['pred_scores'])
+    np.testing.assert_allclose(from_file['pred_scores'],
+                               from_3['pred_scores'])
+    grey = bgra[..., 0].copy()
+    np.testing.assert_allclose(
+        tiny_inferencer(grey)[0]['pred_scores'],
+        tiny_inferencer(np.repeat(grey[..., None], 3, 2))[0]['pred_scores'])

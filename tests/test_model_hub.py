@@ -117,3 +117,53 @@ def test_tools_take_a_shipped_config_name(monkeypatch, tmp_path):
     args.config = 'no_such_config'
     with pytest.raises(SystemExit, match="'no_such_config' is neither"):
         cli.load_config(args)
+
+
+def test_a_zoo_file_that_no_longer_matches_its_name_hash_is_refused(
+        monkeypatch, tmp_path):
+    """A zoo entry whose weights file was changed after publishing (here:
+    two bytes appended, which torch.load still reads) is refused by
+    mmpretrain's get_model and by OccamInferencer, naming the file and both
+    sha256 prefixes; the intact file loads."""
+    import hashlib
+    import shutil
+
+    import mmpretrain
+    from mmpretrain.apis import ModelHub
+    from occam_plugin.apis import OccamInferencer
+    from occam_plugin.engine.runner import CheckpointError
+    published = osp.join(REPO, metafile_models()[MLP]['Weights'])
+    ckpt = tmp_path / 'zoo' / 'mlp_tampered-06b3283b.pth'
+    ckpt.parent.mkdir()
+    shutil.copy(published, ckpt)
+    (tmp_path / 'zoo' / 'model-index.yml').write_text(
+        'Import:\n  - metafile.yml\n')
+    (tmp_path / 'zoo' / 'metafile.yml').write_text(yaml.safe_dump(dict(
+        Models=[dict(Name='mlp_tampered_zoo_test',
+                     Config=osp.join(REPO, metafile_models()[MLP]['Config']),
+                     Weights=ckpt.name,
+                     Results=[dict(Task='Image Classification',
+                                   Dataset='x', Metrics={})])])))
+    # a fresh registration of this index alone, undone after the test
+    monkeypatch.setattr(ModelHub, '_models_dict', dict(ModelHub._models_dict))
+    monkeypatch.setattr(model_zoo, '_registered', [])
+    monkeypatch.setattr(model_zoo, 'model_index_path',
+                        lambda: str(tmp_path / 'zoo' / 'model-index.yml'))
+    assert model_zoo.register_model_zoo() == ['mlp_tampered_zoo_test']
+
+    intact = mmpretrain.get_model('mlp_tampered_zoo_test', pretrained=True)
+    with open(ckpt, 'ab') as f:
+        f.write(b'\0\0')
+    actual = hashlib.sha256(ckpt.read_bytes()).hexdigest()[:8]
+    expected = (f"{str(ckpt)!r}: its content does not match the hash in its "
+                f'name (expected sha256 prefix 06b3283b, the file has '
+                f'{actual})')
+    with pytest.raises(CheckpointError) as err:
+        mmpretrain.get_model('mlp_tampered_zoo_test', pretrained=True)
+    assert expected in str(err.value)
+    with pytest.raises(CheckpointError) as err:
+        OccamInferencer('mlp_tampered_zoo_test')
+    assert expected in str(err.value)
+    # random weights are asked for: the file is not read
+    OccamInferencer('mlp_tampered_zoo_test', pretrained=False)
+    assert intact is not None

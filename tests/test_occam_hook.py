@@ -165,3 +165,71 @@ def test_two_ranks_keep_and_share_the_gate_memory(tmp_path):
     assert r0['total'].sum(1).tolist() == [8.0] * 4
     assert torch.equal(r0['total'], r1['total'])
     assert torch.equal(r0['running_max'], r1['running_max'])
+
+
+class NamedSet(BaseDataset):
+    """TinySet's 10 images, each with a file name (its identity), in the
+    order ``order`` (a permutation of 0..9)."""
+
+    METAINFO = dict(classes=('cat', 'dog'))
+
+    def __init__(self, order=tuple(range(10)), **kwargs):
+        self.order = list(order)
+        super().__init__(**kwargs)
+
+    def load_data_list(self):
+        rng = np.random.default_rng(0)
+        imgs = [rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+                for _ in range(10)]
+        return [dict(img=imgs[k], img_path=f'img_{k}.png', gt_label=k % 2)
+                for k in self.order]
+
+
+def test_resume_on_the_training_set_reordered_stops(tmp_path):
+    """RC5: the same training set with its rows reordered: the gate memory
+    (rows keyed by sample_idx) would be applied to other samples. The
+    checkpoint records the training set's sample digest; a resume on other
+    samples of the same size stops, or on request re-initialises."""
+    from occam_plugin.engine.hooks import TrainingStateHook
+    from occam_plugin.engine.runner import CheckpointError
+
+    def runner_on(order, max_epochs, mode='error'):
+        load_from = str(tmp_path / 'epoch_1.pth') if max_epochs > 1 else None
+        return SafeRunner(
+            model=make_model_cfg(2), work_dir=str(tmp_path),
+            train_dataloader=dict(
+                dataset=NamedSet(order=order, pipeline=[PackInputs()]),
+                sampler=dict(type='DefaultSampler', shuffle=True),
+                batch_size=4, num_workers=0),
+            train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
+            optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+            default_hooks=dict(
+                checkpoint=dict(type='CheckpointHook', interval=1),
+                training_state=dict(on_new_train_size=mode)),
+            default_scope='mmpretrain', randomness=dict(seed=0),
+            resume=max_epochs > 1, log_level='WARNING', load_from=load_from,
+            # what tools/train.py's config holds (the work-dir guard reads it)
+            cfg=dict(resume=max_epochs > 1, load_from=load_from))
+
+    runner_on(range(10), 1).train()
+    ckpt = torch.load(tmp_path / 'epoch_1.pth', weights_only=True)
+    assert len(ckpt['meta'][TrainingStateHook.META_KEY]) == 64
+    memory = ckpt['state_dict']['head.gate_loss.memory']
+    reordered = [9 - k for k in range(10)]  # same samples, same size
+    with pytest.raises(CheckpointError) as err:
+        runner_on(reordered, 2).train()
+    msg = str(err.value)
+    assert 'head.gate_loss.memory' in msg and '10 samples' in msg
+    assert 'reordered, replaced or relabelled' in msg
+    assert 'on_new_train_size=reinit' in msg
+    assert not (tmp_path / 'epoch_2.pth').exists()
+    # on request the gate memory starts again
+    runner = runner_on(reordered, 2, mode='reinit')
+    runner.train()
+    assert (tmp_path / 'epoch_2.pth').exists()
+    # the same order resumes as before (its state kept)
+    (tmp_path / 'epoch_2.pth').unlink()
+    (tmp_path / 'last_checkpoint').unlink()
+    runner = runner_on(range(10), 2)
+    runner.train()
+    assert runner.model.head.gate_loss.memory.shape == memory.shape

@@ -100,6 +100,11 @@ class BAR(BaseDataset):
             named at once (the Runner builds the val dataloader before the
             first iteration); it costs one decode per image. False: a bad
             file is found when a batch first reads it. Defaults to True.
+        allow_outside_root (bool): Read images that are symbolic links to
+            files outside ``data_root``. Defaults to False: such a link is
+            an error naming it (a folder of links must not make training
+            read any file of the machine); a ``data_root`` that is itself a
+            link, or holds linked ``train/`` / ``test/`` folders, is fine.
         **kwargs: Other arguments of :class:`mmpretrain.datasets.BaseDataset`
             (``indices``, ``lazy_init``, ...).
     """
@@ -116,6 +121,7 @@ class BAR(BaseDataset):
                  test_mode: Optional[bool] = None,
                  verify_images: bool = True,
                  val_every: int = VAL_EVERY,
+                 allow_outside_root: bool = False,
                  **kwargs):
         if split not in self.SPLITS:
             raise ValueError(f'BAR: split must be one of {self.SPLITS}, '
@@ -126,6 +132,7 @@ class BAR(BaseDataset):
                              f'train/ image in val_every is a val image), '
                              f'got {val_every!r}.')
         self.val_every = val_every
+        self.allow_outside_root = bool(allow_outside_root)
         if not data_root or not osp.isdir(data_root):
             raise FileNotFoundError(
                 f'BAR: data root {data_root!r} does not exist '
@@ -193,6 +200,15 @@ class BAR(BaseDataset):
                 other_images.append(name)
             else:
                 ignored.append(name)
+        outside = [] if self.allow_outside_root else \
+            self._outside_root(folder, files + other_images)
+        if outside:
+            raise ValueError(
+                f'BAR: split folder {folder!r} holds {len(outside)} '
+                'symbolic link(s) to files outside the data root '
+                f'{osp.realpath(self.data_root)!r}: {_listed(outside)}. Copy '
+                'the images into the folder, or set allow_outside_root=True '
+                'in the dataset config to read them.')
         if broken:
             # a link to an image that is gone: a missing sample, not a folder
             raise FileNotFoundError(
@@ -256,6 +272,17 @@ class BAR(BaseDataset):
         if self.verify_images:
             self._check_images([info['img_path'] for info in data_list])
         return data_list
+
+    def _outside_root(self, folder: str, names: List[str]) -> List[str]:
+        # the split folder's own links are resolved: it may live on
+        # another disk, as may data_root
+        roots = {osp.realpath(self.data_root), osp.realpath(folder)}
+        outside = []
+        for name in names:
+            real = osp.realpath(osp.join(folder, name))
+            if not any(osp.commonpath([r, real]) == r for r in roots):
+                outside.append(f'{name} -> {real}')
+        return outside
 
     def _check_images(self, paths: List[str]) -> None:
         """Decode every image once, as the pipeline's loader would."""

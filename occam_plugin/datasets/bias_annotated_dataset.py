@@ -11,7 +11,10 @@ several attributes ``bias_factors`` / ``bias_factors_aligned``), so
 datasets.
 """
 import csv
+import io
 import json
+import math
+import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -71,6 +74,40 @@ DEFAULT_SPLIT_VALUES = dict(train='train', val='val', test='test')
 FILE_TYPES = {'.csv': 'csv', '.tsv': 'tsv', '.json': 'json'}
 
 Value = Union[int, str]
+
+#: cells that mean "no value" (pandas' and spreadsheets' spellings of a
+#: missing value, lower case): refused in a label / attribute / split column
+#: unless declared in its values, since they would make a class or group
+#: named 'nan'
+MISSING_MARKERS = frozenset(
+    {'nan', '-nan', 'na', 'n/a', '#n/a', '<na>', 'null', 'none'})
+
+
+def _is_missing(value) -> bool:
+    if isinstance(value, float):
+        return math.isnan(value)
+    return value is None or (isinstance(value, str) and
+                             value.strip().lower() in MISSING_MARKERS)
+
+
+def read_text(path: str, owner: str = 'BiasAnnotatedDataset') -> str:
+    """The file as UTF-8 text (a byte-order mark dropped); another
+    encoding is an error naming the file, the line and the byte.
+
+    Args:
+        path (str): The file.
+        owner (str): The reader named in the message.
+    """
+    with open(path, 'rb') as f:
+        data = f.read()
+    try:
+        return data.decode('utf-8-sig')
+    except UnicodeDecodeError as e:
+        line = data.count(b'\n', 0, e.start) + 1
+        raise ValueError(
+            f'{owner}: {path!r} is not UTF-8: byte {e.start} (line {line}) '
+            f'is {data[e.start:e.start + 1]!r} ({e.reason}); re-save the '
+            'file as UTF-8 (e.g. iconv -f latin1 -t utf-8)') from None
 
 
 def _norm(value) -> Value:
@@ -239,6 +276,11 @@ class BiasAnnotatedDataset(BaseDataset):
             Defaults to the extension of ``ann_file``.
         check_files (bool): Check that the image of every row of the split
             exists (one ``os.path.exists`` per row). Defaults to True.
+        allow_outside_root (bool): Accept image paths that resolve outside
+            ``data_root`` (``../x.jpg``, ``/abs/x.jpg``, a symbolic link
+            pointing out of it). Defaults to False: such a row is an error
+            naming it, since an annotation file must not make training read
+            any file of the machine.
         group_sep (str): Separator of group names. Defaults to ``'/'``.
         metainfo (dict, optional): Overrides of the metainfo; ``classes``
             renames the classes (group names follow).
@@ -265,6 +307,7 @@ class BiasAnnotatedDataset(BaseDataset):
                  data_prefix: Optional[str] = None,
                  file_type: Optional[str] = None,
                  check_files: bool = True,
+                 allow_outside_root: bool = False,
                  group_sep: str = '/',
                  metainfo: Optional[dict] = None,
                  test_mode: Optional[bool] = None,
@@ -277,6 +320,7 @@ class BiasAnnotatedDataset(BaseDataset):
         self.format = format
         self.split = split
         self.check_files = check_files
+        self.allow_outside_root = bool(allow_outside_root)
         self.columns = dict(preset.get('columns', {}))
         self.columns.update(columns or {})
         self.columns['attributes'] = list(
@@ -388,7 +432,27 @@ class BiasAnnotatedDataset(BaseDataset):
             rows = self._join_celeba_split(rows)
         if not rows:
             raise ValueError(f'BiasAnnotatedDataset: {path!r} has no rows')
+        self._refuse_repeated_images(path, rows)
         return rows
+
+    def _refuse_repeated_images(self, path: str, rows) -> None:
+        """One row per image, over the whole file: a repeated row would
+        weigh its image twice, or put it in two splits."""
+        img_col = self.columns['img']
+        first, bad = {}, []
+        for where, cells in rows:
+            key = osp.normpath(str(cells[img_col]).strip())
+            if key in first:
+                bad.append(f'{where}, column {img_col!r}: image '
+                           f'{cells[img_col]!r} is already listed at '
+                           f'{first[key]}')
+            else:
+                first[key] = where[len(path) + 2:] or where
+        if bad:
+            raise ValueError(
+                f'BiasAnnotatedDataset: {len(bad)} repeated image(s) in '
+                f'{path!r} (one row per image; to weigh samples, use '
+                f'UpsampledDataset or a sampler):{_listed(bad)}')
 
     def _missing_columns(self, path: str, found: Sequence[str]) -> None:
         missing = [c for c in self._needed() if c not in found]
@@ -402,7 +466,7 @@ class BiasAnnotatedDataset(BaseDataset):
                  if self.format else ''))
 
     def _read_table(self, path: str, delimiter: str):
-        with open(path, newline='', encoding='utf-8-sig') as f:
+        with io.StringIO(read_text(path), newline='') as f:
             reader = csv.reader(f, delimiter=delimiter)
             header = next(reader, None)
             if header is None:
@@ -430,12 +494,11 @@ class BiasAnnotatedDataset(BaseDataset):
         return out
 
     def _read_json(self, path: str):
-        with open(path, encoding='utf-8') as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f'BiasAnnotatedDataset: {path!r} is not '
-                                 f'valid JSON ({e})') from None
+        try:
+            data = json.loads(read_text(path))
+        except json.JSONDecodeError as e:
+            raise ValueError(f'BiasAnnotatedDataset: {path!r} is not '
+                             f'valid JSON ({e})') from None
         if not isinstance(data, list) or not all(
                 isinstance(r, dict) for r in data):
             raise ValueError(f'BiasAnnotatedDataset: {path!r}: expected a '
@@ -458,8 +521,7 @@ class BiasAnnotatedDataset(BaseDataset):
         """``list_attr_celeba.txt``: a count line, a header line of the
         attribute names, then ``<image> <+1/-1 per attribute>``."""
         img_col = self.columns['img']
-        with open(path, encoding='utf-8') as f:
-            lines = f.read().splitlines()
+        lines = read_text(path).splitlines()
         if len(lines) < 2:
             raise ValueError(
                 f'BiasAnnotatedDataset: {path!r}: expected a count line, a '
@@ -495,7 +557,7 @@ class BiasAnnotatedDataset(BaseDataset):
                 '(list_eval_partition.txt, or its .csv with image_id,'
                 'partition), or set split_file')
         parts = {}
-        with open(path, newline='', encoding='utf-8-sig') as f:
+        with io.StringIO(read_text(path), newline='') as f:
             if path.endswith('.csv'):
                 reader = csv.reader(f)
                 next(reader, None)  # image_id,partition
@@ -537,6 +599,7 @@ class BiasAnnotatedDataset(BaseDataset):
             binary = lambda name: {-1: f'not_{name}', 1: name}  # noqa: E731
             label_spec = label_spec or binary(cols['label'])
             attr_specs = {a: attr_specs.get(a) or binary(a) for a in attrs}
+        self._refuse_missing_values(label_spec, attr_specs)
         values = {}
         values['label'] = _Declared(
             label_spec, [_norm(r[cols['label']]) for _, r in self._rows],
@@ -583,6 +646,29 @@ class BiasAnnotatedDataset(BaseDataset):
         if bad:
             raise ValueError(f'BiasAnnotatedDataset: {len(bad)} bad '
                              f'value(s) in the annotations:{_listed(bad)}')
+
+    def _refuse_missing_values(self, label_spec, attr_specs: dict) -> None:
+        """A ``nan`` / ``NA`` / ``null`` label or attribute cell (pandas'
+        missing value) is an error, unless that column declares it: it
+        would become a class or group of its own."""
+        cols = self.columns
+        checked = [(cols['label'], label_spec)] + [
+            (a, attr_specs.get(a)) for a in cols['attributes']]
+        declared = {col: {_norm(k) for k in spec} if spec else set()
+                    for col, spec in checked}
+        bad = []
+        for where, cells in self._rows:
+            for col, _ in checked:
+                v = cells[col]
+                if _is_missing(v) and _norm(v) not in declared[col]:
+                    bad.append(f'{where}, column {col!r}: {v!r} is a '
+                               'missing value')
+        if bad:
+            raise ValueError(
+                f'BiasAnnotatedDataset: {len(bad)} missing value(s) '
+                '(NaN / NA / null) in label or attribute columns; every row '
+                'needs a value: fill it or drop the row (or declare the '
+                f'value in label_values / attribute_values):{_listed(bad)}')
 
     def _aligned_rules(self, spec: dict) -> Dict[str, set]:
         """Attribute -> the set of aligned ``(class index, value index)``."""
@@ -645,11 +731,20 @@ class BiasAnnotatedDataset(BaseDataset):
         """The rows of the split, their images checked."""
         cols = self.columns
         attrs = cols['attributes']
-        data_list, missing = [], []
+        data_list, missing, outside = [], [], []
+        # the links of the root itself are resolved: a dataset folder may
+        # be a link to another disk
+        root = osp.realpath(self.data_root or os.curdir)
         for where, cells in self._rows:
             if self.split is not None and self.split not in cells['_splits']:
                 continue
             img_path = osp.join(self.img_prefix, str(cells[cols['img']]))
+            if not self.allow_outside_root:
+                real = osp.realpath(img_path)
+                if osp.commonpath([root, real]) != root:
+                    outside.append(f'{where}, column {cols["img"]!r}: '
+                                   f'{cells[cols["img"]]!r} is {real!r}')
+                    continue
             if self.check_files and not osp.exists(img_path):
                 missing.append(f'{where}, column {cols["img"]!r}: '
                                f'{img_path!r}')
@@ -670,6 +765,13 @@ class BiasAnnotatedDataset(BaseDataset):
                         a: (y, cells[a]) in self._aligned[a]
                         for a in attrs if a in self._aligned}
             data_list.append(info)
+        if outside:
+            raise ValueError(
+                f'BiasAnnotatedDataset: {len(outside)} image path(s) of '
+                f'split {self.split!r} resolve outside data_root {root!r} '
+                '(a ../ or absolute path, or a link out of it); move the '
+                'images under data_root, or set allow_outside_root=True to '
+                f'read them:{_listed(outside)}')
         if missing:
             raise FileNotFoundError(
                 f'BiasAnnotatedDataset: {len(missing)} image file(s) of '

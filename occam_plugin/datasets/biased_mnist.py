@@ -82,6 +82,11 @@ class BiasedMNIST(BaseDataset):
         primary_factor (str): Factor of ``bias_label`` / groups. Defaults
             to 'digit_color'.
         group_by (str): 'class_x_primary' or 'class_x_aligned'.
+        allow_outside_root (bool): Read images that are symbolic links to
+            files outside ``data_root`` (and outside their image folder).
+            Defaults to False: such a link is an error naming it, so a
+            folder of links cannot make training read any file of the
+            machine; a linked ``data_root`` or image folder is fine.
         **kwargs: Other ``BaseDataset`` arguments (``pipeline``,
             ``test_mode``, ``indices``, ...).
     """
@@ -97,7 +102,9 @@ class BiasedMNIST(BaseDataset):
                  primary_factor: str = 'digit_color',
                  group_by: str = 'class_x_primary',
                  metainfo: Optional[dict] = None,
+                 allow_outside_root: bool = False,
                  **kwargs):
+        self.allow_outside_root = bool(allow_outside_root)
         if split not in SPLITS:
             raise ValueError(f'BiasedMNIST split must be one of {SPLITS}, '
                              f'got {split!r}')
@@ -215,6 +222,8 @@ class BiasedMNIST(BaseDataset):
             canon_cells = [canon[c][0][0] * k + canon[c][0][1]
                            for c in range(NUM_VALUES)]
         present = set(os.listdir(img_dir))
+        if not self.allow_outside_root:
+            self._refuse_links_out(img_dir, json_file)
         data_list, absent = [], []
         needed = ('index', 'digit') + tuple(FACTOR_KEYS.values())
         for rec in records:
@@ -236,6 +245,27 @@ class BiasedMNIST(BaseDataset):
                 f'in {json_file} are missing (e.g. {absent[:3]}): a partial '
                 'download or an interrupted copy.')
         return data_list
+
+    def _refuse_links_out(self, img_dir: str, json_file: str) -> None:
+        # only links can leave the folder: a json index names a file of
+        # the listing, never a path
+        roots = {osp.realpath(self.data_root), osp.realpath(img_dir)}
+        outside = []
+        with os.scandir(img_dir) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    real = osp.realpath(entry.path)
+                    if not any(osp.commonpath([r, real]) == r
+                               for r in roots):
+                        outside.append(f'{entry.name} -> {real}')
+        if outside:
+            raise ValueError(
+                f'{img_dir}: {len(outside)} image(s) of {json_file} are '
+                'symbolic links to files outside the data root '
+                f'{osp.realpath(self.data_root)!r} (e.g. '
+                f'{sorted(outside)[:3]}); copy the images in, or set '
+                'allow_outside_root=True in the dataset config to read '
+                'them.')
 
     def _check_values(self, records: List[dict], positions: List[int],
                       json_file: str, max_listed: int = 5) -> None:

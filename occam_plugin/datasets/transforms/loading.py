@@ -59,8 +59,8 @@ def _too_large(filename: str, what: str, max_pixels: int,
         f'max_pixels={max_pixels:,} (a decompression bomb, or an image far '
         'larger than the dataset\'s others)'
         f'{"" if decoded else "; it was not decoded"}. Shrink or remove the '
-        'file, or raise max_pixels of LoadImageFromFileChecked (None: no '
-        'limit).')
+        'file, or raise max_pixels (of LoadImageFromFileChecked, or of '
+        'OccamInferencer; None: no limit).')
 
 
 def read_image_checked(filename: str,

@@ -1,3 +1,6 @@
+import hashlib
+import os.path as osp
+
 import numpy as np
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -16,23 +19,33 @@ def training_set_info(dataset) -> dict:
 
     Returns ``num_samples``, ``gt_label`` ``[S]``, ``group_idx`` ``[S]`` (-1
     where a sample has none; None when no sample has one), ``num_groups``
-    (from ``metainfo``, or None) and ``dataset_name``. Reads the annotations
-    with ``get_data_info`` only (no image is loaded).
+    (from ``metainfo``, or None), ``dataset_name`` and ``sample_digest``
+    (sha256 of every sample's identity in order: its ``img_path`` relative
+    to the dataset's ``data_root``, label and group; it tells a reordered,
+    replaced or relabelled training set of the same size). Reads the
+    annotations with ``get_data_info`` only (no image is loaded).
     """
     n = len(dataset)
     labels = np.full(n, -1, dtype=np.int64)
     groups = np.full(n, -1, dtype=np.int64)
+    root = getattr(dataset, 'data_root', '') or ''
+    digest = hashlib.sha256()
     for i in range(n):
         info = dataset.get_data_info(i)
         if info.get('gt_label') is not None:
             labels[i] = int(np.asarray(info['gt_label']).reshape(-1)[0])
         if info.get('group_idx') is not None:
             groups[i] = int(info['group_idx'])
+        path = info.get('img_path') or ''
+        if path and root:  # a dataset folder moved elsewhere is the same
+            path = osp.relpath(path, root)
+        digest.update(f'{path}\t{labels[i]}\t{groups[i]}\n'.encode())
     metainfo = getattr(dataset, 'metainfo', {}) or {}
     return dict(num_samples=n, gt_label=labels,
                 group_idx=groups if (groups >= 0).any() else None,
                 num_groups=metainfo.get('num_groups'),
-                dataset_name=type(dataset).__name__)
+                dataset_name=type(dataset).__name__,
+                sample_digest=digest.hexdigest())
 
 
 @HOOKS.register_module()
@@ -55,8 +68,14 @@ class TrainingStateHook(Hook):
     A resumed run whose training set has another size than the one its
     checkpoint's per-sample state (``PER_SAMPLE_BUFFERS``: Occam gate
     memory, LfF's loss EMAs) was built for stops, naming both sizes: the
-    rows would belong to other samples. ``on_new_train_size='reinit'``
-    re-initialises that state instead, with a warning on the console.
+    rows would belong to other samples. So does one whose training set has
+    the size but not the samples of the checkpoint's (reordered, replaced or
+    relabelled: the per-sample rows are keyed by ``sample_idx``, the
+    position): each checkpoint's ``meta`` records the training set's
+    ``sample_digest`` (:func:`training_set_info`), and a resume compares it
+    (a checkpoint without it is checked by size only).
+    ``on_new_train_size='reinit'`` re-initialises that state instead, in
+    both cases, with a warning on the console.
 
     Args:
         on_new_train_size (str): ``'error'`` or ``'reinit'``. Defaults to
@@ -73,6 +92,11 @@ class TrainingStateHook(Hook):
                 f'TrainingStateHook: on_new_train_size='
                 f'{on_new_train_size!r}; expected one of {self.SIZE_MODES}.')
         self.on_new_train_size = on_new_train_size
+        self._sample_digest = None  # this run's training set
+        self._resumed_digest = None  # the checkpoint's
+
+    #: key of ``checkpoint['meta']`` holding the training set's digest
+    META_KEY = 'occam_train_sample_digest'
 
     @staticmethod
     def _model(runner):
@@ -84,8 +108,11 @@ class TrainingStateHook(Hook):
         if next(stateful_modules(model), None) is None:
             return
         info = training_set_info(runner.train_dataloader.dataset)
+        self._sample_digest = info['sample_digest']
         if runner.iter > 0:  # resumed: the state is the checkpoint's
-            self._check_train_size(runner, model, info['num_samples'])
+            if not self._check_train_size(runner, model,
+                                          info['num_samples']):
+                self._check_same_samples(runner, model, info)
         try:
             names = prepare_from_dataset(model, info)
         except TrainingStateMismatch as err:  # one line, naming the fix
@@ -94,7 +121,50 @@ class TrainingStateHook(Hook):
             f'TrainingStateHook: prepared {names} from '
             f'{info["num_samples"]} training samples')
 
-    def _check_train_size(self, runner, model, num_samples: int) -> None:
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self._resumed_digest = (checkpoint.get('meta') or {}).get(
+            self.META_KEY)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        if self._sample_digest is not None:
+            checkpoint.setdefault('meta', {})[self.META_KEY] = \
+                self._sample_digest
+
+    def _check_same_samples(self, runner, model, info: dict) -> None:
+        """Same size: the same samples in the same order as the
+        checkpoint's training set, or its per-sample rows go to others."""
+        resumed, now = self._resumed_digest, info['sample_digest']
+        if resumed is None or resumed == now:
+            return
+        stateful = set(stateful_modules(model))
+        names = [f'{prefix}.{b}' if prefix else b
+                 for prefix, m in model.named_modules() if m in stateful
+                 for b in getattr(m, 'PER_SAMPLE_BUFFERS', ())
+                 if getattr(m, b).shape[0] > 0]
+        if not names:
+            return  # no per-sample state: the order does not matter
+        if self.on_new_train_size == 'error':
+            raise CheckpointError(
+                f'resume: the checkpoint\'s per-sample training state '
+                f'({", ".join(names)}) was built for a training set of '
+                f'{info["num_samples"]} samples with digest {resumed[:12]}; '
+                f'this run\'s training set has the same size but digest '
+                f'{now[:12]} (sha256 of each sample\'s image path, label and '
+                'group, in order): its samples were reordered, replaced or '
+                'relabelled, and the rows (keyed by sample_idx) would belong '
+                'to other samples. Resume on the training set the run '
+                'started with, in its order, or re-initialise that state '
+                'with --cfg-options '
+                'default_hooks.training_state.on_new_train_size=reinit.')
+        drop_per_sample_state(model)
+        runner.logger.warning(
+            'resume: the training set holds other samples, or the same in '
+            f'another order, than the checkpoint\'s (digest {now[:12]}, '
+            f'was {resumed[:12]}): its per-sample state ({", ".join(names)})'
+            ' is re-initialised (on_new_train_size=reinit).')
+
+    def _check_train_size(self, runner, model, num_samples: int) -> bool:
+        """True when the size differed (refused, or the state dropped)."""
         sizes = {}
         stateful = set(stateful_modules(model))
         for prefix, m in model.named_modules():
@@ -104,7 +174,7 @@ class TrainingStateHook(Hook):
                     if rows != num_samples:
                         sizes[f'{prefix}.{b}' if prefix else b] = rows
         if not sizes:
-            return
+            return False
         found = ', '.join(f'{k} ({v} rows)' for k, v in sizes.items())
         if self.on_new_train_size == 'error':
             raise CheckpointError(
@@ -121,6 +191,7 @@ class TrainingStateHook(Hook):
             f'resume: the training set has {num_samples} samples, the '
             f'checkpoint\'s per-sample state another size ({found}): that '
             'state is re-initialised (on_new_train_size=reinit).')
+        return True
 
     def before_train_epoch(self, runner) -> None:
         reset_epoch_state(self._model(runner), runner.epoch)
