@@ -119,9 +119,9 @@ def build_cfg(model: str, work_dir: str, p_bias=None, epochs=None,
               num_trainval=None, num_test=None, image_size=None, seed=0,
               data_root=None, cfg_options=None, verbose=False) -> Config:
     """The model's small config with the demo's overrides applied."""
-    cfg = Config.fromfile(CONFIGS[model])
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    from occam_plugin.engine.runner.cli import merge_options
+    # checked as tools/train.py checks them: a typo'd key is an error
+    cfg = merge_options(Config.fromfile(CONFIGS[model]), cfg_options)
     train_ds = cfg.train_dataloader.dataset
     p = train_ds.p_bias if p_bias is None else p_bias
     gen = dict(train_ds.generate)

@@ -136,6 +136,13 @@ class ConsoleProgressHook(Hook):
     def before_train(self, runner) -> None:
         self._train_start = (time.time(), runner.iter)
         self._eta = None
+        # mmengine logs "resumed epoch: N" at INFO, which a quiet console
+        # hides; a resumed run starts past iteration 0
+        cfg = getattr(runner, 'cfg', None) or {}
+        if is_main_process() and runner.iter > 0 and cfg.get('resume'):
+            print(f'Resumed from {cfg.get("load_from")} at epoch '
+                  f'{runner.epoch} (iteration {runner.iter}); training '
+                  f'continues with {self._epoch_name(runner)}.', flush=True)
 
     def before_train_epoch(self, runner) -> None:
         self._epoch_start = time.time()
