@@ -10,7 +10,8 @@ from .work_dir_lock import WorkDirBusyError, WorkDirLock, hold_work_dir
 # torch.load(weights_only=True), so `--resume` works on torch >= 2.6.
 register_safe_globals()
 
-__all__ = ['ConfigError', 'merge_cfg_options', 'CPU_MODEL_WRAPPER_CFG', 'setup_cpu_distributed',
+__all__ = ['ConfigError', 'merge_cfg_options', 'CPU_MODEL_WRAPPER_CFG',
+           'setup_cpu_distributed',
            'CheckpointError', 'SafeRunner', 'build_runner', 'checkpoint_files',
            'latest_checkpoint', 'load_state_partially', 'load_state_strictly',
            'read_checkpoint', 'WorkDirBusyError', 'WorkDirLock',

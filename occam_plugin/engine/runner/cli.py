@@ -10,7 +10,7 @@ from mmengine.config import Config, DictAction
 
 from .config_check import ConfigError, merge_cfg_options
 from .dist import setup_cpu_distributed
-from .safe_runner import SafeRunner, build_runner
+from .safe_runner import build_runner
 from .work_dir import CheckpointError
 from .work_dir_lock import hold_work_dir
 

@@ -130,8 +130,10 @@ def _check_path(cfg, key, parts, options, where) -> None:
                     f'config{_hint(name, hooks | set(MMENGINE_DEFAULT_HOOKS))}'
                     f'; its hooks are {", ".join(sorted(hooks))}.')
             return
-        if last or parent in free_key_dicts():
-            return  # a new argument; free-key dicts: check_config_values
+        if i == 0 or last or parent in free_key_dicts():
+            # a top-level key the runner reads (checked above), a new
+            # argument; free-key dicts: check_config_values
+            return
         kind = node.get('type')
         if name in _init_params(kind):
             return  # an argument the model takes (data_preprocessor, ...)
