@@ -150,6 +150,8 @@ def test_typo_in_a_hook_name_is_named_with_the_hook_meant(tmp_path):
      'got nan'),
     ('optim_wrapper.optimizer.weight_decay=-1', 'weight_decay must be a '
      'finite number >= 0, got -1'),
+    ('optim_wrapper.optimizer.eps=inf', 'eps must be a finite number >= 0, '
+     'got inf'),
     ('optim_wrapper.optimizer.betas=(0.9,1.5)', 'betas must be two finite '
      'numbers in [0, 1) (e.g. "(0.9,0.999)"), got (0.9, 1.5)')])
 def test_optimizer_numbers_are_checked_before_building(tmp_path, option,
@@ -261,3 +263,22 @@ def test_demo_refuses_a_typo_in_its_cfg_options(tmp_path):
     cfg = demo.build_cfg('occam', str(tmp_path / 'demo'),
                          cfg_options={'model.head.use_gates': False})
     assert cfg.model.head.use_gates is False
+
+
+@pytest.mark.parametrize('option,own,instead', [
+    ('randomness.seed', 'randomness', 'use --seed'),
+    ('train_dataloader.dataset.p_bias', 'train_dataloader.dataset.p_bias',
+     'use --p-bias'),
+    ('test_dataloader.dataset.data_root', 'test_dataloader.dataset.data_root',
+     'use --data-root')])
+def test_demo_refuses_options_it_would_overwrite(tmp_path, option, own,
+                                                 instead):
+    """build_cfg sets these after merging --cfg-options: they were ignored
+    without a word."""
+    demo = load_tool('demo.py')
+    with pytest.raises(SystemExit) as err:
+        demo.build_cfg('resnet', str(tmp_path / 'demo'),
+                       cfg_options={option: 3})
+    assert str(err.value) == (
+        f'error: --cfg-options {option}=...: tools/demo.py sets '
+        f'{own} itself, so the option would be ignored; {instead}.')

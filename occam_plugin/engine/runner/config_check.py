@@ -220,7 +220,7 @@ def _check_optimizers(node, path: str) -> None:
     optimizer = node.get('optimizer')
     if isinstance(optimizer, Mapping):
         where = f'{path}.optimizer'
-        for name in ('lr', 'weight_decay', 'momentum'):
+        for name in ('lr', 'weight_decay', 'momentum', 'eps'):
             value = optimizer.get(name)
             if name in optimizer and not (_number(value) and value >= 0):
                 raise ConfigError(
