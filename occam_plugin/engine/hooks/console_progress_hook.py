@@ -51,6 +51,8 @@ class ConsoleProgressHook(Hook):
       whole run (``IterTimerHook``'s in the message hub, as mmengine's
       ``LogProcessor`` prints it; without that hook, from this run's
       elapsed time per iteration), the epoch's mean loss and its time;
+    - when a run resumes: ``Resumed from <checkpoint> at epoch N
+      (iteration I); ...`` (mmengine's own line is INFO, hidden here);
     - after each validation and test: the key metrics the evaluator
       returned (:data:`KEY_METRICS`, or its first few when it returns none
       of them).
