@@ -1,6 +1,7 @@
 """Clear errors before anything is built: a training length below 1, a busy
 rendezvous port of tools/dist_*.sh (and a free one picked when PORT is not
-set)."""
+set), typo'd or ill-typed --cfg-options (``config_check``, shared by every
+entry point)."""
 import os
 import os.path as osp
 import socket
@@ -120,3 +121,164 @@ def test_dist_scripts_launch_their_tool(tmp_path, script, args, tool, rest):
         '--node_rank=0', '--master_addr=127.0.0.1', '--nproc_per_node=3',
         '--master_port=0', osp.join(osp.join(REPO, 'tools'), tool)]
     assert launch[9:] == rest
+
+
+def _train_refused(tmp_path, *options):
+    """tools/train.py with ``options`` and no data: the SystemExit's message
+    (the check comes before anything is built or written)."""
+    work_dir = tmp_path / 'run'
+    with pytest.raises(SystemExit) as err:
+        load_tool('train.py').main(
+            [BAR_CFG, '--work-dir', str(work_dir), '--cfg-options', *options,
+             'train_dataloader.dataset.data_root=' + str(tmp_path / 'none')])
+    assert not work_dir.exists()
+    return str(err.value)
+
+
+def test_typo_in_a_hook_name_is_named_with_the_hook_meant(tmp_path):
+    """Issue 31, C3: a KeyError about "type" from mmengine's hook build."""
+    msg = _train_refused(tmp_path, 'default_hooks.chekpoint.interval=2')
+    assert msg.startswith('error: ') and '\n' not in msg
+    assert ("default_hooks.chekpoint: no such hook in the config (did you "
+            "mean 'checkpoint'?)") in msg
+
+
+@pytest.mark.parametrize('option,shown', [
+    ('optim_wrapper.optimizer.lr=0.1x', "lr must be a finite number >= 0, "
+     "got '0.1x'"),
+    ('optim_wrapper.optimizer.lr=nan', 'lr must be a finite number >= 0, '
+     'got nan'),
+    ('optim_wrapper.optimizer.weight_decay=-1', 'weight_decay must be a '
+     'finite number >= 0, got -1'),
+    ('optim_wrapper.optimizer.eps=inf', 'eps must be a finite number >= 0, '
+     'got inf'),
+    ('optim_wrapper.optimizer.betas=(0.9,1.5)', 'betas must be two finite '
+     'numbers in [0, 1) (e.g. "(0.9,0.999)"), got (0.9, 1.5)')])
+def test_optimizer_numbers_are_checked_before_building(tmp_path, option,
+                                                       shown):
+    """Issue 31, C4: a traceback from inside torch's Adam."""
+    msg = _train_refused(tmp_path, option)
+    assert f'optim_wrapper.optimizer.{shown}' in msg, msg
+
+
+def test_seed_must_be_an_int(tmp_path):
+    """Issue 31, C5: a cast error from numpy."""
+    msg = _train_refused(tmp_path, 'randomness.seed=abc')
+    assert "randomness.seed must be an int, got 'abc'" in msg
+
+
+@pytest.mark.parametrize('option,meant', [
+    ('env_cfg.cudnn_benchmak=True', 'cudnn_benchmark'),
+    ('env_cfg.mp_cfg.mp_start_methd=spawn', 'mp_start_method'),
+    ('randomness.deterministc=True', 'deterministic')])
+def test_typo_in_a_free_key_dict_is_refused(tmp_path, option, meant):
+    """Issue 31, C6: mmengine's Runner reads env_cfg / randomness with
+    .get(), so an unknown key there was ignored without a word."""
+    key = option.split('=')[0]
+    msg = _train_refused(tmp_path, option)
+    assert f"{key}: unknown key (did you mean '{meant}'?)" in msg, msg
+
+
+def test_free_key_dicts_list_what_mmengine_reads():
+    from mmengine.runner import Runner
+
+    from occam_plugin.engine.runner.config_check import free_key_dicts
+    reads = free_key_dicts()
+    assert set(reads['env_cfg']) == {'cudnn_benchmark', 'mp_cfg',
+                                     'dist_cfg', 'resource_limit'}
+    assert set(reads['randomness']) == {'seed', 'diff_rank_seed',
+                                        'deterministic'}
+    assert set(reads['env_cfg.mp_cfg']) == {'mp_start_method',
+                                            'opencv_num_threads'}
+    assert 'deterministic' in Runner.set_randomness.__code__.co_varnames
+
+
+@pytest.mark.parametrize('option,rule', [
+    ('model.backbone.out_indices=(2,3,4)', 'in 0..3'),
+    ('model.backbone.out_indices=(-1,)', 'in 0..3'),
+    ('model.backbone.out_indices=3', 'in 0..3'),
+    ('model.backbone.num_stages=5', 'must be 1, 2, 3 or 4')])
+def test_resnet_stages_out_of_range_are_named(tmp_path, option, rule):
+    """Issue 31, C15: mmpretrain's ResNet ends in a bare
+    ``assert max(out_indices) < num_stages``."""
+    key, value = option.split('=')
+    msg = _train_refused(tmp_path, option)
+    assert key in msg and 'ResNet' in msg and rule in msg, msg
+    if 'out_indices' in key:
+        assert repr(eval(value)) in msg, msg
+
+
+def test_resnet_out_indices_in_a_config_file_are_checked(tmp_path):
+    """The same check reads the config, not only --cfg-options (here a
+    ResNetV1c, whose __init__ passes **kwargs on, with 3 stages)."""
+    from mmengine.config import Config
+
+    from occam_plugin.engine.runner import ConfigError, merge_cfg_options
+    cfg = Config(dict(model=dict(
+        type='ImageClassifier', backbone=dict(
+            type='ResNetV1c', depth=18, num_stages=3, out_indices=(2, 3)))))
+    with pytest.raises(ConfigError) as err:
+        merge_cfg_options(cfg, None)
+    assert str(err.value) == (
+        'model.backbone.out_indices=(2, 3): ResNetV1c with num_stages=3 '
+        'takes a non-empty tuple of stage indices in 0..2 (e.g. "(2,)").')
+    cfg.model.backbone.out_indices = (0, 2)
+    merge_cfg_options(cfg, None)  # valid: no error
+
+
+def test_every_shipped_config_passes_the_checks():
+    """No false alarm on what the project ships."""
+    import glob
+
+    from mmengine.config import Config
+
+    from occam_plugin.engine.runner.config_check import check_config_values
+    configs = [f for f in glob.glob(osp.join(REPO, 'configs', '**', '*.py'),
+                                    recursive=True) if '_base_' not in f]
+    assert len(configs) > 20
+    for path in configs:
+        check_config_values(Config.fromfile(path))
+
+
+def test_test_tool_refuses_a_typo_too(tmp_path):
+    ckpt = tmp_path / 'epoch_1.pth'
+    ckpt.write_bytes(b'')  # never read: the check comes first
+    with pytest.raises(SystemExit) as err:
+        load_tool('test.py').main(
+            [BAR_CFG, str(ckpt), '--work-dir', str(tmp_path / 'run'),
+             '--cfg-options', 'env_cfg.cudnn_benchmak=True'])
+    assert "did you mean 'cudnn_benchmark'" in str(err.value)
+    assert not (tmp_path / 'run').exists()
+
+
+def test_demo_refuses_a_typo_in_its_cfg_options(tmp_path):
+    """Issue 31, G2: tools/demo.py's build_cfg merged any key."""
+    demo = load_tool('demo.py')
+    with pytest.raises(SystemExit) as err:
+        demo.build_cfg('occam', str(tmp_path / 'demo'),
+                       cfg_options={'modle.head.use_gates': False})
+    msg = str(err.value)
+    assert "unknown top-level key 'modle'" in msg
+    assert "did you mean 'model'" in msg.lower()
+    cfg = demo.build_cfg('occam', str(tmp_path / 'demo'),
+                         cfg_options={'model.head.use_gates': False})
+    assert cfg.model.head.use_gates is False
+
+
+@pytest.mark.parametrize('option,own,instead', [
+    ('randomness.seed', 'randomness', 'use --seed'),
+    ('train_dataloader.dataset.p_bias', 'train_dataloader.dataset.p_bias',
+     'use --p-bias'),
+    ('test_dataloader.dataset.data_root', 'test_dataloader.dataset.data_root',
+     'use --data-root')])
+def test_demo_refuses_options_it_would_overwrite(tmp_path, option, own,
+                                                 instead):
+    """build_cfg sets these after merging --cfg-options: they were ignored
+    without a word."""
+    demo = load_tool('demo.py')
+    with pytest.raises(SystemExit) as err:
+        demo.build_cfg('resnet', str(tmp_path / 'demo'),
+                       cfg_options={option: 3})
+    assert str(err.value) == (
+        f'error: --cfg-options {option}=...: tools/demo.py sets '
+        f'{own} itself, so the option would be ignored; {instead}.')

@@ -268,3 +268,44 @@ def test_demo_relays_progress_lines(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines() == [
         'OccamResNet-18: epoch 2/2  loss 0.5  lr 0.1  1.0s',
         'OccamResNet-18: val (epoch 2): top1 5']
+
+
+def test_resumed_run_says_so_on_the_console(capsys):
+    """mmengine logs "resumed epoch: 1" at INFO, which the quiet console
+    hides: one line names the checkpoint and the epoch."""
+    from occam_plugin.engine.hooks import ConsoleProgressHook
+    runner = _fake_runner(message_hub=MessageHub('console-resumed'),
+                          cfg=dict(resume=True,
+                                   load_from='work_dirs/x/epoch_1.pth'))
+    runner.iter, runner.epoch = 4, 1  # after epoch 1 of 2 (4 iterations)
+    hook = ConsoleProgressHook(tty=False)
+    hook.before_run(runner)
+    hook.before_train(runner)
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        'Resumed from work_dirs/x/epoch_1.pth at epoch 1 (iteration 4); '
+        'training continues with epoch 2/2.']
+    # a new run (iteration 0), or load_from without resume: no such line
+    for cfg in (dict(resume=True, load_from=None), dict(resume=False)):
+        fresh = _fake_runner(message_hub=MessageHub(f'console-{len(cfg)}'),
+                             cfg=cfg)
+        fresh.iter = 0 if cfg['resume'] else 4
+        hook.before_train(fresh)
+    assert capsys.readouterr().out == ''
+
+
+@pytest.mark.slow
+def test_resumed_tool_run_names_its_checkpoint(quiet_run, bar_root,
+                                               tmp_path):
+    """tools/train.py --resume in a copy of a 2-epoch work dir, one more
+    epoch: the console says where it resumed from."""
+    import shutil
+    work_dir, _ = quiet_run
+    copy = tmp_path / 'copy'
+    shutil.copytree(work_dir, copy)
+    out = run_tool('train.py', OCCAM_CFG, '--work-dir', str(copy),
+                   '--resume', '--cfg-options', *TINY_BAR_OPTIONS,
+                   *TINY_RESNET_OPTIONS, *bar_data_options(bar_root),
+                   'train_cfg.max_epochs=3').stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith('Resumed'))
+    assert line == (f'Resumed from {copy}/epoch_2.pth at epoch 2 '
+                    '(iteration 4); training continues with epoch 3/3.'), out

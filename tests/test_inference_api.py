@@ -305,3 +305,26 @@ def test_inferencer_drops_alpha_as_the_file_decoder_does(tiny_inferencer,
     np.testing.assert_allclose(
         tiny_inferencer(grey)[0]['pred_scores'],
         tiny_inferencer(np.repeat(grey[..., None], 3, 2))[0]['pred_scores'])
+
+
+@pytest.mark.parametrize('options,shown', [
+    ({'modle.head.use_gates': False}, "did you mean 'model'"),
+    ({'model.head.use_gates': False, 'env_cfg.cudnn_benchmak': True},
+     "did you mean 'cudnn_benchmark'"),
+    ({'model.backbone.out_indices': (2, 3, 4)}, 'in 0..3')])
+def test_python_apis_check_cfg_options_as_the_tools_do(options, shown):
+    """Issue 31, API1: init_occam_model / OccamInferencer merged any key
+    (a typo'd one was ignored and the model built as if it was not given);
+    the same check as tools/train.py, as a ValueError (no SystemExit from
+    a library)."""
+    from occam_plugin.engine.runner import ConfigError
+    cfg = tiny_config('occam_resnet18_bar.py')
+    with pytest.raises(ConfigError) as err:
+        init_occam_model(cfg, cfg_options=options)
+    assert isinstance(err.value, ValueError)
+    assert shown in str(err.value).lower()
+    with pytest.raises(ConfigError):
+        OccamInferencer(cfg, pretrained=False, cfg_options=options)
+    # a right key is applied
+    model = init_occam_model(cfg, cfg_options={'model.head.use_gates': False})
+    assert model.head.use_gates is False

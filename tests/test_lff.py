@@ -176,3 +176,35 @@ def test_resume_on_a_training_set_of_another_size(mode):
         hook.before_train(runner)
         assert model.ema_biased.numel() == 5
         assert not model.ema_updated.any()  # re-initialised
+
+
+def test_backbone_options_name_where_the_lff_trunk_lives(tmp_path):
+    """Issue 33, item 5: ``model.backbone.*`` on an LfF config ended in
+    ``TypeError: LfFClassifier.__init__() got an unexpected keyword argument
+    'backbone'`` after the data were built; LfF's trunks live in
+    ``model.biased_model`` (the debiased model is its copy)."""
+    import os.path as osp
+
+    from conftest import REPO, load_tool
+    config = osp.join(REPO, 'configs', 'lff',
+                      'lff_resnet18-w16_1xb64_10e_biased-mnist-small.py')
+    work_dir = tmp_path / 'run'
+    with pytest.raises(SystemExit) as err:
+        load_tool('train.py').main(
+            [config, '--work-dir', str(work_dir), '--cfg-options',
+             'model.backbone.base_channels=8'])
+    msg = str(err.value)
+    assert "model (LfFClassifier) has no 'backbone'" in msg, msg
+    assert 'it is at model.biased_model.backbone' in msg
+    assert '--cfg-options model.biased_model.backbone.base_channels=' in msg
+    assert not work_dir.exists()
+    # the path the message names is taken, by both models
+    from mmengine.config import Config
+
+    from occam_plugin.engine.runner import merge_cfg_options
+    cfg = merge_cfg_options(Config.fromfile(config), {
+        'model.biased_model.backbone.base_channels': 8,
+        'model.biased_model.backbone.stem_channels': 8})
+    model = MODELS.build(cfg.model)
+    for part in (model.biased_model, model.debiased_model):
+        assert part.backbone.base_channels == 8

@@ -115,13 +115,40 @@ def claim_work_dir(work_dir, models) -> str:
     return work_dir
 
 
+#: config keys the demo sets itself, after --cfg-options: what to use
+DEMO_KEYS = {'randomness': 'use --seed', 'work_dir': 'use --work-dir',
+             'launcher': 'the demo runs in one process per model',
+             'train_cfg.val_interval': 'the demo validates once, after the '
+             'last epoch',
+             **{f'{name}.dataset.{key}': f'use {flag}' for name in LOADERS
+                for key, flag in (('data_root', '--data-root'),
+                                  ('p_bias', '--p-bias'))}}
+
+
+def refuse_demo_keys(cfg_options) -> None:
+    """A ``--cfg-options`` key that :func:`build_cfg` overwrites would be
+    ignored without a word: a SystemExit naming the demo's flag instead.
+
+    Args:
+        cfg_options (dict, optional): The demo's ``--cfg-options``.
+    """
+    for key in cfg_options or {}:
+        for own, instead in DEMO_KEYS.items():
+            if key == own or key.startswith(own + '.'):
+                raise SystemExit(
+                    f'error: --cfg-options {key}=...: tools/demo.py sets '
+                    f'{own} itself, so the option would be ignored; '
+                    f'{instead}.')
+
+
 def build_cfg(model: str, work_dir: str, p_bias=None, epochs=None,
               num_trainval=None, num_test=None, image_size=None, seed=0,
               data_root=None, cfg_options=None, verbose=False) -> Config:
     """The model's small config with the demo's overrides applied."""
-    cfg = Config.fromfile(CONFIGS[model])
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    from occam_plugin.engine.runner.cli import merge_options
+    refuse_demo_keys(cfg_options)
+    # checked as tools/train.py checks them: a typo'd key is an error
+    cfg = merge_options(Config.fromfile(CONFIGS[model]), cfg_options)
     train_ds = cfg.train_dataloader.dataset
     p = train_ds.p_bias if p_bias is None else p_bias
     gen = dict(train_ds.generate)

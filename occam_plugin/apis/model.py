@@ -7,6 +7,7 @@ from mmengine.config import Config
 
 from occam_plugin.config_path import resolve_config
 from occam_plugin.engine.runner import load_state_strictly, read_checkpoint
+from occam_plugin.engine.runner.config_check import merge_cfg_options
 
 #: how a Python user loads a checkpoint partially, on purpose
 PYTHON_PARTIAL_HINT = ("mmpretrain's get_model(config, pretrained=checkpoint) "
@@ -61,6 +62,9 @@ def init_occam_model(config: Union[str, Config],
             config.
         CheckpointError: The checkpoint is missing, unreadable, or has
             missing, unexpected or mis-shaped keys (the message names it).
+        ConfigError: A ``cfg_options`` key the config lacks and nothing
+            reads (a typo), or a config value a build would fail on (a
+            ``ValueError``; the message names the key and the value).
     """
     from mmpretrain.apis import get_model
     if isinstance(config, Config):
@@ -68,8 +72,7 @@ def init_occam_model(config: Union[str, Config],
     else:
         config = resolve_config(config)
         cfg, name = Config.fromfile(config), str(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    merge_cfg_options(cfg, cfg_options)  # as --cfg-options: typos refused
     model = get_model(cfg, pretrained=False, device=device)
     if checkpoint is not None:
         state = read_checkpoint(checkpoint)

@@ -116,6 +116,8 @@ class OccamInferencer(ImageClassificationInferencer):
 
     Raises:
         CheckpointError: The checkpoint does not fit the model (names it).
+        ConfigError: A typo'd ``cfg_options`` key or a bad config value
+            (``init_occam_model``).
     """
 
     def __init__(self,

@@ -17,14 +17,11 @@ from mmengine.config import Config, ConfigDict
 
 
 def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
-    """``config`` with ``--cfg-options`` merged; a key the config does not
-    have and the runner does not read is a SystemExit (as tools/train.py)."""
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        from ..engine.runner import cli
-        cli.check_option_keys(cfg, cfg_options)
-        cfg.merge_from_dict(cfg_options)
-    return cfg
+    """``config`` with ``--cfg-options`` merged and checked as in
+    tools/train.py (``cli.merge_options``: a SystemExit naming a typo'd key
+    or a bad value)."""
+    from ..engine.runner import cli
+    return cli.merge_options(Config.fromfile(config), cfg_options)
 
 
 def eval_dataset_cfg(cfg: Config, split: str = 'train') -> ConfigDict:

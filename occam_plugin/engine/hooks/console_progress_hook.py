@@ -51,6 +51,8 @@ class ConsoleProgressHook(Hook):
       whole run (``IterTimerHook``'s in the message hub, as mmengine's
       ``LogProcessor`` prints it; without that hook, from this run's
       elapsed time per iteration), the epoch's mean loss and its time;
+    - when a run resumes: ``Resumed from <checkpoint> at epoch N
+      (iteration I); ...`` (mmengine's own line is INFO, hidden here);
     - after each validation and test: the key metrics the evaluator
       returned (:data:`KEY_METRICS`, or its first few when it returns none
       of them).
@@ -136,6 +138,13 @@ class ConsoleProgressHook(Hook):
     def before_train(self, runner) -> None:
         self._train_start = (time.time(), runner.iter)
         self._eta = None
+        # mmengine logs "resumed epoch: N" at INFO, which a quiet console
+        # hides; a resumed run starts past iteration 0
+        cfg = getattr(runner, 'cfg', None) or {}
+        if is_main_process() and runner.iter > 0 and cfg.get('resume'):
+            print(f'Resumed from {cfg.get("load_from")} at epoch '
+                  f'{runner.epoch} (iteration {runner.iter}); training '
+                  f'continues with {self._epoch_name(runner)}.', flush=True)
 
     def before_train_epoch(self, runner) -> None:
         self._epoch_start = time.time()

@@ -1,4 +1,5 @@
 from ...safe_globals import register_safe_globals
+from .config_check import ConfigError, merge_cfg_options
 from .dist import CPU_MODEL_WRAPPER_CFG, setup_cpu_distributed
 from .safe_runner import (SafeRunner, build_runner, load_state_partially,
                           load_state_strictly, read_checkpoint)
@@ -9,7 +10,8 @@ from .work_dir_lock import WorkDirBusyError, WorkDirLock, hold_work_dir
 # torch.load(weights_only=True), so `--resume` works on torch >= 2.6.
 register_safe_globals()
 
-__all__ = ['CPU_MODEL_WRAPPER_CFG', 'setup_cpu_distributed',
+__all__ = ['ConfigError', 'merge_cfg_options', 'CPU_MODEL_WRAPPER_CFG',
+           'setup_cpu_distributed',
            'CheckpointError', 'SafeRunner', 'build_runner', 'checkpoint_files',
            'latest_checkpoint', 'load_state_partially', 'load_state_strictly',
            'read_checkpoint', 'WorkDirBusyError', 'WorkDirLock',

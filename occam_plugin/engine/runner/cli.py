@@ -8,8 +8,9 @@ from typing import Callable, Optional, Sequence
 
 from mmengine.config import Config, DictAction
 
+from .config_check import ConfigError, merge_cfg_options
 from .dist import setup_cpu_distributed
-from .safe_runner import SafeRunner, build_runner
+from .safe_runner import build_runner
 from .work_dir import CheckpointError
 from .work_dir_lock import hold_work_dir
 
@@ -86,29 +87,24 @@ def apply_common_args(cfg: Config, args: argparse.Namespace,
         cfg.console = 'verbose'
     if before_options is not None:
         before_options(cfg)
-    if args.cfg_options is not None:
-        check_option_keys(cfg, args.cfg_options)
-        cfg.merge_from_dict(args.cfg_options)
+    merge_options(cfg, args.cfg_options)
     fix_dataloaders(cfg)
     return cfg
 
 
-def check_option_keys(cfg: Config, options: dict) -> None:
-    """Every ``--cfg-options`` key starts with a top-level key that the
-    config has or that the Runner reads (``SafeRunner.known_config_keys``);
-    a typo (``randomnes.seed=5``) is a SystemExit, not silently ignored."""
-    known = set(cfg.keys()) | set(SafeRunner.known_config_keys())
-    for key in options:
-        top = key.split('.')[0]
-        if top in known:
-            continue
-        import difflib
-        close = difflib.get_close_matches(top, sorted(known), n=1)
-        hint = f' Did you mean {close[0]!r}?' if close else ''
-        raise SystemExit(
-            f'error: --cfg-options {key}=...: unknown top-level key {top!r}'
-            f': the config {cfg.filename or ""!s} has no such key and the '
-            f'runner reads none.{hint}')
+def merge_options(cfg: Config, options) -> Config:
+    """:func:`~.config_check.merge_cfg_options` (the one check of keys and
+    values every entry point shares), its :class:`ConfigError` as a
+    SystemExit: one line, no traceback.
+
+    Args:
+        cfg (Config): The loaded config.
+        options (dict, optional): ``--cfg-options``.
+    """
+    try:
+        return merge_cfg_options(cfg, options)
+    except ConfigError as err:
+        raise SystemExit(f'error: {err}') from None
 
 
 def fix_dataloaders(cfg: Config) -> None:
