@@ -24,6 +24,7 @@ import torch
 from mmengine.dist import broadcast_object_list, is_main_process, master_only
 from mmengine.hooks import CheckpointHook
 from mmengine.model import is_model_wrapper
+from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import load_state_dict
 
@@ -158,13 +159,24 @@ class SafeRunner(Runner):
         """As mmengine's ``Runner``. Built directly (not by :meth:`from_cfg`)
         it keeps the same guarantees: ``resume=True`` without ``load_from``
         resumes from the latest ``epoch_N.pth`` of the work dir, found by
-        name (not from mmengine's ``last_checkpoint`` note), and the train
-        dataloader gets :func:`no_singleton_batches`."""
+        name (not from mmengine's ``last_checkpoint`` note), the train
+        dataloader gets :func:`no_singleton_batches`, and a dataloader
+        without worker processes no ``persistent_workers``, as in
+        ``tools/train.py`` (mmpretrain's tools build it so)."""
         params = inspect.signature(Runner.__init__).bind(
             self, *args, **kwargs).arguments
         params.pop('self')
         if params.get('resume') and params.get('load_from') is None:
             params['load_from'] = _latest_or_fail(params['work_dir'])
+        for name in ('train_dataloader', 'val_dataloader',
+                     'test_dataloader'):
+            loader = params.get(name)
+            if isinstance(loader, dict) and \
+                    not loader.get('num_workers', 0) and \
+                    loader.get('persistent_workers'):
+                # torch refuses persistent workers without workers
+                params[name] = loader = copy.copy(loader)
+                loader['persistent_workers'] = False
         if isinstance(params.get('train_dataloader'), dict):
             params['train_dataloader'] = no_singleton_batches(
                 params['train_dataloader'])
@@ -432,6 +444,13 @@ class SafeRunner(Runner):
                     f'{reached} = train_cfg.{key}: training has ended; only '
                     'a validation that was cut off is run.')
             return
+
+
+# mmpretrain's own tools/train.py and tools/test.py build `runner_type` with
+# mmengine's root RUNNERS and no default scope set: it must be found there
+# too (mmpretrain's RUNNERS, a child of the root, holds it already)
+if MMENGINE_RUNNERS.get('SafeRunner') is None:
+    MMENGINE_RUNNERS.register_module(module=SafeRunner)
 
 
 def ddp_wrapper_cfg(model_wrapper_cfg: Optional[dict],
