@@ -161,6 +161,37 @@ def write_text(path: str, text: str) -> None:
         f.write(text)
 
 
+def open_for_writing(path: str, binary: bool = False):
+    """``open(path, 'w')`` for a file written as it goes (a log a process
+    streams into), which cannot be renamed into place at the end: a
+    symlink at ``path`` is replaced by the new file, never written through
+    (``O_NOFOLLOW``).
+
+    Args:
+        path (str): The file to (re)write.
+        binary (bool): ``'wb'`` instead of ``'w'`` (UTF-8). Defaults to
+            False.
+    """
+    drop_symlink(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
+                 getattr(os, 'O_NOFOLLOW', 0), 0o644)
+    return os.fdopen(fd, 'wb') if binary else \
+        os.fdopen(fd, 'w', encoding='utf-8')
+
+
+def suffixed_temp(path: str) -> str:
+    """A temporary name beside ``path`` that keeps its extension
+    (``.<name>.partial-<pid>.png``), for writers that choose the format by
+    it (``mmcv.imwrite``, ``savefig``); for :func:`atomic_path`'s ``tmp``.
+
+    Args:
+        path (str): The file to be written.
+    """
+    folder, name = osp.split(path)
+    stem, ext = osp.splitext(name)
+    return osp.join(folder, f'.{stem}.partial-{os.getpid()}{ext}')
+
+
 def read_json(path: str):
     """The JSON document of ``path``; ValueError naming the file if it
     cannot be read or parsed."""

@@ -815,7 +815,8 @@ def test_a_best_saved_after_the_resumed_checkpoint_stays_the_best(tmp_path):
     best2 = str(tmp_path / 'best_acc_epoch_2.pth')
 
     def ckpt(epoch, info, **extra):
-        return dict(meta=dict(epoch=epoch, iter=3 * epoch, occam_run_id=run_id),
+        return dict(meta=dict(epoch=epoch, iter=3 * epoch,
+                              occam_run_id=run_id),
                     state_dict={}, message_hub=dict(runtime_info=info),
                     **extra)
 

@@ -168,3 +168,22 @@ def test_resume_never_writes_through_a_linked_last_checkpoint(tmp_path):
     assert target.read_text() == 'precious'
     assert not osp.islink(link)
     assert link.read_text().endswith('epoch_2.pth')
+
+
+def test_a_streamed_log_replaces_a_planted_link(tmp_path):
+    """run_commands (tools/demo.py, benchmarks) opened each command's log
+    with open(..., 'w'), through a link planted at its name."""
+    import sys
+    from occam_plugin.engine.runner.runs import run_commands
+    from occam_plugin.fileio import open_for_writing, suffixed_temp
+    link, target = plant_link(tmp_path, '0.log')
+    (result, ) = run_commands([[sys.executable, '-c', 'print("ran")']],
+                              logs=[str(link)])
+    assert result[1] == 0 and 'ran' in result[3]
+    assert target.read_text() == 'precious' and not osp.islink(link)
+    os.remove(link)
+    os.symlink(target, link)
+    with open_for_writing(str(link), binary=True) as f:
+        f.write(b'mine')
+    assert target.read_text() == 'precious' and link.read_bytes() == b'mine'
+    assert suffixed_temp('/a/grid.png') == f'/a/.grid.partial-{os.getpid()}.png'
