@@ -240,7 +240,8 @@ class WorkDirGuardHook(Hook):
                     f'the work dir {folder!r} already holds checkpoints of '
                     f'another run ({", ".join(used[:6])}'
                     f'{", ..." if len(used) > 6 else ""}); a new run would '
-                    'overwrite them. Resume it (--resume), or train into a '
+                    'overwrite them. Resume it (--resume; resume=True for a '
+                    'SafeRunner built in Python), or train into a '
                     'new --work-dir.')
         if self.run_id is None:
             self.run_id = uuid.uuid4().hex
