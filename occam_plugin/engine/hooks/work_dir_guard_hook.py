@@ -191,6 +191,8 @@ class WorkDirGuardHook(Hook):
             if not name.startswith('best_') or step is None:
                 continue
             here = osp.join(folder, name)
+            if _same_file(here, self._resumed_from or ''):
+                continue  # the file resumed from is never replaced
             ckpt = _read_light(here)
             if (ckpt.get('meta') or {}).get(self.META_KEY) != self.run_id:
                 continue

@@ -362,7 +362,8 @@ class SafeRunner(Runner):
         partial = f'.{filename}.partial-{os.getpid()}'
         path = osp.join(out_dir, filename)
         source = self.resumed_from
-        if source and osp.isfile(path) and osp.samefile(path, source):
+        if source and osp.isfile(path) and osp.isfile(source) and \
+                osp.samefile(path, source):
             raise CheckpointError(
                 f'this run would overwrite {path!r}, the checkpoint it '
                 'resumed from; it is kept. Resume from a copy of it under '
