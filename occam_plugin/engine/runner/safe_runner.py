@@ -85,7 +85,12 @@ class SafeRunner(Runner):
       own, a checkpoint without optimizer state, and never deletes the file
       it resumed from or a checkpoint of another run.
     - **Auto-resume finds the latest checkpoint by its name**
-      (:meth:`from_cfg`) and fails when the work dir has none.
+      (:meth:`from_cfg`, and ``SafeRunner(..., resume=True)`` built
+      directly) and fails when the work dir has none; a checkpoint past
+      ``train_cfg.max_epochs`` (``max_iters``) is an error naming both.
+    - **Each run has its own log folder** (:meth:`setup_env`), and no write
+      follows a symlink planted in the work dir (the lock, the config copy,
+      mmengine's ``last_checkpoint`` note).
     - **An epoch whose validation was cut off is validated on resume**
       (``PendingValidationHook``), before the best checkpoint moves on.
     - **Checkpoints are written atomically**: to a hidden temporary file,
