@@ -3,7 +3,11 @@ what a tool may write over, for every writer we own.
 
 * :func:`atomic_path` writes one file under a temporary name and renames it
   over the target on success (checkpoints, metrics files, JSON);
-  :func:`write_json` is that for a JSON document.
+  :func:`write_json` / :func:`write_text` are that for a JSON document or a
+  text. A symlink planted at the target is replaced, never written through
+  (the rename replaces the link itself), and a failed write (a full disk,
+  torch's ``inline_container.cc`` errors) is one :class:`OSError` naming
+  the file, with no temporary file left behind.
 * :func:`atomic_folder` does the same for a folder of files (the images of a
   generated data set), whole or file by file into a folder already there.
 * :func:`temp_path`, :func:`remove_stale_temps` and :func:`folder_lock` are
@@ -13,13 +17,14 @@ what a tool may write over, for every writer we own.
 * :class:`OutputClaims` / :func:`refuse_overwrite`: what a tool may replace.
 """
 import contextlib
+import errno
 import json
 import os
 import os.path as osp
 import re
 import shutil
 import socket
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional, Union
 
 try:
     import fcntl
@@ -27,33 +32,106 @@ except ImportError:  # not on Windows
     fcntl = None
 
 
+#: below this many free bytes a failed write is reported as a full disk
+_NEARLY_FULL = 64 * 2**20
+
+
+def write_failure(err: BaseException, path: str) -> Optional[OSError]:
+    """The :class:`OSError` to raise for a failed write of ``path``, or None
+    when ``err`` is not one (a bug, KeyboardInterrupt: raised as it is).
+
+    A full disk reads ``no space left on device writing <path>`` whether it
+    came as ``OSError(ENOSPC)`` or as torch's ``RuntimeError`` from
+    ``inline_container.cc`` (which carries no errno: the free space of the
+    folder tells).
+
+    Args:
+        err (BaseException): What the writer raised.
+        path (str): The file that was being written (named in the message).
+    """
+    if isinstance(err, OSError):
+        code, why = err.errno, err.strerror or str(err)
+    elif isinstance(err, RuntimeError) and any(
+            s in str(err) for s in ('inline_container', 'PytorchStreamWriter',
+                                    'file write failed')):
+        code, why = None, str(err).splitlines()[0] if str(err) else ''
+        with contextlib.suppress(OSError):
+            free = shutil.disk_usage(osp.dirname(osp.abspath(path))).free
+            if free < _NEARLY_FULL:
+                code = errno.ENOSPC
+    else:
+        return None
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        failure = OSError(f'no space left on device writing {path!r} '
+                          f'({why}); free some space, or write elsewhere. '
+                          'Nothing was left half-written.')
+    else:
+        failure = OSError(f'writing {path!r} failed ({why}); is the device '
+                          'full or read-only? Nothing was left '
+                          'half-written.')
+    failure.errno = code  # one line, without the "[Errno N]" prefix
+    return failure
+
+
+def drop_symlink(path: str) -> bool:
+    """Remove ``path`` if it is a symbolic link (the link, not its target),
+    so that a writer that opens ``path`` (mmengine's ``last_checkpoint``)
+    creates a file of its own instead of writing through the link. Returns
+    whether a link was removed.
+
+    Args:
+        path (str): The file about to be written.
+    """
+    if not osp.islink(path):
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return True
+
+
 @contextlib.contextmanager
-def atomic_path(path: str, tmp: Optional[str] = None,
-                fsync: bool = False) -> Iterator[str]:
+def atomic_path(path: Union[str, Callable[[str], str]],
+                tmp: Optional[str] = None, fsync: bool = False,
+                name: Optional[str] = None) -> Iterator[str]:
     """Yield a temporary path to write; rename it over ``path`` on success.
 
     On any exception (KeyboardInterrupt too) the temporary file is removed
     and ``path`` is left as it was, so a reader never sees half a file and a
-    failed write never costs the previous one.
+    failed write never costs the previous one. A symlink at ``path`` is
+    replaced by the file (its target is untouched), and one at the
+    temporary name is removed first, so no write follows a link. A failed
+    write raises the :class:`OSError` of :func:`write_failure` (naming
+    ``path``).
 
     Args:
-        path (str): The file to (re)write.
+        path (str | callable): The file to (re)write; or a function of the
+            written temporary file that returns it (a name that carries the
+            file's hash), which then needs ``tmp``.
         tmp (str, optional): The temporary name, beside ``path`` (same file
             system, so the rename is atomic). Defaults to
             ``<path>.partial-<pid>``.
         fsync (bool): Flush the written file to disk before the rename (for
             checkpoints, which must survive a power loss as well).
+        name (str, optional): The file as named in errors. Defaults to
+            ``path`` (``tmp`` when ``path`` is a function).
     """
-    tmp = tmp or f'{path}.partial-{os.getpid()}'
+    if tmp is None:
+        tmp = f'{path}.partial-{os.getpid()}'
+    name = name or (tmp if callable(path) else path)
     try:
+        if osp.lexists(tmp):  # ours from before, or a planted link
+            os.unlink(tmp)
         yield tmp
         if fsync:
             with open(tmp, 'rb') as f:
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        os.replace(tmp, path(tmp) if callable(path) else path)
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        failure = write_failure(err, name)
+        if failure is not None:
+            raise failure from err
         raise
 
 
@@ -69,6 +147,49 @@ def write_json(path: str, obj, tmp: Optional[str] = None, **kwargs) -> None:
     with atomic_path(path, tmp) as tmp_file, \
             open(tmp_file, 'w', encoding='utf-8') as f:
         json.dump(obj, f, **kwargs)
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through :func:`atomic_path`.
+
+    Args:
+        path (str): The file to (re)write.
+        text (str): Its whole content.
+    """
+    with atomic_path(path) as tmp_file, \
+            open(tmp_file, 'w', encoding='utf-8') as f:
+        f.write(text)
+
+
+def open_for_writing(path: str, binary: bool = False):
+    """``open(path, 'w')`` for a file written as it goes (a log a process
+    streams into), which cannot be renamed into place at the end: a
+    symlink at ``path`` is replaced by the new file, never written through
+    (``O_NOFOLLOW``).
+
+    Args:
+        path (str): The file to (re)write.
+        binary (bool): ``'wb'`` instead of ``'w'`` (UTF-8). Defaults to
+            False.
+    """
+    drop_symlink(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
+                 getattr(os, 'O_NOFOLLOW', 0), 0o644)
+    return os.fdopen(fd, 'wb') if binary else \
+        os.fdopen(fd, 'w', encoding='utf-8')
+
+
+def suffixed_temp(path: str) -> str:
+    """A temporary name beside ``path`` that keeps its extension
+    (``.<name>.partial-<pid>.png``), for writers that choose the format by
+    it (``mmcv.imwrite``, ``savefig``); for :func:`atomic_path`'s ``tmp``.
+
+    Args:
+        path (str): The file to be written.
+    """
+    folder, name = osp.split(path)
+    stem, ext = osp.splitext(name)
+    return osp.join(folder, f'.{stem}.partial-{os.getpid()}{ext}')
 
 
 def read_json(path: str):

@@ -736,3 +736,103 @@ def test_the_runner_reads_no_private_state_of_mmengine():
             code = f.read()
         for name in private:
             assert not re.search(rf'\.{name}\b', code), (path, name)
+
+
+# --- audit 31: a runner built directly, resume past the end, log folders --
+
+def tiny_runner(work_dir, max_epochs=1, **kwargs):
+    """A SafeRunner built directly (no config file): the Occam model of
+    test_occam_hook on its 10 in-memory 16 px images, batch 4."""
+    from mmpretrain.datasets.transforms import PackInputs
+    from occam_plugin.engine.runner import SafeRunner
+    from test_occam_hook import TinySet, make_model_cfg
+    return SafeRunner(
+        model=make_model_cfg(2), work_dir=str(work_dir),
+        train_dataloader=dict(
+            dataset=TinySet(pipeline=[PackInputs()]),
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            batch_size=kwargs.pop('batch_size', 4), num_workers=0),
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook',
+                                           interval=1)),
+        default_scope='mmpretrain', randomness=dict(seed=0),
+        log_level='WARNING', **kwargs)
+
+
+def test_a_runner_built_with_resume_true_resumes(tmp_path):
+    """SafeRunner(..., resume=True) resumes the latest epoch_N.pth, found by
+    name, as --resume does (it was refused: "Resume it (--resume)")."""
+    tiny_runner(tmp_path, max_epochs=1).train()
+    first = digest(tmp_path)['epoch_1.pth']
+    runner = tiny_runner(tmp_path, max_epochs=2, resume=True)
+    runner.train()
+    assert runner.resumed_from == str(tmp_path / 'epoch_1.pth')
+    assert runner.epoch == 2 and osp.isfile(tmp_path / 'epoch_2.pth')
+    assert digest(tmp_path)['epoch_1.pth'] == first
+    with pytest.raises(CheckpointError, match='holds no checkpoint'):
+        tiny_runner(tmp_path / 'empty', resume=True)
+
+
+def test_resume_past_max_epochs_names_both_numbers(tmp_path):
+    """--resume of an epoch-2 checkpoint with max_epochs=1 trained nothing
+    and exited 0 without a word."""
+    tiny_runner(tmp_path, max_epochs=2).train()
+    before = digest(tmp_path)
+    runner = tiny_runner(tmp_path, max_epochs=1, resume=True)
+    with pytest.raises(CheckpointError) as err:
+        runner.train()
+    msg = str(err.value)
+    assert 'epoch 2' in msg and 'train_cfg.max_epochs=1' in msg, msg
+    assert 'train_cfg.max_epochs above 2' in msg
+    unchanged(before, tmp_path)
+
+
+def test_two_runs_started_in_one_second_get_their_own_log_folder(tmp_path):
+    """Two tools/test.py into one --work-dir in the same second shared
+    <timestamp>/ (one's metrics lost, the logs mixed): a run never takes a
+    log folder that exists."""
+    import time
+    now = time.time()
+    taken = {time.strftime('%Y%m%d_%H%M%S', time.localtime(now + d))
+             for d in (-1, 0, 1)}
+    for name in taken:
+        os.makedirs(tmp_path / name)
+    runner = tiny_runner(tmp_path)
+    assert osp.basename(runner.log_dir) not in taken
+    assert all(os.listdir(tmp_path / name) == [] for name in taken)
+    assert osp.isdir(runner.log_dir)
+
+
+def test_a_best_saved_after_the_resumed_checkpoint_stays_the_best(tmp_path):
+    """Killed during the validation of epoch 2, resumed (the catch-up
+    validation saved best_acc_epoch_2.pth, removing best_acc_epoch_1.pth,
+    but may not rewrite epoch_2.pth), killed again in epoch 3: the next
+    resume from epoch_2.pth read best_acc_epoch_1.pth / 0.5 from its hub, so
+    a later 0.6 made a second best file and was chosen over epoch 2's 0.7."""
+    from occam_plugin.engine.hooks.work_dir_guard_hook import WorkDirGuardHook
+    run_id = 'r' * 32
+    best2 = str(tmp_path / 'best_acc_epoch_2.pth')
+
+    def ckpt(epoch, info, **extra):
+        return dict(meta=dict(epoch=epoch, iter=3 * epoch,
+                              occam_run_id=run_id),
+                    state_dict={}, message_hub=dict(runtime_info=info),
+                    **extra)
+
+    torch.save(ckpt(2, dict(best_ckpt=best2, best_score=0.7)), best2)
+    # another run's later-looking best is not adopted
+    torch.save(dict(ckpt(1, dict(best_ckpt=str(tmp_path / 'best_acc_epoch_1'
+                                               '.pth'), best_score=0.9)),
+                    meta=dict(epoch=1, iter=3, occam_run_id='other')),
+               tmp_path / 'best_acc_epoch_1.pth')
+    resumed = ckpt(2, dict(best_ckpt='/gone/best_acc_epoch_1.pth',
+                           best_score=0.5, last_ckpt='/gone/epoch_2.pth'),
+                   optimizer={}, param_schedulers=[])
+    torch.save(resumed, tmp_path / 'epoch_2.pth')
+    runner = tiny_runner(tmp_path, max_epochs=3)
+    runner.resumed_from = str(tmp_path / 'epoch_2.pth')
+    hook = WorkDirGuardHook()
+    hook.after_load_checkpoint(runner, resumed)
+    info = resumed['message_hub']['runtime_info']
+    assert info['best_ckpt'] == best2 and info['best_score'] == 0.7

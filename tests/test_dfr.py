@@ -6,6 +6,7 @@ layer, the layers chosen on each classifier, and tools/dfr.py end to end
 layer(s) retrained, the result tested strictly through tools/test.py)."""
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -290,3 +291,37 @@ def test_dfr_tool_end_to_end(tmp_path, model):
         load_tool('dfr.py').main([cfg, ckpt, '--work-dir',
                                   str(tmp_path / 'dfr'), '--cfg-options',
                                   *opts])
+
+
+@pytest.mark.slow
+def test_dfr_on_a_full_disk_is_one_error_and_leaves_nothing(tmp_path,
+                                                          monkeypatch):
+    """torch's inline_container.cc RuntimeError came through as a
+    traceback."""
+    import shutil
+    import types
+    root = val_rich_waterbirds(tmp_path / 'wb')
+    cfg = waterbirds_config(tmp_path, 'resnet18')
+    opts = tiny_waterbirds_options(root)
+    load_tool('train.py').main([cfg, '--work-dir', str(tmp_path / 'run'),
+                                '--cfg-options', *opts])
+    ckpt = str(tmp_path / 'run' / 'epoch_1.pth')
+
+    def full_disk(obj, f, *args, **kwargs):
+        with open(f, 'wb') as out:
+            out.write(b'PK\x03\x04 half')
+        raise RuntimeError('[enforce fail at inline_container.cc:672] . '
+                           'unexpected pos 704 vs 598')
+
+    monkeypatch.setattr(torch, 'save', full_disk)
+    monkeypatch.setattr(shutil, 'disk_usage',
+                        lambda path: types.SimpleNamespace(free=0))
+    out = tmp_path / 'dfr'
+    with pytest.raises(SystemExit) as err:
+        load_tool('dfr.py').main([cfg, ckpt, '--work-dir', str(out),
+                                  '--num-retrains', '2', '--cfg-options',
+                                  *opts])
+    msg = str(err.value)
+    assert msg.startswith('error: no space left on device writing '
+                          f"'{out / 'dfr_epoch_1.pth'}'"), msg
+    assert os.listdir(out) == []  # no temporary, no half file

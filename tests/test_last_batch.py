@@ -94,3 +94,21 @@ def test_runs_without_a_lone_sample_are_unchanged(tmp_path):
     assert ours['state_dict'].keys() == torchs['state_dict'].keys()
     for key, value in ours['state_dict'].items():
         assert torch.equal(value, torchs['state_dict'][key]), key
+
+
+def test_a_runner_built_by_hand_drops_no_batch_of_one(tmp_path):
+    """SafeRunner built without the tools (10 samples, batch 3: a last
+    batch of one) stopped at the end of epoch 1 with BatchNorm's "Expected
+    more than 1 value per channel"; it gets the tools' batch sampler."""
+    from test_checkpoint_safety import tiny_runner
+    runner = tiny_runner(tmp_path, max_epochs=1, batch_size=3)
+    runner.train()
+    assert [len(b) for b in runner.train_dataloader.batch_sampler] == \
+        [3, 3, 4]
+    assert osp.isfile(tmp_path / 'epoch_1.pth')
+    # a config that chooses torch's batches keeps them
+    from occam_plugin.engine.runner.safe_runner import no_singleton_batches
+    mine = dict(batch_size=3, batch_sampler=None)
+    assert no_singleton_batches(mine) is mine
+    assert no_singleton_batches(dict(batch_size=3, drop_last=True)) == \
+        dict(batch_size=3, drop_last=True)

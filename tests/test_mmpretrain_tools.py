@@ -96,3 +96,20 @@ def test_browse_dataset_grids_with_our_tool(tmp_path, mode):
     from PIL import Image
     with Image.open(shots[0]) as img:  # the 32-px image in a figure
         assert img.width > 10 * 32, img.size
+
+
+def test_train_and_test_run_our_configs(tmp_path):
+    """mmpretrain's tools/train.py and tools/test.py build `runner_type`
+    from mmengine's root registry without importing occam_plugin: they
+    stopped with "KeyError: 'SafeRunner is not in the runner registry'"."""
+    root = write_bar_folder(tmp_path / 'BAR')
+    opts = ('--cfg-options', *TINY_BAR_OPTIONS, *bar_data_options(root),
+            *TINY_RESNET_OPTIONS, 'train_cfg.max_epochs=1',
+            'train_cfg.val_interval=1', 'randomness.deterministic=False')
+    cfg = 'configs/occam_resnet18_bar.py'
+    run('train.py', cfg, '--work-dir', str(tmp_path / 'run'), *opts)
+    ckpt = tmp_path / 'run' / 'epoch_1.pth'
+    assert osp.isfile(ckpt)
+    out = run('test.py', cfg, str(ckpt), '--work-dir', str(tmp_path / 'test'),
+              *opts)
+    assert 'test: accuracy/top1' in out

@@ -8,6 +8,7 @@ import os
 import os.path as osp
 
 import pytest
+from mmengine.hooks import Hook
 
 import occam_plugin  # noqa: F401  (registers)
 from mmpretrain.registry import HOOKS, METRICS
@@ -226,3 +227,94 @@ def test_worst_group_with_a_group_absent_from_val_stops(tmp_path):
                'bias/acc_group_1': 100.0, 'bias/acc_group_2': 100.0}
     with pytest.raises(ValueError, match=r'no sample of group\(s\) 3, so'):
         hook.after_val_epoch(None, metrics)
+
+
+# --- audit 31: a resume after two stops; a corrupt record -----------------
+
+#: what each validation of the next runs reports as worst_class_acc; None:
+#: the run stops there (as if killed during that validation)
+PLAN = []
+
+
+@METRICS.register_module(force=True)
+class PlannedBiasMetric(BiasMetric):
+    """BiasMetric whose worst_class_acc is the next value of :data:`PLAN`,
+    across runs (resumed runs too)."""
+
+    def compute_metrics(self, results):
+        metrics = super().compute_metrics(results)
+        value = PLAN.pop(0)
+        if value is None:
+            raise RuntimeError('simulated kill during validation')
+        metrics['worst_class_acc'] = value
+        return metrics
+
+
+@HOOKS.register_module(force=True)
+class StopInEpochThreeHook(Hook):
+    """Stops the run once in the training of epoch 3 (before it is
+    saved), as a kill would."""
+
+    stopped = []
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        if runner.epoch == 2 and not self.stopped:
+            self.stopped.append(True)
+            raise RuntimeError('simulated kill in epoch 3')
+
+
+@pytest.mark.slow
+def test_a_second_stop_after_a_catch_up_best_keeps_that_best(
+        waterbirds, tmp_path):
+    """Stopped during the validation of epoch 2; the resumed run validates
+    it first (30, a new best: best_*_epoch_2.pth), then stops in epoch 3;
+    resumed again, epoch 3 scores 20: epoch 2 stays the best, the only
+    best_*.pth. (The second resume read epoch_2.pth's hub, saved before
+    that validation: best 10, so 20 made a second best file and was
+    chosen.)"""
+    config, root = waterbirds
+    derived = tmp_path / 'stopping.py'
+    derived.write_text(f'_base_ = [{config!r}]\n'
+                       "custom_hooks = [dict(type='StopInEpochThreeHook')]\n")
+    work = tmp_path / 'run'
+    argv = [str(derived), '--work-dir', str(work), '--cfg-options',
+            *_options(root, 'worst_class', epochs=3),
+            'val_evaluator.1.type=PlannedBiasMetric']
+    train = load_tool('train.py').main
+    PLAN[:] = [10.0, None, 30.0, 20.0]
+    StopInEpochThreeHook.stopped.clear()
+    with pytest.raises(RuntimeError, match='during validation'):
+        train(argv)
+    with pytest.raises(RuntimeError, match='in epoch 3'):
+        train(argv[:3] + ['--resume'] + argv[3:])
+    assert PLAN == [20.0]  # the catch-up validation of epoch 2 ran
+    train(argv[:3] + ['--resume'] + argv[3:])
+    assert PLAN == []
+    best = 'best_bias_worst_class_acc_epoch_2.pth'
+    assert sorted(osp.basename(p) for p in glob.glob(
+        osp.join(str(work), 'best_*.pth'))) == [best]
+    with open(osp.join(str(work), 'model_selection.json')) as f:
+        record = json.load(f)
+    assert record['best']['checkpoint'] == best
+    assert record['best']['value'] == 30.0
+
+
+@pytest.mark.slow
+def test_a_corrupt_record_on_resume_names_the_file_and_the_fix(
+        waterbirds, tmp_path):
+    config, root = waterbirds
+    work = tmp_path / 'run'
+    argv = [config, '--work-dir', str(work), '--cfg-options',
+            *_options(root, 'worst_class', epochs=1)]
+    train = load_tool('train.py').main
+    train(argv)
+    record = work / 'model_selection.json'
+    record.write_text('{"rule": "worst_class", "hist')  # cut off
+    more = [o.replace('max_epochs=1', 'max_epochs=2') for o in argv]
+    with pytest.raises(SystemExit) as err:
+        train(more[:3] + ['--resume'] + more[3:])
+    msg = str(err.value)
+    assert msg.startswith('error: ') and str(record) in msg, msg
+    assert 'corrupt' in msg and 'move it away' in msg
+    assert record.read_text() == '{"rule": "worst_class", "hist'

@@ -94,3 +94,96 @@ def test_demo_refuses_a_folder_with_an_earlier_demos_log(tmp_path):
             osp.join('work_dirs', 'demo_2')
     finally:
         os.chdir(REPO)
+
+
+# --- audit 31: no write of ours follows a symlink out of the work dir ------
+
+def plant_link(tmp_path, name, folder='work'):
+    """``tmp_path/<folder>/<name>`` -> ``tmp_path/outside.txt`` (which
+    holds 'precious'); returns (link, target)."""
+    target = tmp_path / 'outside.txt'
+    target.write_text('precious')
+    os.makedirs(tmp_path / folder, exist_ok=True)
+    link = tmp_path / folder / name
+    os.symlink(target, link)
+    return link, target
+
+
+def test_the_atomic_writers_replace_a_planted_link(tmp_path):
+    from occam_plugin.fileio import (atomic_path, drop_symlink, write_json,
+                                     write_text)
+    link, target = plant_link(tmp_path, 'metrics.json')
+    write_json(str(link), dict(a=1))
+    assert target.read_text() == 'precious' and not osp.islink(link)
+    assert link.read_text() == '{"a": 1}'
+    # a link planted at the temporary name is not written through either
+    tmp = f'{link}.partial-{os.getpid()}'
+    os.symlink(target, tmp)
+    write_text(str(link), 'mine')
+    assert target.read_text() == 'precious' and link.read_text() == 'mine'
+    assert not osp.lexists(tmp)
+    with atomic_path(str(tmp_path / 'work' / 'x.bin')) as t:
+        assert not osp.lexists(t)
+        with open(t, 'wb') as f:
+            f.write(b'x')
+    assert drop_symlink(str(link)) is False  # a file: kept
+    os.remove(link)
+    os.symlink(target, link)
+    assert drop_symlink(str(link)) is True and not osp.lexists(link)
+    assert target.read_text() == 'precious'
+
+
+def test_a_linked_work_dir_lock_is_replaced_not_written_through(tmp_path):
+    from occam_plugin.engine.runner import hold_work_dir
+    link, target = plant_link(tmp_path, '.occam_lock')
+    with hold_work_dir(str(tmp_path / 'work')) as lock:
+        assert target.read_text() == 'precious'
+        assert not osp.islink(link) and f'"pid": {os.getpid()}' in \
+            link.read_text()
+        assert 'it was a symbolic link' in lock.note()
+    assert target.read_text() == 'precious' and not osp.lexists(link)
+
+
+@pytest.mark.slow
+def test_resume_never_writes_through_a_linked_last_checkpoint(tmp_path):
+    """mmengine's CheckpointHook writes <work_dir>/last_checkpoint with
+    open(..., 'w'): a symlink planted there had its target overwritten
+    with a checkpoint path."""
+    from conftest import (TINY_BAR_OPTIONS, TINY_RESNET_OPTIONS,
+                          bar_data_options, write_bar_folder)
+    root = write_bar_folder(tmp_path / 'BAR')
+    work = tmp_path / 'work'
+
+    def train(epochs, *flags):
+        load_tool('train.py').main(
+            [CONFIG, '--work-dir', str(work), *flags, '--cfg-options',
+             *TINY_BAR_OPTIONS, *bar_data_options(root),
+             *TINY_RESNET_OPTIONS, f'train_cfg.max_epochs={epochs}',
+             'randomness.deterministic=False'])
+
+    train(1)
+    os.remove(work / 'last_checkpoint')
+    link, target = plant_link(tmp_path, 'last_checkpoint')
+    train(2, '--resume')
+    assert target.read_text() == 'precious'
+    assert not osp.islink(link)
+    assert link.read_text().endswith('epoch_2.pth')
+
+
+def test_a_streamed_log_replaces_a_planted_link(tmp_path):
+    """run_commands (tools/demo.py, benchmarks) opened each command's log
+    with open(..., 'w'), through a link planted at its name."""
+    import sys
+    from occam_plugin.engine.runner.runs import run_commands
+    from occam_plugin.fileio import open_for_writing, suffixed_temp
+    link, target = plant_link(tmp_path, '0.log')
+    (result, ) = run_commands([[sys.executable, '-c', 'print("ran")']],
+                              logs=[str(link)])
+    assert result[1] == 0 and 'ran' in result[3]
+    assert target.read_text() == 'precious' and not osp.islink(link)
+    os.remove(link)
+    os.symlink(target, link)
+    with open_for_writing(str(link), binary=True) as f:
+        f.write(b'mine')
+    assert target.read_text() == 'precious' and link.read_bytes() == b'mine'
+    assert suffixed_temp('/a/grid.png') == f'/a/.grid.partial-{os.getpid()}.png'

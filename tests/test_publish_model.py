@@ -1,4 +1,5 @@
 """tools/publish_model.py: inference weights only, strict, same predictions."""
+import os
 import os.path as osp
 import re
 
@@ -84,3 +85,51 @@ def test_an_output_name_that_is_a_folder_is_refused(tmp_path):
         assert f'out_name {out_name!r} is a folder' in msg
         assert osp.join(out_name, 'my_model') in msg  # what to give instead
     assert not list(folder.iterdir())  # nothing written
+
+
+def _disk_full(kind):
+    """A torch.save on a full disk: half the bytes written, then torch's
+    error (``inline_container.cc``, no errno) or ``OSError(ENOSPC)``."""
+    import errno
+
+    def save(obj, f, *args, **kwargs):
+        if isinstance(f, (str, os.PathLike)):
+            with open(f, 'wb') as out:
+                out.write(b'PK\x03\x04 half a checkpoint')
+        if kind == 'torch':
+            raise RuntimeError('[enforce fail at inline_container.cc:672] . '
+                               'unexpected pos 704 vs 598')
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    return save
+
+
+@pytest.mark.parametrize('kind', ['torch', 'oserror'])
+def test_a_full_disk_is_one_error_and_leaves_no_temp(tmp_path, monkeypatch,
+                                                     kind):
+    """torch's inline_container.cc RuntimeError came through as a traceback
+    and left <out_name>.partial-<pid> behind."""
+    import shutil
+    import types
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+    cfg_file = tmp_path / 'tiny_occam.py'
+    cfg_file.write_text(
+        f"_base_ = [{OCCAM_CFG!r}]\n"
+        "model = dict(backbone=dict(stem_channels=8, base_channels=8))\n")
+    init_default_scope('mmpretrain')
+    model = MODELS.build(Config.fromfile(str(cfg_file)).model)
+    ckpt = tmp_path / 'epoch_1.pth'
+    torch.save(dict(meta=dict(epoch=1), state_dict=model.state_dict()), ckpt)
+    monkeypatch.setattr(torch, 'save', _disk_full(kind))
+    monkeypatch.setattr(shutil, 'disk_usage',
+                        lambda path: types.SimpleNamespace(free=0))
+    zoo = tmp_path / 'zoo'
+    with pytest.raises(SystemExit) as err:
+        load_tool('publish_model.py').main(
+            [str(cfg_file), str(ckpt), str(zoo / 'occ')])
+    msg = str(err.value)
+    assert msg.startswith('error: no space left on device writing '
+                          f"'{zoo / 'occ'}-<sha256[:8]>.pth'"), msg
+    assert '\n' not in msg
+    assert os.listdir(zoo) == []  # no .partial-<pid>

@@ -271,9 +271,9 @@ def run_pair(work_dir: str, models=('resnet', 'occam'), **overrides) -> dict:
               f'({osp.relpath(CONFIGS[m], REPO)}) ===', flush=True)
         cfg = build_cfg(m, osp.join(work_dir, m), **overrides)
         results[m] = run_one(cfg)
-        with open(osp.join(work_dir, m, 'demo_result.json'), 'w',
-                  encoding='utf-8') as f:
-            json.dump(results[m], f, indent=2)
+        from occam_plugin.fileio import write_json
+        write_json(osp.join(work_dir, m, 'demo_result.json'), results[m],
+                   indent=2)
     return results
 
 
@@ -377,9 +377,8 @@ def main(argv=None):
     summary = dict(results=results, args=vars(args),
                    p_bias=ds.p_bias, epochs=cfg.train_cfg.max_epochs,
                    total_seconds=time.time() - t0)
-    with open(osp.join(args.work_dir, 'summary.json'), 'w',
-              encoding='utf-8') as f:
-        json.dump(summary, f, indent=2)
+    from occam_plugin.fileio import write_json
+    write_json(osp.join(args.work_dir, 'summary.json'), summary, indent=2)
     print(f'\nTotal {summary["total_seconds"] / 60:.1f} min; summary in '
           f'{osp.join(args.work_dir, "summary.json")}')
     return results

@@ -66,16 +66,22 @@ def publish(config: str, checkpoint: str, out_name: str) -> str:
                      'seed')}
     meta['published_from'] = osp.basename(checkpoint)
     meta['emptied_training_state'] = dropped
+    from occam_plugin.fileio import atomic_path
     os.makedirs(osp.dirname(osp.abspath(out_name)), exist_ok=True)
-    tmp = f'{out_name}.partial-{os.getpid()}'
-    torch.save(dict(meta=meta, state_dict=model.state_dict()), tmp)
-    with open(tmp, 'rb') as f:
-        sha = hashlib.sha256(f.read()).hexdigest()
-    final = f'{out_name}-{sha[:8]}.pth'
-    if osp.exists(final):
-        os.remove(tmp)  # the same bytes are already published
-    else:
-        os.replace(tmp, final)
+    published = []
+
+    def named_by_hash(tmp: str) -> str:
+        with open(tmp, 'rb') as f:
+            sha = hashlib.sha256(f.read()).hexdigest()
+        published.append(f'{out_name}-{sha[:8]}.pth')
+        return published[-1]
+
+    # whole or not at all: a full disk is one error naming the file, and
+    # leaves no temporary behind
+    with atomic_path(named_by_hash, f'{out_name}.partial-{os.getpid()}',
+                     fsync=True, name=f'{out_name}-<sha256[:8]>.pth') as tmp:
+        torch.save(dict(meta=meta, state_dict=model.state_dict()), tmp)
+    final = published[-1]
     return final
 
 
@@ -85,7 +91,7 @@ def main(argv=None):
     from occam_plugin.engine.runner import CheckpointError
     try:
         final = publish(args.config, args.checkpoint, args.out_name)
-    except CheckpointError as err:
+    except (CheckpointError, OSError) as err:  # a full disk: OSError
         raise SystemExit(f'error: {err}') from err
     print(f'published {final} ({osp.getsize(final) / 2**20:.1f} MB, from '
           f'{osp.getsize(args.checkpoint) / 2**20:.1f} MB)')

@@ -41,11 +41,14 @@ def merge_args(cfg, args):
     if args.out is not None:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise SystemExit(f'--out must be a .pkl file, got {args.out!r}.')
-        from occam_plugin.fileio import refuse_overwrite
+        from occam_plugin.fileio import drop_symlink, refuse_overwrite
         try:  # before the test runs, not after it
             refuse_overwrite(args.out, args.overwrite, '--out')
         except OSError as err:
             raise SystemExit(f'error: {err}') from err
+        # --overwrite replaces a link at --out, never its target (mmengine's
+        # DumpResults writes the file with a plain open)
+        drop_symlink(args.out)
         dump = ConfigDict(type='DumpResults', out_file_path=args.out)
         evaluator = cfg.test_evaluator
         if isinstance(evaluator, (list, tuple)):

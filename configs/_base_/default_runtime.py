@@ -4,6 +4,9 @@ default_scope = 'mmpretrain'
 # strict loading, no overwritten or deleted files of another run) and the
 # `guard` hook (non-finite losses, class counts) for every model
 runner_type = 'SafeRunner'
+# registers SafeRunner and every occam-plugin component when a tool that
+# does not import occam_plugin reads the config (mmpretrain's own tools)
+custom_imports = dict(imports=['occam_plugin'], allow_failed_imports=False)
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

@@ -57,8 +57,8 @@ def record_probe(config: str, weights: str, **probe) -> str:
                    weights=osp.basename(weights),
                    pred_score=probe_scores(model, **spec))
     path = probe_path(weights)
-    with open(path, 'w', encoding='utf-8') as f:
-        json.dump(payload, f, indent=1)
+    from ..fileio import write_json
+    write_json(path, payload, indent=1)
     return path
 
 

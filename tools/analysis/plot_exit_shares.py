@@ -115,7 +115,9 @@ def plot_exit_shares(stats: dict, out_file: str,
     ax.legend(loc='upper left', bbox_to_anchor=(1, 1), fontsize=8)
     plt.setp(ax.get_xticklabels(), rotation=30, ha='right')
     fig.tight_layout()
-    fig.savefig(out_file, dpi=100)
+    from occam_plugin.fileio import atomic_path, suffixed_temp
+    with atomic_path(out_file, suffixed_temp(out_file)) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return out_file
 

@@ -149,6 +149,7 @@ def main(argv=None):
     import mmcv
 
     import occam_plugin  # noqa: F401  (registers)
+    from occam_plugin.fileio import atomic_path, suffixed_temp
     from occam_plugin.visualization import (collect_class_cams,
                                             collect_exit_cams, draw_cam_grid)
 
@@ -177,7 +178,8 @@ def main(argv=None):
         rec = collect(model, pseudo_collate([data]), target=args.target)[0]
         grid = draw_cam_grid(rec, class_names=classes,
                              panel_size=args.panel_size, target=args.target)
-        mmcv.imwrite(grid[..., ::-1], out)  # RGB -> BGR for cv2
+        with atomic_path(out, suffixed_temp(out)) as tmp:
+            mmcv.imwrite(grid[..., ::-1], tmp)  # RGB -> BGR for cv2
         written.append(out)
         name = (lambda c: classes[c] if classes and c is not None
                 and 0 <= c < len(classes) else c)

@@ -18,6 +18,7 @@ from mmengine.hooks import CheckpointHook
 from mmpretrain.registry import HOOKS
 from ...evaluation.metrics.bias_metric import HOW_TO_ANNOTATE, BiasMetric
 from ...fileio import read_json, write_json
+from ..runner.work_dir import CheckpointError
 from .train_guard_hook import missing_group_annotations
 
 #: rule -> (the BiasMetric key it maximises, unprefixed; what it is)
@@ -249,7 +250,20 @@ class ModelSelectionCheckpointHook(CheckpointHook):
         path = osp.join(runner.work_dir, SELECTION_FILE)
         if runner.iter == 0 or not osp.isfile(path):
             return
-        old = read_json(path)
+        try:
+            old = read_json(path)
+            if not isinstance(old, dict):
+                raise ValueError(f'{path}: holds a {type(old).__name__}, '
+                                 'expected a JSON object')
+            for h in old.get('history', []):
+                int(h['iter'])
+        except (ValueError, TypeError, KeyError) as err:
+            raise CheckpointError(
+                f'{err}: the model-selection record of this work dir is '
+                'corrupt, so the resumed run cannot tell which checkpoint '
+                f'its rule chose so far. Restore {path} from a backup, or '
+                'move it away to resume with a new record (listing only the '
+                'validations from this resume on).') from err
         if old.get('rule') != self.selection or \
                 old.get('metric') != self.metric_key:
             return  # another rule's record: this run starts its own

@@ -25,15 +25,34 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def _run_id_of(path: str) -> Optional[str]:
-    """The run id in a checkpoint's meta (tensors are not read: mmap)."""
+def _read_light(path: str) -> dict:
+    """A checkpoint without reading its tensors (mmap); {} if unreadable."""
     try:
         ckpt = torch.load(path, map_location='cpu', weights_only=True,
                           mmap=True)
-    except Exception:  # unreadable: not ours to remove
+    except Exception:  # unreadable: not ours to use or remove
+        return {}
+    return ckpt if isinstance(ckpt, dict) else {}
+
+
+def _run_id_of(path: str) -> Optional[str]:
+    """The run id in a checkpoint's meta (tensors are not read: mmap)."""
+    ckpt = _read_light(path)
+    if not ckpt:
         return '<unreadable>'
-    meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
-    return (meta or {}).get(WorkDirGuardHook.META_KEY)
+    return (ckpt.get('meta') or {}).get(WorkDirGuardHook.META_KEY)
+
+
+def _resuming_from(runner) -> Optional[str]:
+    """The checkpoint the runner resumes from (absolute), or None: what
+    ``SafeRunner.resume`` records however the runner was built (config or
+    ``SafeRunner(..., resume=True)``), else the config's ``resume`` and
+    ``load_from``."""
+    source = getattr(runner, 'resumed_from', None)
+    if source is None and runner.cfg.get('resume') and \
+            runner.cfg.get('load_from'):
+        source = str(runner.cfg.load_from)
+    return None if source is None else osp.abspath(source)
 
 
 @HOOKS.register_module()
@@ -77,9 +96,9 @@ class WorkDirGuardHook(Hook):
 
     # -- resume ------------------------------------------------------------
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        if not runner.cfg.get('resume') or not runner.cfg.get('load_from'):
+        source = _resuming_from(runner)
+        if source is None:
             return  # loading weights (test, load_from): no rules apply
-        source = osp.abspath(str(runner.cfg.load_from))
         folder = runner.work_dir
         self._resumed_from = source
         meta = checkpoint.get('meta') or {}
@@ -90,6 +109,7 @@ class WorkDirGuardHook(Hook):
         info = hub.get('runtime_info')
         if isinstance(info, dict):
             self._fix_hub_paths(runner, info, source, folder)
+            self._adopt_later_best(runner, info, folder)
             self._keep_resumed_step(info, source, folder)
 
     def _check_optimizer_state(self, runner, checkpoint, source) -> None:
@@ -156,6 +176,43 @@ class WorkDirGuardHook(Hook):
                     f'{key}: {here} is not this run\'s to replace ({reason});'
                     ' it is kept.')
 
+    def _adopt_later_best(self, runner, info: dict, folder: str) -> None:
+        """A best checkpoint saved after the checkpoint resumed from (by the
+        validation of its own epoch, which comes after its save: the
+        catch-up validation of a resumed run, which may not rewrite the file
+        it resumed from) is the best so far, though that checkpoint's
+        message hub names an older one: its path and score replace the
+        hub's. Else a second resume from the same file would keep two
+        best_*.pth and choose by the stale score."""
+        if self.run_id is None:
+            return
+        for name in checkpoint_files(folder):
+            step = step_of(name)
+            if not name.startswith('best_') or step is None:
+                continue
+            here = osp.join(folder, name)
+            if _same_file(here, self._resumed_from or ''):
+                continue  # the file resumed from is never replaced
+            ckpt = _read_light(here)
+            if (ckpt.get('meta') or {}).get(self.META_KEY) != self.run_id:
+                continue
+            own = (ckpt.get('message_hub') or {}).get('runtime_info') or {}
+            for key, path in own.items():
+                if not (_is_path_key(key) and isinstance(path, str)
+                        and osp.basename(path) == name):
+                    continue  # the hub key that names this best file
+                score = key.replace('best_ckpt', 'best_score', 1)
+                current = info.get(key)
+                now = step_of(osp.basename(current)) if isinstance(
+                    current, str) else None
+                if score not in own or (now is not None and now[0] == step[0]
+                                        and now[1] >= step[1]):
+                    continue
+                runner.logger.info(
+                    f'{key}: {name} ({score} {own[score]}) was saved after '
+                    'the checkpoint resumed from; it is the best so far.')
+                info[key], info[score] = here, own[score]
+
     @staticmethod
     def _keep_resumed_step(info: dict, source, folder) -> None:
         ids = info.get('keep_ckpt_ids')
@@ -185,7 +242,8 @@ class WorkDirGuardHook(Hook):
                     f'the work dir {folder!r} already holds checkpoints of '
                     f'another run ({", ".join(used[:6])}'
                     f'{", ..." if len(used) > 6 else ""}); a new run would '
-                    'overwrite them. Resume it (--resume), or train into a '
+                    'overwrite them. Resume it (--resume; resume=True for a '
+                    'SafeRunner built in Python), or train into a '
                     'new --work-dir.')
         if self.run_id is None:
             self.run_id = uuid.uuid4().hex

@@ -10,7 +10,7 @@ from mmengine.config import Config, DictAction
 
 from .config_check import ConfigError, merge_cfg_options
 from .dist import setup_cpu_distributed
-from .safe_runner import build_runner
+from .safe_runner import build_runner, no_singleton_batches
 from .work_dir import CheckpointError
 from .work_dir_lock import hold_work_dir
 
@@ -118,10 +118,8 @@ def fix_dataloaders(cfg: Config) -> None:
         if loader is not None and not loader.get('num_workers', 0):
             loader['persistent_workers'] = False
     train = cfg.get('train_dataloader')
-    if train is not None and 'batch_sampler' not in train and \
-            'batch_size' in train and not train.get('drop_last', False):
-        train.pop('drop_last', None)  # torch: exclusive with batch_sampler
-        train['batch_sampler'] = dict(type='NoSingletonBatchSampler')
+    if train is not None:
+        cfg.train_dataloader = no_singleton_batches(train)
 
 
 def check_train_cfg(cfg: Config) -> None:

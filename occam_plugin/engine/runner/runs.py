@@ -19,6 +19,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable, List, Optional, Sequence
 
+from ...fileio import open_for_writing
+
 #: the files ``BiasMetric`` and ``ExitMetric`` write into a run's log folder
 METRICS_FILES = ('bias_metrics.json', 'exit_metrics.json')
 
@@ -140,7 +142,7 @@ def run_commands(commands, jobs: int = 1, log_dir: Optional[str] = None,
                 out += '\nkilled: deadline reached'
             return i, rc, time.time() - t0, out[-3000:]
         os.makedirs(osp.dirname(osp.abspath(log)), exist_ok=True)
-        with open(log, 'w', encoding='utf-8') as f:
+        with open_for_writing(log) as f:  # never through a planted link
             try:
                 rc = subprocess.run(commands[i], stdout=f,
                                     stderr=subprocess.STDOUT, env=full_env,

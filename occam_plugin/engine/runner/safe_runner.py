@@ -16,19 +16,21 @@ import os
 import os.path as osp
 import pickle
 import re
+import time
 from collections import OrderedDict
 from typing import FrozenSet, Optional
 
 import torch
-from mmengine.dist import is_main_process, master_only
+from mmengine.dist import broadcast_object_list, is_main_process, master_only
 from mmengine.hooks import CheckpointHook
 from mmengine.model import is_model_wrapper
+from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import load_state_dict
 
 from mmpretrain.engine.hooks import VisualizationHook
 from mmpretrain.registry import RUNNERS
-from ...fileio import atomic_path
+from ...fileio import atomic_path, drop_symlink, write_text
 from ...models.utils.ddp_ignore import ignore_rank_local_buffers
 from .work_dir import (CheckpointError, checkpoint_files,  # noqa: F401
                        latest_checkpoint)
@@ -83,7 +85,12 @@ class SafeRunner(Runner):
       own, a checkpoint without optimizer state, and never deletes the file
       it resumed from or a checkpoint of another run.
     - **Auto-resume finds the latest checkpoint by its name**
-      (:meth:`from_cfg`) and fails when the work dir has none.
+      (:meth:`from_cfg`, and ``SafeRunner(..., resume=True)`` built
+      directly) and fails when the work dir has none; a checkpoint past
+      ``train_cfg.max_epochs`` (``max_iters``) is an error naming both.
+    - **Each run has its own log folder** (:meth:`setup_env`), and no write
+      follows a symlink planted in the work dir (the lock, the config copy,
+      mmengine's ``last_checkpoint`` note).
     - **An epoch whose validation was cut off is validated on resume**
       (``PendingValidationHook``), before the best checkpoint moves on.
     - **Checkpoints are written atomically**: to a hidden temporary file,
@@ -153,6 +160,36 @@ class SafeRunner(Runner):
                     handler.addFilter(_not_mmengine_deprecation)
         return logger
 
+    def __init__(self, *args, **kwargs):
+        """As mmengine's ``Runner``. Built directly (not by :meth:`from_cfg`)
+        it keeps the same guarantees: ``resume=True`` without ``load_from``
+        resumes from the latest ``epoch_N.pth`` of the work dir, found by
+        name (not from mmengine's ``last_checkpoint`` note), the train
+        dataloader gets :func:`no_singleton_batches`, and a dataloader
+        without worker processes no ``persistent_workers``, as in
+        ``tools/train.py`` (mmpretrain's tools build it so)."""
+        params = inspect.signature(Runner.__init__).bind(
+            self, *args, **kwargs).arguments
+        params.pop('self')
+        if params.get('resume') and params.get('load_from') is None:
+            params['load_from'] = _latest_or_fail(params['work_dir'])
+        for name in ('train_dataloader', 'val_dataloader',
+                     'test_dataloader'):
+            loader = params.get(name)
+            if isinstance(loader, dict) and \
+                    not loader.get('num_workers', 0) and \
+                    loader.get('persistent_workers'):
+                # torch refuses persistent workers without workers
+                params[name] = loader = copy.copy(loader)
+                loader['persistent_workers'] = False
+        if isinstance(params.get('train_dataloader'), dict):
+            params['train_dataloader'] = no_singleton_batches(
+                params['train_dataloader'])
+        #: the checkpoint this run resumed from (absolute), set by
+        #: :meth:`resume`; None when it did not resume
+        self.resumed_from: Optional[str] = None
+        super().__init__(**params)
+
     @classmethod
     def from_cfg(cls, cfg) -> 'SafeRunner':
         """As mmengine's, plus: ``resume=True`` without ``load_from`` resumes
@@ -160,18 +197,33 @@ class SafeRunner(Runner):
         :class:`CheckpointError` when there is none), and ``strict_load``."""
         cfg = copy.deepcopy(cfg)
         if cfg.get('resume') and cfg.get('load_from') is None:
-            folder = osp.abspath(cfg['work_dir'])
-            latest = latest_checkpoint(folder)
-            if latest is None:
-                raise CheckpointError(
-                    f'resume: the work dir {folder!r} holds no checkpoint '
-                    '(epoch_N.pth / iter_N.pth) to resume from. Check '
-                    '--work-dir, give the checkpoint path (--resume '
-                    'PATH), or start a new run without --resume.')
-            cfg.load_from = latest
+            cfg.load_from = _latest_or_fail(cfg['work_dir'])
         runner = super().from_cfg(cfg)
         runner.strict_load = bool(cfg.get('strict_load', True))
         return runner
+
+    def setup_env(self, env_cfg) -> None:
+        """As mmengine's, and this run's log folder ``<work_dir>/
+        <timestamp>/`` is its own: two runs started in the same second
+        (two ``tools/test.py`` into one work dir) would share it, mixing
+        their logs and one's metrics files replacing the other's. Rank 0
+        creates the folder; if another run has, the timestamp is taken
+        again in the next second."""
+        while True:
+            super().setup_env(env_cfg)
+            claimed = [None]
+            if is_main_process():
+                try:
+                    os.makedirs(self.work_dir, exist_ok=True)
+                    os.mkdir(osp.join(self.work_dir, self.timestamp))
+                    claimed = [True]
+                except FileExistsError:
+                    claimed = [False]
+            if self.world_size > 1:
+                broadcast_object_list(claimed)
+            if claimed[0]:
+                return
+            time.sleep(1.05 - time.time() % 1)  # into the next second
 
     @classmethod
     def known_config_keys(cls) -> FrozenSet[str]:
@@ -275,12 +327,11 @@ class SafeRunner(Runner):
             stem, ext = osp.splitext(name)
             path = osp.join(self.work_dir, f'{stem}_{self.timestamp}{ext}')
             n = 1
-            while osp.exists(path):  # two runs started in the same second
+            while osp.lexists(path):  # two runs started in the same second
                 n += 1
                 path = osp.join(self.work_dir,
                                 f'{stem}_{self.timestamp}_{n}{ext}')
-        with open(path, 'w', encoding='utf-8') as f:
-            f.write(text)
+        write_text(path, text)  # never through a link planted at the name
 
     def wrap_model(self, model_wrapper_cfg, model):
         # DDP must not overwrite the declared rank-local buffers (per-sample
@@ -315,8 +366,9 @@ class SafeRunner(Runner):
         # hidden, so work_dir.PARTIAL finds it and no listing shows it
         partial = f'.{filename}.partial-{os.getpid()}'
         path = osp.join(out_dir, filename)
-        source = self.cfg.get('load_from') if self.cfg.get('resume') else None
-        if source and osp.isfile(path) and osp.samefile(path, source):
+        source = self.resumed_from
+        if source and osp.isfile(path) and osp.isfile(source) and \
+                osp.samefile(path, source):
             raise CheckpointError(
                 f'this run would overwrite {path!r}, the checkpoint it '
                 'resumed from; it is kept. Resume from a copy of it under '
@@ -326,8 +378,16 @@ class SafeRunner(Runner):
                 super().save_checkpoint(out_dir, partial, *args, **kwargs)
         except OSError as err:
             raise CheckpointError(
-                f'could not write checkpoint {path!r}: {err}. Earlier '
+                f'could not write checkpoint {path!r}: {err} Earlier '
                 'checkpoints are intact.') from err
+        # mmengine's CheckpointHook writes <work_dir>/last_checkpoint next,
+        # with open(..., 'w'): a symlink planted there would have its target
+        # overwritten, so the link goes and the note is a file of its own
+        note = osp.join(self.work_dir, 'last_checkpoint')
+        if drop_symlink(note):
+            self.logger.warning(
+                f'{note} was a symbolic link; it is replaced by a file (the '
+                'file it pointed to is left as it was).')
 
     # -- loading -----------------------------------------------------------
     def load_checkpoint(self,
@@ -354,6 +414,11 @@ class SafeRunner(Runner):
         return checkpoint
 
     def resume(self, filename: str, *args, **kwargs) -> None:
+        """mmengine's ``resume``, recording the file (:attr:`resumed_from`,
+        which the work-dir rules read however the runner was built), and
+        refusing a checkpoint past the end of this run's training (it would
+        end at once, training nothing, without a word)."""
+        self.resumed_from = osp.abspath(str(filename))
         try:
             super().resume(filename, *args, **kwargs)
         except CheckpointError:
@@ -363,6 +428,35 @@ class SafeRunner(Runner):
                 f'cannot resume from {filename!r}: its optimizer, scheduler '
                 f'or meta state does not fit this run ({type(err).__name__}:'
                 f' {err}). Was it written by another config?') from err
+        self._check_left_to_train(filename)
+
+    def _check_left_to_train(self, filename: str) -> None:
+        loop = self.train_loop
+        for step, key in (('epoch', 'max_epochs'), ('iter', 'max_iters')):
+            end = getattr(loop, key, None)
+            if not isinstance(end, int):
+                continue
+            reached = getattr(self, step)
+            if reached > end:
+                raise CheckpointError(
+                    f'resume from {filename!r}: the checkpoint is at {step} '
+                    f'{reached}, past train_cfg.{key}={end}: there is '
+                    f'nothing left to train. To train on, set train_cfg.'
+                    f'{key} above {reached} (--cfg-options train_cfg.{key}='
+                    '<n>); to evaluate it, use tools/test.py.')
+            if reached == end:
+                self.logger.warning(
+                    f'resume from {filename!r}: the checkpoint is at {step} '
+                    f'{reached} = train_cfg.{key}: training has ended; only '
+                    'a validation that was cut off is run.')
+            return
+
+
+# mmpretrain's own tools/train.py and tools/test.py build `runner_type` with
+# mmengine's root RUNNERS and no default scope set: it must be found there
+# too (mmpretrain's RUNNERS, a child of the root, holds it already)
+if MMENGINE_RUNNERS.get('SafeRunner') is None:
+    MMENGINE_RUNNERS.register_module(module=SafeRunner)
 
 
 def ddp_wrapper_cfg(model_wrapper_cfg: Optional[dict],
@@ -404,6 +498,40 @@ def ddp_wrapper_cfg(model_wrapper_cfg: Optional[dict],
             and 'forward_sync_buffers' in _named_params(DDP.__init__)):
         cfg['forward_sync_buffers'] = cfg.pop('broadcast_buffers')
     return cfg
+
+
+def _latest_or_fail(work_dir: str) -> str:
+    folder = osp.abspath(work_dir)
+    latest = latest_checkpoint(folder)
+    if latest is None:
+        raise CheckpointError(
+            f'resume: the work dir {folder!r} holds no checkpoint '
+            '(epoch_N.pth / iter_N.pth) to resume from. Check --work-dir, '
+            'give the checkpoint path (--resume PATH, or load_from), or '
+            'start a new run without resuming.')
+    return latest
+
+
+def no_singleton_batches(loader: dict) -> dict:
+    """A train dataloader config whose batches never end in one of a single
+    sample (:class:`~occam_plugin.datasets.NoSingletonBatchSampler`, which a
+    BatchNorm can train on; the same batches otherwise), unless it sets a
+    ``batch_sampler`` (``None``: torch's) or ``drop_last=True``. What
+    ``tools/train.py`` and :class:`SafeRunner` do to every train dataloader.
+
+    Args:
+        loader (dict): The dataloader's config (not changed).
+
+    Returns:
+        dict: ``loader`` itself when nothing changes, else a copy.
+    """
+    if 'batch_sampler' in loader or 'batch_size' not in loader or \
+            loader.get('drop_last', False):
+        return loader
+    loader = copy.copy(loader)
+    loader.pop('drop_last', None)  # torch: exclusive with batch_sampler
+    loader['batch_sampler'] = dict(type='NoSingletonBatchSampler')
+    return loader
 
 
 def build_runner(cfg) -> Runner:

@@ -18,6 +18,7 @@ import os.path as osp
 import socket
 from typing import Dict, Iterator, Optional
 
+from ...fileio import drop_symlink
 from .work_dir import CheckpointError
 
 try:
@@ -68,13 +69,20 @@ class WorkDirLock:
         #: what the lock file said when this process took it over from a
         #: run that died holding it (None if the lock was free)
         self.took_over: Optional[Dict] = None
+        #: whether a symlink found at the lock file's name was removed
+        self.replaced_link = False
 
     @property
     def held(self) -> bool:
         return self._fd is not None
 
     def note(self) -> Optional[str]:
-        """A message about a lock taken over from a dead run, or None."""
+        """A message about a lock taken over from a dead run (or a symlink
+        at its name, replaced), or None."""
+        if self.replaced_link and not self.took_over:
+            return (f'work-dir lock {self.path}: it was a symbolic link; it '
+                    'is replaced by a lock file (the file it pointed to is '
+                    'left as it was).')
         if not self.took_over:
             return None
         holder = self.took_over
@@ -95,8 +103,14 @@ class WorkDirLock:
         while True:
             try:
                 os.makedirs(self.work_dir, exist_ok=True)
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                # never through a symlink planted at the name: its target
+                # (outside the work dir, maybe) would get the lock record
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT |
+                             getattr(os, 'O_NOFOLLOW', 0), 0o644)
             except OSError as err:
+                if err.errno == errno.ELOOP and drop_symlink(self.path):
+                    self.replaced_link = True
+                    continue  # the link is gone; a lock file of our own
                 raise CheckpointError(
                     f'cannot create the work-dir lock {self.path!r} '
                     f'({type(err).__name__}: {err.strerror or err}): a '
