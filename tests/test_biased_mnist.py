@@ -435,6 +435,9 @@ def test_sized_sets_hold_every_class(generated):
             [per_class] * 10, folder
     train = build(generated, split='train')
     assert len(np.unique(train.get_gt_labels())) == 10
+    # one image per digit: exactly 300 / 6 of them are val images
+    assert len(read_json(generated, 'val_ixs.json')) == 50
+    assert len(read_json(generated, 'train_ixs.json')) == 250
 
 
 def test_a_sized_root_of_the_first_rows_is_refused(tmp_path):

@@ -120,3 +120,23 @@ def test_dist_scripts_launch_their_tool(tmp_path, script, args, tool, rest):
         '--node_rank=0', '--master_addr=127.0.0.1', '--nproc_per_node=3',
         '--master_port=0', osp.join(osp.join(REPO, 'tools'), tool)]
     assert launch[9:] == rest
+
+
+def test_training_on_one_class_stops_naming_the_set(tmp_path):
+    """Issue 33.1: a training set of one class (the demo's sized sets were
+    all zeros) gave 100 % on every metric; TrainGuardHook, in every
+    SafeRunner run, stops before the first step."""
+    from conftest import (TINY_BAR_OPTIONS, TINY_RESNET_OPTIONS,
+                          bar_data_options, write_bar_folder)
+    root = write_bar_folder(tmp_path / 'BAR', prefixes=('climbing', ))
+    work_dir = tmp_path / 'run'
+    with pytest.raises(ValueError) as err:
+        load_tool('train.py').main(
+            [BAR_CFG, '--work-dir', str(work_dir), '--cfg-options',
+             *TINY_BAR_OPTIONS, *TINY_RESNET_OPTIONS,
+             'model.head.in_channels=64', *bar_data_options(root)])
+    msg = str(err.value)
+    assert f"The training set BAR (data_root='{root}'" in msg
+    assert "has samples of 1 class of the 6 it declares: all 2 are class " \
+        "0 ('climbing')" in msg
+    assert not list(work_dir.rglob('*.pth'))  # no step was taken

@@ -223,12 +223,19 @@ def _subset_digits(subset: str, params: dict):
 
 def write_split_indices(data_root: str, params: dict) -> None:
     """``train_ixs.json`` / ``val_ixs.json``: a fixed split of the trainval
-    indices by source digit, so val digits are never trained on."""
+    indices by source digit, so val digits are never trained on; a sized
+    set of at most one image per digit puts ``round(n * VAL_FRACTION)`` of
+    its ``n`` images in val."""
     if all(osp.isfile(osp.join(data_root, f'{s}_ixs.json'))
            for s in ('train', 'val')):
         return
     digits, rows = _trainval_digits(params)
-    is_val = val_digits(len(digits), params['seed'])[rows]
+    if len(rows) <= len(digits):
+        # one image per digit: the val share is of the images (the same
+        # as by digit for the default set, exact for a sized one)
+        is_val = val_digits(len(rows), params['seed'])
+    else:
+        is_val = val_digits(len(digits), params['seed'])[rows]
     for name, sel in (('train', ~is_val), ('val', is_val)):
         _write_json(osp.join(data_root, f'{name}_ixs.json'),
                     np.nonzero(sel)[0].tolist())
