@@ -122,21 +122,27 @@ def test_dist_scripts_launch_their_tool(tmp_path, script, args, tool, rest):
     assert launch[9:] == rest
 
 
+
 def test_training_on_one_class_stops_naming_the_set(tmp_path):
     """Issue 33.1: a training set of one class (the demo's sized sets were
     all zeros) gave 100 % on every metric; TrainGuardHook, in every
-    SafeRunner run, stops before the first step."""
-    from conftest import (TINY_BAR_OPTIONS, TINY_RESNET_OPTIONS,
-                          bar_data_options, write_bar_folder)
-    root = write_bar_folder(tmp_path / 'BAR', prefixes=('climbing', ))
-    work_dir = tmp_path / 'run'
+    SafeRunner run (train.py, the demo, JTT's second stage, LfF), stops
+    before the first step. One trainval rendering: a train set of one
+    digit 0 (validated on the test split: the val split is empty)."""
+    from conftest import bmnist_data_options
+    cfg = osp.join(REPO, 'configs', 'resnet',
+                   'resnet18-w16_1xb64_10e_biased-mnist-small.py')
+    data, work_dir = str(tmp_path / 'data'), tmp_path / 'run'
     with pytest.raises(ValueError) as err:
         load_tool('train.py').main(
-            [BAR_CFG, '--work-dir', str(work_dir), '--cfg-options',
-             *TINY_BAR_OPTIONS, *TINY_RESNET_OPTIONS,
-             'model.head.in_channels=64', *bar_data_options(root)])
+            [cfg, '--work-dir', str(work_dir), '--cfg-options',
+             *bmnist_data_options(data, num_trainval=1, num_test=4),
+             'val_dataloader.dataset.split=test',
+             'model.backbone.stem_channels=8',
+             'model.backbone.base_channels=8'])
     msg = str(err.value)
-    assert f"The training set BAR (data_root='{root}'" in msg
-    assert "has samples of 1 class of the 6 it declares: all 2 are class " \
-        "0 ('climbing')" in msg
+    assert (f"The training set BiasedMNIST (data_root='{data}', "
+            "split='train') has samples of 1 class of the 10 it declares: "
+            "all 1 are class 0 ('0')") in msg
+    assert 'generate.num_trainval' in msg
     assert not list(work_dir.rglob('*.pth'))  # no step was taken
