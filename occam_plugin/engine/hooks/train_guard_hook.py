@@ -194,6 +194,9 @@ class TrainGuardHook(Hook):
     - ``before_train``: the training set must hold samples of at least two
       classes (:func:`single_class_problem`): on one class every metric
       reads 100 % and nothing was learned;
+    - ``before_train``: a ``ChannelsLastDataPreprocessor`` is told the model
+      and whether it trains under DDP, and keeps the batch contiguous where
+      channels-last is unsafe (``check_model``);
     - ``after_train_iter``: every loss of the step must be finite; a NaN or
       inf stops the run with the loss, epoch, iteration and learning rate,
       before any checkpoint of the diverged weights is written (checkpoints
@@ -230,6 +233,12 @@ class TrainGuardHook(Hook):
             why = single_class_problem(runner.train_dataloader.dataset)
             if why:
                 raise ValueError(why)
+        model = runner.model.module if is_model_wrapper(runner.model) \
+            else runner.model
+        pre = getattr(model, 'data_preprocessor', None)
+        if hasattr(pre, 'check_model'):  # ChannelsLastDataPreprocessor
+            pre.check_model(model, distributed=is_model_wrapper(
+                runner.model) and torch.distributed.is_initialized())
         if not self.check_num_classes:
             return
         num = model_num_classes(runner.model)
