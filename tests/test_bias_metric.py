@@ -227,3 +227,32 @@ def test_bad_inputs_are_named():
         _evaluate(BiasMetric_(), [no_pred], None)
     with pytest.raises(ValueError, match='num_groups must be >= 1'):
         BiasMetric_(num_groups=0)
+
+
+def _warnings(metric, samples, meta):
+    logger, seen = MMLogger.get_current_instance(), _Records()
+    logger.addHandler(seen)
+    try:
+        res = _evaluate(metric, samples, meta)
+    finally:
+        logger.removeHandler(seen)
+    return res, [r for r in seen.records if r.levelno == logging.WARNING]
+
+
+def test_mostly_empty_groups_warn_with_the_count():
+    """Issue 33.1: the demo's 100 test images of one digit gave unbiased /
+    worst-group numbers over 10 of 100 groups, silently. ROWS fill groups
+    0, 1 and 3: of 8 declared groups 5 are empty (more than half: a
+    warning), of 6 three are (half: none)."""
+    metric = BiasMetric_()
+    res, warned = _warnings(metric, _samples(), dict(num_groups=8))
+    assert res['bias/num_empty_groups'] == 5
+    assert len(warned) == 1
+    msg = warned[0].getMessage()
+    assert msg.startswith('BiasMetric: 5 of the 8 groups have no sample')
+    assert 'over the 3 non-empty groups only' in msg
+    assert metric.last_result['sparse_groups'] in msg
+    metric = BiasMetric_()
+    res, warned = _warnings(metric, _samples(), dict(num_groups=6))
+    assert res['bias/num_empty_groups'] == 3
+    assert warned == [] and 'sparse_groups' not in metric.last_result

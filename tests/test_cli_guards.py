@@ -282,3 +282,28 @@ def test_demo_refuses_options_it_would_overwrite(tmp_path, option, own,
     assert str(err.value) == (
         f'error: --cfg-options {option}=...: tools/demo.py sets '
         f'{own} itself, so the option would be ignored; {instead}.')
+
+
+def test_training_on_one_class_stops_naming_the_set(tmp_path):
+    """Issue 33.1: a training set of one class (the demo's sized sets were
+    all zeros) gave 100 % on every metric; TrainGuardHook, in every
+    SafeRunner run (train.py, the demo, JTT's second stage, LfF), stops
+    before the first step. One trainval rendering: a train set of one
+    digit 0 (validated on the test split: the val split is empty)."""
+    from conftest import bmnist_data_options
+    cfg = osp.join(REPO, 'configs', 'resnet',
+                   'resnet18-w16_1xb64_10e_biased-mnist-small.py')
+    data, work_dir = str(tmp_path / 'data'), tmp_path / 'run'
+    with pytest.raises(ValueError) as err:
+        load_tool('train.py').main(
+            [cfg, '--work-dir', str(work_dir), '--cfg-options',
+             *bmnist_data_options(data, num_trainval=1, num_test=4),
+             'val_dataloader.dataset.split=test',
+             'model.backbone.stem_channels=8',
+             'model.backbone.base_channels=8'])
+    msg = str(err.value)
+    assert (f"The training set BiasedMNIST (data_root='{data}', "
+            "split='train') has samples of 1 class of the 10 it declares: "
+            "all 1 are class 0 ('0')") in msg
+    assert 'generate.num_trainval' in msg
+    assert not list(work_dir.rglob('*.pth'))  # no step was taken

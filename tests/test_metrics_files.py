@@ -45,8 +45,11 @@ def _read(folder, name):
 def _check_files(log_dir, metrics):
     """The files hold what the evaluation returned, plus the extras."""
     bias = _read(log_dir, 'bias_metrics.json')
-    assert set(bias) == {'metrics', 'groups', 'num_samples'}
+    # 10 samples in 100 class x colour groups: said so (issue 33.1)
+    assert set(bias) == {'metrics', 'groups', 'num_samples', 'sparse_groups'}
     assert bias['num_samples'] == 10
+    empty = bias['metrics']['bias/num_empty_groups']
+    assert bias['sparse_groups'].startswith(f'{empty} of the 100 groups')
     logged = {k: v for k, v in metrics.items() if k.startswith('bias/')}
     # 100 class x colour groups: per-group keys only in the file
     assert not any(k.startswith('bias/acc_group_') for k in logged)

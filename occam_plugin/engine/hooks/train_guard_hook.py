@@ -114,6 +114,68 @@ def missing_group_annotations(needs, dataset, split: str = 'training',
     return None
 
 
+def dataset_labels(dataset) -> Optional[np.ndarray]:
+    """Every sample's ``gt_label`` from the data info of ``dataset`` (no
+    image is loaded), or None when the dataset cannot say (no
+    ``get_data_info``, or a sample without a scalar ``gt_label``).
+
+    Args:
+        dataset: The dataset (any with ``__len__`` and ``get_data_info``).
+    """
+    get = getattr(dataset, 'get_data_info', None)
+    if get is None:
+        return None
+    labels = []
+    for i in range(len(dataset)):
+        label = np.asarray(get(i).get('gt_label', []))
+        if label.size != 1:
+            return None  # unlabelled or multi-label: no class count
+        labels.append(int(label.reshape(())))
+    return np.asarray(labels, dtype=np.int64)
+
+
+def describe_dataset(dataset) -> str:
+    """``BiasedMNIST (data_root='data/x', split='train')``: the type and
+    where its data lives, for messages.
+
+    Args:
+        dataset: The dataset.
+    """
+    where = [f'{k}={getattr(dataset, k)!r}'
+             for k in ('data_root', 'ann_file', 'split')
+             if getattr(dataset, k, None)]
+    return type(dataset).__name__ + (f' ({", ".join(where)})' if where
+                                     else '')
+
+
+def single_class_problem(dataset, split: str = 'training') -> Optional[str]:
+    """Why ``dataset`` cannot train a classifier (all its samples are of one
+    class, so any model reaches 100 % by predicting it), or None.
+
+    Args:
+        dataset: The dataset.
+        split (str): Its role, for the message. Defaults to 'training'.
+    """
+    if len(dataset) == 0:
+        return None
+    labels = dataset_labels(dataset)
+    if labels is None:
+        return None
+    present = np.unique(labels)
+    if len(present) > 1:
+        return None
+    classes = getattr(dataset, 'metainfo', {}).get('classes') or ()
+    c = int(present[0])
+    name = f' ({classes[c]!r})' if 0 <= c < len(classes) else ''
+    declared = f' of the {len(classes)} it declares' if classes else ''
+    return (
+        f'The {split} set {describe_dataset(dataset)} has samples of 1 '
+        f'class{declared}: all {len(labels)} are class {c}{name}. A model '
+        'trained on it predicts that class for everything and every metric '
+        'reads 100 %. Check its size / subset options (e.g. '
+        'generate.num_trainval) and its annotations.')
+
+
 @HOOKS.register_module()
 class TrainGuardHook(Hook):
     """Stop a run whose model cannot learn what the data asks, for any model.
@@ -129,6 +191,12 @@ class TrainGuardHook(Hook):
       in the data info and out of the pipeline
       (:func:`missing_group_annotations`); otherwise the run stops saying
       which annotation is missing and how to provide it;
+    - ``before_train``: the training set must hold samples of at least two
+      classes (:func:`single_class_problem`): on one class every metric
+      reads 100 % and nothing was learned;
+    - ``before_train``: a ``ChannelsLastDataPreprocessor`` is told the model
+      and whether it trains under DDP, and keeps the batch contiguous where
+      channels-last is unsafe (``check_model``);
     - ``after_train_iter``: every loss of the step must be finite; a NaN or
       inf stops the run with the loss, epoch, iteration and learning rate,
       before any checkpoint of the diverged weights is written (checkpoints
@@ -141,13 +209,17 @@ class TrainGuardHook(Hook):
         check_finite (bool): Stop on non-finite losses. Defaults to True.
         check_groups (bool): Check that the training samples carry the
             groups the model's methods read. Defaults to True.
+        check_classes (bool): Stop when the training set holds one class
+            only. Defaults to True.
     """
 
     priority = 'VERY_HIGH'
 
     def __init__(self, check_num_classes: bool = True,
-                 check_finite: bool = True, check_groups: bool = True):
+                 check_finite: bool = True, check_groups: bool = True,
+                 check_classes: bool = True):
         self.check_num_classes = check_num_classes
+        self.check_classes = check_classes
         self.check_finite = check_finite
         self.check_groups = check_groups
 
@@ -157,6 +229,16 @@ class TrainGuardHook(Hook):
                 group_needs(runner.model), runner.train_dataloader.dataset)
             if why:
                 raise ValueError(why)
+        if self.check_classes:
+            why = single_class_problem(runner.train_dataloader.dataset)
+            if why:
+                raise ValueError(why)
+        model = runner.model.module if is_model_wrapper(runner.model) \
+            else runner.model
+        pre = getattr(model, 'data_preprocessor', None)
+        if hasattr(pre, 'check_model'):  # ChannelsLastDataPreprocessor
+            pre.check_model(model, distributed=is_model_wrapper(
+                runner.model) and torch.distributed.is_initialized())
         if not self.check_num_classes:
             return
         num = model_num_classes(runner.model)

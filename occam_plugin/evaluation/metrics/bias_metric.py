@@ -56,6 +56,26 @@ def missing_annotations_note(missing: Sequence[str],
     return note + HOW_TO_ANNOTATE
 
 
+def sparse_groups_note(metrics: dict) -> Optional[str]:
+    """What is wrong with the group keys when more than half of the groups
+    have no sample (their mean and minimum are then over a few groups),
+    else None.
+
+    Args:
+        metrics (dict): Unprefixed keys of :meth:`BiasMetric.calculate`
+            (``num_groups``, ``num_empty_groups``).
+    """
+    total = metrics.get('num_groups')
+    empty = metrics.get('num_empty_groups')
+    if not total or empty is None or 2 * empty <= total:
+        return None
+    return (f'{empty} of the {total} groups have no sample in this split: '
+            f'unbiased_acc and worst_group_acc are over the '
+            f'{total - empty} non-empty groups only, not over the groups '
+            'their names promise. Evaluate on a split with samples in most '
+            'groups (e.g. a larger num_test).')
+
+
 @METRICS.register_module()
 class BiasMetric(BaseMetric, ResultsFileMetric):
     """Bias-aware accuracy of any single-label classifier.
@@ -79,6 +99,9 @@ class BiasMetric(BaseMetric, ResultsFileMetric):
     - ``bias/num_groups``, ``bias/num_empty_groups``: groups expected
       (``dataset_meta['num_groups']``, else ``num_groups``, else the largest
       id seen + 1) and how many of them had no sample (they are skipped).
+      When more than half are empty, each evaluation warns on the console
+      and the JSON file gets a ``sparse_groups`` entry
+      (:func:`sparse_groups_note`).
     - ``bias/acc_group_{g}``: accuracy of group ``g`` (non-empty groups only;
       logged when there are at most ``max_logged_groups`` groups, always in
       the JSON file).
@@ -204,6 +227,12 @@ class BiasMetric(BaseMetric, ResultsFileMetric):
                           logger='current', level=logging.WARNING)
         else:
             print_log(self._worst_line(result, meta), logger='current')
+        sparse = sparse_groups_note(metrics)
+        if sparse:
+            # every evaluation: each one logs numbers that mislead
+            result['sparse_groups'] = sparse
+            print_log(f'BiasMetric: {sparse}', logger='current',
+                      level=logging.WARNING)
         if metrics.get('num_groups', 0) > self.max_logged_groups:
             metrics = {k: v for k, v in metrics.items()
                        if not k.startswith('acc_group_')}
