@@ -170,3 +170,33 @@ def test_demo_prepare_only_generates_data_and_trains_nothing(tmp_path):
     ixs = [json.load(open(data / f'{s}_ixs.json')) for s in ('train', 'val')]
     assert sorted(ixs[0] + ixs[1]) == list(range(24))
     assert not work.exists()  # no run, no checkpoint, no summary
+
+
+def test_demo_twice_gives_the_same_numbers(tmp_path):
+    """Same seed, same machine: two demos on the same data train the same
+    weights (the logged losses of every iteration) and print the same
+    metrics, to the last digit. (Another CPU kind runs other float kernels:
+    the README gives the measured spread.)"""
+    demo = load_tool('demo.py')
+    runs = []
+    for name in ('first', 'second'):
+        work = tmp_path / name
+        results = demo.main([
+            '--epochs', '2', '--num-trainval', '60', '--num-test', '20',
+            '--data-root', str(tmp_path / 'data'), '--work-dir', str(work)])
+        losses = {}
+        for m in ('resnet', 'occam'):
+            scalars = glob.glob(osp.join(results[m]['log_dir'], 'vis_data',
+                                         'scalars.json'))
+            assert len(scalars) == 1, scalars
+            with open(scalars[0]) as f:
+                rows = [json.loads(line) for line in f]
+            losses[m] = [r['loss'] for r in rows if 'loss' in r]
+            assert losses[m], rows[:3]
+        metrics = {m: {k: v for k, v in results[m].items()
+                       if k not in ('log_dir', 'train_seconds')}
+                   for m in ('resnet', 'occam')}
+        runs.append((losses, metrics))
+    assert runs[0][0] == runs[1][0]
+    assert runs[0][1] == runs[1][1]
+    assert runs[0][1]['occam']['val']  # the val metrics are compared too

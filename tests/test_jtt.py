@@ -18,7 +18,7 @@ from mmpretrain.registry import DATASETS
 
 from conftest import PYTHON, REPO, run_tool
 from occam_plugin.datasets.error_set import error_set_record, read_error_set
-from occam_plugin.engine.hooks.training_state_hook import training_set_info
+from occam_plugin.datasets.training_set_info import training_set_info
 from occam_plugin.fileio import write_json
 from test_bias_annotated_dataset import (tiny_waterbirds_options,
                                          waterbirds_config, write_waterbirds)

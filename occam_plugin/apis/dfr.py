@@ -329,7 +329,7 @@ def set_layer(module: nn.Module, weight: torch.Tensor,
 
 def _dataset_keys(dataset, balance: str, what: str) -> Tuple[np.ndarray,
                                                              np.ndarray]:
-    from ..engine.hooks.training_state_hook import training_set_info
+    from ..datasets.training_set_info import training_set_info
     info = training_set_info(dataset)
     y = info['gt_label']
     if balance == 'class':

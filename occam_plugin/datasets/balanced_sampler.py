@@ -89,7 +89,7 @@ class BalancedSampler(Sampler):
     def keys(self, dataset) -> np.ndarray:
         """The :attr:`key` of every sample (read as the training-state
         hooks read it); an error names the samples without one."""
-        from ..engine.hooks.training_state_hook import training_set_info
+        from .training_set_info import training_set_info
         keys = training_set_info(dataset)[self.key]
         missing = (np.arange(len(dataset)) if keys is None else
                    np.flatnonzero(keys < 0))

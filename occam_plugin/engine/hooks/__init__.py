@@ -6,6 +6,5 @@ from .model_selection_checkpoint_hook import \
 from .pending_validation_hook import PendingValidationHook  # noqa: F401
 from .random_state_hook import RandomStateHook  # noqa: F401
 from .train_guard_hook import TrainGuardHook  # noqa: F401
-from .training_state_hook import (TrainingStateHook,  # noqa: F401
-                                  training_set_info)
+from .training_state_hook import TrainingStateHook  # noqa: F401
 from .work_dir_guard_hook import WorkDirGuardHook  # noqa: F401

@@ -44,7 +44,7 @@ def empty_val_groups(dataset, num_groups: Optional[int] = None) -> list:
             ``metainfo`` has no ``num_groups`` (``BiasMetric(num_groups)``);
             without either, the largest id seen + 1.
     """
-    from .training_state_hook import training_set_info
+    from ...datasets.training_set_info import training_set_info
     info = training_set_info(dataset)
     groups = info['group_idx']
     if groups is None:
