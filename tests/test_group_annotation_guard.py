@@ -101,3 +101,29 @@ def test_annotated_data_and_methods_without_groups_pass():
         assert _next() == expected
     assert group_needs(_model(dict(type='SpectralDecoupling'))) == []
     _before_train(_model(dict(type='SpectralDecoupling')), _Tiny({}))
+
+
+def test_a_new_method_declares_what_it_reads():
+    """A method written outside the package gets the same check by
+    declaring the keys (AnnotationNeeds); the guard lists no method by
+    name."""
+    from occam_plugin.models.utils.annotation_needs import AnnotationNeeds
+
+    class ReadsPlace(nn.Module, AnnotationNeeds):
+
+        def needed_sample_keys(self, model):
+            return ('bias_label', )
+
+        def forward(self, per_sample_loss, *args, **kwargs):
+            return per_sample_loss.mean()
+
+    MODELS.register_module(name='_TestReadsPlace', module=ReadsPlace,
+                           force=True)
+    model = _model(dict(type='_TestReadsPlace'))
+    assert group_needs(model) == [(
+        'ReadsPlace (model.head.method)', ('bias_label', ),
+        'Giving num_groups cannot help. Or train without ReadsPlace.')]
+    with pytest.raises(ValueError, match=r'ReadsPlace \(model.head.method\) '
+                       r'reads `bias_label` from every training sample'):
+        _before_train(model, _Tiny(GROUPS))
+    _before_train(model, _Tiny(dict(bias_label=[0, 1, 0, 1])))

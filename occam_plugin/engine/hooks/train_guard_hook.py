@@ -10,6 +10,7 @@ from mmengine.model import is_model_wrapper
 
 from mmpretrain.registry import HOOKS
 from ...evaluation.metrics.bias_metric import HOW_TO_ANNOTATE
+from ...models.utils.annotation_needs import AnnotationNeeds
 from ...models.utils.finite import check_finite_losses, non_finite_losses
 
 
@@ -25,26 +26,16 @@ def model_num_classes(model):
 
 def group_needs(model) -> List[Tuple[str, Tuple[str, ...], str]]:
     """The modules of ``model`` that read bias annotations from every
-    training sample: ``(who, keys, hint)``, any one of ``keys`` suffices
-    (the form :func:`missing_group_annotations` takes). GroupDRO and
-    GroupUpweighting read their ``group_key``; PGI its explicit
-    ``group_key``, or with ``'auto'`` on a model without exits (a plain
-    model) ``bias_aligned`` / ``group_idx``."""
-    from ...models.losses import GroupDRO, GroupUpweighting, PGILoss
+    training sample (they declare it: ``AnnotationNeeds``): ``(who, keys,
+    hint)``, any one of ``keys`` suffices (the form
+    :func:`missing_group_annotations` takes)."""
     if is_model_wrapper(model):
         model = model.module
-    head = getattr(model, 'head', None)
-    has_exits = getattr(head, 'num_exits', 1) > 1
     needs = []
     for name, m in model.named_modules():
-        keys = ()
-        if isinstance(m, (GroupDRO, GroupUpweighting)):
-            keys = (m.group_key, )
-        elif isinstance(m, PGILoss):
-            if m.group_key in PGILoss._KEYS:
-                keys = (m.group_key, )
-            elif m.group_key == 'auto' and not has_exits:
-                keys = PGILoss._KEYS[:2]
+        if not isinstance(m, AnnotationNeeds):
+            continue
+        keys = tuple(m.needed_sample_keys(model))
         if keys:
             kind = type(m).__name__
             needs.append((f'{kind} (model.{name})', keys,

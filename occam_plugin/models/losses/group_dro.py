@@ -1,17 +1,18 @@
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 from mmengine.dist import all_reduce
 from mmpretrain.registry import MODELS
 
+from ..utils.annotation_needs import AnnotationNeeds
 from ..utils.training_state import (TrainingState, TrainingStateMismatch,
                                     resize_on_load)
 from .method_utils import check_per_sample, sample_field
 
 
 @MODELS.register_module()
-class GroupDRO(nn.Module, TrainingState):
+class GroupDRO(nn.Module, TrainingState, AnnotationNeeds):
     """Group distributionally robust optimisation (Sagawa et al., ICLR 2020).
 
     Online group weights ``q`` (one row per exit on an OccamNet, one row on a
@@ -51,6 +52,10 @@ class GroupDRO(nn.Module, TrainingState):
 
     #: ``[exits, groups]``: both known only from the data (TrainingState)
     DATA_SHAPED_BUFFERS = ('q', )
+
+    def needed_sample_keys(self, model) -> Tuple[str, ...]:
+        """AnnotationNeeds: the group id on every training sample."""
+        return (self.group_key, )
 
     def set_num_groups(self, num_groups: int) -> None:
         """(Re)start every exit's weights at the uniform ``1 / num_groups``."""

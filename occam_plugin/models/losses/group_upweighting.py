@@ -1,16 +1,17 @@
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 from mmpretrain.registry import MODELS
 
+from ..utils.annotation_needs import AnnotationNeeds
 from ..utils.training_state import TrainingState, resize_on_load
 from .method_utils import check_per_sample, sample_field
 
 
 @MODELS.register_module()
-class GroupUpweighting(nn.Module, TrainingState):
+class GroupUpweighting(nn.Module, TrainingState, AnnotationNeeds):
     """Group upweighting (UpWt): per-sample loss weights from the inverse
     frequency of the sample's group in the **training set**.
 
@@ -42,6 +43,10 @@ class GroupUpweighting(nn.Module, TrainingState):
 
     #: ``[groups]``: known only from the data (TrainingState)
     DATA_SHAPED_BUFFERS = ('group_counts', )
+
+    def needed_sample_keys(self, model) -> Tuple[str, ...]:
+        """AnnotationNeeds: the group id on every training sample."""
+        return (self.group_key, )
 
     def set_group_counts(self, group_counts) -> None:
         """Set the training count of every group (index = group id)."""

@@ -1,15 +1,16 @@
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
+from ..utils.annotation_needs import AnnotationNeeds
 from .method_utils import check_per_sample, sample_field
 
 
 @MODELS.register_module()
-class PGILoss(nn.Module):
+class PGILoss(nn.Module, AnnotationNeeds):
     """Predictive group invariance (Ahmed et al., ICLR 2021) as a method
     module.
 
@@ -45,27 +46,39 @@ class PGILoss(nn.Module):
             Defaults to 0.
     """
 
-    _KEYS = ('bias_aligned', 'group_idx', 'bias_label')
+    #: the data-sample keys that can hold the groups
+    GROUP_KEYS = ('bias_aligned', 'group_idx', 'bias_label')
     #: MethodPlugPoint: pass every exit's logits as ``exit_logits=``
     NEEDS_EXIT_LOGITS = True
 
     def __init__(self, pgi_lambda: float = 1.0, group_key: str = 'auto',
                  bias_exit: int = 0):
         super().__init__()
-        if group_key not in ('auto', 'bias_exit') + self._KEYS:
+        if group_key not in ('auto', 'bias_exit') + self.GROUP_KEYS:
             raise ValueError(
                 f"PGILoss: group_key must be 'auto', 'bias_exit' or one of "
-                f'{self._KEYS}, got {group_key!r}')
+                f'{self.GROUP_KEYS}, got {group_key!r}')
         self.pgi_lambda = pgi_lambda
         self.group_key = group_key
         self.bias_exit = bias_exit
 
+    def needed_sample_keys(self, model) -> Tuple[str, ...]:
+        """AnnotationNeeds: the explicit ``group_key``; with ``'auto'`` on a
+        model without exits (no bias exit to fall back on) the aligned flag
+        or the group id."""
+        if self.group_key in self.GROUP_KEYS:
+            return (self.group_key, )
+        head = getattr(model, 'head', None)
+        if self.group_key == 'auto' and getattr(head, 'num_exits', 1) <= 1:
+            return self.GROUP_KEYS[:2]
+        return ()
+
     def _groups(self, data_samples, device, exit_idx, exit_logits, gt):
-        if self.group_key in self._KEYS:
+        if self.group_key in self.GROUP_KEYS:
             return sample_field(data_samples, self.group_key, device,
                                 'PGILoss')
         if self.group_key == 'auto':
-            for key in self._KEYS[:2]:
+            for key in self.GROUP_KEYS[:2]:
                 g = sample_field(data_samples, key, device, 'PGILoss',
                                  required=False)
                 if g is not None:
@@ -121,7 +134,7 @@ class PGILoss(nn.Module):
         uses_exit = self.group_key == 'bias_exit' or (
             self.group_key == 'auto' and not any(
                 data_samples and all(k in ds for ds in data_samples)
-                for k in self._KEYS[:2]))
+                for k in self.GROUP_KEYS[:2]))
         if uses_exit and exit_idx is not None and exit_idx == self.bias_exit:
             return ce  # the bias-amplified exit itself gets no penalty
         groups = self._groups(data_samples, logits.device, exit_idx,
