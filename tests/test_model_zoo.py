@@ -108,3 +108,26 @@ def test_published_bar_weights_predict_as_recorded(model, tmp_path):
         check_probe(config, str(other))
     with open(probe_path(weights)) as f:
         assert json.load(f)['probe']['size'] == 112
+
+
+def test_readme_zoo_table_is_generated_from_the_metafiles(capsys):
+    """The README lists every model of the zoo, as the metafiles say."""
+    table = load_tool('analysis/zoo_table.py').main(
+        ['--index', osp.join(REPO, 'model-index.yml')])
+    capsys.readouterr()
+    names = [line.split('|')[1].strip() for line in table.splitlines()[2:]]
+    with open(osp.join(REPO, 'model-index.yml')) as f:
+        metafiles = yaml.safe_load(f)['Import']
+    listed = []
+    for metafile in metafiles:
+        with open(osp.join(REPO, metafile)) as f:
+            listed += [m['Name'] for m in yaml.safe_load(f)['Models']]
+    assert sorted(names) == sorted(listed) and len(listed) >= 5
+    with open(osp.join(REPO, 'README.md'), encoding='utf-8') as f:
+        readme = f.read()
+    begin = readme.index('<!-- zoo table begin')
+    begin = readme.index('\n', begin) + 1
+    end = readme.index('<!-- zoo table end -->')
+    assert readme[begin:end] == table, (
+        'README.md: the zoo table is stale; regenerate it with '
+        'python tools/analysis/zoo_table.py')
