@@ -123,6 +123,45 @@ def test_dist_scripts_launch_their_tool(tmp_path, script, args, tool, rest):
     assert launch[9:] == rest
 
 
+def test_dist_scripts_use_the_python_of_their_environment(tmp_path):
+    """Installed from a wheel, the scripts sit in <prefix>/lib/pythonX.Y/
+    site-packages/occam_plugin/.mim/tools: without PYTHON they launch with
+    <prefix>/bin/python, not a `python` on PATH that lacks torch."""
+    import shutil
+    tools = tmp_path / 'prefix' / 'lib' / 'python3.11' / 'site-packages' / \
+        'occam_plugin' / '.mim' / 'tools'
+    tools.mkdir(parents=True)
+    for name in ('dist_train.sh', 'dist_launch.sh', 'dist_port.sh'):
+        shutil.copy(osp.join(REPO, 'tools', name), tools / name)
+    (tmp_path / 'prefix' / 'bin').mkdir()
+    stub = _stub_python(tmp_path / 'prefix' / 'bin')
+    path_dir = tmp_path / 'path'
+    path_dir.mkdir()
+    for name in ('python', 'python3'):  # a system Python without torch
+        wrong = path_dir / name
+        wrong.write_text('#!/usr/bin/env bash\n'
+                         'if [ "$1" = "-m" ]; then echo WRONG; fi\nexit 1\n')
+        wrong.chmod(0o755)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('PYTHON', 'PORT', 'NNODES', 'NODE_RANK',
+                        'MASTER_ADDR')}
+    env.update(PATH=f'{path_dir}{os.pathsep}/usr/bin{os.pathsep}/bin',
+               PORT='0')
+    proc = subprocess.run(['bash', str(tools / 'dist_train.sh'), 'cfg.py',
+                           '2'], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith('LAUNCH -m torch.distributed.run'), (
+        stub, proc.stdout)
+    # no Python that has torch anywhere: one line saying what to set
+    os.remove(stub)
+    proc = subprocess.run(['bash', str(tools / 'dist_train.sh'), 'cfg.py',
+                           '2'], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert 'set PYTHON=/path/to/python' in proc.stderr
+
+
 def _train_refused(tmp_path, *options):
     """tools/train.py with ``options`` and no data: the SystemExit's message
     (the check comes before anything is built or written)."""
