@@ -248,3 +248,18 @@ def test_convnext_pooled_maps_name_the_key():
         MODELS.build(occam(dict(type='ConvNeXt', gap_before_final_norm=True,
                                 arch=dict(depths=[1, 1, 1, 1],
                                           channels=[8, 16, 32, 64]))))
+
+
+def test_hrnet_at_a_side_it_cannot_fuse_is_named():
+    """HRNet upsamples its low-resolution branches onto the high one: at
+    112 px the 1/32 branch (3.5 -> 4 cells) comes back as 32 cells against
+    28. The error names the input size and the sides that work, instead of
+    torch's bare size mismatch."""
+    model = MODELS.build(dict(
+        type='OccamClassifier', backbone=dict(type='HRNet', arch='w18'),
+        head=dict(type='OccamHead', num_classes=3))).eval()
+    with torch.no_grad():
+        with pytest.raises(ValueError, match=r'HRNet: input of 112 x 112 px '
+                           r'failed .*multiples of 32 \(e.g. 96 or 128 px\)'):
+            model(torch.randn(1, 3, 112, 112), mode='tensor')
+        assert len(model(torch.randn(1, 3, 96, 96), mode='tensor')) == 4

@@ -106,13 +106,38 @@ class OccamClassifier(ImageClassifier):
         if stage not in ('backbone', 'neck', 'pre_logits'):
             raise ValueError(f'OccamClassifier.extract_feat: stage={stage!r};'
                              " expected 'backbone', 'neck' or 'pre_logits'")
-        x = self.backbone_stages.pick(self.backbone(inputs))
+        try:
+            maps = self.backbone(inputs)
+        except RuntimeError as err:
+            clear = self._size_error(inputs, err)
+            if clear is None:
+                raise
+            raise clear from err
+        x = self.backbone_stages.pick(maps)
         if stage == 'backbone':
             return x
         x = self.neck(x)
         if stage == 'neck':
             return x
         return self.head.pre_logits(x)
+
+    def _size_error(self, inputs: torch.Tensor,
+                    err: RuntimeError) -> Optional[ValueError]:
+        """A clear error for a backbone that fails on an input side that is
+        not a multiple of its largest reduction (HRNet fuses its branches
+        by upsampling, so 112 px gives maps of 28 and 32), else None."""
+        largest = max(self.backbone_stages.reductions)
+        sides = tuple(int(s) for s in inputs.shape[2:])
+        if 'size' not in str(err) or all(s % largest == 0 for s in sides):
+            return None
+        ok = sorted({max(largest, s // largest * largest) for s in sides} |
+                    {(s // largest + 1) * largest for s in sides})
+        return ValueError(
+            f'{type(self.backbone).__name__}: input of {sides[0]} x '
+            f'{sides[1]} px failed ({err}); its maps go down to 1/{largest} '
+            f'of the input, and this backbone needs sides that are '
+            f'multiples of {largest} (e.g. {" or ".join(map(str, ok))} px): '
+            'resize or crop the images to such a size.')
 
     def flop_profile(self, img_shape: Sequence[int]) -> dict:
         """Per-stage, per-exit and compute-all FLOPs of one image of
