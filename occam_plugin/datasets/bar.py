@@ -10,7 +10,7 @@ from mmengine.logging import print_log
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
-from .transforms.loading import check_image_files
+from .transforms.loading import check_image_files, real_path_outside
 
 #: the six action classes, in the order of the official loaders
 BAR_CLASSES = ('climbing', 'diving', 'fishing', 'pole vaulting', 'racing',
@@ -279,8 +279,8 @@ class BAR(BaseDataset):
         roots = {osp.realpath(self.data_root), osp.realpath(folder)}
         outside = []
         for name in names:
-            real = osp.realpath(osp.join(folder, name))
-            if not any(osp.commonpath([r, real]) == r for r in roots):
+            real = real_path_outside(osp.join(folder, name), roots)
+            if real is not None:
                 outside.append(f'{name} -> {real}')
         return outside
 

@@ -22,6 +22,7 @@ from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
 from .bias_groups import group_metainfo
+from .transforms.loading import real_path_outside
 
 #: how many rows an error lists before "... and N more"
 MAX_LISTED = 10
@@ -740,8 +741,8 @@ class BiasAnnotatedDataset(BaseDataset):
                 continue
             img_path = osp.join(self.img_prefix, str(cells[cols['img']]))
             if not self.allow_outside_root:
-                real = osp.realpath(img_path)
-                if osp.commonpath([root, real]) != root:
+                real = real_path_outside(img_path, (root, ))
+                if real is not None:
                     outside.append(f'{where}, column {cols["img"]!r}: '
                                    f'{cells[cols["img"]]!r} is {real!r}')
                     continue

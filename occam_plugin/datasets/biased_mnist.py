@@ -27,6 +27,7 @@ from . import biased_mnist_generator as gen
 from .bias_groups import (bias_fields, check_group_by, class_x_bias_group,
                           class_x_bias_names, group_metainfo)
 from .biased_mnist_generator import FACTOR_KEYS, FACTORS, NUM_VALUES
+from .transforms.loading import real_path_outside
 
 CLASSES = tuple(str(i) for i in range(10))
 SPLITS = ('train', 'val', 'test')
@@ -253,11 +254,10 @@ class BiasedMNIST(BaseDataset):
         outside = []
         with os.scandir(img_dir) as entries:
             for entry in entries:
-                if entry.is_symlink():
-                    real = osp.realpath(entry.path)
-                    if not any(osp.commonpath([r, real]) == r
-                               for r in roots):
-                        outside.append(f'{entry.name} -> {real}')
+                real = real_path_outside(entry.path, roots) \
+                    if entry.is_symlink() else None
+                if real is not None:
+                    outside.append(f'{entry.name} -> {real}')
         if outside:
             raise ValueError(
                 f'{img_dir}: {len(outside)} image(s) of {json_file} are '

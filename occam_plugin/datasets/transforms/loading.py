@@ -1,4 +1,5 @@
 import io
+import os.path as osp
 import warnings
 from typing import List, Optional, Sequence, Tuple
 
@@ -124,6 +125,21 @@ def read_image_checked(filename: str,
         raise _too_large(filename, f'{img.shape[1]} x {img.shape[0]} px',
                          max_pixels, decoded=True)
     return img
+
+
+def real_path_outside(path: str, roots: Sequence[str]) -> Optional[str]:
+    """Where ``path`` really is (every link resolved) when that lies under
+    none of ``roots`` (folders already resolved with ``os.path.realpath``),
+    else None: how the readers tell an image that leaves the data root.
+
+    Args:
+        path (str): An image path.
+        roots (Sequence[str]): The resolved folders it may lie in.
+    """
+    real = osp.realpath(path)
+    if any(osp.commonpath([root, real]) == root for root in roots):
+        return None
+    return real
 
 
 def check_image_files(paths: Sequence[str],
