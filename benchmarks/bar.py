@@ -35,7 +35,8 @@ import sys
 import time
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from common import PYTHON, machine, mean_std, write_section  # noqa: E402
+from common import (PYTHON, check_reference, import_reference,  # noqa: E402
+                    machine, mean_std, write_section)
 from occam_plugin.engine.runner.runs import (newest, read_metrics,  # noqa: E402,E501
                                              read_records, run_commands)
 
@@ -703,6 +704,269 @@ def render_cams(rows):
     return '\n'.join(lines)
 
 
+# ----------------------------------------------------------------------------
+# --reference DIR: the official occam-nets-v1 models and trainers on our
+# splits of BAR, with torchvision/PIL transforms, beside ours
+# ----------------------------------------------------------------------------
+#: files of https://github.com/erobic/occam-nets-v1 the BAR glue imports
+REFERENCE_FILES = ('models/occam_resnet.py', 'models/variable_width_resnet.py',
+                   'trainers/occam_trainer.py', 'trainers/base_trainer.py',
+                   'conf/trainer/occam_trainer.yaml')
+REFERENCE_MODELS = dict(resnet='ref_resnet', occam='ref_occam')
+
+
+def reference_dir(work_root, model, seed):
+    return osp.join(work_root, 'reference', f'{model}_seed{seed}')
+
+
+def _reference_config(ref, model, epochs, batch_size, milestones):
+    """The reference's own hydra defaults (conf/*.yaml, as main_config.yaml
+    composes them) with the CPU protocol's optimiser, schedule and batch."""
+    from omegaconf import OmegaConf
+
+    def load(*names):
+        parts = [OmegaConf.load(osp.join(ref, 'conf', n)) for n in names]
+        for p in parts:
+            p.pop('defaults', None)
+        return OmegaConf.merge(*parts)
+
+    cfg = OmegaConf.create(dict(
+        paths=dict(root='/unused'), seed=0,
+        dataset=load('dataset/base_dataset.yaml'),
+        optimizer=load('optimizer/base_optimizer.yaml'),
+        trainer=(load('trainer/base_trainer.yaml',
+                      'trainer/occam_trainer.yaml') if model == 'ref_occam'
+                 else load('trainer/base_trainer.yaml')),
+        model=dict(name='occam_resnet18' if model == 'ref_occam'
+                   else 'resnet18', pretrained=False,
+                   num_classes=len(CLASSES))))
+    cfg.dataset.name = 'BAR'
+    cfg.dataset.batch_size = batch_size
+    cfg.dataset.num_workers = 0
+    cfg.optimizer.name = 'Adam'
+    cfg.optimizer.args = dict(lr=1e-3, weight_decay=5e-4)
+    cfg.optimizer.epochs = epochs
+    cfg.optimizer.lr_scheduler = dict(type='MultiStepLR', args=dict(
+        milestones=list(milestones), gamma=0.1))
+    return cfg
+
+
+def reference_one(args):
+    """One reference training in this process: its model class and its
+    LightningModule trainer (losses, per-epoch state, optimiser and lr
+    schedule from its config) driven by pytorch-lightning, on our splits
+    (the same files as ours: ``train/`` less our val images), with
+    torchvision's PIL transforms (RandomResizedCrop + flip; Resize +
+    CenterCrop; ImageNet normalisation). Validated on our val split after
+    every epoch; the last and the val-chosen weights are scored on test."""
+    import copy
+    import logging
+    import random
+
+    import numpy as np
+    import torch
+    from mmengine.config import Config
+    from PIL import Image
+    from torchvision import transforms as T
+
+    model, seed = args.reference_one[0], int(args.reference_one[1])
+    ref = check_reference(args.reference, REFERENCE_FILES)
+    import occam_plugin  # noqa: F401  (ours first, see import_reference)
+    from occam_plugin.datasets.bar import BAR
+    import_reference(ref)
+    import pytorch_lightning as pl
+    from models.occam_resnet import occam_resnet18
+    from models.variable_width_resnet import resnet18vw
+    from trainers.base_trainer import BaseTrainer
+    from trainers.occam_trainer import OccamTrainer
+    logging.getLogger().setLevel(logging.WARNING)
+    torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', '1')))
+
+    cfg = Config.fromfile(osp.join(REPO, SMALL_CONFIGS[('resnet', 'erm')]))
+    width = cfg.model.backbone.base_channels
+    epochs = args.epochs or cfg.train_cfg.max_epochs
+    milestones = cfg.param_scheduler.milestones if not args.epochs else [
+        max(1, epochs * 5 // 9), max(1, epochs * 7 // 9)]
+    size = cfg.train_pipeline[1].scale
+    batch_size = cfg.train_dataloader.batch_size
+    data_root = args.data_root or cfg.train_dataloader.dataset.data_root
+    norm = T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    train_tf = T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(),
+                          T.ToTensor(), norm])
+    test_tf = T.Compose([T.Resize(size * 8 // 7), T.CenterCrop(size),
+                         T.ToTensor(), norm])
+
+    class Split(torch.utils.data.Dataset):
+        """Our BAR split's files and labels, read and transformed as the
+        reference's BARDataset does (PIL, ``convert('RGB')``)."""
+
+        def __init__(self, split, transform):
+            ds = BAR(data_root=data_root, split=split, pipeline=[])
+            self.items = [(ds.get_data_info(i)['img_path'],
+                           int(ds.get_data_info(i)['gt_label']))
+                          for i in range(len(ds))]
+            self.transform = transform
+
+        def __len__(self):
+            return len(self.items)
+
+        def __getitem__(self, i):
+            path, label = self.items[i]
+            with open(path, 'rb') as f:
+                img = Image.open(f).convert('RGB')
+            return dict(x=self.transform(img), y=torch.LongTensor([label]),
+                        item_ix=i)
+
+    def build_model(self):  # width 16 instead of the factory's default
+        if model == 'ref_occam':
+            self.model = occam_resnet18(len(CLASSES), width=width,
+                                        exits_kwargs={})
+        else:
+            self.model = resnet18vw(3, width, num_classes=len(CLASSES))
+
+    base = OccamTrainer if model == 'ref_occam' else BaseTrainer
+    trainer_cls = type('Ref' + base.__name__, (base, ),
+                       dict(build_model=build_model))
+    rcfg = _reference_config(ref, model, epochs, batch_size, milestones)
+    rcfg.seed = seed
+    random.seed(seed)  # main.py's init_seeds
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    loader = dict(batch_size=batch_size, num_workers=0)
+    train = torch.utils.data.DataLoader(Split('train', train_tf),
+                                        shuffle=True, **loader)
+    evals = {s: torch.utils.data.DataLoader(Split(s, test_tf), **loader)
+             for s in ('val', 'test')}
+    module = trainer_cls(rcfg)
+    module.set_iters_per_epoch(len(train))
+    module.set_train_loader(train)
+
+    def accuracy(net, split):
+        net.eval()
+        correct = n = 0
+        with torch.no_grad():
+            for batch in evals[split]:
+                out = net(batch['x'])
+                logits = out['E=early, logits'] if model == 'ref_occam' \
+                    else out
+                correct += int((logits.argmax(-1) ==
+                                batch['y'].squeeze(-1)).sum())
+                n += len(batch['y'])
+        net.train()
+        return 100.0 * correct / n
+
+    state = dict(val={}, best=None, best_acc=-1.0)
+
+    class ValEveryEpoch(pl.Callback):
+        """Our protocol's model selection: val after every epoch, the
+        first best kept (as our checkpoint hook keeps it)."""
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            epoch = trainer.current_epoch + 1
+            acc = accuracy(pl_module.model, 'val')
+            state['val'][epoch] = acc
+            if acc > state['best_acc']:
+                state.update(best_acc=acc, best_epoch=epoch,
+                             best=copy.deepcopy(pl_module.model.state_dict()))
+
+    out_dir = reference_dir(args.work_root, model, seed)
+    os.makedirs(out_dir, exist_ok=True)
+    trainer = pl.Trainer(
+        accelerator='cpu', devices=1, min_epochs=epochs, max_epochs=epochs,
+        num_sanity_val_steps=0, limit_val_batches=0,
+        precision=rcfg.trainer.precision,
+        gradient_clip_val=rcfg.trainer.gradient_clip_val,
+        callbacks=[ValEveryEpoch()], logger=False,
+        enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=out_dir)
+    t0 = time.time()
+    trainer.fit(module, train_dataloaders=train)
+    seconds = time.time() - t0
+    net = module.model
+    result = dict(model=model, seed=seed, epochs=epochs, width=width,
+                  milestones=list(milestones), train_seconds=seconds,
+                  val=state['val'], best_epoch=state['best_epoch'],
+                  test_last=dict(acc=accuracy(net, 'test')))
+    net.load_state_dict(state['best'])
+    result['test_best'] = dict(acc=accuracy(net, 'test'))
+    result['finished'] = time.time()
+    with open(osp.join(out_dir, 'result.json'), 'w', encoding='utf-8') as f:
+        json.dump(result, f, indent=1)
+    print(f'{model} seed {seed}: test {result["test_last"]["acc"]:.2f} (last)'
+          f', {result["test_best"]["acc"]:.2f} (val-chosen, epoch '
+          f'{result["best_epoch"]}); {seconds:.0f} s', flush=True)
+
+
+def render_parity(ours, refs, command):
+    """Reference vs ours per model: test acc of the last and of the
+    val-chosen weights, mean ± sd over the seeds and per seed."""
+    lines = [
+        '## BAR parity with the official code, CPU protocol (`benchmarks/'
+        'bar.py --reference`)', '',
+        f'Command: `{command}`', '',
+        f'Machine: {machine()}; {datetime.date.today()}. The reference: '
+        'erobic/occam-nets-v1 (its VariableWidthResNet-18 / OccamResNet-18, '
+        'its trainers and losses under pytorch-lightning 1.9) on our BAR '
+        'splits, torchvision PIL transforms; ours: `tools/train.py` on the '
+        'shipped configs. Same protocol `w16-112px-60e` on both sides.', '',
+        '| model | code | seeds | test, last | per seed | test, val-chosen '
+        '| per seed |', '|---|---|---|---|---|---|---|']
+    for model in ('resnet', 'occam'):
+        for code, rs in (('reference', refs.get(model, [])),
+                         ('ours', ours.get(model, []))):
+            if not rs:
+                continue
+            rs = sorted(rs, key=lambda r: r['seed'])
+            last = [r['test_last']['acc'] for r in rs]
+            best = [r['test_best']['acc'] for r in rs]
+            lines.append(
+                f'| {NAMES[model]} | {code} | '
+                f'{",".join(str(r["seed"]) for r in rs)} | {mean_std(last)} '
+                f'| {" / ".join(f"{v:.2f}" for v in last)} | '
+                f'{mean_std(best)} | {" / ".join(f"{v:.2f}" for v in best)} |')
+    return '\n'.join(lines)
+
+
+def reference_parity(args):
+    """Train the missing reference runs (``--jobs`` at a time), then the
+    parity table beside our runs of the same seeds in ``--work-root``."""
+    check_reference(args.reference, REFERENCE_FILES)  # before any process
+    todo = []
+    for m in args.models:
+        for s in args.seeds:
+            if not osp.isfile(osp.join(reference_dir(
+                    args.work_root, REFERENCE_MODELS[m], s), 'result.json')):
+                todo.append([PYTHON, osp.abspath(__file__), '--reference',
+                             args.reference, '--reference-one',
+                             REFERENCE_MODELS[m], str(s),
+                             '--work-root', args.work_root,
+                             *(['--data-root', args.data_root]
+                               if args.data_root else []),
+                             *(['--epochs', str(args.epochs)]
+                               if args.epochs else [])])
+    if not args.report_only:
+        for i, rc, sec, tail in run_commands(todo, jobs=args.jobs):
+            print(f'{todo[i][-3:]}: exit {rc} after {sec / 60:.1f} min'
+                  + (f'\n{tail}' if rc else ''), flush=True)
+    refs, ours = {}, {}
+    for m in args.models:
+        for s in args.seeds:
+            path = osp.join(reference_dir(args.work_root, REFERENCE_MODELS[m],
+                                          s), 'result.json')
+            if osp.isfile(path):
+                with open(path, encoding='utf-8') as f:
+                    refs.setdefault(m, []).append(json.load(f))
+            r = load_result(run_dir(args.work_root, args.protocol, m, 'erm',
+                                    s))
+            if complete(r):
+                ours.setdefault(m, []).append(r)
+    command = 'python benchmarks/bar.py ' + ' '.join(sys.argv[1:])
+    text = render_parity(ours, refs, command)
+    print(text)
+    if args.results_md:
+        write_section(args.results_md, 'bar.py reference parity', text)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--protocol', default=CPU_PROTOCOL, choices=PROTOCOLS)
@@ -741,10 +1005,19 @@ def main(argv=None):
     p.add_argument('--cams', action='store_true',
                    help='CAM pictures of seed 0\'s models on test images, '
                    'into docs/images/bar_cams/')
+    p.add_argument('--reference', default=None, metavar='DIR',
+                   help='a clone of erobic/occam-nets-v1: train its models '
+                   'on our splits and print the parity table beside ours '
+                   '(its packages on PYTHONPATH, see benchmarks/common.py)')
     p.add_argument('--one', nargs=4, help=argparse.SUPPRESS)
+    p.add_argument('--reference-one', nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
         return one(args)
+    if args.reference_one:
+        return reference_one(args)
+    if args.reference:
+        return reference_parity(args)
     for flag, action in (('publish', publish), ('check_zoo', check_zoo),
                          ('cams', cams)):
         if getattr(args, flag):

@@ -50,7 +50,8 @@ import sys
 import time
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from common import PYTHON, machine, mean_std, write_section  # noqa: E402
+from common import (PYTHON, check_reference, import_reference,  # noqa: E402
+                    machine, mean_std, write_section)
 from occam_plugin.datasets.biased_mnist_generator import \
     FACTORS  # noqa: E402
 from occam_plugin.engine.runner.runs import (newest, read_metrics,  # noqa: E402,E501
@@ -313,50 +314,10 @@ def paper_scale(args) -> None:
 REFERENCE_FILES = ('models/occam_resnet.py', 'models/variable_width_resnet.py',
                    'trainers/occam_trainer.py', 'trainers/base_trainer.py',
                    'datasets/biased_mnist_dataset.py')
-#: (module, what to pip-install) the reference's modules import; none of them
-#: is a dependency of ours: install them in a folder of their own, e.g.
-#: ``pip install --target DEPS ...`` and PYTHONPATH=DEPS
-REFERENCE_DEPS = (('pytorch_lightning', 'pytorch-lightning==1.9.*'),
-                  ('pkg_resources', 'setuptools<70'),
-                  ('netcal', 'netcal'), ('hydra', 'hydra-core'),
-                  ('omegaconf', 'omegaconf'), ('ttach', 'ttach'),
-                  ('cv2', 'opencv-python-headless'))
 #: (row label, our model, reference model)
 PARITY_MODELS = (('ResNet-18', 'resnet', 'ref_resnet'),
                  ('OccamResNet-18', 'occam', 'ref_occam'))
 PARITY_SECTION = 'biased_mnist.py reference parity'
-
-
-def check_reference(ref_dir: str) -> str:
-    """The absolute reference folder, or SystemExit saying what is missing:
-    the clone itself, or the Python packages its modules import."""
-    import importlib.util
-    url = 'https://github.com/erobic/occam-nets-v1'
-    ref = osp.abspath(ref_dir)
-    if not osp.isdir(ref):
-        raise SystemExit(
-            f'--reference {ref_dir}: no such folder ({ref}). Expected a local '
-            f'clone of the official OccamNets code ({url}), e.g. `git clone '
-            f'{url} DIR`; its code stays outside this repository and is '
-            f'imported from DIR at run time.')
-    missing = [f for f in REFERENCE_FILES if not osp.isfile(osp.join(ref, f))]
-    if missing:
-        raise SystemExit(
-            f'--reference {ref_dir}: {ref} is not a clone of {url}: it lacks '
-            f'{", ".join(missing)} (expected {", ".join(REFERENCE_FILES)}).')
-    lacking = [pip for mod, pip in REFERENCE_DEPS
-               if importlib.util.find_spec(mod) is None]
-    if lacking:
-        quoted = ' '.join(f"'{p}'" for p in lacking)
-        raise SystemExit(
-            f'--reference {ref_dir}: the reference code imports packages that '
-            f'are not installed: {", ".join(lacking)}. They are no dependency '
-            f'of occam-plugin; install them in a folder of their own (not '
-            f'into this environment, whose torch must stay), e.g.\n'
-            f'  python -m pip install --no-deps --target DEPS {quoted} '
-            f'lightning-utilities torchmetrics antlr4-python3-runtime==4.9.3\n'
-            f'and run with PYTHONPATH=DEPS.')
-    return ref
 
 
 def _small_config():
@@ -421,33 +382,19 @@ def reference_worker(args) -> None:
     LightningModule trainer (losses, per-epoch state, optimiser and lr
     schedule from its config) driven by pytorch-lightning, on our data; then
     the final model scored on val and test with our BiasMetric."""
-    import collections
-    import collections.abc
     import logging
     import random
-    import types
 
     import numpy as np
     import torch
 
-    ref = check_reference(args.reference)
+    ref = check_reference(args.reference, REFERENCE_FILES)
     # our modules first: the reference's top-level packages (datasets,
     # models, utils, trainers) must not shadow anything they import
     import occam_plugin  # noqa: F401
     from occam_plugin.datasets.biased_mnist import BiasedMNIST  # noqa: F401
     from occam_plugin.evaluation.metrics.bias_metric import BiasMetric
-    sys.path.insert(0, ref)
-    # Python >= 3.10 removed these aliases; the reference's dict_collate_fn
-    # (utils/data_utils.py) still uses collections.Mapping
-    for name in ('Mapping', 'Sequence', 'Iterable'):
-        if not hasattr(collections, name):
-            setattr(collections, name, getattr(collections.abc, name))
-    try:  # only the reference's generator calls emnist (needs `requests`)
-        import emnist  # noqa: F401
-    except ImportError:
-        stub = types.ModuleType('emnist')
-        stub.extract_training_samples = stub.extract_test_samples = None
-        sys.modules['emnist'] = stub
+    import_reference(ref)
     import pytorch_lightning as pl
     import datasets.biased_mnist_dataset as ref_data
     from models.occam_resnet import occam_resnet18
@@ -720,7 +667,7 @@ def reference_parity(args, wd) -> None:
     from the grid's runs (run now where their summary.json is missing or
     ``--reuse-finished`` is not given), the reference's one at a time in
     their own processes."""
-    ref = check_reference(args.reference)
+    ref = check_reference(args.reference, REFERENCE_FILES)
     if len(args.p_bias) != 1:
         raise SystemExit('--reference compares at one p_bias: give '
                          '--p-bias P (e.g. 0.8)')

@@ -1,4 +1,4 @@
-"""``benchmarks/biased_mnist.py --reference DIR`` (parity with the official
+"""``benchmarks/biased_mnist.py`` and ``benchmarks/bar.py --reference DIR`` (parity with the official
 occam-nets-v1 code): what it says when the clone or the reference's own
 packages are missing. The reference itself is not installed in CI, so only
 these errors are tested; the training glue ran in the benchmark
@@ -12,6 +12,7 @@ import pytest
 from conftest import REPO
 
 sys.path.insert(0, osp.join(REPO, 'benchmarks'))
+import bar  # noqa: E402
 import biased_mnist  # noqa: E402
 
 
@@ -23,19 +24,24 @@ def _fake_clone(root):
     return root
 
 
-def test_missing_folder_names_it_and_what_is_expected():
+@pytest.mark.parametrize('argv', [
+    ['biased_mnist', '--p-bias', '0.8'], ['bar', '--models', 'occam']])
+def test_missing_folder_names_it_and_what_is_expected(argv):
+    script = dict(bar=bar, biased_mnist=biased_mnist)[argv[0]]
     with pytest.raises(SystemExit) as e:
-        biased_mnist.main(['--reference', '/nonexistent', '--p-bias', '0.8'])
+        script.main(['--reference', '/nonexistent', *argv[1:]])
     msg = str(e.value)
     assert '/nonexistent' in msg and 'no such folder' in msg
     assert 'erobic/occam-nets-v1' in msg and 'git clone' in msg
 
 
-def test_folder_that_is_not_a_clone_lists_the_missing_files(tmp_path):
+@pytest.mark.parametrize('script', [bar, biased_mnist])
+def test_folder_that_is_not_a_clone_lists_the_missing_files(tmp_path,
+                                                            script):
     (tmp_path / 'models').mkdir()
     (tmp_path / 'models' / 'occam_resnet.py').write_text('')
     with pytest.raises(SystemExit) as e:
-        biased_mnist.main(['--reference', str(tmp_path)])
+        script.main(['--reference', str(tmp_path)])
     msg = str(e.value)
     assert 'is not a clone' in msg and 'trainers/occam_trainer.py' in msg
     assert 'lacks models/occam_resnet.py' not in msg  # that one is there

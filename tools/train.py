@@ -26,7 +26,8 @@ def parse_args(argv=None):
         'checkpoint in the work dir')
     parser.add_argument(
         '--amp', action='store_true',
-        help='automatic mixed precision (needs a CUDA device)')
+        help='automatic mixed precision: fp16 with dynamic loss scaling on '
+        'a CUDA device, bf16 on a CPU with native bf16 (AVX-512 BF16 or AMX)')
     parser.add_argument(
         '--no-validate', action='store_true',
         help='do not validate during training')
@@ -35,6 +36,25 @@ def parse_args(argv=None):
         help='scale the lr by total batch size / auto_scale_lr.base_batch_size')
     cli.add_common_args(parser, 'folder for logs and checkpoints')
     return cli.parse(parser, argv)
+
+
+def amp_optim_wrapper(cfg):
+    """``--amp``: mmengine's AmpOptimWrapper on CUDA; on the CPU, bf16
+    autocast (CPUAmpOptimWrapper) where the CPU computes in bf16 natively."""
+    if torch.cuda.is_available():
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        return
+    from occam_plugin.engine.optimizers import cpu_bf16_flags
+    flags = cpu_bf16_flags()
+    if not flags:
+        raise SystemExit(
+            '--amp: no CUDA device, and this CPU has no native bf16 '
+            '(neither avx512_bf16 nor amx_bf16 in /proc/cpuinfo): bf16 '
+            'would be emulated, slower than fp32. Train without --amp, or '
+            'set optim_wrapper.type=CPUAmpOptimWrapper to force it.')
+    cfg.optim_wrapper.type = 'CPUAmpOptimWrapper'
+    cfg.optim_wrapper.pop('loss_scale', None)
 
 
 def merge_args(cfg, args):
@@ -46,11 +66,7 @@ def merge_args(cfg, args):
             cfg.val_dataloader = None
             cfg.val_evaluator = None
         if args.amp:
-            if not torch.cuda.is_available():
-                raise SystemExit('--amp needs a CUDA device (mmengine\'s '
-                                 'AmpOptimWrapper); none is available here.')
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+            amp_optim_wrapper(cfg)
         if args.resume == 'auto':
             cfg.resume = True
             cfg.load_from = None
