@@ -193,6 +193,58 @@ def test_subpopbench_format(tmp_path):
     assert test.metainfo['num_groups'] == 6 and len(test) == 1
 
 
+def test_lazy_init_reads_nothing_until_full_init(tmp_path):
+    """Every value declared (Waterbirds): the full metainfo before the
+    file exists; undeclared (SubpopBench): full_init completes it. Either
+    way the same dataset as without lazy_init."""
+    root = str(tmp_path / 'wb')
+    lazy = build(format='waterbirds', data_root=root, split='train',
+                 lazy_init=True)
+    assert lazy.metainfo['group_names'] == [
+        'landbird/land', 'landbird/water', 'waterbird/land',
+        'waterbird/water']
+    write_waterbirds(root)
+    eager = build(format='waterbirds', data_root=root, split='train')
+    lazy.full_init()
+    assert infos(lazy) == infos(eager) and lazy.metainfo == eager.metainfo
+
+    ann = str(tmp_path / 'metadata.csv')
+    with open(ann, 'w') as f:
+        f.write('id,filename,split,y,a\n0,bird_000.jpg,0,1,0\n'
+                '1,bird_001.jpg,0,0,1\n')
+    for name in ('bird_000.jpg', 'bird_001.jpg'):
+        write_image(osp.join(root, name))
+    lazy = build(format='subpopbench', data_root=root, ann_file=ann,
+                 lazy_init=True)
+    assert 'group_names' not in lazy.metainfo  # the values are in the file
+    eager = build(format='subpopbench', data_root=root, ann_file=ann)
+    assert len(lazy) == 2  # full_init on first use
+    assert infos(lazy) == infos(eager) and lazy.metainfo == eager.metainfo
+    assert lazy.metainfo['group_names'] == ['0/a=0', '0/a=1', '1/a=0',
+                                            '1/a=1']
+
+
+def test_format_builds_the_layout_class(tmp_path):
+    import copy
+    import pickle
+
+    from occam_plugin.datasets import (BiasAnnotatedDataset, CelebA,
+                                       SubpopBench, Waterbirds)
+    root = write_waterbirds(tmp_path / 'wb')
+    ds = build(format='waterbirds', data_root=root, split='val')
+    assert type(ds) is Waterbirds and isinstance(ds, BiasAnnotatedDataset)
+    # copies (mmengine's get_subset, DataLoader workers) keep the class
+    for other in (copy.deepcopy(ds), pickle.loads(pickle.dumps(ds))):
+        assert type(other) is Waterbirds and infos(other) == infos(ds)
+    assert infos(Waterbirds(data_root=root, split='val')) == infos(ds)
+    with pytest.raises(ValueError, match="Waterbirds reads "
+                       "format='waterbirds', got format='celeba'"):
+        Waterbirds(data_root=root, format='celeba')
+    with pytest.raises(TypeError, match='split_file'):  # CelebA's alone
+        build(format='waterbirds', data_root=root, split_file='x.txt')
+    assert {CelebA.FORMAT, SubpopBench.FORMAT} == {'celeba', 'subpopbench'}
+
+
 # ------------------------------------------------------------ columns
 def write_generic(root, kind):
     """A file of another layout: path,target,fold,bg,tex with string

@@ -205,7 +205,7 @@ def test_dfr_checks_val_before_extracting_features(tmp_path):
     with pytest.raises(SystemExit, match='num_retrains=0'):
         tool.main([cfg, str(ckpt), '--work-dir', str(out),
                    '--num-retrains', '0', '--cfg-options', *opts])
-    with pytest.raises(SystemExit, match=r'the val set \(BiasAnnotatedDataset'
+    with pytest.raises(SystemExit, match=r'the val set \(Waterbirds'
                        r'\) has no sample of group\(s\) 3 '
                        r'\(waterbird/water\)'):
         tool.main([cfg, str(ckpt), '--work-dir', str(out), '--cfg-options',

@@ -107,9 +107,10 @@ def test_a_new_method_declares_what_it_reads():
     """A method written outside the package gets the same check by
     declaring the keys (AnnotationNeeds); the guard lists no method by
     name."""
+    from occam_plugin.models.methods import BaseMethod
     from occam_plugin.models.utils.annotation_needs import AnnotationNeeds
 
-    class ReadsPlace(nn.Module, AnnotationNeeds):
+    class ReadsPlace(BaseMethod, AnnotationNeeds):
 
         def needed_sample_keys(self, model):
             return ('bias_label', )

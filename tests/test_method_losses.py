@@ -8,6 +8,7 @@ from mmpretrain.structures import DataSample
 
 import occam_plugin  # noqa: F401  (registers)
 from occam_plugin.models.classifiers.lff_classifier import relative_difficulty
+from occam_plugin.models.methods import BaseMethod
 
 LN3 = math.log(3.0)
 
@@ -179,7 +180,7 @@ def test_plug_point_passes_exit_logits_only_to_methods_that_ask():
     torch.manual_seed(0)
     seen = []
 
-    class Plain(torch.nn.Module):
+    class Plain(BaseMethod):
 
         def forward(self, l, logits, gt, data_samples, exit_idx):
             seen.append(exit_idx)

@@ -7,6 +7,9 @@ from .latent_debias_dataset import LatentDebiasDataset  # noqa: F401,E402
 from .binary_colored_mnist import BinaryColoredMNIST  # noqa: F401,E402
 from .samplers import NoSingletonBatchSampler  # noqa: F401,E402
 from .bias_annotated_dataset import BiasAnnotatedDataset  # noqa: F401,E402
+from .waterbirds import Waterbirds  # noqa: F401,E402
+from .celeba import CelebA  # noqa: F401,E402
+from .subpopbench import SubpopBench  # noqa: F401,E402
 from .group_balanced_sampler import GroupBalancedSampler  # noqa: F401,E402
 from .class_balanced_sampler import ClassBalancedSampler  # noqa: F401,E402
 from .upsampled_dataset import UpsampledDataset  # noqa: F401,E402

@@ -11,17 +11,18 @@ head that declares it.
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn as nn
 from mmpretrain.registry import MODELS
+
+from ..methods.base_method import BaseMethod
 
 
 class MethodPlugPoint:
     """Mixin of the heads whose ``loss`` takes ``sample_weight`` and whose
     per-sample loss a ``method`` module reduces.
 
-    The method is called as ``method(per_sample_loss [N], logits [N, C],
-    gt [N], data_samples, exit_idx=k)`` (``exit_idx=None`` on a plain
-    model) and returns a scalar. A method whose class sets
+    The method is a :class:`BaseMethod`, called as ``method(per_sample_loss
+    [N], logits [N, C], gt [N], data_samples, exit_idx=k)`` (``exit_idx=None``
+    on a plain model); it returns a scalar. A method whose class sets
     ``NEEDS_EXIT_LOGITS = True`` also gets ``exit_logits=``, the logits of
     every exit of the batch (None on a plain model), so it needs no state
     carried from one exit's call to the next (``PGILoss``).
@@ -33,9 +34,16 @@ class MethodPlugPoint:
 
     @staticmethod
     def build_method(
-            method: Union[dict, nn.Module, None]) -> Optional[nn.Module]:
+            method: Union[dict, BaseMethod, None]) -> Optional[BaseMethod]:
         """The method module of a config (a MODELS dict), a module or None."""
-        return MODELS.build(method) if isinstance(method, dict) else method
+        if isinstance(method, dict):
+            method = MODELS.build(method)
+        if method is not None and not isinstance(method, BaseMethod):
+            raise TypeError(
+                f'method must be a BaseMethod (occam_plugin.models.methods: '
+                f'the per-sample loss reducers, e.g. GroupDRO), got '
+                f'{type(method).__name__}')
+        return method
 
     def forward_for_loss(self, feats) -> Tuple[torch.Tensor, dict]:
         """The (last) logits for a caller that needs them before ``loss``,
@@ -83,7 +91,7 @@ class MethodPlugPoint:
         if self.method is None:
             return per_sample_loss.mean()
         extra = {}
-        if getattr(self.method, 'NEEDS_EXIT_LOGITS', False):
+        if self.method.NEEDS_EXIT_LOGITS:
             extra['exit_logits'] = exit_logits
         return self.method(per_sample_loss, logits, gt, data_samples,
                            exit_idx=exit_idx, **extra)

@@ -1,14 +1,16 @@
 from typing import Optional, Sequence
 
 import torch
-import torch.nn as nn
 from mmpretrain.registry import MODELS
 
-from .method_utils import check_per_sample
+from .base_method import BaseMethod
+from .sample_fields import check_per_sample
+
+__all__ = ['SpectralDecoupling']
 
 
 @MODELS.register_module()
-class SpectralDecoupling(nn.Module):
+class SpectralDecoupling(BaseMethod):
     """Spectral decoupling (Pezeshki et al., NeurIPS 2021) as a method module.
 
     ``loss = mean_i l_i + lambda / 2 * mean_i ||logits_i||^2``: the L2 penalty

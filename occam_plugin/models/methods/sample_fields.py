@@ -1,20 +1,12 @@
-"""Helpers shared by the bias-mitigation "method" modules.
-
-A method module has the plug-point signature that ``MethodPlugPoint``
-(``OccamHead``, ``DebiasLinearClsHead``) calls::
-
-    method(per_sample_loss [N], logits [N, C], gt [N], data_samples,
-           exit_idx=None) -> scalar loss
-
-plus ``exit_logits=`` (every exit's logits) for a class that sets
-``NEEDS_EXIT_LOGITS = True``.
-
-These helpers read the bias annotations of ``docs/architecture.md`` from the
-data samples (cross-process reductions: ``mmengine.dist``).
+"""Helpers of the per-sample methods: the plug-point inputs checked, and a
+bias annotation of every data sample read as a tensor (the data-sample
+contract of ``docs/architecture.md``).
 """
 from typing import List, Optional, Sequence
 
 import torch
+
+__all__ = ['check_per_sample', 'sample_field']
 
 
 def sample_field(data_samples: Optional[Sequence], key: str,

@@ -1,16 +1,18 @@
 from typing import Optional, Sequence, Tuple
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
 from ..utils.annotation_needs import AnnotationNeeds
-from .method_utils import check_per_sample, sample_field
+from .base_method import BaseMethod
+from .sample_fields import check_per_sample, sample_field
+
+__all__ = ['PGILoss']
 
 
 @MODELS.register_module()
-class PGILoss(nn.Module, AnnotationNeeds):
+class PGILoss(BaseMethod, AnnotationNeeds):
     """Predictive group invariance (Ahmed et al., ICLR 2021) as a method
     module.
 

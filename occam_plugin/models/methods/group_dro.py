@@ -1,18 +1,20 @@
 from typing import Optional, Sequence, Tuple
 
 import torch
-import torch.nn as nn
 from mmengine.dist import all_reduce
 from mmpretrain.registry import MODELS
 
 from ..utils.annotation_needs import AnnotationNeeds
 from ..utils.training_state import (TrainingState, TrainingStateMismatch,
                                     resize_on_load)
-from .method_utils import check_per_sample, sample_field
+from .base_method import BaseMethod
+from .sample_fields import check_per_sample, sample_field
+
+__all__ = ['GroupDRO']
 
 
 @MODELS.register_module()
-class GroupDRO(nn.Module, TrainingState, AnnotationNeeds):
+class GroupDRO(BaseMethod, TrainingState, AnnotationNeeds):
     """Group distributionally robust optimisation (Sagawa et al., ICLR 2020).
 
     Online group weights ``q`` (one row per exit on an OccamNet, one row on a

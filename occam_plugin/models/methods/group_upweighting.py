@@ -2,16 +2,18 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn as nn
 from mmpretrain.registry import MODELS
 
 from ..utils.annotation_needs import AnnotationNeeds
 from ..utils.training_state import TrainingState, resize_on_load
-from .method_utils import check_per_sample, sample_field
+from .base_method import BaseMethod
+from .sample_fields import check_per_sample, sample_field
+
+__all__ = ['GroupUpweighting']
 
 
 @MODELS.register_module()
-class GroupUpweighting(nn.Module, TrainingState, AnnotationNeeds):
+class GroupUpweighting(BaseMethod, TrainingState, AnnotationNeeds):
     """Group upweighting (UpWt): per-sample loss weights from the inverse
     frequency of the sample's group in the **training set**.
 
