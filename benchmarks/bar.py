@@ -36,7 +36,7 @@ import time
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from common import (PYTHON, check_reference, import_reference,  # noqa: E402
-                    machine, mean_std, write_section)
+                    machine, mean_std, reference_config, write_section)
 from occam_plugin.engine.runner.runs import (newest, read_metrics,  # noqa: E402,E501
                                              read_records, run_commands)
 
@@ -720,26 +720,9 @@ def reference_dir(work_root, model, seed):
 
 
 def _reference_config(ref, model, epochs, batch_size, milestones):
-    """The reference's own hydra defaults (conf/*.yaml, as main_config.yaml
-    composes them) with the CPU protocol's optimiser, schedule and batch."""
-    from omegaconf import OmegaConf
-
-    def load(*names):
-        parts = [OmegaConf.load(osp.join(ref, 'conf', n)) for n in names]
-        for p in parts:
-            p.pop('defaults', None)
-        return OmegaConf.merge(*parts)
-
-    cfg = OmegaConf.create(dict(
-        paths=dict(root='/unused'), seed=0,
-        dataset=load('dataset/base_dataset.yaml'),
-        optimizer=load('optimizer/base_optimizer.yaml'),
-        trainer=(load('trainer/base_trainer.yaml',
-                      'trainer/occam_trainer.yaml') if model == 'ref_occam'
-                 else load('trainer/base_trainer.yaml')),
-        model=dict(name='occam_resnet18' if model == 'ref_occam'
-                   else 'resnet18', pretrained=False,
-                   num_classes=len(CLASSES))))
+    """The reference's defaults with the CPU protocol's optimiser, schedule
+    and batch (the reference has no BAR config of its own)."""
+    cfg = reference_config(ref, model, len(CLASSES))
     cfg.dataset.name = 'BAR'
     cfg.dataset.batch_size = batch_size
     cfg.dataset.num_workers = 0

@@ -51,7 +51,7 @@ import time
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from common import (PYTHON, check_reference, import_reference,  # noqa: E402
-                    machine, mean_std, write_section)
+                    machine, mean_std, reference_config, write_section)
 from occam_plugin.datasets.biased_mnist_generator import \
     FACTORS  # noqa: E402
 from occam_plugin.engine.runner.runs import (newest, read_metrics,  # noqa: E402,E501
@@ -345,26 +345,11 @@ def _our_annotations(split: str, p_bias: float, data_root: str) -> dict:
 
 def _reference_config(ref: str, model: str, p_bias: float, data_root: str,
                       epochs: int, batch_size: int, milestones, image_size):
-    """The reference's own hydra defaults (conf/*.yaml, composed as its
-    main_config.yaml does) with our protocol's data, size and schedule."""
-    from omegaconf import OmegaConf
-
-    def load(*names):
-        parts = [OmegaConf.load(osp.join(ref, 'conf', n)) for n in names]
-        for p in parts:
-            p.pop('defaults', None)
-        return OmegaConf.merge(*parts)
-
-    cfg = OmegaConf.create(dict(
-        paths=dict(root='/unused'), seed=0,
-        dataset=load('dataset/base_dataset.yaml', 'dataset/biased_mnist.yaml'),
-        optimizer=load('optimizer/base_optimizer.yaml',
-                       'optimizer/biased_mnist.yaml'),
-        trainer=(load('trainer/base_trainer.yaml',
-                      'trainer/occam_trainer.yaml') if model == 'ref_occam'
-                 else load('trainer/base_trainer.yaml')),
-        model=dict(name='occam_resnet18' if model == 'ref_occam'
-                   else 'resnet18', pretrained=False, num_classes=10)))
+    """The reference's own hydra defaults (its Biased MNIST files) with our
+    protocol's data, size and schedule."""
+    cfg = reference_config(ref, model, 10,
+                           dataset=['dataset/biased_mnist.yaml'],
+                           optimizer=['optimizer/biased_mnist.yaml'])
     cfg.dataset.data_dir = osp.abspath(data_root)
     cfg.dataset.p_bias = p_bias
     cfg.dataset.batch_size = batch_size

@@ -102,6 +102,31 @@ def import_reference(ref: str) -> None:
         sys.modules['emnist'] = stub
 
 
+def reference_config(ref: str, model: str, num_classes: int, dataset=(),
+                     optimizer=()):
+    """The reference's own hydra defaults (``conf/*.yaml``, composed as its
+    main_config.yaml does): the base dataset, optimizer and trainer files,
+    then the named ``dataset`` / ``optimizer`` files over them, and the
+    OccamNet trainer's for ``model == 'ref_occam'``."""
+    from omegaconf import OmegaConf
+
+    def load(*names):
+        parts = [OmegaConf.load(osp.join(ref, 'conf', n)) for n in names]
+        for p in parts:
+            p.pop('defaults', None)
+        return OmegaConf.merge(*parts)
+
+    occam = model == 'ref_occam'
+    return OmegaConf.create(dict(
+        paths=dict(root='/unused'), seed=0,
+        dataset=load('dataset/base_dataset.yaml', *dataset),
+        optimizer=load('optimizer/base_optimizer.yaml', *optimizer),
+        trainer=load('trainer/base_trainer.yaml',
+                     *(['trainer/occam_trainer.yaml'] if occam else [])),
+        model=dict(name='occam_resnet18' if occam else 'resnet18',
+                   pretrained=False, num_classes=num_classes)))
+
+
 def write_section(path: str, name: str, text: str) -> None:
     """Replace the section ``name`` of the markdown file ``path`` (between
     ``<!-- name begin -->`` and ``<!-- name end -->``), or append it; the

@@ -65,7 +65,7 @@ def matmul_gflops(dtype, n=2048, repeats=5):
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
-def build(model_kind, option, batch):
+def build(model_kind, option, batch, size=None):
     """The model, its optim wrapper and one batch as the Runner feeds it."""
     import numpy as np
     import torch
@@ -96,7 +96,7 @@ def build(model_kind, option, batch):
         num_groups=None, dataset_name='train_speed.py'))
     reset_epoch_state(model, 0)
     model.train()
-    size = cfg.train_pipeline[1].scale
+    size = size or cfg.train_pipeline[1].scale
     gen = torch.Generator().manual_seed(0)
     inputs = [torch.randint(0, 256, (3, size, size), dtype=torch.uint8,
                             generator=gen) for _ in range(batch)]
