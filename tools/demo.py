@@ -386,4 +386,5 @@ def main(argv=None):
 
 if __name__ == '__main__':
     sys.path.insert(0, REPO)
-    main()
+    from occam_plugin.engine.runner.cli import run_tool
+    run_tool(main)

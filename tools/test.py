@@ -66,4 +66,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from occam_plugin.engine.runner.cli import run_tool
+    run_tool(main)

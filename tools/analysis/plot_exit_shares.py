@@ -180,5 +180,6 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from occam_plugin.engine.runner.cli import run_tool
+    run_tool(main)
     sys.exit(0)

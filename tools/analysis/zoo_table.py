@@ -50,4 +50,5 @@ def main(argv=None) -> str:
 
 
 if __name__ == '__main__':
-    main()
+    from occam_plugin.engine.runner.cli import run_tool
+    run_tool(main)

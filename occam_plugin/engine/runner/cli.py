@@ -1,7 +1,9 @@
-"""What tools/train.py and tools/test.py share: the common command-line
-arguments, how they apply to a config, and how a run is launched."""
+"""What the tools share: the common command-line arguments of
+tools/train.py and tools/test.py, how they apply to a config, how a run is
+launched, and how every tool ends on a user's error (:func:`run_tool`)."""
 import argparse
 import contextlib
+import linecache
 import os
 import os.path as osp
 from typing import Callable, Optional, Sequence
@@ -9,12 +11,70 @@ from typing import Callable, Optional, Sequence
 from mmengine.config import Config, DictAction
 
 from .config_check import ConfigError, merge_cfg_options
+from ...models.utils.training_state import TrainingStateMismatch
 from .dist import setup_cpu_distributed
 from .safe_runner import build_runner, no_singleton_batches
 from .work_dir import CheckpointError
 from .work_dir_lock import hold_work_dir
 
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+#: set to 1 to see the traceback of a user error too
+DEBUG_ENV = 'OCCAM_PLUGIN_DEBUG'
+#: the error classes of occam_plugin: always about the user's config,
+#: checkpoint or data
+USER_ERRORS = (ConfigError, CheckpointError, TrainingStateMismatch)
+#: the builtin types our checks raise with a message naming the file, key or
+#: value and what was expected
+CHECK_ERRORS = (ValueError, TypeError, LookupError, OSError, ImportError)
+_PKG = osp.dirname(osp.dirname(osp.dirname(osp.realpath(__file__))))
+
+
+def is_user_error(err: BaseException, tool_dir: Optional[str] = None) -> bool:
+    """Whether ``err`` is for the user, not a bug: one of
+    :data:`USER_ERRORS`, or one of :data:`CHECK_ERRORS` raised by a
+    ``raise`` statement of occam_plugin or of the tool (in ``tool_dir``),
+    i.e. by one of their checks. Anything else (an error inside torch or
+    mmengine, a failing expression of ours) is a bug and keeps its
+    traceback."""
+    if isinstance(err, USER_ERRORS):
+        return True
+    if not isinstance(err, CHECK_ERRORS) or err.__traceback__ is None:
+        return False
+    tb = err.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    filename = tb.tb_frame.f_code.co_filename
+    path = osp.realpath(filename)
+    roots = [_PKG] + ([osp.realpath(tool_dir)] if tool_dir else [])
+    if not any(path.startswith(root + os.sep) for root in roots):
+        return False
+    return linecache.getline(filename, tb.tb_lineno).lstrip().startswith(
+        'raise ')
+
+
+def run_tool(main: Callable, argv: Optional[Sequence[str]] = None):
+    """Run a tool's ``main``: a user error (:func:`is_user_error`) ends the
+    process with one line, ``error: <message>``, and exit code 1, as the
+    tools' own checks do; every other exception keeps its traceback, and
+    so does a user error when the environment sets ``OCCAM_PLUGIN_DEBUG=1``.
+
+    Args:
+        main (Callable): The tool's ``main(argv=None)``.
+        argv (Sequence[str], optional): Its arguments (default: the command
+            line).
+    """
+    try:
+        return main(argv)
+    except Exception as err:
+        tool_dir = osp.dirname(main.__code__.co_filename)
+        if os.environ.get(DEBUG_ENV, '') not in ('', '0') or \
+                not is_user_error(err, tool_dir):
+            raise
+        # KeyError's str() is the repr of its message
+        message = err.args[0] if isinstance(err, KeyError) and err.args \
+            else err
+        raise SystemExit(f'error: {message}') from None
 
 
 def add_common_args(parser: argparse.ArgumentParser,
