@@ -35,11 +35,12 @@ def raw_images_rgb(inputs: Sequence[torch.Tensor],
     """Un-normalised input images as HxWx3 uint8 RGB.
 
     ``inputs`` are what ``PackInputs`` packed (CHW, the pipeline's channel
-    order, BGR when loaded with mmcv); the preprocessor's channel conversion
-    tells whether that order is BGR.
+    order, BGR when loaded with mmcv); the preprocessor's ``to_rgb``
+    (``ClsDataPreprocessor``, which every classifier of this package uses)
+    tells whether that order is BGR; a preprocessor without it is taken as
+    RGB.
     """
-    bgr = bool(getattr(data_preprocessor, '_channel_conversion',
-                       getattr(data_preprocessor, 'to_rgb', False)))
+    bgr = bool(getattr(data_preprocessor, 'to_rgb', False))
     images = []
     for img in inputs:
         arr = img.detach().cpu()

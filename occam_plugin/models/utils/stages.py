@@ -424,8 +424,9 @@ class _TimmFamily(StageDescriber):
     reductions and modules from timm's ``feature_info``; main stages by
     reduction. Split into stages: ``FeatureListNet``/``FeatureDictNet``
     (module order and ``return_layers``), ``EfficientNetFeatures``/
-    ``MobileNetV3Features`` without feature hooks (stem, ``blocks``,
-    ``_stage_out_idx``); others (``FeatureHookNet``, ...) are not split."""
+    ``MobileNetV3Features`` without feature hooks (stem, ``blocks``, the
+    ``stage`` of each ``feature_info`` entry); others (``FeatureHookNet``,
+    ...) are not split."""
 
     def describe(self, bb, in_channels, img_size):
         net = bb.timm_model
@@ -456,9 +457,10 @@ class _TimmFamily(StageDescriber):
 
 
 def _timm_stage_paths(net: nn.Module) -> Optional[List[List[str]]]:
-    from timm.models._features import FeatureDictNet
-    if isinstance(net, FeatureDictNet) and (
-            type(net)._collect is FeatureDictNet._collect):
+    from timm.models import FeatureDictNet, FeatureListNet
+    # timm's own feature nets run their modules in order (a subclass may
+    # collect its outputs otherwise)
+    if type(net) in (FeatureDictNet, FeatureListNet):
         names = list(net.keys())
         return split_in_order(names, [n in net.return_layers for n in names])
 
@@ -470,8 +472,9 @@ def _timm_stage_paths(net: nn.Module) -> Optional[List[List[str]]]:
     if prefix is None or net.feature_hooks is not None:
         return None
     blocks = [f'blocks.{i}' for i in range(len(net.blocks))]
-    # _stage_out_idx: 0 = stem output, i + 1 = output of blocks[i]
-    taken = [i in net._stage_out_idx for i in range(len(blocks) + 1)]
+    # a taken map's ``stage``: 0 = stem output, i + 1 = output of blocks[i]
+    stages = set(net.feature_info.get('stage'))
+    taken = [i in stages for i in range(len(blocks) + 1)]
     # the stem's last module carries output 0
     return split_in_order(prefix + blocks,
                            [False] * (len(prefix) - 1) + taken)
