@@ -1,7 +1,7 @@
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from mmpretrain.registry import HOOKS
+from mmpretrain.utils import get_ori_model
 from ...models.utils.training_state import (TrainingStateMismatch,
                                             drop_per_sample_state,
                                             prepare_from_dataset,
@@ -63,8 +63,7 @@ class TrainingStateHook(Hook):
 
     @staticmethod
     def _model(runner):
-        model = runner.model
-        return model.module if is_model_wrapper(model) else model
+        return get_ori_model(runner.model)
 
     def before_train(self, runner) -> None:
         model = self._model(runner)

@@ -30,6 +30,7 @@ from mmengine.runner.checkpoint import load_state_dict
 
 from mmpretrain.engine.hooks import VisualizationHook
 from mmpretrain.registry import RUNNERS
+from mmpretrain.utils import get_ori_model
 from ...fileio import atomic_path, drop_symlink, write_text
 from ...models.utils.ddp_ignore import ignore_rank_local_buffers
 from .work_dir import (CheckpointError, checkpoint_files,  # noqa: F401
@@ -403,8 +404,7 @@ class SafeRunner(Runner):
         strict = self.strict_load if strict is None else strict
         checkpoint = read_checkpoint(filename, map_location)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-        model = self.model.module if is_model_wrapper(self.model) \
-            else self.model
+        model = get_ori_model(self.model)
         if strict:
             load_state_strictly(model, checkpoint, filename, revise_keys)
         else:
