@@ -7,7 +7,7 @@ from mmpretrain.structures import DataSample
 import occam_plugin  # noqa: F401  (registers)
 
 
-def tiny_mlp(head_type='DebiasLinearClsHead'):
+def tiny_mlp(head_type='MethodLinearClsHead'):
     return dict(
         type='ImageClassifier',
         backbone=dict(type='MLPBackbone', in_channels=3, img_size=8,
@@ -123,7 +123,7 @@ def test_weights_logged_by_alignment():
 
 
 def test_debiased_head_must_take_sample_weight():
-    with pytest.raises(TypeError, match='DebiasLinearClsHead'):
+    with pytest.raises(TypeError, match='MethodLinearClsHead'):
         MODELS.build(dict(type='LfFClassifier',
                           biased_model=tiny_mlp('LinearClsHead')))
 

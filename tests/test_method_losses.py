@@ -215,7 +215,7 @@ def test_lff_relative_difficulty_weight():
 
 def test_debias_head_sample_weight_and_method():
     head = MODELS.build(dict(
-        type='DebiasLinearClsHead', num_classes=2, in_channels=2,
+        type='MethodLinearClsHead', num_classes=2, in_channels=2,
         method=dict(type='SpectralDecoupling', sd_lambda=1.0)))
     with torch.no_grad():
         head.fc.weight.copy_(torch.eye(2))

@@ -135,7 +135,7 @@ def collect_class_cams(model, data_batch: dict,
     Args:
         model: An mmpretrain ``ImageClassifier`` whose neck is a global
             average pooling and whose head has one linear layer ``fc`` (our
-            ``DebiasImageClassifier`` baselines, mmpretrain's
+            ``PlainClassifier`` baselines, mmpretrain's
             ``LinearClsHead``).
         data_batch (dict): ``inputs`` / ``data_samples`` as a dataloader
             gives them (raw, before the data preprocessor).

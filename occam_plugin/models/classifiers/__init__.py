@@ -1,4 +1,4 @@
-from .debias_classifier import DebiasImageClassifier  # noqa: F401
+from .plain_classifier import PlainClassifier  # noqa: F401
 from .occam_classifier import OccamClassifier
 
 __all__ = ['OccamClassifier']

@@ -62,7 +62,7 @@ class ExitPart(nn.Module):
     def forward(self, feat: torch.Tensor
                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.head.forward_exit(self.k,
-                                     self.neck.exit_forward(self.k, feat))
+                                     self.neck.forward_exit(self.k, feat))
         # return everything: the tracer drops what is not returned
         return out['cam'], out['logits'], out['gate']
 

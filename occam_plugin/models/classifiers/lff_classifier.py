@@ -38,7 +38,7 @@ class LfFClassifier(BaseClassifier, TrainingState):
     - the relative difficulty ``W = L_B / (L_B + L_D + 1e-8)`` (detached)
       multiplies the debiased model's per-sample CE: the debiased head is
       called as ``head.loss(feats, data_samples, sample_weight=W)``, which
-      a head declaring ``MethodPlugPoint`` accepts (``DebiasLinearClsHead``;
+      a head declaring ``MethodPlugPoint`` accepts (``MethodLinearClsHead``;
       ``OccamHead``: every exit's CE).
 
     Prediction (and ``mode='tensor'``) comes from the debiased model. The EMA
@@ -97,7 +97,7 @@ class LfFClassifier(BaseClassifier, TrainingState):
                 'LfFClassifier: the debiased model\'s head '
                 f'({type(head).__name__}) must declare MethodPlugPoint (its '
                 'loss takes head.loss(..., sample_weight=W)); use '
-                "dict(type='DebiasLinearClsHead', ...) "
+                "dict(type='MethodLinearClsHead', ...) "
                 "instead of 'LinearClsHead', or an OccamHead.")
         self.biased_loss = MODELS.build(biased_loss)
         self.ema_alpha = ema_alpha

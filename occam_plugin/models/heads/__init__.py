@@ -1,4 +1,4 @@
 from .occam_head import OccamHead
 
 __all__ = ['OccamHead']
-from .debias_cls_head import DebiasLinearClsHead  # noqa: F401
+from .method_linear_cls_head import MethodLinearClsHead  # noqa: F401

@@ -1,7 +1,7 @@
 """Helpers shared by the bias-mitigation "method" modules.
 
 A method module has the plug-point signature that ``MethodPlugPoint``
-(``OccamHead``, ``DebiasLinearClsHead``) calls::
+(``OccamHead``, ``MethodLinearClsHead``) calls::
 
     method(per_sample_loss [N], logits [N, C], gt [N], data_samples,
            exit_idx=None) -> scalar loss

@@ -329,7 +329,7 @@ def describe_backbone(backbone: nn.Module,
             describer knows). Defaults to 3.
         img_size (int): Side of the zero image of the dry run. Defaults to 64.
         min_maps (int): Fewest maps accepted (an OccamNet needs 2 exits, the
-            plain ``DebiasImageClassifier`` 1). Defaults to 2.
+            ``PlainClassifier`` 1). Defaults to 2.
 
     Returns:
         BackboneStages: The description (>= ``min_maps`` maps).
