@@ -8,7 +8,6 @@ from ...models.utils.training_state import (TrainingStateMismatch,
                                             reset_epoch_state,
                                             stateful_modules, sync_state)
 from ...datasets.training_set_info import training_set_info
-from ..runner.work_dir import CheckpointError
 
 
 @HOOKS.register_module()
@@ -75,10 +74,7 @@ class TrainingStateHook(Hook):
             if not self._check_train_size(runner, model,
                                           info['num_samples']):
                 self._check_same_samples(runner, model, info)
-        try:
-            names = prepare_from_dataset(model, info)
-        except TrainingStateMismatch as err:  # one line, naming the fix
-            raise CheckpointError(str(err)) from err
+        names = prepare_from_dataset(model, info)
         runner.logger.info(
             f'TrainingStateHook: prepared {names} from '
             f'{info["num_samples"]} training samples')
@@ -106,7 +102,7 @@ class TrainingStateHook(Hook):
         if not names:
             return  # no per-sample state: the order does not matter
         if self.on_new_train_size == 'error':
-            raise CheckpointError(
+            raise TrainingStateMismatch(
                 f'resume: the checkpoint\'s per-sample training state '
                 f'({", ".join(names)}) was built for a training set of '
                 f'{info["num_samples"]} samples with digest {resumed[:12]}; '
@@ -139,7 +135,7 @@ class TrainingStateHook(Hook):
             return False
         found = ', '.join(f'{k} ({v} rows)' for k, v in sizes.items())
         if self.on_new_train_size == 'error':
-            raise CheckpointError(
+            raise TrainingStateMismatch(
                 f'resume: the checkpoint\'s per-sample training state was '
                 f'built for a training set of '
                 f'{" / ".join(map(str, sorted(set(sizes.values()))))} '

@@ -6,6 +6,7 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmpretrain.registry import METRICS
 
+from ...errors import MissingKeyError
 from ...extras import import_extra, require_extra
 from .results_file import ResultsFileMetric
 
@@ -161,7 +162,7 @@ class FairnessMetric(BaseMetric, ResultsFileMetric):
         for s in data_samples:
             for key in ('gt_label', 'pred_score', self.protected_key):
                 if s.get(key) is None:
-                    raise KeyError(
+                    raise MissingKeyError(
                         f'FairnessMetric: a data sample has no `{key}` '
                         f'(keys: {sorted(s.keys())}); the protected attribute '
                         'comes from `protected_key` '

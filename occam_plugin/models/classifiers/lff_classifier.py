@@ -8,6 +8,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from ...dist import all_gather_rows
+from ...errors import MissingKeyError
 from ..heads.method_plug_point import MethodPlugPoint
 from ..utils.training_state import (TrainingState, resize_on_load,
                                     resize_per_sample)
@@ -217,7 +218,7 @@ class LfFClassifier(BaseClassifier, TrainingState):
         """Both models' losses, prefixed ``biased.`` / ``debiased.``."""
         if not data_samples or any('sample_idx' not in ds
                                    for ds in data_samples):
-            raise KeyError(
+            raise MissingKeyError(
                 'LfFClassifier needs data_sample.sample_idx (the index of the '
                 'sample in the training set; PackInputs packs it by default).')
         gt = torch.cat([ds.gt_label for ds in data_samples]).to(inputs.device)

@@ -5,6 +5,7 @@ import torch.nn as nn
 from mmengine.dist import all_reduce
 from mmpretrain.registry import MODELS
 
+from ...errors import MissingKeyError
 from ..utils.annotation_needs import AnnotationNeeds
 from ..utils.training_state import (TrainingState, TrainingStateMismatch,
                                     resize_on_load)
@@ -89,7 +90,7 @@ class GroupDRO(nn.Module, TrainingState, AnnotationNeeds):
                     'with, or train from scratch (no resume / load_from).')
             return
         if not num_groups:
-            raise KeyError(
+            raise MissingKeyError(
                 f'GroupDRO: the training dataset {info.get("dataset_name")} '
                 f"has neither metainfo['num_groups'] nor {self.group_key!r} "
                 'annotations; give num_groups in the config.')

@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 from mmpretrain.registry import MODELS
 
+from ...errors import MissingKeyError
 from ..utils.annotation_needs import AnnotationNeeds
 from ..utils.training_state import TrainingState, resize_on_load
 from .method_utils import check_per_sample, sample_field
@@ -64,7 +65,7 @@ class GroupUpweighting(nn.Module, TrainingState, AnnotationNeeds):
             return
         groups = info.get(self.group_key)
         if groups is None or (np.asarray(groups) < 0).all():
-            raise KeyError(
+            raise MissingKeyError(
                 f'GroupUpweighting: the training dataset '
                 f'{info.get("dataset_name")} has no {self.group_key!r} '
                 'annotations; give group_counts in the config or use a '

@@ -5,6 +5,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
+from ...errors import MissingKeyError
 from ..utils.annotation_needs import AnnotationNeeds
 from .method_utils import check_per_sample, sample_field
 
@@ -84,7 +85,7 @@ class PGILoss(nn.Module, AnnotationNeeds):
                 if g is not None:
                     return g
         if exit_idx is None:
-            raise KeyError(
+            raise MissingKeyError(
                 'PGILoss: the data samples carry no bias_aligned/group_idx '
                 'and this model has no bias-amplified exit (plain model). Use '
                 'a dataset with bias annotations or an OccamNet (exit 0).')
