@@ -24,6 +24,8 @@ from mmpretrain.registry import DATASETS
 from .bias_groups import group_metainfo
 from .transforms.loading import real_path_outside
 
+__all__ = ['read_text', 'BiasAnnotatedDataset']
+
 #: how many rows an error lists before "... and N more"
 MAX_LISTED = 10
 

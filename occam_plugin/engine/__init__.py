@@ -1,1 +1,3 @@
-from . import hooks, runner  # noqa: F401
+from . import hooks, runner  # noqa: F401  (registers)
+
+__all__ = []

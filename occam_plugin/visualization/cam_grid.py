@@ -21,6 +21,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+__all__ = [
+    'grid_size', 'raw_images_rgb', 'collect_exit_cams', 'collect_class_cams',
+    'draw_cam_grid'
+]
+
 TITLE_PX = 48
 
 

@@ -11,6 +11,12 @@ from mmpretrain.registry import TRANSFORMS
 
 from ...errors import MissingKeyError
 
+__all__ = [
+    'check_max_pixels', 'header_size', 'read_image_checked',
+    'real_path_outside', 'check_image_files', 'LoadImageFromFileChecked',
+    'DEFAULT_MAX_PIXELS'
+]
+
 
 #: the most pixels (width x height) an image may have before it is decoded:
 #: PIL's own default limit (``PIL.Image.MAX_IMAGE_PIXELS``, about 89.5 M, a

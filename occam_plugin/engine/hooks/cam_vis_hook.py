@@ -7,6 +7,8 @@ from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 from mmpretrain.utils import get_ori_model
 
+__all__ = ['CAMVisualizationHook']
+
 
 @HOOKS.register_module()
 class CAMVisualizationHook(Hook):

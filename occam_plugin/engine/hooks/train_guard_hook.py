@@ -14,6 +14,12 @@ from ...evaluation.metrics.bias_metric import HOW_TO_ANNOTATE
 from ...models.utils.annotation_needs import AnnotationNeeds
 from ...models.utils.finite import check_finite_losses, non_finite_losses
 
+__all__ = [
+    'model_num_classes', 'group_needs', 'missing_group_annotations',
+    'dataset_labels', 'describe_dataset', 'single_class_problem',
+    'TrainGuardHook'
+]
+
 
 def model_num_classes(model):
     """The class count a classifier predicts (``head.num_classes``), or None

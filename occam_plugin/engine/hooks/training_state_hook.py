@@ -9,6 +9,8 @@ from ...models.utils.training_state import (TrainingStateMismatch,
                                             stateful_modules, sync_state)
 from ...datasets.training_set_info import training_set_info
 
+__all__ = ['TrainingStateHook']
+
 
 @HOOKS.register_module()
 class TrainingStateHook(Hook):

@@ -15,6 +15,11 @@ from .safe_runner import build_runner, no_singleton_batches
 from .work_dir import CheckpointError
 from .work_dir_lock import WorkDirError, hold_work_dir
 
+__all__ = [
+    'add_common_args', 'parse', 'load_config', 'apply_common_args',
+    'merge_options', 'fix_dataloaders', 'check_train_cfg', 'launch'
+]
+
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 

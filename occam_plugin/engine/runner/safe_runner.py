@@ -37,6 +37,11 @@ from .work_dir import (CheckpointError, checkpoint_files,  # noqa: F401
                        latest_checkpoint)
 from .work_dir_lock import hold_work_dir
 
+__all__ = [
+    'SafeRunner', 'ddp_wrapper_cfg', 'no_singleton_batches', 'build_runner',
+    'read_checkpoint', 'load_state_partially', 'load_state_strictly'
+]
+
 
 def _not_mmengine_deprecation(record: logging.LogRecord) -> bool:
     """False for mmengine's own deprecation notices (its CheckpointHook

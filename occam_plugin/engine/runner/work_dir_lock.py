@@ -25,6 +25,8 @@ try:
 except ImportError:  # Windows: no flock; the lock is a no-op there
     fcntl = None
 
+__all__ = ['WorkDirError', 'WorkDirBusyError', 'WorkDirLock', 'hold_work_dir']
+
 #: the lock file's name in the work dir (hidden: no checkpoint listing
 #: shows it)
 LOCK_NAME = '.occam_lock'

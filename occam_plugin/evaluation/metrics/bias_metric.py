@@ -11,6 +11,11 @@ from mmpretrain.registry import METRICS
 from ...errors import MissingKeyError
 from .results_file import ResultsFileMetric
 
+__all__ = [
+    'missing_annotations_note', 'sparse_groups_note', 'BiasMetric',
+    'HOW_TO_ANNOTATE'
+]
+
 
 def _to_int(value, key: str) -> int:
     """A label stored as int / 0-d or 1-element tensor -> int."""

@@ -9,6 +9,8 @@ from mmpretrain.registry import METRICS
 from ...errors import MissingKeyError
 from .results_file import ResultsFileMetric
 
+__all__ = ['ExitMetric']
+
 
 @METRICS.register_module()
 class ExitMetric(BaseMetric, ResultsFileMetric):

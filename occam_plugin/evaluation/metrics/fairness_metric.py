@@ -10,6 +10,11 @@ from ...errors import MissingKeyError
 from ...extras import import_extra, require_extra
 from .results_file import ResultsFileMetric
 
+__all__ = [
+    'difference_in_equal_opportunity', 'bias_amplification', 'score_kl',
+    'check_protected_attribute', 'FairnessMetric'
+]
+
 
 def _scalar(value, key: str) -> int:
     if isinstance(value, torch.Tensor):

@@ -34,6 +34,12 @@ from mmpretrain.structures import DataSample
 
 from ..utils.stages import BackboneStages, take_samples
 
+__all__ = [
+    'StagePart', 'ExitPart', 'measure_flops', 'stage_runner',
+    'warn_compute_all', 'log_unstaged', 'measure_flop_profile',
+    'dynamic_predict', 'check_inference_mode'
+]
+
 INFERENCE_MODES = ('compute_all', 'dynamic')
 
 

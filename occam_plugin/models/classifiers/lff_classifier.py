@@ -13,6 +13,8 @@ from ..heads.method_plug_point import MethodPlugPoint
 from ..utils.training_state import (TrainingState, resize_on_load,
                                     resize_per_sample)
 
+__all__ = ['relative_difficulty', 'LfFClassifier']
+
 
 def relative_difficulty(loss_b: torch.Tensor, loss_d: torch.Tensor,
                         eps: float = 1e-8) -> torch.Tensor:

@@ -7,6 +7,8 @@ from mmpretrain.registry import MODELS
 
 from ..utils.stages import describe_backbone, image_channels
 
+__all__ = ['PlainClassifier']
+
 
 @MODELS.register_module()
 class PlainClassifier(ImageClassifier):

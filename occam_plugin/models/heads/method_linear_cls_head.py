@@ -7,6 +7,8 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from .method_plug_point import MethodPlugPoint
 
+__all__ = ['MethodLinearClsHead']
+
 
 @MODELS.register_module()
 class MethodLinearClsHead(LinearClsHead, MethodPlugPoint):

@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 from mmpretrain.registry import MODELS
 
+__all__ = ['MethodPlugPoint']
+
 
 class MethodPlugPoint:
     """Mixin of the heads whose ``loss`` takes ``sample_weight`` and whose

@@ -12,6 +12,8 @@ from mmpretrain.structures import DataSample
 from ...errors import MissingKeyError
 from .method_plug_point import MethodPlugPoint
 
+__all__ = ['OccamHead']
+
 
 @MODELS.register_module()
 class OccamHead(BaseModule, MethodPlugPoint):

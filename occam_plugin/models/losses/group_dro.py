@@ -11,6 +11,8 @@ from ..utils.training_state import (TrainingState, TrainingStateMismatch,
                                     resize_on_load)
 from .method_utils import check_per_sample, sample_field
 
+__all__ = ['GroupDRO']
+
 
 @MODELS.register_module()
 class GroupDRO(nn.Module, TrainingState, AnnotationNeeds):

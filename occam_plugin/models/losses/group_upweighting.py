@@ -10,6 +10,8 @@ from ..utils.annotation_needs import AnnotationNeeds
 from ..utils.training_state import TrainingState, resize_on_load
 from .method_utils import check_per_sample, sample_field
 
+__all__ = ['GroupUpweighting']
+
 
 @MODELS.register_module()
 class GroupUpweighting(nn.Module, TrainingState, AnnotationNeeds):

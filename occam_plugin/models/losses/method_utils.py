@@ -18,6 +18,8 @@ import torch
 
 from ...errors import MissingKeyError
 
+__all__ = ['sample_field', 'check_per_sample']
+
 
 def sample_field(data_samples: Optional[Sequence], key: str,
                  device: torch.device, owner: str,

@@ -9,6 +9,8 @@ from ...errors import MissingKeyError
 from ..utils.annotation_needs import AnnotationNeeds
 from .method_utils import check_per_sample, sample_field
 
+__all__ = ['PGILoss']
+
 
 @MODELS.register_module()
 class PGILoss(nn.Module, AnnotationNeeds):

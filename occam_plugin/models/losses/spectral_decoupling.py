@@ -6,6 +6,8 @@ from mmpretrain.registry import MODELS
 
 from .method_utils import check_per_sample
 
+__all__ = ['SpectralDecoupling']
+
 
 @MODELS.register_module()
 class SpectralDecoupling(nn.Module):

@@ -7,6 +7,8 @@ from mmengine.model import BaseModule
 
 from mmpretrain.registry import MODELS
 
+__all__ = ['ExitNeck']
+
 
 @MODELS.register_module()
 class ExitNeck(BaseModule):

@@ -40,6 +40,13 @@ from typing import Dict, List, Optional, Sequence, Tuple, Type, Union
 import torch
 from torch import nn
 
+__all__ = [
+    'take_samples', 'BackboneStages', 'StageDescriber', 'register_describer',
+    'get_describer', 'image_channels', 'build_backbone', 'backbone_with_exits',
+    'describe_backbone', 'place_exits', 'split_in_order', 'probe_maps',
+    'check_maps', 'map_reductions'
+]
+
 Carry = Union[torch.Tensor, Tuple[torch.Tensor, ...], List[torch.Tensor]]
 
 #: reductions whose last map ends a main stage (the 4 stages of a ResNet)

@@ -13,6 +13,13 @@ from typing import Iterator, List, Mapping, Optional, Tuple
 
 import torch.nn as nn
 
+__all__ = [
+    'TrainingStateMismatch', 'TrainingState', 'stateful_modules',
+    'prepare_from_dataset', 'reset_epoch_state', 'sync_state',
+    'resize_per_sample', 'resize_on_load', 'drop_per_sample_state',
+    'rank_local_buffers'
+]
+
 
 class TrainingStateMismatch(ValueError):
     """State restored from a checkpoint that does not fit this training set
