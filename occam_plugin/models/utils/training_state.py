@@ -22,9 +22,10 @@ __all__ = [
 
 
 class TrainingStateMismatch(ValueError):
-    """State restored from a checkpoint that does not fit this training set
-    (``prepare_from_dataset`` raises it; ``TrainingStateHook`` ends the run
-    with its message). The message names both sizes and what to do."""
+    """State restored from a checkpoint that does not fit this training set:
+    another size, other samples or other groups (``prepare_from_dataset``
+    and ``TrainingStateHook`` raise it; the tools end the run with its
+    message). The message names both sides and what to do."""
 
 
 class TrainingState:
