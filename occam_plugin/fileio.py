@@ -31,6 +31,13 @@ try:
 except ImportError:  # not on Windows
     fcntl = None
 
+__all__ = [
+    'write_failure', 'drop_symlink', 'atomic_path', 'write_json', 'write_text',
+    'open_for_writing', 'suffixed_temp', 'read_json', 'temp_path', 'pid_alive',
+    'remove_stale_temps', 'atomic_folder', 'folder_lock', 'OutputClaims',
+    'refuse_overwrite'
+]
+
 
 #: below this many free bytes a failed write is reported as a full disk
 _NEARLY_FULL = 64 * 2**20

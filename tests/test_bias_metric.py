@@ -9,6 +9,7 @@ from mmengine.logging import MMLogger
 import occam_plugin  # noqa: F401  (registers)
 from mmpretrain.registry import METRICS
 from mmpretrain.structures import DataSample
+from occam_plugin.errors import MissingKeyError
 
 
 def _sample(gt, pred, **fields):
@@ -223,8 +224,11 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match='1 of 3 samples have no `group_idx`'):
         _evaluate(BiasMetric_(), mixed, None)
     no_pred = DataSample().set_gt_label(1)
-    with pytest.raises(KeyError, match='neither `pred_label` nor'):
+    with pytest.raises(MissingKeyError,
+                       match='neither `pred_label` nor') as err:
         _evaluate(BiasMetric_(), [no_pred], None)
+    # the message as written, not quoted as a KeyError's key
+    assert str(err.value).startswith('BiasMetric: a data sample has neither')
     with pytest.raises(ValueError, match='num_groups must be >= 1'):
         BiasMetric_(num_groups=0)
 

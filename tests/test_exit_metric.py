@@ -8,6 +8,7 @@ from mmengine.evaluator import Evaluator
 import occam_plugin  # noqa: F401  (registers)
 from mmpretrain.registry import METRICS
 from mmpretrain.structures import DataSample
+from occam_plugin.errors import MissingKeyError
 
 # 5 samples, 3 exits, 3 classes: (gt, argmax of exit 0/1/2, exit taken)
 #   s0 gt 0: [0, 0, 1] exit 1
@@ -126,7 +127,7 @@ def test_flops_from_the_predictions():
 
 def test_bad_inputs_are_named():
     plain = DataSample().set_gt_label(1).set_pred_label(1)
-    with pytest.raises(KeyError, match=r"lacks \['exit_idx', 'exit_scores'\]"):
+    with pytest.raises(MissingKeyError, match=r"lacks \['exit_idx', 'exit_scores'\]"):
         _evaluate(METRICS.build(dict(type='ExitMetric')), [plain])
     with pytest.raises(ValueError, match='3 exits'):
         _evaluate(

@@ -72,7 +72,7 @@ def test_a_new_method_is_one_file_and_one_config_line(tmp_path, monkeypatch):
 def test_a_method_that_is_no_base_method_is_refused():
     init_default_scope('mmpretrain')
     with pytest.raises(TypeError, match='must be a BaseMethod.*got Linear'):
-        MODELS.build(dict(type='DebiasLinearClsHead', num_classes=2,
+        MODELS.build(dict(type='MethodLinearClsHead', num_classes=2,
                           in_channels=2, method=torch.nn.Linear(2, 2)))
 
 

@@ -25,6 +25,7 @@ from conftest import (REPO, TINY_BAR_OPTIONS, TINY_RESNET_OPTIONS,
 from occam_plugin.apis import OccamInferencer, init_occam_model
 from occam_plugin.datasets.bar import BAR_CLASSES
 from occam_plugin.engine.runner import CheckpointError
+from occam_plugin.errors import MissingKeyError
 from occam_plugin.evaluation import load_predictions
 from occam_plugin.models.utils.training_state import prepare_from_dataset
 
@@ -126,7 +127,7 @@ def test_loading_step_passes_decoded_images_and_names_missing_keys():
     out = LoadImageFromFileChecked(to_float32=True).transform(dict(img=img))
     assert out['img'].dtype == np.float32
     assert out['img_shape'] == out['ori_shape'] == (5, 7)
-    with pytest.raises(KeyError, match='neither `img_path`.*nor `img`'):
+    with pytest.raises(MissingKeyError, match='neither `img_path`.*nor `img`'):
         LoadImageFromFileChecked().transform(dict(sample_idx=0))
 
 

@@ -5,9 +5,10 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import occam_plugin  # noqa: F401  (registers)
+from occam_plugin.errors import MissingKeyError
 
 
-def tiny_mlp(head_type='DebiasLinearClsHead'):
+def tiny_mlp(head_type='MethodLinearClsHead'):
     return dict(
         type='ImageClassifier',
         backbone=dict(type='MLPBackbone', in_channels=3, img_size=8,
@@ -123,7 +124,7 @@ def test_weights_logged_by_alignment():
 
 
 def test_debiased_head_must_take_sample_weight():
-    with pytest.raises(TypeError, match='DebiasLinearClsHead'):
+    with pytest.raises(TypeError, match='MethodLinearClsHead'):
         MODELS.build(dict(type='LfFClassifier',
                           biased_model=tiny_mlp('LinearClsHead')))
 
@@ -131,7 +132,7 @@ def test_debiased_head_must_take_sample_weight():
 def test_missing_sample_idx_is_clear():
     model = build_lff(num_samples=2)
     ds = [DataSample().set_gt_label(0), DataSample().set_gt_label(1)]
-    with pytest.raises(KeyError, match='sample_idx'):
+    with pytest.raises(MissingKeyError, match='sample_idx'):
         model.loss(torch.rand(2, 3, 8, 8), ds)
 
 
@@ -159,7 +160,8 @@ def test_resume_on_a_training_set_of_another_size(mode):
     from types import SimpleNamespace
 
     from occam_plugin.engine.hooks import TrainingStateHook
-    from occam_plugin.engine.runner import CheckpointError
+    from occam_plugin.models.utils.training_state import (
+        TrainingStateMismatch)
     model = build_lff()
     two_updates(model)  # the resumed state: 3 samples
     runner = SimpleNamespace(
@@ -167,7 +169,7 @@ def test_resume_on_a_training_set_of_another_size(mode):
         train_dataloader=SimpleNamespace(dataset=_TrainSet(5)))
     hook = TrainingStateHook(on_new_train_size=mode)
     if mode == 'error':
-        with pytest.raises(CheckpointError) as err:
+        with pytest.raises(TrainingStateMismatch) as err:
             hook.before_train(runner)
         assert 'ema_biased (3 rows)' in str(err.value)
         assert 'has 5 samples' in str(err.value)

@@ -7,6 +7,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import occam_plugin  # noqa: F401  (registers)
+from occam_plugin.errors import MissingKeyError
 from occam_plugin.models.classifiers.lff_classifier import relative_difficulty
 from occam_plugin.models.methods import BaseMethod
 
@@ -84,7 +85,7 @@ def test_group_upweighting_empty_group_and_hook_counts():
 
 def test_group_upweighting_missing_key_is_clear():
     upwt = MODELS.build(dict(type='GroupUpweighting', group_counts=[1, 1]))
-    with pytest.raises(KeyError, match='group_idx'):
+    with pytest.raises(MissingKeyError, match='group_idx'):
         upwt(torch.ones(1), torch.zeros(1, 2), torch.zeros(1).long(),
              samples(bias_label=[0]))
 
@@ -166,7 +167,7 @@ def test_pgi_groups_from_bias_exit_on_occam():
                exit_logits=exits).item() == pytest.approx(1.130812, abs=1e-5)
     with pytest.raises(RuntimeError, match='bias_exit=0, got None'):
         pgi(torch.ones(3), exit1, gt, ds, exit_idx=1)
-    with pytest.raises(KeyError, match='no bias-amplified exit'):
+    with pytest.raises(MissingKeyError, match='no bias-amplified exit'):
         pgi(torch.ones(3), exit1, gt, ds)  # plain model, no annotations
 
 
@@ -216,7 +217,7 @@ def test_lff_relative_difficulty_weight():
 
 def test_debias_head_sample_weight_and_method():
     head = MODELS.build(dict(
-        type='DebiasLinearClsHead', num_classes=2, in_channels=2,
+        type='MethodLinearClsHead', num_classes=2, in_channels=2,
         method=dict(type='SpectralDecoupling', sd_lambda=1.0)))
     with torch.no_grad():
         head.fc.weight.copy_(torch.eye(2))
@@ -238,7 +239,6 @@ def test_group_dro_restored_q_of_another_group_count_is_refused():
     from types import SimpleNamespace
     from occam_plugin.engine.hooks.training_state_hook import (
         TrainingStateHook)
-    from occam_plugin.engine.runner.work_dir import CheckpointError
     from occam_plugin.models.utils.training_state import (
         TrainingStateMismatch)
     four = dict(num_groups=4, group_idx=torch.tensor([0, 1, 2, 3]),
@@ -271,7 +271,7 @@ def test_group_dro_restored_q_of_another_group_count_is_refused():
                        match='4 groups, but num_groups of the config has 5'):
         cfg5.prepare_from_dataset(four)
 
-    # the hook ends the run with the message (a CheckpointError: one line)
+    # the hook lets the mismatch end the run (tools: one line, exit 1)
     class Net(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -289,5 +289,5 @@ def test_group_dro_restored_q_of_another_group_count_is_refused():
     runner = SimpleNamespace(model=Net(), iter=8,
                              train_dataloader=SimpleNamespace(
                                  dataset=TwoGroups()))
-    with pytest.raises(CheckpointError, match='q have 4 groups'):
+    with pytest.raises(TrainingStateMismatch, match='q have 4 groups'):
         TrainingStateHook().before_train(runner)

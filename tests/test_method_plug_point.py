@@ -57,7 +57,7 @@ def _run(kind, method):
         head = MODELS.build(dict(type='OccamHead', num_classes=3,
                                  in_channels=[2, 3, 4], method=cfg))
     else:
-        head = MODELS.build(dict(type='DebiasLinearClsHead', num_classes=3,
+        head = MODELS.build(dict(type='MethodLinearClsHead', num_classes=3,
                                  in_channels=5, method=cfg))
     _fill(head)
     head.train()
@@ -162,7 +162,7 @@ def test_sample_weight_of_another_size_names_both_sizes(kind):
                                  in_channels=[2, 2], use_gates=False))
         feats = [torch.ones(6, 2, 2, 2)] * 2
     else:
-        head = MODELS.build(dict(type='DebiasLinearClsHead', num_classes=3,
+        head = MODELS.build(dict(type='MethodLinearClsHead', num_classes=3,
                                  in_channels=5))
         feats = [torch.ones(6, 5)]
     with pytest.raises(ValueError, match='sample_weight has 4 values for 6'):

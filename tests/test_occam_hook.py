@@ -191,7 +191,8 @@ def test_resume_on_the_training_set_reordered_stops(tmp_path):
     checkpoint records the training set's sample digest; a resume on other
     samples of the same size stops, or on request re-initialises."""
     from occam_plugin.engine.hooks import TrainingStateHook
-    from occam_plugin.engine.runner import CheckpointError
+    from occam_plugin.models.utils.training_state import (
+        TrainingStateMismatch)
 
     def runner_on(order, max_epochs, mode='error'):
         load_from = str(tmp_path / 'epoch_1.pth') if max_epochs > 1 else None
@@ -216,7 +217,7 @@ def test_resume_on_the_training_set_reordered_stops(tmp_path):
     assert len(ckpt['meta'][TrainingStateHook.META_KEY]) == 64
     memory = ckpt['state_dict']['head.gate_loss.memory']
     reordered = [9 - k for k in range(10)]  # same samples, same size
-    with pytest.raises(CheckpointError) as err:
+    with pytest.raises(TrainingStateMismatch) as err:
         runner_on(reordered, 2).train()
     msg = str(err.value)
     assert 'head.gate_loss.memory' in msg and '10 samples' in msg

@@ -13,6 +13,7 @@ from occam_plugin.models.utils.training_state import prepare_from_dataset
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from occam_plugin.models.utils.stages import describe_backbone
+from occam_plugin.errors import MissingKeyError
 
 TINY_RESNET = dict(type='ResNet_CIFAR', depth=18, stem_channels=8,
                    base_channels=8, out_indices=(0, 1, 2, 3))
@@ -191,7 +192,7 @@ def test_missing_memory_or_sample_idx_is_a_clear_error():
         model(torch.randn(4, 3, 16, 16), samples(), mode='loss')
     model.head.gate_loss.resize_memory(8)
     no_idx = [DataSample().set_gt_label(i % 3) for i in range(4)]
-    with pytest.raises(KeyError, match='sample_idx'):
+    with pytest.raises(MissingKeyError, match='sample_idx'):
         model(torch.randn(4, 3, 16, 16), no_idx, mode='loss')
 
 

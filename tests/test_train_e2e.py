@@ -154,8 +154,8 @@ import os.path as osp
 import torch
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
+from mmpretrain.utils import get_ori_model
 
 
 @HOOKS.register_module()
@@ -164,8 +164,7 @@ class DumpGateMemoryHook(Hook):
     priority = 'LOWEST'
 
     def after_train(self, runner):
-        model = runner.model.module if is_model_wrapper(runner.model) \\
-            else runner.model
+        model = get_ori_model(runner.model)
         state = {k: v.clone() for k, v in model.state_dict().items()
                  if k.startswith('head.gate_loss.')}
         torch.save(state, osp.join(runner.work_dir,

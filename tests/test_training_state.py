@@ -15,7 +15,7 @@ def lff(num_samples=0):
     mlp = dict(type='ImageClassifier',
                backbone=dict(type='MLPBackbone', in_channels=3, img_size=8,
                              hidden_dims=(8, )),
-               head=dict(type='DebiasLinearClsHead', num_classes=2,
+               head=dict(type='MethodLinearClsHead', num_classes=2,
                          in_channels=8))
     return MODELS.build(dict(type='LfFClassifier', biased_model=mlp,
                              num_samples=num_samples))

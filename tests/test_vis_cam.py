@@ -13,6 +13,7 @@ from occam_plugin.engine.runner import build_runner
 import occam_plugin  # noqa: F401  (registers)
 from conftest import REPO, write_bar_folder
 from occam_plugin.visualization import draw_cam_grid, grid_size
+from occam_plugin.errors import MissingKeyError
 
 PANEL = 64
 
@@ -206,7 +207,7 @@ def test_exit_shares_by_hand(tmp_path):
     out = tmp_path / 'shares.png'
     tool.main([str(pkl), '--out', str(out), '--classes', 'a', 'b', 'c'])
     assert out.stat().st_size > 0
-    with pytest.raises(KeyError, match='lacks'):
+    with pytest.raises(MissingKeyError, match='lacks'):
         tool.exit_shares([dict(gt_label=1)])
 
 

@@ -44,6 +44,13 @@ from torch import nn
 
 from .l1_logistic import fit_l1_logistic
 
+__all__ = [
+    'balanced_subset', 'stratified_halves', 'group_accuracy', 'check_options',
+    'check_balance_keys', 'Scaler', 'dfr_fit', 'last_layers',
+    'extract_features', 'set_layer', 'check_writable', 'run_dfr', 'C_OPTIONS',
+    'NUM_RETRAINS'
+]
+
 #: the reference's C grid (Waterbirds; ``dfr_evaluate_spurious.py``)
 C_OPTIONS = (1., 0.7, 0.3, 0.1, 0.07, 0.03, 0.01)
 #: the reference's number of balanced subsets averaged in the final fit

@@ -29,6 +29,11 @@ from mmengine.config import Config
 from ..fileio import OutputClaims, atomic_path, read_json, write_json
 from .offline import load_config as load_stage_config
 
+__all__ = [
+    'resolve_settings', 'identify', 'check_error_set', 'upsampled_config',
+    'config_diff', 'check_same_config', 'final_checkpoint', 'run_jtt'
+]
+
 #: the sub work dirs and files of a JTT work dir
 ID_DIR, FINAL_DIR = 'identification', 'upsampled'
 ERROR_SET, FINAL_CONFIG = 'error_set.json', 'upsampled.py'

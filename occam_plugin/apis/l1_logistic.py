@@ -20,6 +20,11 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
+__all__ = [
+    'soft_threshold', 'smooth_loss', 'smooth_grad', 'objective',
+    'fit_l1_logistic'
+]
+
 
 def soft_threshold(x: torch.Tensor, t: float) -> torch.Tensor:
     """The proximal map of ``t ||.||_1``: ``sign(x) max(|x| - t, 0)``."""

@@ -9,6 +9,8 @@ from occam_plugin.config_path import resolve_config
 from occam_plugin.engine.runner import load_state_strictly, read_checkpoint
 from occam_plugin.engine.runner.config_check import merge_cfg_options
 
+__all__ = ['init_occam_model', 'PYTHON_PARTIAL_HINT']
+
 #: how a Python user loads a checkpoint partially, on purpose
 PYTHON_PARTIAL_HINT = ("mmpretrain's get_model(config, pretrained=checkpoint) "
                        'loads the matching keys only (non-strict).')

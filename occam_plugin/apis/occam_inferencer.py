@@ -16,6 +16,8 @@ from occam_plugin.datasets.transforms.loading import (
 from occam_plugin.engine.runner import load_state_strictly, read_checkpoint
 from .model import PYTHON_PARTIAL_HINT, init_occam_model
 
+__all__ = ['check_image_array', 'OccamInferencer']
+
 #: per-sample prediction fields an OccamNet adds (``OccamHead.predict``)
 EXIT_FIELDS = ('exit_idx', 'exit_scores', 'exit_gates')
 

@@ -15,6 +15,11 @@ from typing import Callable, Iterator, List, Optional, Tuple
 import torch
 from mmengine.config import Config, ConfigDict
 
+__all__ = [
+    'load_config', 'eval_dataset_cfg', 'build_eval_loader',
+    'compute_all_exits', 'run_model', 'predictions', 'default_device'
+]
+
 
 def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
     """``config`` with ``--cfg-options`` merged and checked as in

@@ -17,6 +17,10 @@ from typing import List
 
 import torch
 
+__all__ = [
+    'probe_path', 'probe_images', 'probe_scores', 'record_probe', 'check_probe'
+]
+
 #: how the probe images are made: ``num`` uint8 RGB images of ``size`` px
 #: drawn by ``torch.Generator().manual_seed(seed)``
 DEFAULT_PROBE = dict(num=4, size=112, seed=0)

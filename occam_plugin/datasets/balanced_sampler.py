@@ -10,6 +10,8 @@ import torch
 from mmengine.dist import get_dist_info, sync_random_seed
 from torch.utils.data import Sampler
 
+__all__ = ['BalancedSampler']
+
 
 class BalancedSampler(Sampler):
     """Indices drawn with replacement, sample ``i`` with probability

@@ -12,6 +12,8 @@ from mmpretrain.registry import DATASETS
 
 from .transforms.loading import check_image_files, real_path_outside
 
+__all__ = ['BAR', 'BAR_CLASSES']
+
 #: the six action classes, in the order of the official loaders
 BAR_CLASSES = ('climbing', 'diving', 'fishing', 'pole vaulting', 'racing',
                'throwing')

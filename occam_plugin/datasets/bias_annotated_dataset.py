@@ -583,8 +583,10 @@ class BiasAnnotatedDataset(BaseDataset):
         self._refuse_missing_values(rows)
         if self._values is None:  # values found in the file
             self._declare_values(rows)
-            self._metainfo = self._load_metainfo(
-                copy.deepcopy(self._full_metainfo()))
+            # the class defaults under the values just read (what
+            # BaseDataset.__init__ does with a metainfo argument)
+            self._metainfo = {**copy.deepcopy(self.METAINFO),
+                              **copy.deepcopy(self._full_metainfo())}
         self._check_rows(rows)
         cols = self.columns
         attrs = cols['attributes']

@@ -12,6 +12,11 @@ Two groupings of ``(class, bias)``:
 """
 from typing import Dict, List, Optional, Sequence
 
+__all__ = [
+    'check_group_by', 'group_names', 'class_x_bias_names', 'group_metainfo',
+    'value_group', 'aligned_group', 'class_x_bias_group', 'bias_fields'
+]
+
 #: the two alignment groups of a class, in ``group_idx`` order
 ALIGNMENT = ('aligned', 'conflicting')
 #: the ``group_by`` value of the grouping by alignment (every other

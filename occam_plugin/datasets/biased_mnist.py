@@ -29,6 +29,8 @@ from .bias_groups import (bias_fields, check_group_by, class_x_bias_group,
 from .biased_mnist_generator import FACTOR_KEYS, FACTORS, NUM_VALUES
 from .transforms.loading import real_path_outside
 
+__all__ = ['factor_value_names', 'BiasedMNIST']
+
 CLASSES = tuple(str(i) for i in range(10))
 SPLITS = ('train', 'val', 'test')
 

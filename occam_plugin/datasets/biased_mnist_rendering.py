@@ -15,6 +15,13 @@ from PIL import Image
 
 from .biased_mnist_sampling import CELL_PX, LETTER_SAMPLES, digit_scales
 
+__all__ = [
+    'render_letter', 'letter_bank', 'resize_digit', 'texture_mask',
+    'render_sample', 'letter_images', 'to_pil', 'DIGIT_COLORS',
+    'TEXTURE_COLORS', 'LETTER_COLORS', 'TEXTURES', 'LETTERS', 'LETTER_PX',
+    'DIGIT_COLOR_THRESHOLD', 'TEXTURE_FONT_SCALE', 'JPEG_QUALITY'
+]
+
 #: RGB digit colours, value ``c`` tied to class ``c``
 DIGIT_COLORS = np.array([(200, 200, 200), (0, 150, 255), (0, 0, 255),
                          (255, 0, 0), (0, 255, 235), (255, 140, 0),

@@ -14,6 +14,15 @@ from typing import Dict, List, Sequence, Union
 
 import numpy as np
 
+__all__ = [
+    'digit_scales', 'position_candidates', 'canonical_positions', 'p_tag',
+    'normalize_p_bias', 'sample_tied', 'sample_factors',
+    'letter_cell_candidates', 'subset_rng', 'draw_layout', 'draw_subset',
+    'image_record', 'val_digits', 'NUM_VALUES', 'CELL_PX', 'FACTORS',
+    'FACTOR_KEYS', 'PARENTS', 'LETTERS_PER_IMAGE', 'LETTER_SAMPLES',
+    'TEXTURE_REPEATS', 'VAL_FRACTION', 'TEST_P_BIAS', 'P_BIAS_FORMS'
+]
+
 NUM_VALUES = 10
 CELL_PX = 32  # the reference's cell (= resized MNIST digit) side
 FACTORS = ('digit_color', 'digit_scale', 'digit_position', 'texture',

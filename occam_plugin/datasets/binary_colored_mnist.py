@@ -15,6 +15,8 @@ from .bias_groups import bias_fields, group_metainfo, group_names
 from .colored_mnist_generator import check_digit_args
 from .mnist_source import load_mnist
 
+__all__ = ['target_of', 'color_of', 'BinaryColoredMNIST', 'PALETTE']
+
 CLASSES = ('0-4', '5-9')
 #: protected attribute values: colour 0 is red, colour 1 is green (RGB on a
 #: 0-255 scale); ``ColorScorer(positive_channel=1, negative_channel=0)``

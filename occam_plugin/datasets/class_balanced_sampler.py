@@ -3,6 +3,8 @@ from mmpretrain.registry import DATA_SAMPLERS
 
 from .balanced_sampler import BalancedSampler
 
+__all__ = ['ClassBalancedSampler']
+
 
 @DATA_SAMPLERS.register_module()
 class ClassBalancedSampler(BalancedSampler):

@@ -26,6 +26,8 @@ from mmpretrain.registry import DATASETS
 from ..extras import import_extra
 from .bias_groups import aligned_group, group_metainfo, group_names
 
+__all__ = ['COCOOnPlaces', 'COCO_ON_PLACES_CLASSES', 'COCO_ON_PLACES_SPLITS']
+
 #: the 9 COCO object classes, in the label order of the official files
 COCO_ON_PLACES_CLASSES = ('boat', 'airplane', 'truck', 'dog', 'zebra', 'horse',
                           'bird', 'train', 'bus')

@@ -18,6 +18,8 @@ from .bias_groups import (bias_fields, check_group_by, class_x_bias_group,
 from .colored_mnist_generator import (NUM_COLORS, PALETTE, SPLITS,
                                       check_digit_args, make_colored_mnist)
 
+__all__ = ['ColoredMNIST']
+
 CLASSES = tuple(str(i) for i in range(10))
 
 

@@ -18,6 +18,11 @@ from PIL import Image
 
 from .mnist_source import load_mnist
 
+__all__ = [
+    'ColoredDigits', 'check_digit_args', 'colorize', 'resize_digits',
+    'draw_colors', 'make_colored_mnist', 'NUM_COLORS', 'SPLITS', 'PALETTE'
+]
+
 NUM_CLASSES = 10
 NUM_COLORS = 10
 SPLITS = ('train', 'test')

@@ -31,6 +31,11 @@ from typing import Dict, List, Optional, Sequence
 
 from ..fileio import read_json
 
+__all__ = [
+    'relative_img_path', 'annotation_digest', 'dataset_identity',
+    'error_set_record', 'read_error_set'
+]
+
 FORMAT = 'occam-jtt-error-set'
 VERSION = 1
 

@@ -3,6 +3,8 @@ from mmpretrain.registry import DATA_SAMPLERS
 
 from .balanced_sampler import BalancedSampler
 
+__all__ = ['GroupBalancedSampler']
+
 
 @DATA_SAMPLERS.register_module()
 class GroupBalancedSampler(BalancedSampler):

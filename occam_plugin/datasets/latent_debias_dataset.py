@@ -14,6 +14,8 @@ from .latent_debias_generator import (binarize, fit_plane,  # noqa: F401
                                       flip_protected, to_bgr_uint8,
                                       to_class_labels)
 
+__all__ = ['LatentDebiasDataset']
+
 
 @DATASETS.register_module()
 class LatentDebiasDataset:

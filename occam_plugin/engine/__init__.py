@@ -1,1 +1,3 @@
-from . import hooks, optimizers, runner  # noqa: F401
+from . import hooks, optimizers, runner  # noqa: F401  (registers)
+
+__all__ = []

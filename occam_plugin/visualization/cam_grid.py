@@ -21,6 +21,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+__all__ = [
+    'grid_size', 'raw_images_rgb', 'collect_exit_cams', 'collect_class_cams',
+    'draw_cam_grid'
+]
+
 TITLE_PX = 48
 
 
@@ -35,11 +40,12 @@ def raw_images_rgb(inputs: Sequence[torch.Tensor],
     """Un-normalised input images as HxWx3 uint8 RGB.
 
     ``inputs`` are what ``PackInputs`` packed (CHW, the pipeline's channel
-    order, BGR when loaded with mmcv); the preprocessor's channel conversion
-    tells whether that order is BGR.
+    order, BGR when loaded with mmcv); the preprocessor's ``to_rgb``
+    (``ClsDataPreprocessor``, which every classifier of this package uses)
+    tells whether that order is BGR; a preprocessor without it is taken as
+    RGB.
     """
-    bgr = bool(getattr(data_preprocessor, '_channel_conversion',
-                       getattr(data_preprocessor, 'to_rgb', False)))
+    bgr = bool(getattr(data_preprocessor, 'to_rgb', False))
     images = []
     for img in inputs:
         arr = img.detach().cpu()
@@ -134,7 +140,7 @@ def collect_class_cams(model, data_batch: dict,
     Args:
         model: An mmpretrain ``ImageClassifier`` whose neck is a global
             average pooling and whose head has one linear layer ``fc`` (our
-            ``DebiasImageClassifier`` baselines, mmpretrain's
+            ``PlainClassifier`` baselines, mmpretrain's
             ``LinearClsHead``).
         data_batch (dict): ``inputs`` / ``data_samples`` as a dataloader
             gives them (raw, before the data preprocessor).

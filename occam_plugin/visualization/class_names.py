@@ -2,6 +2,8 @@
 import os.path as osp
 from typing import List, Optional
 
+__all__ = ['dataset_class_names']
+
 
 def dataset_class_names(ds_cfg) -> Optional[List[str]]:
     """The class names a dataset config declares, without building it.

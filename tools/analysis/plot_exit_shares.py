@@ -46,9 +46,10 @@ def exit_shares(results: Sequence[dict]) -> Dict[str, np.ndarray]:
     for i, r in enumerate(results):
         missing = [k for k in ('gt_label', 'exit_idx') if r.get(k) is None]
         if missing:
-            raise KeyError(f'prediction {i} lacks {missing} (keys: '
-                           f'{sorted(r)}); dump an OccamNet test run with '
-                           'tools/test.py --out')
+            from occam_plugin.errors import MissingKeyError
+            raise MissingKeyError(
+                f'prediction {i} lacks {missing} (keys: {sorted(r)}); dump '
+                'an OccamNet test run with tools/test.py --out')
         pairs.append((_int(r['gt_label'], 'gt_label', i),
                       _int(r['exit_idx'], 'exit_idx', i)))
     num_exits = max(

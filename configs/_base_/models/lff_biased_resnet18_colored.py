@@ -3,8 +3,8 @@
 # LfFClassifier. Defines only `lff_biased_model`, so it can sit beside an Occam
 # config in _base_.
 lff_biased_model = dict(
-    type='DebiasImageClassifier',
+    type='PlainClassifier',
     backbone=dict(type='ResNet_CIFAR', depth=18, out_indices=(3, ),
                   style='pytorch'),
     neck=dict(type='GlobalAveragePooling'),
-    head=dict(type='DebiasLinearClsHead', num_classes=10))
+    head=dict(type='MethodLinearClsHead', num_classes=10))

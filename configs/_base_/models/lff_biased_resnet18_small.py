@@ -4,8 +4,8 @@
 # config in _base_.
 _w = 16
 lff_biased_model = dict(
-    type='DebiasImageClassifier',
+    type='PlainClassifier',
     backbone=dict(type='ResNet', depth=18, stem_channels=_w,
                   base_channels=_w, out_indices=(3, ), style='pytorch'),
     neck=dict(type='GlobalAveragePooling'),
-    head=dict(type='DebiasLinearClsHead', num_classes=10))
+    head=dict(type='MethodLinearClsHead', num_classes=10))

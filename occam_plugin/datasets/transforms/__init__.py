@@ -1,4 +1,4 @@
 from .formatting import BIAS_KEYS, PackBiasInputs
+from .loading import LoadImageFromFileChecked
 
-__all__ = ['BIAS_KEYS', 'PackBiasInputs']
-from .loading import LoadImageFromFileChecked  # noqa: F401,E402
+__all__ = ['BIAS_KEYS', 'PackBiasInputs', 'LoadImageFromFileChecked']

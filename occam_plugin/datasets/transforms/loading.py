@@ -9,6 +9,14 @@ from mmcv.transforms import LoadImageFromFile
 from mmengine import fileio
 from mmpretrain.registry import TRANSFORMS
 
+from ...errors import MissingKeyError
+
+__all__ = [
+    'check_max_pixels', 'header_size', 'read_image_checked',
+    'real_path_outside', 'check_image_files', 'LoadImageFromFileChecked',
+    'DEFAULT_MAX_PIXELS'
+]
+
 
 #: the most pixels (width x height) an image may have before it is decoded:
 #: PIL's own default limit (``PIL.Image.MAX_IMAGE_PIXELS``, about 89.5 M, a
@@ -252,7 +260,7 @@ class LoadImageFromFileChecked(LoadImageFromFile):
     def transform(self, results: dict) -> Optional[dict]:
         if 'img_path' not in results:
             if results.get('img') is None:
-                raise KeyError(
+                raise MissingKeyError(
                     f'{type(self).__name__}: the sample has neither '
                     f'`img_path` (a file to read) nor `img` (an image '
                     f'already decoded); its keys: {sorted(results)}.')

@@ -3,9 +3,11 @@ from typing import Sequence
 from mmengine.dataset import pseudo_collate
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from mmpretrain.registry import HOOKS
+from mmpretrain.utils import get_ori_model
+
+__all__ = ['CAMVisualizationHook']
 
 
 @HOOKS.register_module()
@@ -74,8 +76,7 @@ class CAMVisualizationHook(Hook):
         if bad:
             raise IndexError(f'CAMVisualizationHook: indices {bad} outside '
                              f'the dataset of {len(dataset)} images.')
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
+        model = get_ori_model(runner.model)
         batch = pseudo_collate([dataset[i] for i in self.indices])
         records = collect_exit_cams(model, batch, target=self.target)
         classes = dataset.metainfo.get('classes')

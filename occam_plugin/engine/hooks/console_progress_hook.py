@@ -10,6 +10,8 @@ from mmengine.hooks import Hook
 
 from mmpretrain.registry import HOOKS
 
+__all__ = ['format_metrics', 'ConsoleProgressHook']
+
 #: metrics shown on the console when the evaluator returns them (the rest
 #: are in the log file and the metrics JSON files)
 KEY_METRICS = ('accuracy/top1', 'bias/unbiased_acc', 'bias/worst_group_acc',

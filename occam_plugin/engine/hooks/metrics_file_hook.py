@@ -10,6 +10,8 @@ from mmpretrain.registry import HOOKS
 from ...evaluation.metrics.results_file import ResultsFileMetric
 from ...fileio import write_json
 
+__all__ = ['dump_metrics_json', 'MetricsFileHook']
+
 
 def dump_metrics_json(folder: str, file_name: str, payload: dict) -> str:
     """Write ``payload`` as ``<folder>/<file_name>``; return the path.

@@ -21,6 +21,10 @@ from ...fileio import read_json, write_json
 from ..runner.work_dir import CheckpointError
 from .train_guard_hook import missing_group_annotations
 
+__all__ = [
+    'empty_val_groups', 'ModelSelectionCheckpointHook', 'SELECTION_FILE'
+]
+
 #: rule -> (the BiasMetric key it maximises, unprefixed; what it is)
 SELECTION_RULES = {
     'worst_group': ('worst_group_acc',

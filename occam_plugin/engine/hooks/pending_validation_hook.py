@@ -11,6 +11,8 @@ from mmengine.runner import EpochBasedTrainLoop
 from mmpretrain.registry import HOOKS
 from ...fileio import write_json
 
+__all__ = ['validated_epochs', 'PendingValidationHook']
+
 #: the work dir's record of the epochs whose validation finished
 MARKER = '.occam_validated'
 

@@ -6,6 +6,8 @@ import torch
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
+__all__ = ['RandomStateHook']
+
 
 @HOOKS.register_module()
 class RandomStateHook(Hook):

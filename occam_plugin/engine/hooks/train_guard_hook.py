@@ -9,16 +9,22 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 from mmpretrain.registry import HOOKS
+from mmpretrain.utils import get_ori_model
 from ...evaluation.metrics.bias_metric import HOW_TO_ANNOTATE
 from ...models.utils.annotation_needs import AnnotationNeeds
 from ...models.utils.finite import check_finite_losses, non_finite_losses
+
+__all__ = [
+    'model_num_classes', 'group_needs', 'missing_group_annotations',
+    'dataset_labels', 'describe_dataset', 'single_class_problem',
+    'TrainGuardHook'
+]
 
 
 def model_num_classes(model):
     """The class count a classifier predicts (``head.num_classes``), or None
     when its head does not say (e.g. a custom head)."""
-    if is_model_wrapper(model):
-        model = model.module
+    model = get_ori_model(model)
     head = getattr(model, 'head', None)
     num = getattr(head, 'num_classes', None)
     return num if isinstance(num, int) else None
@@ -29,8 +35,7 @@ def group_needs(model) -> List[Tuple[str, Tuple[str, ...], str]]:
     training sample (they declare it: ``AnnotationNeeds``): ``(who, keys,
     hint)``, any one of ``keys`` suffices (the form
     :func:`missing_group_annotations` takes)."""
-    if is_model_wrapper(model):
-        model = model.module
+    model = get_ori_model(model)
     needs = []
     for name, m in model.named_modules():
         if not isinstance(m, AnnotationNeeds):
@@ -224,8 +229,7 @@ class TrainGuardHook(Hook):
             why = single_class_problem(runner.train_dataloader.dataset)
             if why:
                 raise ValueError(why)
-        model = runner.model.module if is_model_wrapper(runner.model) \
-            else runner.model
+        model = get_ori_model(runner.model)
         pre = getattr(model, 'data_preprocessor', None)
         if hasattr(pre, 'check_model'):  # ChannelsLastDataPreprocessor
             pre.check_model(model, distributed=is_model_wrapper(
@@ -254,8 +258,7 @@ class TrainGuardHook(Hook):
         bad = non_finite_losses(outputs)
         if not bad:
             return
-        model = runner.model.module if is_model_wrapper(runner.model) \
-            else runner.model
+        model = get_ori_model(runner.model)
         # the lr is read only when the run stops, not every step
         check_finite_losses(
             bad,

@@ -1,14 +1,15 @@
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from mmpretrain.registry import HOOKS
+from mmpretrain.utils import get_ori_model
 from ...models.utils.training_state import (TrainingStateMismatch,
                                             drop_per_sample_state,
                                             prepare_from_dataset,
                                             reset_epoch_state,
                                             stateful_modules, sync_state)
 from ...datasets.training_set_info import training_set_info
-from ..runner.work_dir import CheckpointError
+
+__all__ = ['TrainingStateHook']
 
 
 @HOOKS.register_module()
@@ -63,8 +64,7 @@ class TrainingStateHook(Hook):
 
     @staticmethod
     def _model(runner):
-        model = runner.model
-        return model.module if is_model_wrapper(model) else model
+        return get_ori_model(runner.model)
 
     def before_train(self, runner) -> None:
         model = self._model(runner)
@@ -76,10 +76,7 @@ class TrainingStateHook(Hook):
             if not self._check_train_size(runner, model,
                                           info['num_samples']):
                 self._check_same_samples(runner, model, info)
-        try:
-            names = prepare_from_dataset(model, info)
-        except TrainingStateMismatch as err:  # one line, naming the fix
-            raise CheckpointError(str(err)) from err
+        names = prepare_from_dataset(model, info)
         runner.logger.info(
             f'TrainingStateHook: prepared {names} from '
             f'{info["num_samples"]} training samples')
@@ -107,7 +104,7 @@ class TrainingStateHook(Hook):
         if not names:
             return  # no per-sample state: the order does not matter
         if self.on_new_train_size == 'error':
-            raise CheckpointError(
+            raise TrainingStateMismatch(
                 f'resume: the checkpoint\'s per-sample training state '
                 f'({", ".join(names)}) was built for a training set of '
                 f'{info["num_samples"]} samples with digest {resumed[:12]}; '
@@ -140,7 +137,7 @@ class TrainingStateHook(Hook):
             return False
         found = ', '.join(f'{k} ({v} rows)' for k, v in sizes.items())
         if self.on_new_train_size == 'error':
-            raise CheckpointError(
+            raise TrainingStateMismatch(
                 f'resume: the checkpoint\'s per-sample training state was '
                 f'built for a training set of '
                 f'{" / ".join(map(str, sorted(set(sizes.values()))))} '

@@ -10,6 +10,8 @@ from mmpretrain.registry import HOOKS
 from ..runner.work_dir import (RESUMABLE, CheckpointError, checkpoint_files,
                                step_of, sweep_partial_saves)
 
+__all__ = ['WorkDirGuardHook']
+
 #: message-hub keys of CheckpointHook that hold checkpoint paths
 _PATH_KEYS = ('last_ckpt', 'best_ckpt')
 

@@ -10,12 +10,18 @@ from typing import Callable, Optional, Sequence
 
 from mmengine.config import Config, DictAction
 
-from .config_check import ConfigError, merge_cfg_options
 from ...models.utils.training_state import TrainingStateMismatch
+from .config_check import ConfigError, merge_cfg_options
 from .dist import setup_cpu_distributed
 from .safe_runner import build_runner, no_singleton_batches
 from .work_dir import CheckpointError
-from .work_dir_lock import hold_work_dir
+from .work_dir_lock import WorkDirError, hold_work_dir
+
+__all__ = [
+    'add_common_args', 'parse', 'load_config', 'apply_common_args',
+    'merge_options', 'fix_dataloaders', 'check_train_cfg', 'launch',
+    'is_user_error', 'run_tool'
+]
 
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
@@ -23,7 +29,8 @@ DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 DEBUG_ENV = 'OCCAM_PLUGIN_DEBUG'
 #: the error classes of occam_plugin: always about the user's config,
 #: checkpoint or data
-USER_ERRORS = (ConfigError, CheckpointError, TrainingStateMismatch)
+USER_ERRORS = (ConfigError, CheckpointError, TrainingStateMismatch,
+               WorkDirError)
 #: the builtin types our checks raise with a message naming the file, key or
 #: value and what was expected
 CHECK_ERRORS = (ValueError, TypeError, LookupError, OSError, ImportError)
@@ -209,7 +216,8 @@ def check_train_cfg(cfg: Config) -> None:
 
 def launch(cfg: Config, what: str):
     """Build the runner (``SafeRunner`` unless the config names another) and
-    call ``runner.<what>()``; checkpoint errors end with their message."""
+    call ``runner.<what>()``; checkpoint, training-state and work-dir
+    errors end with their message."""
     if what == 'train':
         check_train_cfg(cfg)  # before anything is built
     # CPU-only multi-process: open the gloo group ourselves (mmengine's
@@ -221,7 +229,8 @@ def launch(cfg: Config, what: str):
         with (hold_work_dir(cfg.work_dir) if what == 'train' and
               _launch_rank(cfg) == 0 else contextlib.nullcontext()):
             return getattr(build_runner(cfg), what)()
-    except CheckpointError as err:  # its message names the file and the fix
+    # their messages name the file or folder and the fix
+    except (CheckpointError, TrainingStateMismatch, WorkDirError) as err:
         raise SystemExit(f'error: {err}') from err
 
 

@@ -28,6 +28,11 @@ from typing import Iterator, Mapping, Optional, Tuple
 
 from mmengine.config import Config
 
+__all__ = [
+    'ConfigError', 'free_key_dicts', 'check_option_keys',
+    'check_config_values', 'merge_cfg_options'
+]
+
 
 class ConfigError(ValueError):
     """A config key or value that a run would ignore or fail on."""

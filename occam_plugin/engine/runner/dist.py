@@ -13,6 +13,8 @@ import torch
 import torch.distributed as torch_dist
 from mmengine.dist import is_distributed
 
+__all__ = ['setup_cpu_distributed', 'CPU_MODEL_WRAPPER_CFG']
+
 #: DDP wrapper for CPU processes: no ``device_ids`` (those name CUDA devices);
 #: buffers (BN statistics, Occam gate memory) are not broadcast every step,
 #: the TrainingStateHook merges the rank-local state at each epoch end.

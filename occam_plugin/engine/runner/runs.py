@@ -21,6 +21,11 @@ from typing import Callable, List, Optional, Sequence
 
 from ...fileio import open_for_writing
 
+__all__ = [
+    'newest', 'read_metrics', 'read_records', 'warn_gpu_sharing',
+    'run_commands'
+]
+
 #: the files ``BiasMetric`` and ``ExitMetric`` write into a run's log folder
 METRICS_FILES = ('bias_metrics.json', 'exit_metrics.json')
 

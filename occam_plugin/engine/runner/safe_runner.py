@@ -30,11 +30,17 @@ from mmengine.runner.checkpoint import load_state_dict
 
 from mmpretrain.engine.hooks import VisualizationHook
 from mmpretrain.registry import RUNNERS
+from mmpretrain.utils import get_ori_model
 from ...fileio import atomic_path, drop_symlink, write_text
 from ...models.utils.ddp_ignore import ignore_rank_local_buffers
 from .work_dir import (CheckpointError, checkpoint_files,  # noqa: F401
                        latest_checkpoint)
 from .work_dir_lock import hold_work_dir
+
+__all__ = [
+    'SafeRunner', 'ddp_wrapper_cfg', 'no_singleton_batches', 'build_runner',
+    'read_checkpoint', 'load_state_partially', 'load_state_strictly'
+]
 
 
 def _not_mmengine_deprecation(record: logging.LogRecord) -> bool:
@@ -403,8 +409,7 @@ class SafeRunner(Runner):
         strict = self.strict_load if strict is None else strict
         checkpoint = read_checkpoint(filename, map_location)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-        model = self.model.module if is_model_wrapper(self.model) \
-            else self.model
+        model = get_ori_model(self.model)
         if strict:
             load_state_strictly(model, checkpoint, filename, revise_keys)
         else:

@@ -10,6 +10,11 @@ from typing import List, Optional, Tuple
 
 from ...fileio import pid_alive
 
+__all__ = [
+    'CheckpointError', 'checkpoint_files', 'latest_checkpoint', 'step_of',
+    'sweep_partial_saves', 'RESUMABLE'
+]
+
 
 #: ``epoch_3.pth`` / ``iter_100.pth``: checkpoints a run can resume from
 RESUMABLE = re.compile(r'^(epoch|iter)_(\d+)\.pth$')

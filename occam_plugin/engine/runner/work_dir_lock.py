@@ -19,19 +19,27 @@ import socket
 from typing import Dict, Iterator, Optional
 
 from ...fileio import drop_symlink
-from .work_dir import CheckpointError
 
 try:
     import fcntl
 except ImportError:  # Windows: no flock; the lock is a no-op there
     fcntl = None
 
+__all__ = ['WorkDirError', 'WorkDirBusyError', 'WorkDirLock', 'hold_work_dir']
+
 #: the lock file's name in the work dir (hidden: no checkpoint listing
 #: shows it)
 LOCK_NAME = '.occam_lock'
 
 
-class WorkDirBusyError(CheckpointError):
+class WorkDirError(RuntimeError):
+    """A work dir a training run cannot hold (its lock cannot be created).
+
+    The message names the folder and says what to do.
+    """
+
+
+class WorkDirBusyError(WorkDirError):
     """Another live process holds the lock of the work dir."""
 
 
@@ -111,7 +119,7 @@ class WorkDirLock:
                 if err.errno == errno.ELOOP and drop_symlink(self.path):
                     self.replaced_link = True
                     continue  # the link is gone; a lock file of our own
-                raise CheckpointError(
+                raise WorkDirError(
                     f'cannot create the work-dir lock {self.path!r} '
                     f'({type(err).__name__}: {err.strerror or err}): a '
                     'training run needs a writable --work-dir.') from err

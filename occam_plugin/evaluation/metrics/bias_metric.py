@@ -8,7 +8,13 @@ from mmengine.logging import print_log
 
 from mmpretrain.registry import METRICS
 
+from ...errors import MissingKeyError
 from .results_file import ResultsFileMetric
+
+__all__ = [
+    'missing_annotations_note', 'sparse_groups_note', 'BiasMetric',
+    'HOW_TO_ANNOTATE'
+]
 
 
 def _to_int(value, key: str) -> int:
@@ -165,17 +171,18 @@ class BiasMetric(BaseMetric, ResultsFileMetric):
         """Keep, per sample, correctness and its bias annotations."""
         for sample in data_samples:
             if 'gt_label' not in sample:
-                raise KeyError('BiasMetric: a data sample has no `gt_label`; '
-                               f'it has keys {sorted(sample.keys())}')
+                raise MissingKeyError(
+                    'BiasMetric: a data sample has no `gt_label`; it has '
+                    f'keys {sorted(sample.keys())}')
             gt = _to_int(sample['gt_label'], 'gt_label')
             if 'pred_label' in sample:
                 pred = _to_int(sample['pred_label'], 'pred_label')
             elif 'pred_score' in sample:
                 pred = int(torch.as_tensor(sample['pred_score']).argmax())
             else:
-                raise KeyError('BiasMetric: a data sample has neither '
-                               '`pred_label` nor `pred_score`; it has keys '
-                               f'{sorted(sample.keys())}')
+                raise MissingKeyError(
+                    'BiasMetric: a data sample has neither `pred_label` nor '
+                    f'`pred_score`; it has keys {sorted(sample.keys())}')
             result = dict(correct=pred == gt, gt=gt)
             if sample.get('group_idx') is not None:
                 result['group_idx'] = _to_int(sample['group_idx'],

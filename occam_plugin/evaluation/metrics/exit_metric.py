@@ -6,7 +6,10 @@ from mmengine.logging import print_log
 
 from mmpretrain.registry import METRICS
 
+from ...errors import MissingKeyError
 from .results_file import ResultsFileMetric
+
+__all__ = ['ExitMetric']
 
 
 @METRICS.register_module()
@@ -86,7 +89,7 @@ class ExitMetric(BaseMetric, ResultsFileMetric):
             missing = [k for k in ('exit_idx', 'exit_scores', 'gt_label')
                        if sample.get(k) is None]
             if missing:
-                raise KeyError(
+                raise MissingKeyError(
                     f'ExitMetric: data sample lacks {missing} (set by '
                     'OccamHead.predict; ExitMetric is for OccamNets only). '
                     f'It has keys {sorted(sample.keys())}')

@@ -6,8 +6,14 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmpretrain.registry import METRICS
 
+from ...errors import MissingKeyError
 from ...extras import import_extra, require_extra
 from .results_file import ResultsFileMetric
+
+__all__ = [
+    'difference_in_equal_opportunity', 'bias_amplification', 'score_kl',
+    'check_protected_attribute', 'FairnessMetric'
+]
 
 
 def _scalar(value, key: str) -> int:
@@ -161,7 +167,7 @@ class FairnessMetric(BaseMetric, ResultsFileMetric):
         for s in data_samples:
             for key in ('gt_label', 'pred_score', self.protected_key):
                 if s.get(key) is None:
-                    raise KeyError(
+                    raise MissingKeyError(
                         f'FairnessMetric: a data sample has no `{key}` '
                         f'(keys: {sorted(s.keys())}); the protected attribute '
                         'comes from `protected_key` '

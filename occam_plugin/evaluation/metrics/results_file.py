@@ -10,6 +10,8 @@ metric knows nothing of the Runner or of files.
 """
 from typing import Optional
 
+__all__ = ['ResultsFileMetric']
+
 
 class ResultsFileMetric:
     """Mixin for metrics (``mmengine.evaluator.BaseMetric``) whose full

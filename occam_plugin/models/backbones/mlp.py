@@ -6,6 +6,8 @@ from mmengine.model import BaseModule
 
 from mmpretrain.registry import MODELS
 
+__all__ = ['MLPBackbone']
+
 
 @MODELS.register_module()
 class MLPBackbone(BaseModule):

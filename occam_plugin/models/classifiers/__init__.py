@@ -1,5 +1,5 @@
-from .debias_classifier import DebiasImageClassifier  # noqa: F401
+from .plain_classifier import PlainClassifier
 from .occam_classifier import OccamClassifier
+from .lff_classifier import LfFClassifier
 
-__all__ = ['OccamClassifier']
-from .lff_classifier import LfFClassifier  # noqa: F401
+__all__ = ['PlainClassifier', 'OccamClassifier', 'LfFClassifier']

@@ -34,6 +34,12 @@ from mmpretrain.structures import DataSample
 
 from ..utils.stages import BackboneStages, take_samples
 
+__all__ = [
+    'StagePart', 'ExitPart', 'measure_flops', 'stage_runner',
+    'warn_compute_all', 'log_unstaged', 'measure_flop_profile',
+    'dynamic_predict', 'check_inference_mode'
+]
+
 INFERENCE_MODES = ('compute_all', 'dynamic')
 
 
@@ -62,7 +68,7 @@ class ExitPart(nn.Module):
     def forward(self, feat: torch.Tensor
                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.head.forward_exit(self.k,
-                                     self.neck.exit_forward(self.k, feat))
+                                     self.neck.forward_exit(self.k, feat))
         # return everything: the tracer drops what is not returned
         return out['cam'], out['logits'], out['gate']
 

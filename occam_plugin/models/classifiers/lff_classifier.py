@@ -8,9 +8,12 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from ...dist import all_gather_rows
+from ...errors import MissingKeyError
 from ..heads.method_plug_point import MethodPlugPoint
 from ..utils.training_state import (TrainingState, resize_on_load,
                                     resize_per_sample)
+
+__all__ = ['relative_difficulty', 'LfFClassifier']
 
 
 def relative_difficulty(loss_b: torch.Tensor, loss_d: torch.Tensor,
@@ -38,7 +41,7 @@ class LfFClassifier(BaseClassifier, TrainingState):
     - the relative difficulty ``W = L_B / (L_B + L_D + 1e-8)`` (detached)
       multiplies the debiased model's per-sample CE: the debiased head is
       called as ``head.loss(feats, data_samples, sample_weight=W)``, which
-      a head declaring ``MethodPlugPoint`` accepts (``DebiasLinearClsHead``;
+      a head declaring ``MethodPlugPoint`` accepts (``MethodLinearClsHead``;
       ``OccamHead``: every exit's CE).
 
     Prediction (and ``mode='tensor'``) comes from the debiased model. The EMA
@@ -97,7 +100,7 @@ class LfFClassifier(BaseClassifier, TrainingState):
                 'LfFClassifier: the debiased model\'s head '
                 f'({type(head).__name__}) must declare MethodPlugPoint (its '
                 'loss takes head.loss(..., sample_weight=W)); use '
-                "dict(type='DebiasLinearClsHead', ...) "
+                "dict(type='MethodLinearClsHead', ...) "
                 "instead of 'LinearClsHead', or an OccamHead.")
         self.biased_loss = MODELS.build(biased_loss)
         self.ema_alpha = ema_alpha
@@ -217,7 +220,7 @@ class LfFClassifier(BaseClassifier, TrainingState):
         """Both models' losses, prefixed ``biased.`` / ``debiased.``."""
         if not data_samples or any('sample_idx' not in ds
                                    for ds in data_samples):
-            raise KeyError(
+            raise MissingKeyError(
                 'LfFClassifier needs data_sample.sample_idx (the index of the '
                 'sample in the training set; PackInputs packs it by default).')
         gt = torch.cat([ds.gt_label for ds in data_samples]).to(inputs.device)

@@ -14,6 +14,8 @@ from .dynamic_exit import (check_inference_mode, dynamic_predict,
                            log_unstaged, measure_flop_profile, stage_runner,
                            warn_compute_all)
 
+__all__ = ['OccamClassifier']
+
 
 @MODELS.register_module()
 class OccamClassifier(ImageClassifier):

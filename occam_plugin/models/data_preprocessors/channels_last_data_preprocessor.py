@@ -6,6 +6,8 @@ from mmengine.logging import print_log
 from mmpretrain.models.utils import ClsDataPreprocessor
 from mmpretrain.registry import MODELS
 
+__all__ = ['unsafe_channels_last_conv', 'ChannelsLastDataPreprocessor']
+
 #: a 1x1 convolution of stride > 1 with fewer input channels than this
 #: corrupts the heap in its CPU backward on channels-last input (torch
 #: 2.14.1, oneDNN: ``malloc(): invalid next size``, rc 134/139). Probed one

@@ -1,1 +1,3 @@
-from .conv_vae import ConvVAE  # noqa: F401
+from .conv_vae import ConvVAE
+
+__all__ = ['ConvVAE']

@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
+__all__ = ['ConvVAE']
+
 
 @MODELS.register_module()
 class ConvVAE(BaseModule):

@@ -1,4 +1,5 @@
 from .occam_head import OccamHead
+from .method_linear_cls_head import MethodLinearClsHead
+from .method_plug_point import MethodPlugPoint
 
-__all__ = ['OccamHead']
-from .debias_cls_head import DebiasLinearClsHead  # noqa: F401
+__all__ = ['OccamHead', 'MethodLinearClsHead', 'MethodPlugPoint']

@@ -4,7 +4,7 @@ A head that declares :class:`MethodPlugPoint` computes a per-sample loss
 ``l`` ``[N]`` (per exit on an OccamNet) and hands it to
 :meth:`MethodPlugPoint.reduce_per_sample`, which multiplies it by the
 caller's ``sample_weight`` (LfF) and reduces it with the head's ``method``
-module, else takes the mean. ``OccamHead`` and ``DebiasLinearClsHead``
+module, else takes the mean. ``OccamHead`` and ``MethodLinearClsHead``
 declare it, so every method works on both, and ``LfFClassifier`` trains any
 head that declares it.
 """
@@ -14,6 +14,8 @@ import torch
 from mmpretrain.registry import MODELS
 
 from ..methods.base_method import BaseMethod
+
+__all__ = ['MethodPlugPoint']
 
 
 class MethodPlugPoint:

@@ -9,7 +9,10 @@ from mmengine.model import BaseModule
 
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
+from ...errors import MissingKeyError
 from .method_plug_point import MethodPlugPoint
+
+__all__ = ['OccamHead']
 
 
 @MODELS.register_module()
@@ -226,7 +229,7 @@ class OccamHead(BaseModule, MethodPlugPoint):
             missing = [i for i, ds in enumerate(data_samples)
                        if 'sample_idx' not in ds]
             if missing:
-                raise KeyError(
+                raise MissingKeyError(
                     'OccamHead.loss: data samples lack `sample_idx` (needed by '
                     "the gate memory); keep 'sample_idx' in the meta_keys of "
                     'PackInputs/PackBiasInputs.')

@@ -6,6 +6,8 @@ import torch.nn.functional as F
 
 from mmpretrain.registry import MODELS
 
+__all__ = ['CAMSuppressionLoss']
+
 
 @MODELS.register_module()
 class CAMSuppressionLoss(nn.Module):

@@ -9,6 +9,8 @@ from mmpretrain.registry import MODELS
 from ..utils.training_state import (TrainingState, drop_per_sample_state,
                                     resize_on_load, resize_per_sample)
 
+__all__ = ['ExitGateLoss']
+
 @MODELS.register_module()
 class ExitGateLoss(nn.Module, TrainingState):
     """Exit-gate loss of OccamNets: BCE toward "exit k was right".

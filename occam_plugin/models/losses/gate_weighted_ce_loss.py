@@ -8,6 +8,8 @@ from mmengine.dist import all_reduce
 from mmpretrain.registry import MODELS
 from ..utils.training_state import TrainingState
 
+__all__ = ['GateWeightedCELoss']
+
 
 @MODELS.register_module()
 class GateWeightedCELoss(nn.Module, TrainingState):

@@ -5,6 +5,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
+__all__ = ['GeneralizedCELoss']
+
 
 @MODELS.register_module()
 class GeneralizedCELoss(nn.Module):

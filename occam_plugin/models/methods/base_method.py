@@ -11,7 +11,7 @@ class BaseMethod(nn.Module):
     """A module that reduces a head's per-sample loss to the training loss.
 
     A head that declares ``MethodPlugPoint`` (``OccamHead``,
-    ``DebiasLinearClsHead``) calls its ``method`` as::
+    ``MethodLinearClsHead``) calls its ``method`` as::
 
         method(per_sample_loss [N], logits [N, C], gt [N], data_samples,
                exit_idx=k)  # k: the exit on an OccamNet, None on a plain head

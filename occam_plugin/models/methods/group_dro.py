@@ -4,11 +4,14 @@ import torch
 from mmengine.dist import all_reduce
 from mmpretrain.registry import MODELS
 
+from ...errors import MissingKeyError
 from ..utils.annotation_needs import AnnotationNeeds
 from ..utils.training_state import (TrainingState, TrainingStateMismatch,
                                     resize_on_load)
 from .base_method import BaseMethod
 from .sample_fields import check_per_sample, sample_field
+
+__all__ = ['GroupDRO']
 
 __all__ = ['GroupDRO']
 
@@ -91,7 +94,7 @@ class GroupDRO(BaseMethod, TrainingState, AnnotationNeeds):
                     'with, or train from scratch (no resume / load_from).')
             return
         if not num_groups:
-            raise KeyError(
+            raise MissingKeyError(
                 f'GroupDRO: the training dataset {info.get("dataset_name")} '
                 f"has neither metainfo['num_groups'] nor {self.group_key!r} "
                 'annotations; give num_groups in the config.')

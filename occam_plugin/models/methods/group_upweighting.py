@@ -4,10 +4,13 @@ import numpy as np
 import torch
 from mmpretrain.registry import MODELS
 
+from ...errors import MissingKeyError
 from ..utils.annotation_needs import AnnotationNeeds
 from ..utils.training_state import TrainingState, resize_on_load
 from .base_method import BaseMethod
 from .sample_fields import check_per_sample, sample_field
+
+__all__ = ['GroupUpweighting']
 
 __all__ = ['GroupUpweighting']
 
@@ -66,7 +69,7 @@ class GroupUpweighting(BaseMethod, TrainingState, AnnotationNeeds):
             return
         groups = info.get(self.group_key)
         if groups is None or (np.asarray(groups) < 0).all():
-            raise KeyError(
+            raise MissingKeyError(
                 f'GroupUpweighting: the training dataset '
                 f'{info.get("dataset_name")} has no {self.group_key!r} '
                 'annotations; give group_counts in the config or use a '

@@ -4,9 +4,12 @@ import torch
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
+from ...errors import MissingKeyError
 from ..utils.annotation_needs import AnnotationNeeds
 from .base_method import BaseMethod
 from .sample_fields import check_per_sample, sample_field
+
+__all__ = ['PGILoss']
 
 __all__ = ['PGILoss']
 
@@ -86,7 +89,7 @@ class PGILoss(BaseMethod, AnnotationNeeds):
                 if g is not None:
                     return g
         if exit_idx is None:
-            raise KeyError(
+            raise MissingKeyError(
                 'PGILoss: the data samples carry no bias_aligned/group_idx '
                 'and this model has no bias-amplified exit (plain model). Use '
                 'a dataset with bias annotations or an OccamNet (exit 0).')

@@ -6,6 +6,8 @@ from typing import List, Optional, Sequence
 
 import torch
 
+from ...errors import MissingKeyError
+
 __all__ = ['check_per_sample', 'sample_field']
 
 
@@ -28,7 +30,7 @@ def sample_field(data_samples: Optional[Sequence], key: str,
                or any(key not in ds for ds in data_samples))
     if missing:
         if required:
-            raise KeyError(
+            raise MissingKeyError(
                 f'{owner} needs the data-sample key {key!r} on every sample '
                 f'(see docs/architecture.md, "Data sample contract"); end the '
                 f"pipeline with dict(type='PackBiasInputs') and use a dataset "

@@ -8,6 +8,8 @@ from .sample_fields import check_per_sample
 
 __all__ = ['SpectralDecoupling']
 
+__all__ = ['SpectralDecoupling']
+
 
 @MODELS.register_module()
 class SpectralDecoupling(BaseMethod):

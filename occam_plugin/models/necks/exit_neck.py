@@ -7,6 +7,8 @@ from mmengine.model import BaseModule
 
 from mmpretrain.registry import MODELS
 
+__all__ = ['ExitNeck']
+
 
 @MODELS.register_module()
 class ExitNeck(BaseModule):
@@ -71,7 +73,7 @@ class ExitNeck(BaseModule):
                                act_cfg=dict(type='ReLU'))))
             self.out_channels.append(out)
 
-    def exit_forward(self, k: int, x: torch.Tensor) -> torch.Tensor:
+    def forward_exit(self, k: int, x: torch.Tensor) -> torch.Tensor:
         """Run exit ``k`` alone on its stage map (used by dynamic inference)."""
         if k in self.detach_exits:
             x = x.detach()
@@ -82,4 +84,4 @@ class ExitNeck(BaseModule):
             raise ValueError(f'ExitNeck: got {len(inputs)} stage maps, built '
                              f'for {self.num_exits} (in_channels='
                              f'{self.in_channels}).')
-        return tuple(self.exit_forward(k, x) for k, x in enumerate(inputs))
+        return tuple(self.forward_exit(k, x) for k, x in enumerate(inputs))

@@ -2,6 +2,8 @@ import torch
 import torch.nn as nn
 from mmpretrain.registry import MODELS
 
+__all__ = ['InkMassScorer']
+
 
 @MODELS.register_module()
 class InkMassScorer(nn.Module):

@@ -6,6 +6,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .training_state import rank_local_buffers
 
+__all__ = ['ignore_rank_local_buffers']
+
 
 def ignore_rank_local_buffers(model: nn.Module) -> List[str]:
     """Tell torch DDP not to broadcast the model's rank-local buffers.

@@ -3,6 +3,8 @@ from typing import Dict, Mapping
 
 import torch
 
+__all__ = ['non_finite_losses', 'check_finite_losses']
+
 
 def non_finite_losses(losses: Mapping) -> Dict[str, list]:
     """The losses that are NaN or inf (``name -> values``).

@@ -24,6 +24,8 @@ from typing import Dict, List, Sequence
 
 import torch
 
+__all__ = ['exit_flops']
+
 
 def exit_flops(model: torch.nn.Module,
                input_shape: Sequence[int],

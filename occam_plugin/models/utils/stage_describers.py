@@ -34,6 +34,10 @@ from .stages import (BackboneStages, StageDescriber, _main_by_reduction,
                      check_maps, map_reductions, probe_maps,
                      register_describer, split_in_order)
 
+#: the describers register themselves (``register_describer``); none is
+#: imported by name
+__all__ = []
+
 
 class _OutIndicesFamily(StageDescriber):
     """A family whose ``forward`` returns layer ``i`` when

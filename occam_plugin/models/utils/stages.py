@@ -40,6 +40,13 @@ from typing import Dict, List, Optional, Sequence, Tuple, Type, Union
 import torch
 from torch import nn
 
+__all__ = [
+    'take_samples', 'BackboneStages', 'StageDescriber', 'register_describer',
+    'get_describer', 'image_channels', 'build_backbone', 'backbone_with_exits',
+    'describe_backbone', 'place_exits', 'split_in_order', 'probe_maps',
+    'check_maps', 'map_reductions'
+]
+
 Carry = Union[torch.Tensor, Tuple[torch.Tensor, ...], List[torch.Tensor]]
 
 #: reductions whose last map ends a main stage (the 4 stages of a ResNet)
@@ -329,7 +336,7 @@ def describe_backbone(backbone: nn.Module,
             describer knows). Defaults to 3.
         img_size (int): Side of the zero image of the dry run. Defaults to 64.
         min_maps (int): Fewest maps accepted (an OccamNet needs 2 exits, the
-            plain ``DebiasImageClassifier`` 1). Defaults to 2.
+            ``PlainClassifier`` 1). Defaults to 2.
 
     Returns:
         BackboneStages: The description (>= ``min_maps`` maps).
@@ -424,8 +431,9 @@ class _TimmFamily(StageDescriber):
     reductions and modules from timm's ``feature_info``; main stages by
     reduction. Split into stages: ``FeatureListNet``/``FeatureDictNet``
     (module order and ``return_layers``), ``EfficientNetFeatures``/
-    ``MobileNetV3Features`` without feature hooks (stem, ``blocks``,
-    ``_stage_out_idx``); others (``FeatureHookNet``, ...) are not split."""
+    ``MobileNetV3Features`` without feature hooks (stem, ``blocks``, the
+    ``stage`` of each ``feature_info`` entry); others (``FeatureHookNet``,
+    ...) are not split."""
 
     def describe(self, bb, in_channels, img_size):
         net = bb.timm_model
@@ -456,9 +464,10 @@ class _TimmFamily(StageDescriber):
 
 
 def _timm_stage_paths(net: nn.Module) -> Optional[List[List[str]]]:
-    from timm.models._features import FeatureDictNet
-    if isinstance(net, FeatureDictNet) and (
-            type(net)._collect is FeatureDictNet._collect):
+    from timm.models import FeatureDictNet, FeatureListNet
+    # timm's own feature nets run their modules in order (a subclass may
+    # collect its outputs otherwise)
+    if type(net) in (FeatureDictNet, FeatureListNet):
         names = list(net.keys())
         return split_in_order(names, [n in net.return_layers for n in names])
 
@@ -470,8 +479,9 @@ def _timm_stage_paths(net: nn.Module) -> Optional[List[List[str]]]:
     if prefix is None or net.feature_hooks is not None:
         return None
     blocks = [f'blocks.{i}' for i in range(len(net.blocks))]
-    # _stage_out_idx: 0 = stem output, i + 1 = output of blocks[i]
-    taken = [i in net._stage_out_idx for i in range(len(blocks) + 1)]
+    # a taken map's ``stage``: 0 = stem output, i + 1 = output of blocks[i]
+    stages = set(net.feature_info.get('stage'))
+    taken = [i in stages for i in range(len(blocks) + 1)]
     # the stem's last module carries output 0
     return split_in_order(prefix + blocks,
                            [False] * (len(prefix) - 1) + taken)

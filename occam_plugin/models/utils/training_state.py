@@ -13,11 +13,19 @@ from typing import Iterator, List, Mapping, Optional, Tuple
 
 import torch.nn as nn
 
+__all__ = [
+    'TrainingStateMismatch', 'TrainingState', 'stateful_modules',
+    'prepare_from_dataset', 'reset_epoch_state', 'sync_state',
+    'resize_per_sample', 'resize_on_load', 'drop_per_sample_state',
+    'rank_local_buffers'
+]
+
 
 class TrainingStateMismatch(ValueError):
-    """State restored from a checkpoint that does not fit this training set
-    (``prepare_from_dataset`` raises it; ``TrainingStateHook`` ends the run
-    with its message). The message names both sizes and what to do."""
+    """State restored from a checkpoint that does not fit this training set:
+    another size, other samples or other groups (``prepare_from_dataset``
+    and ``TrainingStateHook`` raise it; the tools end the run with its
+    message). The message names both sides and what to do."""
 
 
 class TrainingState:

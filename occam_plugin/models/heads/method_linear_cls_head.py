@@ -7,9 +7,11 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from .method_plug_point import MethodPlugPoint
 
+__all__ = ['MethodLinearClsHead']
+
 
 @MODELS.register_module()
-class DebiasLinearClsHead(LinearClsHead, MethodPlugPoint):
+class MethodLinearClsHead(LinearClsHead, MethodPlugPoint):
     """``LinearClsHead`` with the bias-mitigation plug point of ``OccamHead``
     (:class:`MethodPlugPoint`).
 
@@ -49,7 +51,7 @@ class DebiasLinearClsHead(LinearClsHead, MethodPlugPoint):
         cls_score = self(feats)
         if 'gt_score' in data_samples[0]:
             raise ValueError(
-                'DebiasLinearClsHead needs hard labels (gt_label); soft '
+                'MethodLinearClsHead needs hard labels (gt_label); soft '
                 'labels from batch augmentations (Mixup/CutMix) are not '
                 'supported by the bias-mitigation methods.')
         target = torch.cat([ds.gt_label for ds in data_samples])
@@ -57,7 +59,7 @@ class DebiasLinearClsHead(LinearClsHead, MethodPlugPoint):
                                       reduction_override='none', **kwargs)
         if per_sample.dim() != 1:
             raise ValueError(
-                f'DebiasLinearClsHead: loss {type(self.loss_module).__name__} '
+                f'MethodLinearClsHead: loss {type(self.loss_module).__name__} '
                 "must give one value per sample with reduction='none', got "
                 f'shape {list(per_sample.shape)}')
         losses = dict(loss=self.reduce_per_sample(

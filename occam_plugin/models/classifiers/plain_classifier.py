@@ -7,16 +7,18 @@ from mmpretrain.registry import MODELS
 
 from ..utils.stages import describe_backbone, image_channels
 
+__all__ = ['PlainClassifier']
+
 
 @MODELS.register_module()
-class DebiasImageClassifier(ImageClassifier):
+class PlainClassifier(ImageClassifier):
     """The plain classifier that every bias-mitigation method composes with.
 
     An ``ImageClassifier`` whose head's ``in_channels`` is read from the
     backbone when the config leaves it out (the channels of the last map the
     backbone returns; the neck must keep them, as ``GlobalAveragePooling``
     does), so a backbone swap or a width change edits only ``backbone=``,
-    as with ``OccamClassifier``. With ``DebiasLinearClsHead`` as its head
+    as with ``OccamClassifier``. With ``MethodLinearClsHead`` as its head
     (the default in ``configs/_base_/models/resnet18.py``) a method is one
     config line, ``model.head.method=dict(type=...)``, as on an OccamNet.
 
