@@ -31,7 +31,8 @@ def _pct(correct: int, total: int) -> float:
 #: that need groups)
 HOW_TO_ANNOTATE = (
     "Give the samples bias annotations: type='BiasAnnotatedDataset' with "
-    'attribute columns (docs/datasets.md, "Your own data"), or a dataset '
+    'an annotation file of one row per image (path, label, split and '
+    'attribute columns; CSV, TSV or JSON), or a dataset '
     'whose data info holds `group_idx` (and `bias_aligned`, `bias_label`), '
     "with dict(type='PackBiasInputs') as the last step of the pipeline "
     "(mmpretrain's PackInputs drops these keys).")
