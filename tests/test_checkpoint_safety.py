@@ -1,4 +1,4 @@
-"""No checkpoint is lost, no number comes from the wrong weights (issue 11).
+"""No checkpoint is lost, no number comes from the wrong weights.
 
 Every case runs tools/train.py / tools/test.py on a tiny BAR folder (32 px,
 width 8): in the test process (``main(argv)``) where determinism does not
@@ -426,7 +426,7 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted(
     assert [k for k in full if not torch.equal(full[k], resumed[k])] == []
 
 
-# === issue 22: no run destroys another's files, no silent loss of state ====
+# === no run destroys another's files, no silent loss of state ====
 
 from conftest import read_logs  # noqa: E402
 
@@ -721,7 +721,7 @@ def test_a_crafted_checkpoint_is_refused_by_every_loader(loader, crafted,
 
 def test_the_runner_reads_no_private_state_of_mmengine():
     """SafeRunner and its hooks extend mmengine through public methods,
-    hooks and config keys only (issue 22): none of these names appears."""
+    hooks and config keys only: none of these names appears."""
     private = ('_resume', '_load_from', '_has_loaded', '_load_checkpoint',
                '_load_checkpoint_to_model', '_statistics_methods',
                '_ddp_params_and_buffers_to_ignore', 'join_path')
