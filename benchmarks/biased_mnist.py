@@ -308,7 +308,7 @@ def paper_scale(args) -> None:
 
 
 # ----------------------------------------------------------------------------
-# --reference DIR: parity with the official occam-nets-v1 code (issue 10.5)
+# --reference DIR: parity with the official occam-nets-v1 code
 # ----------------------------------------------------------------------------
 #: files of https://github.com/erobic/occam-nets-v1 the glue imports
 REFERENCE_FILES = ('models/occam_resnet.py', 'models/variable_width_resnet.py',

@@ -24,7 +24,7 @@ from the prior and from ``N(0, I)``; and how often the flip keeps the digit
 it sees. Also measured: how often the colour of ``G(z')`` (by the dataset's
 own definition, ``color_of``) differs from ``G(z)``'s, how often ``h_t``
 keeps its label, how well the two hyperplanes predict their attributes on
-new latents. The target (issue 21): DEO lower by at least a quarter with
+new latents. The target: DEO lower by at least a quarter with
 AP within 2 points, in every seed, at some correlation. Writes the section
 ``latent_debias.py`` of ``docs/results.md``; runs and logs go to
 ``--work-dir`` (finished runs are reused with ``--reuse-finished``).

@@ -1,4 +1,4 @@
-"""Bias-mitigation method benchmarks (issues 4 and 13). Not a test.
+"""Bias-mitigation method benchmarks. Not a test.
 
     python benchmarks/methods.py colored --seeds 0 1 2 --epochs 20
     python benchmarks/methods.py lff-sweep --seeds 0 1 2 --epochs 8

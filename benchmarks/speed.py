@@ -1,4 +1,4 @@
-"""Speed benchmarks of OccamResNet-18 (issue 5). Not a test.
+"""Speed benchmarks of OccamResNet-18. Not a test.
 
     python benchmarks/speed.py                      # prints a markdown section
     python benchmarks/speed.py --results-md docs/results.md   # and writes it
@@ -332,7 +332,7 @@ def run_profile(args) -> str:
 # ------------------------------------------------------------------ report
 def markdown(args, train, infer, gpu_rows, prof, started, wall) -> str:
     lines = ['## Speed: training overhead and dynamic early exit '
-             '(issue 5, `benchmarks/speed.py`)', '']
+             '(`benchmarks/speed.py`)', '']
     cmd = ' '.join(['python', 'benchmarks/speed.py'] + sys.argv[1:])
     lines += [
         f'- Command: `{cmd}`',

@@ -32,7 +32,7 @@ from . import datasets, engine, evaluation, models  # noqa: F401,E402  (register
 from .model_zoo import register_model_zoo_safely  # noqa: E402
 from .models import OccamNet, OccamOutput, create_occam_model  # noqa: E402
 
-register_model_zoo_safely()  # ~20 ms (four small YAML files); never raises
+register_model_zoo_safely()  # reads the small model-index files; never raises
 
 __all__ = [
     '__version__', 'configs_root', 'get_config_path', 'list_configs',

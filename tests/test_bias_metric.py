@@ -244,7 +244,7 @@ def _warnings(metric, samples, meta):
 
 
 def test_mostly_empty_groups_warn_with_the_count():
-    """Issue 33.1: the demo's 100 test images of one digit gave unbiased /
+    """The demo's 100 test images of one digit gave unbiased /
     worst-group numbers over 10 of 100 groups, silently. ROWS fill groups
     0, 1 and 3: of 8 declared groups 5 are empty (more than half: a
     warning), of 6 three are (half: none)."""

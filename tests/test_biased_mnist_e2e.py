@@ -53,7 +53,7 @@ def test_occam_biased_mnist_train(tmp_path):
     # the run's validation: full_0.5 at val_ixs, round(46 / 6) = 8 images
     assert bias['num_samples'] == 8
     # 8 samples over 100 class x colour groups: most groups are empty, and
-    # the file says so (issue 33.1)
+    # the file says so
     assert bias['metrics']['bias/num_empty_groups'] >= 92
     assert 'non-empty groups only' in bias['sparse_groups']
     exits = _metrics_json(work, 'exit_metrics.json')

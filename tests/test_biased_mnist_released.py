@@ -320,7 +320,7 @@ def test_integral_floats_are_accepted(copy_of_release):
 
 def test_image_link_out_of_the_data_root_is_refused(copy_of_release,
                                                     tmp_path):
-    """Issue 31, S5: an image of the released json that is a link to a file
+    """An image of the released json that is a link to a file
     outside the data root is not read without a word; a linked image
     folder is fine."""
     root = copy_of_release

@@ -71,7 +71,7 @@ def _resnet(base_channels):
 
 
 def test_a_model_with_the_crashing_conv_gets_contiguous_input():
-    """Issue 33.2: a 1x1 stride-2 conv with 4 inputs crashes torch 2.14's
+    """A 1x1 stride-2 conv with 4 inputs crashes torch 2.14's
     CPU backward on channels-last input; width 16 is safe (probed)."""
     from occam_plugin.models.data_preprocessors. \
         channels_last_data_preprocessor import unsafe_channels_last_conv

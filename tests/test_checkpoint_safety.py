@@ -1,4 +1,4 @@
-"""No checkpoint is lost, no number comes from the wrong weights (issue 11).
+"""No checkpoint is lost, no number comes from the wrong weights.
 
 Every case runs tools/train.py / tools/test.py on a tiny BAR folder (32 px,
 width 8): in the test process (``main(argv)``) where determinism does not
@@ -426,7 +426,7 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted(
     assert [k for k in full if not torch.equal(full[k], resumed[k])] == []
 
 
-# === issue 22: no run destroys another's files, no silent loss of state ====
+# === no run destroys another's files, no silent loss of state ====
 
 from conftest import read_logs  # noqa: E402
 

@@ -1,5 +1,5 @@
 """The shipped configs resolve to what they resolved to before their
-``_base_`` files were reorganised (issue 24): the same dict, key for key.
+``_base_`` files were reorganised: the same dict, key for key.
 
 The reference is the tree of configs at commit ``aa05212`` (before the
 reorganisation), taken from git; the test is skipped where that history is

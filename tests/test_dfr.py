@@ -1,6 +1,6 @@
-"""DFR: the L1-logistic objective, gradient and proximal step by hand on
-tiny tensors, the solver's optimality (and sklearn's answer on a binary
-problem), balanced subsets and halves, the standardisation folded into the
+"""DFR: the L1 logistic regression (scikit-learn's liblinear, as the
+reference: binary and one-vs-rest, written into the layer's rows), balanced
+subsets and halves, the standardisation folded into the
 layer, the layers chosen on each classifier, and tools/dfr.py end to end
 (a ResNet and an OccamNet trained through tools/train.py, their last
 layer(s) retrained, the result tested strictly through tools/test.py)."""
@@ -18,8 +18,7 @@ from occam_plugin.apis.dfr import (Scaler, balanced_subset,
                                    check_balance_keys, check_options,
                                    dfr_fit, group_accuracy,
                                    stratified_halves)
-from occam_plugin.apis.l1_logistic import (fit_l1_logistic, objective,
-                                           smooth_grad, soft_threshold)
+from occam_plugin.apis.l1_logistic import fit_l1_logistic
 from test_bias_annotated_dataset import (WATERBIRDS_ROWS,
                                          tiny_waterbirds_options,
                                          waterbirds_config, write_waterbirds)
@@ -30,30 +29,6 @@ W = torch.tensor([[1., -1.], [0., 0.5]], dtype=torch.float64)
 B = torch.tensor([0., 1.], dtype=torch.float64)
 
 
-def test_soft_threshold_by_hand():
-    got = soft_threshold(torch.tensor([3., -0.5, 1., -2.]), 1.0)
-    assert got.tolist() == [2., 0., 0., -1.]
-
-
-def test_objective_and_gradient_by_hand():
-    # logits: x0 -> (1, 1), x1 -> (-2, 2)
-    ce0 = -math.log(math.exp(1) / (math.exp(1) + math.exp(1)))  # log 2
-    ce1 = -math.log(math.exp(2) / (math.exp(-2) + math.exp(2)))
-    l1 = 1 + 1 + 0 + 0.5
-    C = 2.0
-    want = (ce0 + ce1) / 2 + l1 / (C * 2)
-    assert float(objective(X, Y, W, B, C)) == pytest.approx(want, abs=1e-12)
-    # gradient of the mean CE: (P - onehot)^T X / n
-    p1 = math.exp(-2) / (math.exp(-2) + math.exp(2))  # x1's class-0 prob
-    r = [[0.5 - 1, 0.5], [p1, (1 - p1) - 1]]
-    gW_want = [[(r[0][0] * 1 + r[1][0] * 0) / 2, (r[0][0] * 0 + r[1][0] * 2)
-                / 2], [(r[0][1] * 1) / 2, (r[1][1] * 2) / 2]]
-    gb_want = [(r[0][0] + r[1][0]) / 2, (r[0][1] + r[1][1]) / 2]
-    gW, gb = smooth_grad(X, Y, W, B)
-    assert np.allclose(gW.numpy(), gW_want, atol=1e-12)
-    assert np.allclose(gb.numpy(), gb_want, atol=1e-12)
-
-
 def _data(n=60, d=5, seed=0, classes=2):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, d))
@@ -62,50 +37,55 @@ def _data(n=60, d=5, seed=0, classes=2):
     return torch.tensor(x), torch.tensor(y)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize('C', [0.05, 1.0])
-def test_solution_is_optimal(C):
-    """KKT of min mean CE + ||W||_1 / (C n): at the solution the CE
-    gradient is -sign(w) / (C n) where w != 0, within [-1, 1] / (C n)
-    where w == 0, and 0 for the biases."""
-    x, y = _data(classes=3)
-    W, b = fit_l1_logistic(x, y, 3, C, max_iter=20000, tol=1e-10)
-    gW, gb = smooth_grad(x, y, W, b)
-    lam = 1 / (C * len(y))
-    nz = W != 0
-    assert torch.allclose(gW[nz], -torch.sign(W[nz]) * lam, atol=1e-6)
-    assert (gW[~nz].abs() <= lam + 1e-6).all()
-    assert gb.abs().max() < 1e-6
-    if C == 0.05:
-        assert (~nz).any()  # the penalty zeroes weights
-    # and no point nearby is better
-    base = float(objective(x, y, W, b, C))
-    for _ in range(20):
-        dW = torch.randn_like(W) * 1e-3
-        assert float(objective(x, y, W + dW, b, C)) >= base - 1e-12
-
-
-@pytest.mark.slow
-def test_binary_matches_sklearn():
-    """Two classes: our multinomial fit predicts as sklearn's binary L1
-    logistic regression (saga: the intercept unpenalised, as ours)."""
-    sklearn = pytest.importorskip('sklearn')
+def _liblinear(C, **kw):
     from sklearn.linear_model import LogisticRegression
-    major, minor = map(int, sklearn.__version__.split('.')[:2])
-    # sklearn 1.8 deprecates penalty= for l1_ratio=
-    l1 = dict(l1_ratio=1.0) if (major, minor) >= (1, 8) else dict(
-        penalty='l1')
+    return LogisticRegression(l1_ratio=1.0, C=C, solver='liblinear', **kw)
+
+
+def test_binary_fit_is_the_references_liblinear():
+    """Two classes: the layer's two rows hold sklearn's binary (w, b) as
+    -w/2 and w/2, so its softmax is the binary model's probability."""
     x, y = _data(n=80)
     C = 0.3
-    W, b = fit_l1_logistic(x, y, 2, C, max_iter=20000, tol=1e-11)
-    ref = LogisticRegression(C=C, solver='saga', tol=1e-10, max_iter=100000,
-                             **l1).fit(x.numpy(), y.numpy())
-    ours = torch.softmax(x @ W.T + b, 1)[:, 1].numpy()
-    assert np.allclose(ours, ref.predict_proba(x.numpy())[:, 1], atol=1e-5)
-    w = (W[1] - W[0]).numpy()
-    assert np.allclose(w, ref.coef_[0], atol=1e-5)
-    assert ((w == 0) == (ref.coef_[0] == 0)).all()  # the same zeros
-    assert (w == 0).sum() == 2
+    W, b = fit_l1_logistic(x, y, 2, C)
+    ref = _liblinear(C, random_state=0).fit(x.numpy(), y.numpy())
+    assert W.shape == (2, 5) and b.shape == (2, )
+    assert np.allclose((W[1] - W[0]).numpy(), ref.coef_[0], atol=1e-12)
+    assert float(b[1] - b[0]) == pytest.approx(float(ref.intercept_[0]))
+    ours = torch.softmax(x @ W.T + b, 1)
+    assert np.allclose(ours[:, 1].numpy(), ref.predict_proba(x.numpy())[:, 1],
+                       atol=1e-12)
+    assert (ours.argmax(1).numpy() == ref.predict(x.numpy())).all()
+
+
+def test_l1_zeroes_more_weights_as_c_falls():
+    x, y = _data(n=80)
+    zeros = [int((fit_l1_logistic(x, y, 2, C)[0] == 0).sum())
+             for C in (1.0, 0.05)]
+    assert zeros[1] > zeros[0], zeros
+
+
+def test_multiclass_fit_is_one_vs_rest():
+    """More classes: row k is liblinear's binary fit of class k against
+    the rest (sklearn's liblinear refuses more than two classes)."""
+    x, y = _data(n=90, classes=3)
+    C = 0.5
+    W, b = fit_l1_logistic(x, y, 3, C)
+    assert W.shape == (3, 5) and b.shape == (3, )
+    for k in range(3):
+        ref = _liblinear(C, random_state=0).fit(x.numpy(),
+                                                (y == k).long().numpy())
+        assert np.allclose(W[k].numpy(), ref.coef_[0], atol=1e-12)
+        assert float(b[k]) == pytest.approx(float(ref.intercept_[0]))
+
+
+def test_fit_refuses_bad_c_and_missing_classes():
+    x, y = _data(n=20)
+    with pytest.raises(ValueError, match='C=0.0; expected C > 0'):
+        fit_l1_logistic(x, y, 2, 0.0)
+    with pytest.raises(ValueError, match=r'expected every class of 0 \.\. 2 '
+                       r'\(num_classes=3\).*missing \[2\]'):
+        fit_l1_logistic(x, y, 3, 1.0)
 
 
 def test_balanced_subset_and_halves():
@@ -152,7 +132,7 @@ def test_group_accuracy_and_dfr_fit_choice():
 
 
 def test_val_lacking_a_group_or_with_one_sample_is_refused():
-    """D4 / D5: a val split without group 3, or with one sample of group 2
+    """A val split without group 3, or with one sample of group 2
     (one half then lacks it: every C tied at 0.0), is refused, naming the
     groups and the minimum, instead of balancing over what is there."""
     names = ['landbird/land', 'landbird/water', 'waterbird/land',
@@ -176,7 +156,7 @@ def test_val_lacking_a_group_or_with_one_sample_is_refused():
 
 
 def test_options_are_checked_before_features():
-    """D7: the C grid and the number of retrains are checked on their own
+    """The C grid and the number of retrains are checked on their own
     (run_dfr calls this before loading the model)."""
     check_options((1.0, 0.1), 3)
     for bad in ((), (1.0, 0.0), (1.0, -0.1), ('a', ), (float('nan'), )):
@@ -188,7 +168,7 @@ def test_options_are_checked_before_features():
 
 
 def test_dfr_checks_val_before_extracting_features(tmp_path):
-    """D4 / D7 through tools/dfr.py: a bad option, and a val split without
+    """Through tools/dfr.py: a bad option, and a val split without
     a group, stop before the checkpoint is even read (a checkpoint file of
     garbage: reading it would fail otherwise), with nothing written."""
     rows = [r for r in WATERBIRDS_ROWS if not (r[2] == 1 and r[:2] == (1, 1))]

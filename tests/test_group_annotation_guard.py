@@ -1,5 +1,5 @@
-"""Methods that read groups stop before training on data without them
-(issue 21.2): TrainGuardHook names the missing annotation and how to give
+"""Methods that read groups stop before training on data without them:
+TrainGuardHook names the missing annotation and how to give
 it, instead of GroupDRO's "give num_groups"."""
 import random
 from types import SimpleNamespace

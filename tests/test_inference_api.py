@@ -314,7 +314,7 @@ def test_inferencer_drops_alpha_as_the_file_decoder_does(tiny_inferencer,
      "did you mean 'cudnn_benchmark'"),
     ({'model.backbone.out_indices': (2, 3, 4)}, 'in 0..3')])
 def test_python_apis_check_cfg_options_as_the_tools_do(options, shown):
-    """Issue 31, API1: init_occam_model / OccamInferencer merged any key
+    """init_occam_model / OccamInferencer merged any key
     (a typo'd one was ignored and the model built as if it was not given);
     the same check as tools/train.py, as a ValueError (no SystemExit from
     a library)."""

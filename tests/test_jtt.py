@@ -247,7 +247,7 @@ def test_config_edited_between_stages_names_the_keys(tmp_path):
 
 
 def test_final_checkpoint_is_the_one_model_selection_chose(tmp_path):
-    """Issue 33.5: with ModelSelectionCheckpointHook the JTT result names
+    """With ModelSelectionCheckpointHook the JTT result names
     the checkpoint its rule chose (epoch 2 here), not the last (epoch 3),
     and says which rule; without one, the last epoch."""
     from mmengine.config import Config

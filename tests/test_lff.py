@@ -154,8 +154,8 @@ class _TrainSet:
 @pytest.mark.slow
 @pytest.mark.parametrize('mode', ['error', 'reinit'])
 def test_resume_on_a_training_set_of_another_size(mode):
-    """The EMAs of a resumed run belong to its checkpoint's training set
-    (issue 22, case 5): another size stops, or on request re-initialises."""
+    """The EMAs of a resumed run belong to its checkpoint's training set:
+    another size stops, or on request re-initialises."""
     import logging
     from types import SimpleNamespace
 
@@ -181,7 +181,7 @@ def test_resume_on_a_training_set_of_another_size(mode):
 
 
 def test_backbone_options_name_where_the_lff_trunk_lives(tmp_path):
-    """Issue 33, item 5: ``model.backbone.*`` on an LfF config ended in
+    """``model.backbone.*`` on an LfF config ended in
     ``TypeError: LfFClassifier.__init__() got an unexpected keyword argument
     'backbone'`` after the data were built; LfF's trunks live in
     ``model.biased_model`` (the debiased model is its copy)."""

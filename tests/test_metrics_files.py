@@ -45,7 +45,7 @@ def _read(folder, name):
 def _check_files(log_dir, metrics):
     """The files hold what the evaluation returned, plus the extras."""
     bias = _read(log_dir, 'bias_metrics.json')
-    # 10 samples in 100 class x colour groups: said so (issue 33.1)
+    # 10 samples in 100 class x colour groups: said so
     assert set(bias) == {'metrics', 'groups', 'num_samples', 'sparse_groups'}
     assert bias['num_samples'] == 10
     empty = bias['metrics']['bias/num_empty_groups']

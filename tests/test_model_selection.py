@@ -1,4 +1,4 @@
-"""Model selection rules (issue 21.4): the best checkpoint by val
+"""Model selection rules: the best checkpoint by val
 worst-group, worst-class or plain accuracy, chosen by
 ModelSelectionCheckpointHook, checked against the values the run logged,
 and the rule named in model_selection.json and on the console."""

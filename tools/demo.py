@@ -1,6 +1,6 @@
 """`make demo`: OccamResNet vs plain ResNet on a small Biased MNIST, on the CPU.
 
-    python tools/demo.py                       # the default protocol (~6 min, 2 cores)
+    python tools/demo.py                       # the default protocol
     python tools/demo.py --epochs 2            # quicker, less accurate
     python tools/demo.py --p-bias 0.95 --seed 1 --work-dir work_dirs/demo_s1
 
@@ -301,8 +301,8 @@ def relay_progress(logs: dict, offsets: dict) -> None:
 
 def run_parallel(work_dir: str, models, argv, jobs: int) -> dict:
     """Train the models at once, each in its own process with its share of
-    the CPU threads (on 2 cores, two 1-thread runs finish sooner than two
-    2-thread runs in turn); their output goes to ``<work_dir>/<model>.log``,
+    the CPU threads (sooner than running them in turn with every thread
+    each); their output goes to ``<work_dir>/<model>.log``,
     and their per-epoch lines to this console as they come."""
     from occam_plugin.engine.runner.runs import run_commands
     threads = max(1, (os.cpu_count() or 1) // jobs)

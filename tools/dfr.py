@@ -8,7 +8,7 @@ Writes <work-dir>/dfr_<checkpoint name>.pth (the whole model, the trunk as
 trained; loadable strictly) and .json (the chosen C per layer, the tuning
 scores, val metrics before and after, accuracies in percent as BiasMetric's).
 On an OccamNet every exit used at inference is retrained on its own features
-(docs/methods.md, DFR).
+(the spatial mean of the exit's features feeds its 1x1 CAM conv).
 """
 import argparse
 import os.path as osp

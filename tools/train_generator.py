@@ -15,9 +15,7 @@ With ``--prior-components K`` (default 20) the state dict also holds a
 K-component Gaussian mixture fitted to the posterior means of the training
 images, and LatentDebiasDataset draws its latents from it instead of
 ``N(0, I)`` (``--prior-components 0``): measured on Binary Colored MNIST,
-a real-digit classifier recognises far more of those samples
-(docs/results.md, latent-space de-biasing). A few CPU minutes at the
-defaults.
+a real-digit classifier recognises far more of those samples.
 """
 import argparse
 import os

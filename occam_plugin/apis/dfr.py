@@ -20,10 +20,10 @@ The standardisation is folded into the layer (``W / sigma`` and ``b - W mu
 / sigma``), so the retrained model has the architecture of the trained one
 and loads strictly. Our differences, and why: the halves are split per
 group (each group's samples halved), so a small group is in both halves
-(the reference's plain random halves can leave it out of one); the
-logistic regression is multinomial with an unpenalised intercept
-(:mod:`.l1_logistic`; the reference: sklearn ``liblinear``, one-vs-rest,
-the same model for two classes).
+(the reference's plain random halves can leave it out of one). The
+logistic regression is the reference's: scikit-learn's L1
+``LogisticRegression`` with the ``liblinear`` solver (:mod:`.l1_logistic`;
+one-vs-rest for more than two classes).
 
 Which layers (:func:`last_layers`): a linear head's ``fc`` (on the pooled
 features); on an OccamNet, the 1x1 CAM conv of every exit used at inference
@@ -42,7 +42,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .l1_logistic import fit_l1_logistic
+from ..extras import require_extra
+from .l1_logistic import _FEATURE, fit_l1_logistic
 
 __all__ = [
     'balanced_subset', 'stratified_halves', 'group_accuracy', 'check_options',
@@ -199,7 +200,7 @@ def dfr_fit(x: torch.Tensor, y: np.ndarray, keys: np.ndarray,
             num_classes: int, scaler_x: Optional[torch.Tensor] = None,
             c_options: Sequence[float] = C_OPTIONS,
             num_retrains: int = NUM_RETRAINS, seed: int = 0,
-            max_iter: int = 5000) -> dict:
+            max_iter: int = 100) -> dict:
     """DFR's two steps (module docstring) on held-out features.
 
     Args:
@@ -212,8 +213,10 @@ def dfr_fit(x: torch.Tensor, y: np.ndarray, keys: np.ndarray,
             of ``x``.
         c_options (Sequence[float]): The C grid.
         num_retrains (int): Balanced subsets averaged in the final fit.
-        seed (int): Seed of the halves and subsets.
-        max_iter (int): Solver iterations per fit.
+        seed (int): Seed of the halves and subsets (and of liblinear's
+            coordinate order).
+        max_iter (int): liblinear's iteration cap per fit. Defaults to 100
+            (scikit-learn's, as the reference).
 
     Returns:
         dict: ``weight`` ``[K, d]`` and ``bias`` ``[K]`` (float64, in the
@@ -235,7 +238,8 @@ def dfr_fit(x: torch.Tensor, y: np.ndarray, keys: np.ndarray,
     tuning = {}
     for c in c_options:
         W, b = fit_l1_logistic(scaler(x[fit_idx]), y_t[fit_idx],
-                               num_classes, c, max_iter=max_iter)
+                               num_classes, c, max_iter=max_iter,
+                               random_state=seed)
         # every key has >= 2 samples (checked), so one in each half
         pred = _predict(W, b, scaler(x[score_idx]))
         tuning[float(c)] = group_accuracy(pred, y[score_idx],
@@ -247,7 +251,7 @@ def dfr_fit(x: torch.Tensor, y: np.ndarray, keys: np.ndarray,
     for _ in range(num_retrains):
         sub = balanced_subset(keys, rng)
         W, b = fit_l1_logistic(scaler(x[sub]), y_t[sub], num_classes, C,
-                               max_iter=max_iter)
+                               max_iter=max_iter, random_state=seed)
         Ws.append(W)
         bs.append(b)
     W, b = scaler.fold(torch.stack(Ws).mean(0), torch.stack(bs).mean(0))
@@ -411,6 +415,7 @@ def run_dfr(config: str, checkpoint: str, work_dir: str,
                          "'val'")
     # every check that needs no feature first: extraction is the slow part
     check_options(c_options, num_retrains)
+    require_extra('fairness', _FEATURE)
     cfg = load_config(config, cfg_options)
     cfg.pop('dfr', None)
     name = osp.splitext(osp.basename(checkpoint))[0]

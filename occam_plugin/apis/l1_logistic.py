@@ -1,103 +1,77 @@
-"""L1-regularised multinomial logistic regression in torch (DFR's last-layer
-fit), by FISTA: proximal gradient with Nesterov momentum, a fixed step from
-the gradient's Lipschitz bound and a restart when the objective rises.
+"""DFR's last-layer fit: scikit-learn's L1-regularised logistic regression
+with the ``liblinear`` solver, called as the reference DFR calls it
+(``LogisticRegression(penalty='l1', C=C, solver='liblinear')``, scikit-learn's
+defaults otherwise; scikit-learn >= 1.8 spells ``penalty='l1'`` as
+``l1_ratio=1``).
 
-The objective, for features ``X`` ``[n, d]``, labels ``y`` ``[n]``, weights
-``W`` ``[K, d]`` and biases ``b`` ``[K]``::
-
-    F(W, b) = 1/n sum_i CE(W x_i + b, y_i) + ||W||_1 / (C n)
-
-i.e. sklearn's ``LogisticRegression(penalty='l1', C=C)`` objective
-``||W||_1 + C sum_i CE_i`` divided by ``C n`` (same minimiser); the
-intercept is not penalised (sklearn's ``saga`` solver: neither; DFR's
-``liblinear`` penalises it as a feature of value 1). Multinomial softmax
-for any number of classes; with two classes its minimiser gives the same
-predictions as the binary L1 logistic regression (the penalty of
-``(w_0, w_1)`` is least at ``w_1 = -w_0 = w / 2``, where it is ``||w||_1``).
+liblinear minimises ``||w||_1 + C sum_i log(1 + exp(-y_i (w x_i + b)))``
+with the intercept penalised as the weight of a constant feature of value 1
+(``intercept_scaling=1``). It fits two classes as one binary problem and,
+in scikit-learn >= 1.7, refuses more; for more classes the binary fit is
+wrapped in ``OneVsRestClassifier``, the one-vs-rest scheme the reference's
+scikit-learn applied to liblinear. The result is returned as a layer of
+``K`` rows: for two classes the binary ``(w, b)`` becomes ``(-w/2, -b/2)``
+and ``(w/2, b/2)`` (the softmax of these logits is the binary model's
+sigmoid, their argmax its prediction).
 """
 from typing import Tuple
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
-__all__ = [
-    'soft_threshold', 'smooth_loss', 'smooth_grad', 'objective',
-    'fit_l1_logistic'
-]
+from ..extras import import_extra
 
+__all__ = ['fit_l1_logistic']
 
-def soft_threshold(x: torch.Tensor, t: float) -> torch.Tensor:
-    """The proximal map of ``t ||.||_1``: ``sign(x) max(|x| - t, 0)``."""
-    return torch.sign(x) * torch.clamp(x.abs() - t, min=0)
-
-
-def smooth_loss(X: torch.Tensor, y: torch.Tensor, W: torch.Tensor,
-                b: torch.Tensor) -> torch.Tensor:
-    """The mean cross-entropy ``1/n sum_i CE(W x_i + b, y_i)``."""
-    return F.cross_entropy(X @ W.T + b, y)
-
-
-def smooth_grad(X: torch.Tensor, y: torch.Tensor, W: torch.Tensor,
-                b: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Gradient of :func:`smooth_loss`: ``(P - Y)^T X / n`` and the column
-    means of ``P - Y`` (``P`` the softmax, ``Y`` the one-hot labels)."""
-    n = X.shape[0]
-    r = torch.softmax(X @ W.T + b, dim=1)
-    r[torch.arange(n), y] -= 1
-    return r.T @ X / n, r.mean(0)
-
-
-def objective(X: torch.Tensor, y: torch.Tensor, W: torch.Tensor,
-              b: torch.Tensor, C: float) -> torch.Tensor:
-    """``F(W, b)`` of the module docstring."""
-    return smooth_loss(X, y, W, b) + W.abs().sum() / (C * X.shape[0])
+_FEATURE = "DFR's L1 logistic regression"
 
 
 def fit_l1_logistic(X: torch.Tensor, y: torch.Tensor, num_classes: int,
-                    C: float, max_iter: int = 5000, tol: float = 1e-7
+                    C: float, max_iter: int = 100, tol: float = 1e-4,
+                    random_state: int = 0
                     ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Minimise ``F`` (module docstring) by FISTA.
+    """Fit scikit-learn's L1 logistic regression (``liblinear``).
 
     Args:
         X (Tensor): ``[n, d]`` features (float64 is used inside).
-        y (Tensor): ``[n]`` labels in ``[0, num_classes)``.
-        num_classes (int): ``K``.
-        C (float): Inverse regularisation strength (> 0), as sklearn's.
-        max_iter (int): Iteration cap. Defaults to 5000.
-        tol (float): Stop when the proximal-gradient step moves the
-            parameters by less than ``tol`` (max norm, scaled by the step).
+        y (Tensor): ``[n]`` labels; every one of ``0 .. num_classes - 1``
+            must occur.
+        num_classes (int): ``K`` (>= 2).
+        C (float): Inverse regularisation strength (> 0), scikit-learn's.
+        max_iter (int): liblinear's iteration cap. Defaults to 100
+            (scikit-learn's, as the reference).
+        tol (float): liblinear's stopping tolerance. Defaults to 1e-4
+            (scikit-learn's).
+        random_state (int): Seed of liblinear's coordinate order, so that
+            a fit is repeatable. Defaults to 0.
 
     Returns:
         tuple[Tensor, Tensor]: ``W`` ``[K, d]`` and ``b`` ``[K]`` (float64).
     """
     if not C > 0:
         raise ValueError(f'fit_l1_logistic: C={C!r}; expected C > 0')
-    X = X.double()
-    y = y.long()
-    n, d = X.shape
-    # Lipschitz bound of the mean-CE gradient in (W, b): the softmax
-    # Hessian is <= I/2, so L <= ||[X 1]||_2^2 / (2 n); doubled for safety
-    Xb = torch.cat([X, X.new_ones(n, 1)], 1)
-    L = max(float(torch.linalg.matrix_norm(Xb, ord=2)) ** 2 / n, 1e-12)
-    step, thresh = 1.0 / L, 1.0 / (L * C * n)
-    W = X.new_zeros(num_classes, d)
-    b = X.new_zeros(num_classes)
-    VW, Vb, t = W.clone(), b.clone(), 1.0
-    last = float(objective(X, y, W, b, C))
-    for _ in range(max_iter):
-        gW, gb = smooth_grad(X, y, VW, Vb)
-        W_new = soft_threshold(VW - step * gW, thresh)
-        b_new = Vb - step * gb
-        moved = max(float((W_new - W).abs().max()),
-                    float((b_new - b).abs().max()))
-        value = float(objective(X, y, W_new, b_new, C))
-        if value > last:  # restart the momentum
-            VW, Vb, t = W.clone(), b.clone(), 1.0
-            continue
-        t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
-        VW = W_new + (t - 1) / t_new * (W_new - W)
-        Vb = b_new + (t - 1) / t_new * (b_new - b)
-        W, b, t, last = W_new, b_new, t_new, value
-        if moved < tol:
-            break
-    return W, b
+    labels = np.asarray(torch.as_tensor(y).long().cpu().numpy())
+    missing = sorted(set(range(num_classes)) - set(labels.tolist()))
+    if num_classes < 2 or missing:
+        raise ValueError(
+            f'fit_l1_logistic: the labels hold the classes '
+            f'{sorted(set(labels.tolist()))}; expected every class of '
+            f'0 .. {num_classes - 1} (num_classes={num_classes}) at least '
+            'once' + (f', missing {missing}' if missing else ''))
+    linear_model = import_extra('sklearn.linear_model', 'fairness', _FEATURE)
+    features = torch.as_tensor(X).double().cpu().numpy()
+    binary = linear_model.LogisticRegression(
+        l1_ratio=1.0, C=float(C), solver='liblinear', max_iter=max_iter,
+        tol=tol, random_state=random_state)
+    if num_classes == 2:
+        binary.fit(features, labels)
+        w = binary.coef_[0] / 2
+        b = binary.intercept_[0] / 2
+        W, bias = np.stack([-w, w]), np.array([-b, b])
+    else:
+        multiclass = import_extra('sklearn.multiclass', 'fairness', _FEATURE)
+        ovr = multiclass.OneVsRestClassifier(binary).fit(features, labels)
+        W = np.concatenate([est.coef_ for est in ovr.estimators_])
+        bias = np.concatenate([est.intercept_ for est in ovr.estimators_])
+    return (torch.as_tensor(W, dtype=torch.float64),
+            torch.as_tensor(bias, dtype=torch.float64))

@@ -63,17 +63,16 @@ def read_records(path: str, key: str) -> List[dict]:
 
 
 def warn_gpu_sharing(jobs: int) -> None:
-    """Several trainings on one GPU without CUDA MPS time-slice it: on an
-    H200, 14 at once ran each iteration 16 x slower than one alone, while 4
-    under MPS ran at 0.7 x each (docs/results.md, "Costs the code and its
-    messages cite")."""
+    """Warn that several trainings on one GPU without CUDA MPS time-slice
+    it, each far slower than alone (measured: docs/results.md, "Costs the
+    code and its messages cite")."""
     if jobs < 2 or shutil.which('nvidia-smi') is None:
         return
     pipe = os.environ.get('CUDA_MPS_PIPE_DIRECTORY', '/tmp/nvidia-mps')
     if not osp.exists(osp.join(pipe, 'control')):
         print(f'warning: {jobs} trainings at once share the GPU without '
-              'CUDA MPS, which time-slices it (measured 16 x slower per '
-              'iteration with 14 runs on an H200): start '
+              'CUDA MPS, which time-slices it (each run is then far '
+              'slower than alone): start '
               '`nvidia-cuda-mps-control -d` first (4-6 runs at a time), or '
               'use --jobs 1.', file=sys.stderr, flush=True)
 

@@ -37,7 +37,8 @@ def _pct(correct: int, total: int) -> float:
 #: that need groups)
 HOW_TO_ANNOTATE = (
     "Give the samples bias annotations: type='BiasAnnotatedDataset' with "
-    'attribute columns (docs/datasets.md, "Your own data"), or a dataset '
+    'an annotation file of one row per image (path, label, split and '
+    'attribute columns; CSV, TSV or JSON), or a dataset '
     'whose data info holds `group_idx` (and `bias_aligned`, `bias_label`), '
     "with dict(type='PackBiasInputs') as the last step of the pipeline "
     "(mmpretrain's PackInputs drops these keys).")
@@ -119,26 +120,6 @@ class BiasMetric(BaseMetric, ResultsFileMetric):
 
     A subset without samples gets no key (never NaN).
 
-    Names: when ``dataset_meta`` has ``group_names`` (every biased dataset
-    of this plugin and ``BiasAnnotatedDataset`` give them, e.g.
-    ``'waterbird|land'``), each group of the JSON file's ``groups`` gets its
-    ``name`` beside ``acc`` and ``num``; the keys stay the group ids (as the
-    logged ``acc_group_{g}`` and ``worst_group``), so scripts reading ids
-    keep working. The log names the worst group and class.
-
-    Samples without ``group_idx`` (e.g. mmpretrain's ``CustomDataset``):
-    only ``acc`` and the worst-class keys; the JSON file then has a
-    ``missing_annotations`` entry saying which annotations are missing and
-    how to provide them, and the console warns once per metric.
-
-    The statistics are :meth:`calculate` (no I/O). The full result (every
-    key with every group, per-group accuracy and counts, ``num_samples``) is
-    kept in :attr:`last_result` (the :class:`ResultsFileMetric` protocol);
-    inside a Runner, ``MetricsFileHook`` writes it to
-    ``<runner.log_dir>/bias_metrics.json`` (or ``<out_dir>/bias_metrics.json``)
-    after each evaluation, so the file holds the latest one. Outside a Runner
-    nothing is written.
-
     Args:
         num_groups (int, optional): Number of groups when the dataset meta
             does not say. Defaults to None.
@@ -149,6 +130,15 @@ class BiasMetric(BaseMetric, ResultsFileMetric):
         collect_device (str): Device for collecting results across ranks.
             Defaults to 'cpu'.
         prefix (str, optional): Key prefix. Defaults to 'bias'.
+
+    Note:
+        Samples without ``group_idx`` give only ``acc`` and the worst-class
+        keys (one console warning; ``missing_annotations`` in the JSON
+        file). Groups keep their ids as keys; ``group_names`` of the dataset
+        meta name them in the JSON file and the log. :meth:`calculate` does
+        no I/O; the full result (:attr:`last_result`) goes to
+        ``bias_metrics.json`` through ``MetricsFileHook`` inside a Runner
+        (docs/tasks/results_files.md).
     """
     default_prefix: Optional[str] = 'bias'
     result_file = 'bias_metrics.json'

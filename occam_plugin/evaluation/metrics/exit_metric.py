@@ -31,34 +31,14 @@ class ExitMetric(BaseMetric, ResultsFileMetric):
     - ``exit/expected_compute``: expected FLOPs per sample relative to the
       full network, ``sum_k share_k * F_k / F_full``, where ``F_k`` are the
       FLOPs to reach and compute exit k (backbone stages <= k + the exit
-      blocks, CAMs and gates evaluated up to k, see
-      ``occam_plugin/models/utils/flops.py``) and ``F_full`` the whole
+      blocks, CAMs and gates evaluated up to k, ``models/utils/flops.py``)
+      and ``F_full`` the whole
       OccamNet (backbone + every exit; the last ``F_k`` when only a list is
       given). ``exit/expected_gflops`` and ``exit/full_gflops`` give the
       absolutes.
     - ``exit/mean_gflops_spent``: mean of the ``flops`` each DataSample
       carries (what ``OccamClassifier.predict`` really spent: the whole
       network in ``compute_all`` mode), when present.
-
-    Where ``F_k`` comes from: the ``exit_flops`` argument when given, else
-    the ``exit_flops`` / ``full_flops`` metainfo of the predictions
-    (``OccamClassifier`` measures them once per input shape with mmengine's
-    ``FlopAnalyzer``). Without either the compute keys are left out (with a
-    warning), never reported as 1.0: ``OccamClassifier`` sets no
-    ``exit_flops`` when its backbone cannot be run stage by stage (the
-    per-exit FLOPs are then unknown; its build log says why).
-
-    Exits a sample never reached in dynamic inference have NaN scores; the
-    per-exit accuracy counts only samples with finite scores at that exit
-    (``exit/acc_e{k}`` is left out when there are none).
-
-    The statistics are :meth:`calculate` (no I/O). The full result
-    (``metrics``, ``exit_flops``, ``full_flops``, ``num_exits``,
-    ``num_samples``) is kept in :attr:`last_result` (the
-    :class:`ResultsFileMetric` protocol); inside a Runner,
-    ``MetricsFileHook`` writes it to ``<runner.log_dir>/exit_metrics.json``
-    (or ``<out_dir>/exit_metrics.json``). Outside a Runner nothing is
-    written.
 
     Args:
         exit_flops (Sequence[float], optional): Cumulative FLOPs per exit.
@@ -68,6 +48,15 @@ class ExitMetric(BaseMetric, ResultsFileMetric):
         collect_device (str): Device for collecting results across ranks.
             Defaults to 'cpu'.
         prefix (str, optional): Key prefix. Defaults to 'exit'.
+
+    Note:
+        Without ``exit_flops`` (argument or metainfo; none when the
+        backbone cannot be run stage by stage) the compute keys are left
+        out with a warning, never reported as 1.0. Exits a sample never
+        reached in dynamic inference have NaN scores and are not counted in
+        ``exit/acc_e{k}``. :meth:`calculate` does no I/O; the full result
+        (:attr:`last_result`) goes to ``exit_metrics.json`` through
+        ``MetricsFileHook`` inside a Runner (docs/tasks/results_files.md).
     """
     default_prefix: Optional[str] = 'exit'
     result_file = 'exit_metrics.json'

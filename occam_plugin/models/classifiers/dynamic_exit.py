@@ -1,4 +1,5 @@
-"""Exit-aware inference that really skips work (``inference_mode='dynamic'``).
+"""Exit-aware inference that really skips work (``inference_mode='dynamic'``)
+and the FLOP profile it is counted with.
 
 The backbone runs stage by stage (``BackboneStages`` in ``utils/stages.py``,
 the description the exits were built from). After stage ``k``
@@ -17,12 +18,13 @@ set, and so is ``flops``: the FLOPs spent on that sample (see below).
 
 FLOPs are measured with mmengine's ``FlopAnalyzer`` (one fused multiply-add
 = one FLOP; ops it has no counter for, e.g. sigmoid, count 0) on one sample
-(:func:`measure_flop_profile`; ``OccamClassifier.flop_profile`` keeps one
-profile per input shape): per backbone stage (:class:`StagePart`) and per
-exit (:class:`ExitPart`: exit block, CAM conv, GAP, gate). A sample's
-``flops`` = the stages it ran + the exits computed for it. In compute-all
-mode ``flops`` is the measured cost of the whole forward (the backbone as it
-runs, all exits) for every sample.
+by :func:`measure_flop_profile`: per backbone stage (:class:`StagePart`) and
+per exit (:class:`ExitPart`: exit block, CAM conv, GAP, gate). The caller
+keeps the profile (``OccamClassifier.flop_profile``, one per input shape)
+and hands it to :func:`dynamic_predict`; nothing here calls back into the
+classifier. A sample's ``flops`` = the stages it ran + the exits computed
+for it. In compute-all mode ``flops`` is the measured cost of the whole
+forward (the backbone as it runs, all exits) for every sample.
 """
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -163,7 +165,7 @@ def measure_flop_profile(model, img_shape: Sequence[int]
 
 
 @torch.no_grad()
-def dynamic_predict(model, inputs: torch.Tensor,
+def dynamic_predict(model, inputs: torch.Tensor, profile: Dict[str, list],
                     data_samples: Optional[List[DataSample]] = None
                     ) -> List[DataSample]:
     """Stage-by-stage prediction of a model whose backbone can be split
@@ -172,8 +174,10 @@ def dynamic_predict(model, inputs: torch.Tensor,
     Args:
         model: An ``OccamClassifier`` (``backbone_stages``, ``neck``,
             ``head`` with ``num_exits``, ``min_inference_exit``,
-            ``exit_threshold``, ``use_gates``, ``flop_profile``).
+            ``exit_threshold``, ``use_gates``).
         inputs (Tensor): Preprocessed images ``[N, C, H, W]``.
+        profile (dict): The model's FLOP profile for one image of
+            ``inputs.shape[1:]`` (:func:`measure_flop_profile`).
         data_samples (list[DataSample], optional): Filled in place.
     """
     staged = stage_runner(model)
@@ -181,7 +185,6 @@ def dynamic_predict(model, inputs: torch.Tensor,
     num_exits, n = head.num_exits, inputs.shape[0]
     # without gates only the last exit is ever chosen: skip all the others
     first = head.min_inference_exit if head.use_gates else num_exits - 1
-    profile = model.flop_profile(inputs.shape[1:])
 
     nan = float('nan')
     scores: Optional[torch.Tensor] = None  # N, E, C once C is known

@@ -9,7 +9,7 @@ from mmpretrain.structures import DataSample
 from ..utils.ddp_ignore import ignore_rank_local_buffers
 from ..utils.stages import backbone_with_exits, image_channels
 from ..utils.finite import check_finite_losses
-from ..utils.flops import exit_flops
+from ..utils.flops import cumulative_exit_flops
 from .dynamic_exit import (check_inference_mode, dynamic_predict,
                            log_unstaged, measure_flop_profile, stage_runner,
                            warn_compute_all)
@@ -165,18 +165,21 @@ class OccamClassifier(ImageClassifier):
 
         Also sets on every DataSample (metainfo): ``flops`` (FLOPs spent on
         it), ``exit_flops`` (cumulative FLOPs to reach and compute each exit,
-        :func:`exit_flops`; not set when the backbone cannot be run stage by
-        stage) and ``full_flops`` (the whole network), which ``ExitMetric``
-        reads.
+        :func:`cumulative_exit_flops`; not set when the backbone cannot be
+        run stage by stage) and ``full_flops`` (the whole network), which
+        ``ExitMetric`` reads.
         """
+        img_shape = inputs.shape[1:]
         if self._runs_dynamic():
-            results = dynamic_predict(self, inputs, data_samples)
+            results = dynamic_predict(self, inputs,
+                                      self.flop_profile(img_shape),
+                                      data_samples)
         else:  # the whole network on every sample
             results = self._predict_all(inputs, data_samples, **kwargs)
-            flops = float(self.flop_profile(inputs.shape[1:])['compute_all'])
+            flops = float(self.flop_profile(img_shape)['compute_all'])
             for ds in results:
                 ds.set_field(flops, 'flops', field_type='metainfo')
-        self._set_exit_flops(inputs, results)
+        self._set_exit_flops(self.flop_profile(img_shape), results)
         return results
 
     def _runs_dynamic(self) -> bool:
@@ -189,12 +192,12 @@ class OccamClassifier(ImageClassifier):
             return False
         return True
 
-    def _set_exit_flops(self, inputs: torch.Tensor,
+    def _set_exit_flops(self, profile: dict,
                         results: List[DataSample]) -> None:
         # FlopAnalyzer runs once per input shape (flop_profile); the
         # per-exit sums are recomputed here so a changed min_inference_exit
         # is honoured
-        counts = exit_flops(self, inputs.shape[1:])
+        counts = cumulative_exit_flops(profile, self.head.min_inference_exit)
         for ds in results:
             if counts['exit'] is not None:  # None: backbone not staged
                 ds.set_field(list(counts['exit']), 'exit_flops',

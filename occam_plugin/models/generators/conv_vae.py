@@ -15,7 +15,7 @@ class ConvVAE(BaseModule):
     """A small convolutional VAE; its decoder is the generator ``G(z)``.
 
     The plugin's own generator for latent-space de-biasing (Ramaswamy et al.,
-    CVPR 2021), trained in a few CPU minutes on the offline MNIST digits by
+    CVPR 2021), trained on the offline MNIST digits by
     ``tools/train_generator.py``. Any MODELS-registered generator with a
     ``latent_dim`` attribute and ``forward(z) -> images in [0, 1]`` can take
     its place (see docs/methods.md).

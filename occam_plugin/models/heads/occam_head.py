@@ -28,23 +28,8 @@ class OccamHead(BaseModule, MethodPlugPoint):
       -> Linear(16, 1))`` on ``GAP(h_k.detach())``, so the gates never change
       the features.
 
-    ``loss()`` gives per exit ``loss_cam_supp_e{k}`` (CAM suppression),
-    ``loss_ce_e{k}`` (gate-weighted CE) and ``loss_gate_e{k}`` (exit-gate
-    BCE), and logs the batch accuracy ``acc_e{k}`` (not a loss).
-    ``predict()`` applies the exit rule: the first exit
-    ``k >= min_inference_exit`` with ``gate_k >= exit_threshold``, else the
-    last exit.
-
-    Reweighting methods plug in through :class:`MethodPlugPoint`, once per
-    exit: ``sample_weight`` (``[N]``) passed to :meth:`loss` multiplies
-    every exit's per-sample CE (e.g. LfF's ``W(x)``), and ``method`` (a
-    MODELS config) reduces exit ``k``'s per-sample CE ``l`` (gate-weighted,
-    times ``sample_weight``) as ``method(l, logits_k, gt_label,
-    data_samples, exit_idx=k)`` instead of ``l.mean()`` (UpWt, GroupDRO,
-    SD, PGI).
-
-    Its stateful parts (``gate_loss``, ``exit_ce``, a stateful ``method``)
-    declare ``TrainingState`` and are driven by ``TrainingStateHook``.
+    ``predict()`` takes the first exit ``k >= min_inference_exit`` with
+    ``gate_k >= exit_threshold``, else the last.
 
     Args:
         num_classes (int): Number of classes.
@@ -75,6 +60,12 @@ class OccamHead(BaseModule, MethodPlugPoint):
         init_cfg (dict, optional): Initialisation config. Defaults to the
             reference's: CAM convs drawn from N(0, sqrt(2 / (k * k * C_out)))
             (Kaiming normal, fan_out), zero bias.
+
+    Note:
+        The losses, the method plug point (``sample_weight`` and ``method``,
+        once per exit, :class:`MethodPlugPoint`) and the training state of
+        ``gate_loss`` / ``exit_ce`` / ``method`` are described in
+        docs/architecture.md.
     """
 
     def __init__(self,

@@ -294,7 +294,7 @@ def build_backbone(cfg: dict) -> nn.Module:
             'drop them: put `model.backbone._delete_=True` before the new '
             'keys in --cfg-options, or `_delete_=True` in the config\'s '
             f'`model.backbone` dict, and give only the keys of {name} '
-            f'(docs/tasks/backbones.md). Error: {err}') from err
+            f'(README, "Any backbone"). Error: {err}') from err
 
 
 def backbone_with_exits(backbone: Union[dict, nn.Module],
