@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import occam_plugin  # noqa: F401  (registers)
+from occam_plugin.models.methods import BaseMethod
 from occam_plugin.models.utils.training_state import prepare_from_dataset
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
@@ -165,7 +166,7 @@ def test_sample_weight_and_method_plug_point():
 
     calls = []
 
-    class WorstSample(nn.Module):
+    class WorstSample(BaseMethod):
 
         def forward(self, l, logits, gt_label, data_samples, exit_idx):
             calls.append(exit_idx)
