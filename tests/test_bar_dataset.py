@@ -9,7 +9,7 @@ from mmpretrain.registry import DATASETS, TRANSFORMS
 
 import occam_plugin  # noqa: F401  (registers BAR, LoadImageFromFileChecked)
 from occam_plugin.datasets.bar import BAR, BAR_CLASSES
-from conftest import write_bar_folder
+from conftest import REPO, write_bar_folder
 
 PIPELINE = [dict(type='LoadImageFromFileChecked'),
             dict(type='PackBiasInputs')]
@@ -354,3 +354,26 @@ def test_link_out_of_the_data_root_is_refused(tmp_path):
     assert len(build(str(linked))) == 6
     os.symlink(root, str(tmp_path / 'root_link'))
     assert len(build(str(tmp_path / 'root_link'))) == 6
+
+
+@pytest.mark.parametrize('config', [
+    'configs/resnet/resnet18-w16_1xb64_60e_bar-small.py',
+    'configs/resnet/resnet18_1xb128_90e_bar.py'])
+def test_bar_baseline_classifier_has_the_reference_init(config):
+    """The plain ResNet's classifier starts as the reference's nn.Linear
+    (kaiming-uniform weights, std 1/sqrt(3 fan_in), and a uniform bias),
+    not mmpretrain's N(0, 0.01) with a zero bias."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    cfg = Config.fromfile(osp.join(REPO, config))
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(cfg.model)
+    model.init_weights()
+    fc = model.head.fc
+    fan_in = fc.weight.shape[1]
+    assert fc.weight.std().item() == pytest.approx(
+        (3 * fan_in) ** -0.5, rel=0.1)
+    assert fc.bias.abs().max().item() > 0.01
+    assert fc.bias.abs().max().item() <= fan_in ** -0.5
