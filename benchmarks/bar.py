@@ -37,8 +37,8 @@ import time
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from common import (PYTHON, check_reference, import_reference,  # noqa: E402
                     machine, mean_std, reference_config, write_section)
-from occam_plugin.engine.runner.runs import (newest, read_metrics,  # noqa: E402,E501
-                                             read_records, run_commands)
+from occam_plugin.cli import (newest, read_metrics,  # noqa: E402
+                              read_records, run_commands)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CLASSES = ('climbing', 'diving', 'fishing', 'pole vaulting', 'racing',

@@ -1,7 +1,7 @@
 """What the benchmark scripts share: the machine line of a report and the
 section of ``docs/results.md`` each script owns. Running the training jobs
 in parallel processes and reading their results files is
-``occam_plugin.engine.runner.runs`` (shared with tools/demo.py)."""
+``occam_plugin.cli.runs`` (shared with tools/demo.py)."""
 import collections
 import collections.abc
 import importlib.util

@@ -40,8 +40,7 @@ import time
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 from benchmarks.common import machine, mean_std, write_section  # noqa: E402
-from occam_plugin.engine.runner.runs import (read_records,  # noqa: E402
-                                             run_commands)
+from occam_plugin.cli import read_records, run_commands  # noqa: E402
 
 CFG = osp.join(REPO, 'configs', 'latent_debias')
 EXPERIMENTS = {

@@ -49,9 +49,9 @@ import time
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from common import PYTHON, machine, mean_std, write_section  # noqa: E402
+from occam_plugin.cli import (newest, read_metrics,  # noqa: E402
+                              read_records, run_commands)
 from occam_plugin.engine.runner import checkpoint_files  # noqa: E402
-from occam_plugin.engine.runner.runs import (newest, read_metrics,  # noqa: E402,E501
-                                             read_records, run_commands)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 KEYS = ('bias/aligned_acc', 'bias/conflicting_acc', 'bias/unbiased_acc')

@@ -1,6 +1,6 @@
 """The helpers the benchmark scripts share (benchmarks/common.py: each
 script owns one section of docs/results.md and must not touch the others)
-and what they share with tools/demo.py (occam_plugin.engine.runner.runs:
+and what they share with tools/demo.py (occam_plugin.cli.runs:
 the parallel runner and the readers of a run's results files)."""
 import json
 import os
@@ -9,8 +9,8 @@ import sys
 
 from conftest import REPO
 
-from occam_plugin.engine.runner.runs import (newest, read_metrics,
-                                             read_records, run_commands)
+from occam_plugin.cli import (newest, read_metrics, read_records,
+                              run_commands)
 
 sys.path.insert(0, osp.join(REPO, 'benchmarks'))
 from common import mean_std, write_section  # noqa: E402

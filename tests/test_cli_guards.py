@@ -380,7 +380,7 @@ def _fake_tool(tmp_path):
 
 
 def test_run_tool_ends_a_user_error_with_one_line(tmp_path, monkeypatch):
-    from occam_plugin.engine.runner.cli import DEBUG_ENV, run_tool
+    from occam_plugin.cli.common import DEBUG_ENV, run_tool
     monkeypatch.delenv(DEBUG_ENV, raising=False)
     main = _fake_tool(tmp_path)
     with pytest.raises(SystemExit) as err:
@@ -407,7 +407,7 @@ def test_run_tool_ends_a_user_error_with_one_line(tmp_path, monkeypatch):
 def test_train_tool_names_a_missing_data_folder_in_one_line(tmp_path):
     """The dataset's check (raised while the Runner builds the data) ends
     tools/train.py as one line, not inside mmengine's traceback."""
-    from occam_plugin.engine.runner.cli import run_tool
+    from occam_plugin.cli import run_tool
     missing = tmp_path / 'no_such_BAR'
     with pytest.raises(SystemExit) as err:
         run_tool(load_tool('train.py').main, [

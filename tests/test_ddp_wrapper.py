@@ -9,7 +9,7 @@ import pytest
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from conftest import run_gloo_ranks
-from occam_plugin.engine.runner import CPU_MODEL_WRAPPER_CFG
+from occam_plugin.dist import CPU_MODEL_WRAPPER_CFG
 from occam_plugin.engine.runner.safe_runner import ddp_wrapper_cfg
 
 NEW_TORCH = 'forward_sync_buffers' in DDP.__init__.__code__.co_varnames

@@ -108,7 +108,7 @@ def test_resolve_config_takes_paths_names_and_repo_paths(monkeypatch,
 
 
 def test_tools_take_a_shipped_config_name(monkeypatch, tmp_path):
-    from occam_plugin.engine.runner import cli
+    from occam_plugin import cli
     monkeypatch.chdir(tmp_path)
     args = type('Args', (), {'config': MNIST_OCCAM})()
     cfg = cli.load_config(args)

@@ -54,7 +54,7 @@ def test_test_out_onto_an_existing_file_is_refused_before_testing(tmp_path):
     # --overwrite: allowed (the config is only merged here, not run)
     args = test.parse_args([CONFIG, str(ckpt), '--out', str(out),
                             '--overwrite'])
-    from occam_plugin.engine.runner import cli
+    from occam_plugin import cli
     cfg = test.merge_args(cli.load_config(args), args)
     assert cfg.test_evaluator[-1]['out_file_path'] == str(out)
 
@@ -174,7 +174,7 @@ def test_a_streamed_log_replaces_a_planted_link(tmp_path):
     """run_commands (tools/demo.py, benchmarks) opened each command's log
     with open(..., 'w'), through a link planted at its name."""
     import sys
-    from occam_plugin.engine.runner.runs import run_commands
+    from occam_plugin.cli import run_commands
     from occam_plugin.fileio import open_for_writing, suffixed_temp
     link, target = plant_link(tmp_path, '0.log')
     (result, ) = run_commands([[sys.executable, '-c', 'print("ran")']],

@@ -38,7 +38,7 @@ ALLOWED = {
         'torch DDP reads the buffers it must not broadcast only from what '
         'this static method records on the module; torch has no public '
         'argument for it (DistributedDataParallel(...) takes none)',
-    ('engine/runner/safe_runner.py', '_metadata'):
+    ('engine/runner/checkpoint.py', '_metadata'):
         "torch keeps a state_dict's per-module versions in its _metadata "
         'attribute (load_state_dict reads them) and offers no accessor; a '
         'state_dict with renamed keys must carry them over',

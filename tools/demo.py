@@ -145,7 +145,7 @@ def build_cfg(model: str, work_dir: str, p_bias=None, epochs=None,
               num_trainval=None, num_test=None, image_size=None, seed=0,
               data_root=None, cfg_options=None, verbose=False) -> Config:
     """The model's small config with the demo's overrides applied."""
-    from occam_plugin.engine.runner.cli import merge_options
+    from occam_plugin.cli import merge_options
     refuse_demo_keys(cfg_options)
     # checked as tools/train.py checks them: a typo'd key is an error
     cfg = merge_options(Config.fromfile(CONFIGS[model]), cfg_options)
@@ -188,7 +188,7 @@ def build_cfg(model: str, work_dir: str, p_bias=None, epochs=None,
     cfg.work_dir = work_dir
     cfg.launcher = 'none'
     # as tools/train.py: no training batch of one sample, valid workers
-    from occam_plugin.engine.runner.cli import fix_dataloaders
+    from occam_plugin.cli import fix_dataloaders
     fix_dataloaders(cfg)
     return cfg
 
@@ -196,7 +196,7 @@ def build_cfg(model: str, work_dir: str, p_bias=None, epochs=None,
 def run_one(cfg: Config) -> dict:
     """Train, test on the unbiased test split, return the metrics JSON."""
     from occam_plugin.engine.runner import build_runner
-    from occam_plugin.engine.runner.runs import read_metrics
+    from occam_plugin.cli import read_metrics
     runner = build_runner(cfg)
     t0 = time.time()
     runner.train()
@@ -304,7 +304,7 @@ def run_parallel(work_dir: str, models, argv, jobs: int) -> dict:
     the CPU threads (sooner than running them in turn with every thread
     each); their output goes to ``<work_dir>/<model>.log``,
     and their per-epoch lines to this console as they come."""
-    from occam_plugin.engine.runner.runs import run_commands
+    from occam_plugin.cli import run_commands
     threads = max(1, (os.cpu_count() or 1) // jobs)
     os.makedirs(work_dir, exist_ok=True)
     logs = {m: osp.join(work_dir, f'{m}.log') for m in models}
@@ -386,5 +386,5 @@ def main(argv=None):
 
 if __name__ == '__main__':
     sys.path.insert(0, REPO)
-    from occam_plugin.engine.runner.cli import run_tool
+    from occam_plugin.cli import run_tool
     run_tool(main)

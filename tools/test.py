@@ -7,7 +7,7 @@ import argparse
 
 from mmengine.config import ConfigDict
 
-from occam_plugin.engine.runner import cli
+from occam_plugin import cli
 
 
 def parse_args(argv=None):
@@ -66,5 +66,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    from occam_plugin.engine.runner.cli import run_tool
+    from occam_plugin.cli import run_tool
     run_tool(main)

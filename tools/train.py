@@ -11,7 +11,7 @@ import os.path as osp
 
 import torch
 
-from occam_plugin.engine.runner import cli
+from occam_plugin import cli
 
 
 def parse_args(argv=None):
@@ -89,5 +89,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    from occam_plugin.engine.runner.cli import run_tool
+    from occam_plugin.cli import run_tool
     run_tool(main)

@@ -84,7 +84,7 @@ def _stage_done_or_resume(cfg: Config, work_dir: str) -> None:
 
 
 def _train(cfg: Config) -> None:
-    from ..engine.runner import cli
+    from .. import cli
     cli.fix_dataloaders(cfg)
     cli.launch(cfg, 'train')
 

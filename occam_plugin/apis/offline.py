@@ -25,7 +25,7 @@ def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
     """``config`` with ``--cfg-options`` merged and checked as in
     tools/train.py (``cli.merge_options``: a SystemExit naming a typo'd key
     or a bad value)."""
-    from ..engine.runner import cli
+    from .. import cli
     return cli.merge_options(Config.fromfile(config), cfg_options)
 
 

@@ -191,5 +191,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    from occam_plugin.engine.runner.cli import run_tool
+    from occam_plugin.cli import run_tool
     sys.exit(0 if run_tool(main) else 1)

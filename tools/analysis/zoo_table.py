@@ -50,5 +50,5 @@ def main(argv=None) -> str:
 
 
 if __name__ == '__main__':
-    from occam_plugin.engine.runner.cli import run_tool
+    from occam_plugin.cli import run_tool
     run_tool(main)

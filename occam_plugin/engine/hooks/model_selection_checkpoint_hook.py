@@ -18,7 +18,7 @@ from mmengine.hooks import CheckpointHook
 from mmpretrain.registry import HOOKS
 from ...evaluation.metrics.bias_metric import HOW_TO_ANNOTATE, BiasMetric
 from ...fileio import read_json, write_json
-from ..runner.work_dir import CheckpointError
+from ..runner.checkpoint import CheckpointError
 from .train_guard_hook import missing_group_annotations
 
 __all__ = [

@@ -7,8 +7,9 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
 from mmpretrain.registry import HOOKS
-from ..runner.work_dir import (RESUMABLE, CheckpointError, checkpoint_files,
-                               step_of, sweep_partial_saves)
+from ..runner.checkpoint import CheckpointError
+from ..runner.work_dir import (RESUMABLE, checkpoint_files, step_of,
+                               sweep_partial_saves)
 
 __all__ = ['WorkDirGuardHook']
 

@@ -11,8 +11,8 @@ from typing import List, Optional, Tuple
 from ...fileio import pid_alive
 
 __all__ = [
-    'CheckpointError', 'checkpoint_files', 'latest_checkpoint', 'step_of',
-    'sweep_partial_saves', 'RESUMABLE'
+    'checkpoint_files', 'latest_checkpoint', 'step_of', 'sweep_partial_saves',
+    'RESUMABLE'
 ]
 
 
@@ -23,13 +23,6 @@ STEPPED = re.compile(r'(?:^|_)(epoch|iter)_(\d+)\.pth$')
 #: the temporary name a checkpoint is written under before its rename:
 #: ``.<name>.pth.partial-<writer pid>``
 PARTIAL = re.compile(r'^\..+\.pth\.partial-(\d+)$')
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be loaded, or a work dir that would lose one.
-
-    The message names the file or folder and says what to do.
-    """
 
 
 def checkpoint_files(folder: str) -> List[str]:

@@ -10,12 +10,11 @@ from typing import Callable, Optional, Sequence
 
 from mmengine.config import Config, DictAction
 
-from ...models.utils.training_state import TrainingStateMismatch
-from .config_check import ConfigError, merge_cfg_options
-from .dist import setup_cpu_distributed
-from .safe_runner import build_runner, no_singleton_batches
-from .work_dir import CheckpointError
-from .work_dir_lock import WorkDirError, hold_work_dir
+from ..dist import setup_cpu_distributed
+from ..engine.runner import (CheckpointError, ConfigError, WorkDirError,
+                             build_runner, hold_work_dir, merge_cfg_options)
+from ..engine.runner.safe_runner import no_singleton_batches
+from ..models.utils.training_state import TrainingStateMismatch
 
 __all__ = [
     'add_common_args', 'parse', 'load_config', 'apply_common_args',
@@ -34,7 +33,7 @@ USER_ERRORS = (ConfigError, CheckpointError, TrainingStateMismatch,
 #: the builtin types our checks raise with a message naming the file, key or
 #: value and what was expected
 CHECK_ERRORS = (ValueError, TypeError, LookupError, OSError, ImportError)
-_PKG = osp.dirname(osp.dirname(osp.dirname(osp.realpath(__file__))))
+_PKG = osp.dirname(osp.dirname(osp.realpath(__file__)))  # occam_plugin/
 
 
 def is_user_error(err: BaseException, tool_dir: Optional[str] = None) -> bool:
@@ -160,9 +159,9 @@ def apply_common_args(cfg: Config, args: argparse.Namespace,
 
 
 def merge_options(cfg: Config, options) -> Config:
-    """:func:`~.config_check.merge_cfg_options` (the one check of keys and
-    values every entry point shares), its :class:`ConfigError` as a
-    SystemExit: one line, no traceback.
+    """:func:`~occam_plugin.engine.runner.merge_cfg_options` (the one check
+    of keys and values every entry point shares), its :class:`ConfigError`
+    as a SystemExit: one line, no traceback.
 
     Args:
         cfg (Config): The loaded config.

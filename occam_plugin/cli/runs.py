@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable, List, Optional, Sequence
 
-from ...fileio import open_for_writing
+from ..fileio import open_for_writing
 
 __all__ = [
     'newest', 'read_metrics', 'read_records', 'warn_gpu_sharing',
