@@ -53,6 +53,18 @@ TINY_RESNET_OPTIONS = ('model.backbone.stem_channels=8',
                        'model.backbone.base_channels=8')
 
 
+def tiny_occam_cfg(num_classes=2, **kwargs):
+    """The config of the smallest OccamNet the tests build: a ResNet_CIFAR-18
+    trunk of width 8, one exit after each of its 4 stages; ``kwargs`` are
+    further keys of the classifier (``data_preprocessor``, ...)."""
+    return dict(
+        type='OccamClassifier',
+        backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=8,
+                      base_channels=8, out_indices=(0, 1, 2, 3)),
+        neck=dict(type='ExitNeck'),
+        head=dict(type='OccamHead', num_classes=num_classes), **kwargs)
+
+
 def bmnist_data_options(data_root, num_trainval=46, num_test=16,
                         image_size=32):
     """--cfg-options pointing every Biased MNIST dataloader at a tiny
@@ -105,6 +117,13 @@ def tiny_bar_root(tmp_path):
     return write_bar_folder(tmp_path / 'BAR')
 
 
+@pytest.fixture(scope='module')
+def bar_root(tmp_path_factory):
+    """A BAR folder as :func:`tiny_bar_root`, one for all the tests of a
+    module (the runs they share read it)."""
+    return write_bar_folder(tmp_path_factory.mktemp('data') / 'BAR')
+
+
 def run_tool(tool, *args, check=True, timeout=600, nproc=None, env=None):
     """Run ``tools/<tool>`` in a subprocess from the repo root.
 
@@ -154,6 +173,24 @@ def run_gloo_ranks(worker, folder, world_size=2, timeout=180):
     assert [p.exitcode for p in procs] == [0] * world_size
 
 
+def end_rank(out_dir, rank, result):
+    """In a :func:`run_gloo_ranks` worker: save this rank's ``result`` (a dict
+    of tensors) for :func:`gloo_rank_results` and leave the process group."""
+    import torch
+    import torch.distributed as dist
+    torch.save(result, f'{out_dir}/rank{rank}.pth')
+    dist.destroy_process_group()
+
+
+def gloo_rank_results(worker, folder, world_size=2):
+    """Run ``worker`` as :func:`run_gloo_ranks` does; return what each rank
+    gave :func:`end_rank`, in rank order."""
+    import torch
+    run_gloo_ranks(worker, folder, world_size)
+    return [torch.load(folder / f'rank{r}.pth', weights_only=True)
+            for r in range(world_size)]
+
+
 def read_logs(work_dir) -> str:
     """Every mmengine log file of ``work_dir`` (``<timestamp>/<timestamp>
     .log``, one per run, oldest first) as one text: the full log, which a
@@ -166,6 +203,15 @@ def read_logs(work_dir) -> str:
         with open(path, encoding='utf-8') as f:
             text.append(f.read())
     return ''.join(text)
+
+
+def latest_log(work_dir) -> str:
+    """The text of ``work_dir``'s newest mmengine log file: the last run's."""
+    import glob
+    logs = sorted(glob.glob(osp.join(str(work_dir), '*', '*.log')),
+                  key=osp.getmtime)
+    with open(logs[-1], encoding='utf-8') as f:
+        return f.read()
 
 
 def load_tool(tool):

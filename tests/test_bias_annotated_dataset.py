@@ -16,7 +16,7 @@ import torch
 import occam_plugin  # noqa: F401  (registers)
 from mmpretrain.registry import DATASETS, METRICS
 
-from conftest import REPO, load_tool
+from conftest import REPO, latest_log, load_tool
 from occam_plugin.datasets.transforms import BIAS_KEYS
 
 
@@ -601,13 +601,6 @@ def tiny_waterbirds_options(data_root):
     return opts
 
 
-def last_log(work_dir):
-    logs = sorted(glob.glob(osp.join(str(work_dir), '*', '*.log')),
-                  key=osp.getmtime)
-    with open(logs[-1]) as f:
-        return f.read()
-
-
 @pytest.mark.slow
 def test_occamnet_trains_on_a_waterbirds_folder(tmp_path):
     root = write_waterbirds(tmp_path / 'waterbird_complete95_forest2water2')
@@ -615,7 +608,7 @@ def test_occamnet_trains_on_a_waterbirds_folder(tmp_path):
     load_tool('train.py').main(
         [waterbirds_config(tmp_path), '--work-dir', str(work),
          '--cfg-options', *tiny_waterbirds_options(root)])
-    log = last_log(work)
+    log = latest_log(work)
     assert re.search(r'bias/worst_group_acc: \d', log), log[-3000:]
     assert 'bias/unbiased_acc' in log and 'bias/conflicting_acc' in log
     with open(glob.glob(osp.join(str(work), '*', 'bias_metrics.json'))[0]) \

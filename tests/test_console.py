@@ -11,18 +11,12 @@ import pytest
 from mmengine.logging import MessageHub
 
 from conftest import (REPO, TINY_BAR_OPTIONS, TINY_RESNET_OPTIONS,
-                      bar_data_options, load_tool, read_logs, run_tool,
-                      write_bar_folder)
+                      bar_data_options, load_tool, read_logs, run_tool)
 from occam_plugin.engine.hooks.console_progress_hook import format_metrics
 
 OCCAM_CFG = osp.join(REPO, 'configs', 'occam_resnet18_bar.py')
 #: mmengine's LoggerHook line of a training iteration
 ITER_LINE = re.compile(r'Epoch\(train\)\s+\[\d+\]\[\s*\d+/\d+\]')
-
-
-@pytest.fixture(scope='module')
-def bar_root(tmp_path_factory):
-    return write_bar_folder(tmp_path_factory.mktemp('data') / 'BAR')
 
 
 def train(work_dir, data_root, *extra, **kwargs):

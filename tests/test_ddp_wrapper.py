@@ -8,18 +8,13 @@ import warnings
 import pytest
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from conftest import run_gloo_ranks
+from conftest import run_gloo_ranks, tiny_occam_cfg
 from occam_plugin.dist import CPU_MODEL_WRAPPER_CFG
 from occam_plugin.engine.runner.safe_runner import ddp_wrapper_cfg
 
 NEW_TORCH = 'forward_sync_buffers' in DDP.__init__.__code__.co_varnames
 
-OCCAM_MODEL = dict(
-    type='OccamClassifier',
-    backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=8,
-                  base_channels=8, out_indices=(0, 1, 2, 3)),
-    neck=dict(type='ExitNeck'),
-    head=dict(type='OccamHead', num_classes=2))
+OCCAM_MODEL = tiny_occam_cfg(2)
 
 
 def _wrap_worker(rank, init_file, out_dir):

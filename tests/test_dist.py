@@ -4,7 +4,7 @@ all_reduce``) give every rank the result of the whole global batch."""
 import pytest
 import torch
 
-from conftest import run_gloo_ranks
+from conftest import end_rank, gloo_rank_results
 from occam_plugin.dist import all_gather_rows
 
 
@@ -29,16 +29,12 @@ def _worker(rank, init_file, out_dir):
     samples = [DataSample(metainfo=dict(group_idx=g)) for g in groups]
     dro(torch.tensor(losses), torch.zeros(len(groups), 2),
         torch.zeros(len(groups), dtype=torch.long), samples)
-    torch.save(dict(gathered=gathered, q=dro.q.clone()),
-               f'{out_dir}/rank{rank}.pth')
-    dist.destroy_process_group()
+    end_rank(out_dir, rank, dict(gathered=gathered, q=dro.q.clone()))
 
 
 @pytest.mark.slow
 def test_two_ranks_reduce_the_global_batch(tmp_path):
-    run_gloo_ranks(_worker, tmp_path)
-    r0, r1 = (torch.load(tmp_path / f'rank{r}.pth', weights_only=True)
-              for r in (0, 1))
+    r0, r1 = gloo_rank_results(_worker, tmp_path)
     expected = torch.tensor([[0., 1.], [10., 11.], [12., 13.], [14., 15.]],
                             dtype=torch.float64)
     assert torch.equal(r0['gathered'], expected)

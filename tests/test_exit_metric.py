@@ -8,6 +8,7 @@ from mmengine.evaluator import Evaluator
 import occam_plugin  # noqa: F401  (registers)
 from mmpretrain.registry import METRICS
 from mmpretrain.structures import DataSample
+from conftest import tiny_occam_cfg
 from occam_plugin.errors import MissingKeyError
 
 # 5 samples, 3 exits, 3 classes: (gt, argmax of exit 0/1/2, exit taken)
@@ -157,12 +158,7 @@ def test_dynamic_inference_nan_exits_and_spent_flops():
 def test_exit_flops_helper_on_tiny_occam():
     from mmpretrain.registry import MODELS
     from occam_plugin.models.utils.flops import exit_flops
-    model = MODELS.build(
-        dict(type='OccamClassifier',
-             backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=8,
-                           base_channels=8, out_indices=(0, 1, 2, 3)),
-             neck=dict(type='ExitNeck'),
-             head=dict(type='OccamHead', num_classes=4)))
+    model = MODELS.build(tiny_occam_cfg(4))
     res = exit_flops(model, (3, 16, 16))
     flops = res['exit']
     assert len(flops) == 4
@@ -179,12 +175,7 @@ def test_exit_flops_helper_on_tiny_occam():
 
 def _tiny_occam(**kw):
     from mmpretrain.registry import MODELS
-    return MODELS.build(
-        dict(type='OccamClassifier',
-             backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=8,
-                           base_channels=8, out_indices=(0, 1, 2, 3)),
-             neck=dict(type='ExitNeck'),
-             head=dict(type='OccamHead', num_classes=4), **kw))
+    return MODELS.build(tiny_occam_cfg(4, **kw))
 
 
 @pytest.mark.parametrize('mode', ['compute_all', 'dynamic'])

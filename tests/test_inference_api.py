@@ -21,7 +21,7 @@ from mmengine.dataset import Compose, pseudo_collate
 
 import occam_plugin  # noqa: F401  (registers; checkpoint allow-list)
 from conftest import (REPO, TINY_BAR_OPTIONS, TINY_RESNET_OPTIONS,
-                      bar_data_options, load_tool, write_bar_folder)
+                      bar_data_options, load_tool)
 from occam_plugin.apis import OccamInferencer, init_occam_model
 from occam_plugin.datasets.bar import BAR_CLASSES
 from occam_plugin.engine.runner import CheckpointError
@@ -92,12 +92,6 @@ def check_exits(result, num_classes, num_exits=4):
     # the reported prediction is the one of the exit taken
     np.testing.assert_allclose(result['pred_scores'],
                                scores[result['exit_idx']], rtol=1e-6)
-
-
-@pytest.fixture(scope='module')
-def bar_root(tmp_path_factory):
-    return write_bar_folder(tmp_path_factory.mktemp('data') / 'BAR',
-                            per_class=2)
 
 
 @pytest.fixture(scope='module')

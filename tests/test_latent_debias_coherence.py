@@ -1,8 +1,6 @@
 """The latent de-biasing experiment on Binary Colored MNIST: the dataset's
 hand-checked properties, and that the attribute the flip changes is the one
 FairnessMetric measures (configs, generated pairs, clear errors)."""
-import glob
-import importlib.util
 import os.path as osp
 
 import numpy as np
@@ -16,7 +14,7 @@ import occam_plugin  # noqa: F401  (registers)
 from occam_plugin.datasets.binary_colored_mnist import (PALETTE, color_of,
                                                         target_of)
 
-from conftest import REPO
+from conftest import REPO, latest_log, load_tool
 
 CFG_DIR = osp.join(REPO, 'configs', 'latent_debias')
 LATENT_CONFIGS = (
@@ -220,15 +218,8 @@ def test_bias_amplification_with_training_correlation_by_hand():
 # --------------------------------------------------------------- end to end
 def train(config, work_dir, *args):
     """tools/train.py in this process; returns the run's log text."""
-    spec = importlib.util.spec_from_file_location(
-        'occam_tools_train', osp.join(REPO, 'tools', 'train.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    tool.main([config, '--work-dir', str(work_dir), *args])
-    logs = sorted(glob.glob(osp.join(str(work_dir), '*', '*.log')),
-                  key=osp.getmtime)
-    with open(logs[-1]) as f:
-        return f.read()
+    load_tool('train.py').main([config, '--work-dir', str(work_dir), *args])
+    return latest_log(work_dir)
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@ on a plain ResNet-18 and on an OccamResNet-18 (tiny Biased MNIST: 16 train
 images of 32 px, width 8). A method is switched on by config alone: one
 line in a config that inherits the model's (or the same key with
 --cfg-options); LfF (a twin model) by its config in configs/lff/."""
-import glob
 import importlib.util
 import os.path as osp
 
@@ -11,7 +10,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import REPO, bmnist_data_options
+from conftest import REPO, bmnist_data_options, latest_log
 
 
 def _load_train_tool():
@@ -29,10 +28,7 @@ def train(config, work_dir, *args):
     """tools/train.py in this process (saves the interpreter start-up of a
     subprocess per run); returns the run's log text."""
     TRAIN.main([config, '--work-dir', str(work_dir), *args])
-    logs = sorted(glob.glob(osp.join(str(work_dir), '*', '*.log')),
-                  key=osp.getmtime)
-    with open(logs[-1]) as f:
-        return f.read()
+    return latest_log(work_dir)
 
 METHODS = ('upwt', 'gdro', 'sd', 'pgi', 'lff')
 #: the method module each method is (model.head.method.type)

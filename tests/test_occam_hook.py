@@ -6,7 +6,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.hooks import Hook
 
 import occam_plugin  # noqa: F401  (registers)
-from conftest import run_gloo_ranks
+from conftest import end_rank, gloo_rank_results, tiny_occam_cfg
 from occam_plugin.engine.runner import SafeRunner
 from occam_plugin.models.utils.training_state import (rank_local_buffers,
                                                     reset_epoch_state,
@@ -43,12 +43,8 @@ class RecordEpochState(Hook):
 
 
 def make_model_cfg(num_classes):
-    return dict(
-        type='OccamClassifier',
-        backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=8,
-                      base_channels=8, out_indices=(0, 1, 2, 3)),
-        neck=dict(type='ExitNeck'),
-        head=dict(type='OccamHead', num_classes=num_classes),
+    return tiny_occam_cfg(
+        num_classes,
         data_preprocessor=dict(mean=[127.5] * 3, std=[127.5] * 3,
                                num_classes=num_classes))
 
@@ -120,12 +116,7 @@ def _dist_worker(rank, init_file, out_dir):
     dist.init_process_group('gloo', init_method=f'file://{init_file}',
                             rank=rank, world_size=2)
     torch.manual_seed(0)  # same initial weights on both ranks
-    model = MODELS.build(
-        dict(type='OccamClassifier',
-             backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=8,
-                           base_channels=8, out_indices=(0, 1, 2, 3)),
-             neck=dict(type='ExitNeck'),
-             head=dict(type='OccamHead', num_classes=2)))
+    model = MODELS.build(tiny_occam_cfg(2))
     model.head.gate_loss.resize_memory(8)
     reset_epoch_state(model, 0)
     ddp = MMDistributedDataParallel(module=model, device_ids=None)
@@ -140,18 +131,14 @@ def _dist_worker(rank, init_file, out_dir):
     gate = model.head.gate_loss
     before = gate.valid.clone()
     sync_state(model)
-    torch.save(dict(before=before, memory=gate.memory, valid=gate.valid,
-                    total=gate.total,
-                    running_max=model.head.exit_ce.running_max),
-               f'{out_dir}/rank{rank}.pth')
-    dist.destroy_process_group()
+    end_rank(out_dir, rank, dict(
+        before=before, memory=gate.memory, valid=gate.valid,
+        total=gate.total, running_max=model.head.exit_ce.running_max))
 
 
 @pytest.mark.slow
 def test_two_ranks_keep_and_share_the_gate_memory(tmp_path):
-    run_gloo_ranks(_dist_worker, tmp_path)
-    r0, r1 = (torch.load(tmp_path / f'rank{r}.pth', weights_only=True)
-              for r in (0, 1))
+    r0, r1 = gloo_rank_results(_dist_worker, tmp_path)
     # before the sync each rank still holds its own writes (DDP did not
     # overwrite them with rank 0's buffers at the second forward)
     own = [torch.tensor([0, 1, 4, 5]), torch.tensor([2, 3, 6, 7])]

@@ -44,11 +44,6 @@ def train(work_dir, data_root, *extra, config=OCCAM_CFG, check=True,
 
 
 @pytest.fixture(scope='module')
-def bar_root(tmp_path_factory):
-    return write_bar_folder(tmp_path_factory.mktemp('data') / 'BAR')
-
-
-@pytest.fixture(scope='module')
 def occam_run(tmp_path_factory, bar_root):
     """OccamResNet-18 (width 8) trained 2 epochs through tools/train.py."""
     work_dir = tmp_path_factory.mktemp('occam_2ep')

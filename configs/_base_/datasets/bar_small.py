@@ -28,8 +28,5 @@ train_dataloader = dict(
     persistent_workers=False,
     dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=100,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(pipeline=test_pipeline))
+    train_dataloader, batch_size=100, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader

