@@ -25,6 +25,29 @@ RENAMED = {'DebiasImageClassifier': 'PlainClassifier',
            'DebiasLinearClsHead': 'MethodLinearClsHead'}
 
 
+#: changes made on purpose since then: config -> {dotted key: new value}
+#: (the BAR baselines' classifier keeps torch's default init, as the
+#: reference's; LfF's BAR ResNet inherits it for its biased model)
+CHANGED = {
+    'resnet/resnet18-w16_1xb64_60e_bar-small.py': {
+        'model.head.init_cfg': None},
+    'resnet/resnet18_1xb128_90e_bar.py': {'model.head.init_cfg': None},
+    'lff/lff_resnet18-w16_1xb64_60e_bar-small.py': {
+        'model.biased_model.head.init_cfg': None},
+}
+
+
+def changed(name, cfg):
+    """``cfg`` with the changes of :data:`CHANGED` made."""
+    for key, value in CHANGED.get(name, {}).items():
+        *parents, last = key.split('.')
+        node = cfg
+        for k in parents:
+            node = node[k]
+        node[last] = value
+    return cfg
+
+
 def shipped_configs(root):
     out = []
     for folder, _, files in os.walk(root):
@@ -73,5 +96,5 @@ def test_every_config_still_ships_but_the_removed_one(before_tree):
 def test_config_resolves_as_before(before_tree, name):
     if not osp.isfile(osp.join(before_tree, name)):
         pytest.skip(f'{name} is newer than {BEFORE}: nothing to compare')
-    assert resolved(osp.join(REPO, 'configs', name)) == renamed(resolved(
-        osp.join(before_tree, name))), name
+    assert resolved(osp.join(REPO, 'configs', name)) == changed(
+        name, renamed(resolved(osp.join(before_tree, name)))), name
