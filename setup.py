@@ -48,7 +48,7 @@ INSTALL_REQUIRES = [
     'timm>=1.0.31,<1.1',
     'numpy>=2.0,<3',
     'pillow',
-    # imported directly (the generators draw with it); mmcv-lite asks for it too
+    # imported directly (the generators draw with it); mmcv-lite needs it too
     'opencv-python',
     'matplotlib',
 ]
@@ -67,7 +67,7 @@ EXTRAS_REQUIRE = {
 }
 EXTRAS_REQUIRE['all'] = sorted(
     {req for reqs in EXTRAS_REQUIRE.values() for req in reqs})
-EXTRAS_REQUIRE['tests'] = EXTRAS_REQUIRE['all'] + ['pytest']
+EXTRAS_REQUIRE['tests'] = EXTRAS_REQUIRE['all'] + ['pytest', 'flake8>=7.5,<8']
 
 
 def readme():

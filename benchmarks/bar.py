@@ -324,7 +324,7 @@ def complete(result):
     adds a missing test without training)."""
     return result is not None and 'test_best_on_train' in result and \
         'fastest_epoch_seconds' in result and (
-        result['model'] != 'occam' or 'test_best_last_exit' in result)
+            result['model'] != 'occam' or 'test_best_last_exit' in result)
 
 
 def kendall_tau(xs, ys):

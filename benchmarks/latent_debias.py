@@ -372,7 +372,8 @@ def one_seed(args, correlation, seed, recognizer):
         ds = 'train_dataloader.dataset'
         ld_opts = {f'{ds}.generator.checkpoint': gen,
                    f'{ds}.target_scorer.checkpoint': base_ckpt,
-                   f'{ds}.seed': seed, f'{ds}.dataset.correlation': correlation,
+                   f'{ds}.seed': seed,
+                   f'{ds}.dataset.correlation': correlation,
                    **{f'{ds}.generator.{k}': v for k, v in gen_opts.items()}}
         if args.num_pairs is not None:
             ld_opts[f'{ds}.num_pairs'] = args.num_pairs

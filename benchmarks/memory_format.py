@@ -96,7 +96,8 @@ def main(argv=None):
         t = step_times(cfg_file, args.img_size, args.batch, args.iters,
                        args.warmup)
         a, b = t[FORMATS[0]], t[FORMATS[1]]
-        lines.append(f'| {name} | {a:.4f} | {b:.4f} | {100 * (b / a - 1):+.0f} % |')
+        lines.append(
+            f'| {name} | {a:.4f} | {b:.4f} | {100 * (b / a - 1):+.0f} % |')
         print(lines[-1], flush=True)
     md = ('## Memory format of the CPU protocol\'s training step '
           '(`benchmarks/memory_format.py`)\n\n'

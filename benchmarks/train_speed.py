@@ -4,9 +4,9 @@ Not a test.
     python benchmarks/train_speed.py                     # prints the table
     python benchmarks/train_speed.py --results-md docs/results.md
 
-For each model of the CPU protocol (``configs/{resnet,occamnets}/
-*_bar-small.py``: width 16, 112 px, batch 64) and each option, one
-subprocess builds the
+For each model of the CPU protocol
+(``configs/{resnet,occamnets}/*_bar-small.py``: width 16, 112 px, batch 64)
+and each option, one subprocess builds the
 model from the shipped config and times ``model.train_step`` (data
 preprocessor, forward, every loss, backward, Adam step: what the Runner
 runs per iteration) on a batch of 64 images:

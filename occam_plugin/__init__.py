@@ -28,7 +28,8 @@ warnings.filterwarnings(
 from .version import __version__  # noqa: E402
 from .config_path import (configs_root, get_config_path,  # noqa: E402
                           list_configs, resolve_config)
-from . import datasets, engine, evaluation, models  # noqa: F401,E402  (registers)
+# registers every module
+from . import datasets, engine, evaluation, models  # noqa: F401,E402
 from .model_zoo import register_model_zoo_safely  # noqa: E402
 from .models import OccamNet, OccamOutput, create_occam_model  # noqa: E402
 

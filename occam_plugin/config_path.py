@@ -19,7 +19,9 @@ environment-variable substitution (``{{$NAME:default}}``, replaced before
 ``_base_`` is read; mmengine's ``pkg::`` scopes know only OpenMMLab's own
 packages)::
 
-    _base_ = ['{{$OCCAM_PLUGIN_CONFIGS:}}/occamnets/occamnets_resnet18-w16_1xb64_10e_biased-mnist-small.py']
+    _base_ = [
+        '{{$OCCAM_PLUGIN_CONFIGS:}}/occamnets/'
+        'occamnets_resnet18-w16_1xb64_10e_biased-mnist-small.py']
 
 with ``OCCAM_PLUGIN_CONFIGS`` set to :func:`configs_root` (``export
 OCCAM_PLUGIN_CONFIGS=$(python -c "import occam_plugin;

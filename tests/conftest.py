@@ -15,6 +15,7 @@ import pytest
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PYTHON = sys.executable
 
+
 def pytest_configure(config):
     # `make test` runs every test; `make test-fast` (-m "not slow") the unit
     # tier, for day-to-day work

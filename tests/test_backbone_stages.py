@@ -13,7 +13,7 @@ import occam_plugin  # noqa: F401  (registers)
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from occam_plugin.models.utils.training_state import (prepare_from_dataset,
-                                                    reset_epoch_state)
+                                                      reset_epoch_state)
 from occam_plugin.models.utils import stages as stages_mod
 from occam_plugin.models.utils.stages import (BackboneStages, StageDescriber,
                                               describe_backbone,

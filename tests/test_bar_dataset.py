@@ -1,4 +1,5 @@
-"""BAR loader: official layout, class from the file-name prefix, clear errors."""
+"""BAR loader: official layout, class from the file-name prefix, clear
+errors."""
 import logging
 import os
 import os.path as osp
@@ -105,7 +106,8 @@ def test_unknown_class_prefix(tmp_path):
 def test_class_without_images(tmp_path):
     root = write_bar_folder(tmp_path / 'BAR', per_class=1, splits=('train', ))
     os.remove(osp.join(root, 'train', 'diving_1.jpg'))
-    with pytest.raises(ValueError, match=r"no images of class\(es\) \['diving'\]"):
+    with pytest.raises(ValueError,
+                       match=r"no images of class\(es\) \['diving'\]"):
         build(root)
 
 

@@ -20,7 +20,6 @@ from conftest import REPO, latest_log, load_tool
 from occam_plugin.datasets.transforms import BIAS_KEYS
 
 
-
 def write_image(path, colour=(0, 0, 0), size=16):
     """A real PNG / JPEG (by the extension) of one colour plus noise."""
     from PIL import Image
@@ -405,7 +404,6 @@ def test_error_json_entry_and_bad_options(tmp_path):
         build(ann_file=ann, data_root=root, split='val', **GENERIC)
     with pytest.raises(FileNotFoundError, match='annotation file'):
         build(format='waterbirds', data_root=str(tmp_path / 'none'))
-
 
 
 def test_error_image_path_outside_data_root(tmp_path):

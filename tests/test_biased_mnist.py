@@ -1,7 +1,7 @@
-"""Biased MNIST v2: the generator (reference definition of erobic/occam-nets-v1),
-the data it writes in the released layout, the ``BiasedMNIST`` reader on it,
-and the MNIST digit sources. The released layout written by hand is tested in
-``test_biased_mnist_released.py``."""
+"""Biased MNIST v2: the generator (reference definition of
+erobic/occam-nets-v1), the data it writes in the released layout, the
+``BiasedMNIST`` reader on it, and the MNIST digit sources. The released
+layout written by hand is tested in ``test_biased_mnist_released.py``."""
 import gzip
 import hashlib
 import json
@@ -522,12 +522,12 @@ def test_on_disk_bias_shares(generated):
         n = len(recs)
         for f, par in parents.items():
             share = np.mean([r[f'{f}_ix'] == r[par] for r in recs])
-            assert share_close(share, p, n, k=4, floor=0.01), (folder, f,
-                                                                share)
+            assert share_close(share, p, n, k=4, floor=0.01), (
+                folder, f, share)
         multi = [r for r in recs if r['digit_scale_ix'] < 7]
         share = np.mean([r['digit_position_canonical'] for r in multi])
-        assert share_close(share, p, len(multi), k=4, floor=0.01), (folder,
-                                                                     share)
+        assert share_close(share, p, len(multi), k=4, floor=0.01), (
+            folder, share)
 
 
 # --------------------------------------------------------------- rendering
@@ -538,8 +538,8 @@ def _square_digit():
     return d
 
 
-def _render(values, position, letter_imgs=None, cells=((0, 0), (4, 4),
-                                                        (0, 4))):
+def _render(values, position, letter_imgs=None,
+            cells=((0, 0), (4, 4), (0, 4))):
     base = {f: 0 for f in gen.FACTORS}
     base.update(values)
     imgs = letter_imgs or [np.zeros((28, 28), np.uint8)] * 3

@@ -176,12 +176,13 @@ def test_checkpoint_of_another_model_is_refused_by_test(plain_dir, root,
     with pytest.raises(SystemExit) as err:
         run_test(OCCAM_CFG, plain_dir / 'epoch_1.pth', tmp_path, root)
     message = str(err.value)
-    assert 'epoch_1.pth' in message and 'does not fit OccamClassifier' in message
+    assert 'epoch_1.pth' in message
+    assert 'does not fit OccamClassifier' in message
     assert 'head.exits' in message or 'missing keys' in message
     assert '--non-strict' in message
     # the explicit flag loads what fits
     metrics = run_test(OCCAM_CFG, plain_dir / 'epoch_1.pth', tmp_path / 'ns',
-                   root, '--non-strict')
+                       root, '--non-strict')
     assert 'accuracy/top1' in metrics
 
 
@@ -346,6 +347,7 @@ LocalBackend.put = killing_put
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name='__main__')
 '''
+
 
 def save_points(per_epoch):
     """When each checkpoint save happens in a 2-epoch run of ``per_epoch``

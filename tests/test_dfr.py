@@ -275,7 +275,7 @@ def test_dfr_tool_end_to_end(tmp_path, model):
 
 @pytest.mark.slow
 def test_dfr_on_a_full_disk_is_one_error_and_leaves_nothing(tmp_path,
-                                                          monkeypatch):
+                                                            monkeypatch):
     """torch's inline_container.cc RuntimeError came through as a
     traceback."""
     import shutil

@@ -128,7 +128,8 @@ def test_flops_from_the_predictions():
 
 def test_bad_inputs_are_named():
     plain = DataSample().set_gt_label(1).set_pred_label(1)
-    with pytest.raises(MissingKeyError, match=r"lacks \['exit_idx', 'exit_scores'\]"):
+    with pytest.raises(MissingKeyError,
+                       match=r"lacks \['exit_idx', 'exit_scores'\]"):
         _evaluate(METRICS.build(dict(type='ExitMetric')), [plain])
     with pytest.raises(ValueError, match='3 exits'):
         _evaluate(

@@ -60,8 +60,8 @@ def test_group_upweighting_weights():
     # N = 10, 3 groups: w = 10 / (3 * n_g) = 0.555556, 1.666667, 1.666667
     assert upwt.group_weights().tolist() == pytest.approx(
         [0.555556, 1.666667, 1.666667], abs=1e-5)
-    l = torch.tensor([1.0, 2.0, 3.0, 4.0])
-    out = upwt(l, torch.zeros(4, 2), torch.zeros(4, dtype=torch.long),
+    loss = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    out = upwt(loss, torch.zeros(4, 2), torch.zeros(4, dtype=torch.long),
                samples(group_idx=[0, 1, 2, 0]))
     # (0.555556 * (1 + 4) + 1.666667 * (2 + 3)) / 4 = 2.777778
     assert out.item() == pytest.approx(2.777778, abs=1e-5)
@@ -75,7 +75,8 @@ def test_group_upweighting_empty_group_and_hook_counts():
     # what the hook passes: groups of 10 training samples, one empty group
     upwt.prepare_from_dataset(
         dict(group_idx=[0] * 6 + [2] * 4, num_groups=3))
-    # 2 non-empty groups: w0 = 10 / (2 * 6) = 0.833333, w2 = 10 / (2 * 4) = 1.25
+    # 2 non-empty groups: w0 = 10 / (2 * 6) = 0.833333,
+    # w2 = 10 / (2 * 4) = 1.25
     assert upwt.group_weights().tolist() == pytest.approx(
         [0.833333, 0.0, 1.25], abs=1e-5)
     with pytest.raises(ValueError, match='positive count'):
@@ -110,14 +111,15 @@ def test_group_dro_two_steps():
 
 def test_group_dro_per_exit_rows_and_eval_freezes_q():
     dro = MODELS.build(dict(type='GroupDRO', num_groups=2, eta=1.0))
-    l, z, gt = torch.tensor([1.0, 3.0]), torch.zeros(2, 2), torch.zeros(2).long()
-    dro(l, z, gt, samples(group_idx=[0, 1]), exit_idx=2)
+    loss, z = torch.tensor([1.0, 3.0]), torch.zeros(2, 2)
+    gt = torch.zeros(2).long()
+    dro(loss, z, gt, samples(group_idx=[0, 1]), exit_idx=2)
     assert dro.q.shape == (3, 2)
     # only exit 2 moved: [e^1, e^3] / sum = [0.119203, 0.880797]
     assert dro.q[2].tolist() == pytest.approx([0.119203, 0.880797], abs=1e-5)
     assert dro.q[0].tolist() == [0.5, 0.5]
     dro.eval()
-    dro(l, z, gt, samples(group_idx=[0, 1]), exit_idx=2)
+    dro(loss, z, gt, samples(group_idx=[0, 1]), exit_idx=2)
     assert dro.q[2].tolist() == pytest.approx([0.119203, 0.880797], abs=1e-5)
     # several exits in one step, then one backward (the OccamHead pattern)
     dro.train()
@@ -183,9 +185,9 @@ def test_plug_point_passes_exit_logits_only_to_methods_that_ask():
 
     class Plain(BaseMethod):
 
-        def forward(self, l, logits, gt, data_samples, exit_idx):
+        def forward(self, loss, logits, gt, data_samples, exit_idx):
             seen.append(exit_idx)
-            return l.sum()
+            return loss.sum()
 
     feats = [torch.randn(3, 2, 2, 2), torch.randn(3, 2, 2, 2)]
     ds = samples(gt_label=[0, 1, 0])
@@ -210,7 +212,8 @@ def test_plug_point_passes_exit_logits_only_to_methods_that_ask():
 
 def test_lff_relative_difficulty_weight():
     # class-normalised EMAs: L_B = 0.6 / 1.2 = 0.5, L_D = 0.3 / 0.9 = 1/3
-    w = relative_difficulty(torch.tensor([0.6 / 1.2]), torch.tensor([0.3 / 0.9]))
+    w = relative_difficulty(torch.tensor([0.6 / 1.2]),
+                            torch.tensor([0.3 / 0.9]))
     # W = 0.5 / (0.5 + 0.333333 + 1e-8) = 0.6
     assert w.item() == pytest.approx(0.6, abs=1e-6)
 

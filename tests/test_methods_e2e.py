@@ -30,10 +30,11 @@ def train(config, work_dir, *args):
     TRAIN.main([config, '--work-dir', str(work_dir), *args])
     return latest_log(work_dir)
 
+
 METHODS = ('upwt', 'gdro', 'sd', 'pgi', 'lff')
 #: the method module each method is (model.head.method.type)
 METHOD_TYPES = dict(upwt='GroupUpweighting', gdro='GroupDRO',
-              sd='SpectralDecoupling', pgi='PGILoss')
+                    sd='SpectralDecoupling', pgi='PGILoss')
 MODELS_ = ('resnet18', 'occam_resnet18')
 #: (model, data) -> the ERM config and LfF's config, relative to configs/
 CONFIGS = {

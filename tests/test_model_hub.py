@@ -60,7 +60,7 @@ def test_registration_is_idempotent_and_import_never_fails(monkeypatch):
 
 
 def test_get_model_by_name_loads_the_published_weights(monkeypatch,
-                                                        tmp_path):
+                                                       tmp_path):
     import mmpretrain
     monkeypatch.chdir(tmp_path)  # weights are not found relative to cwd
     model = mmpretrain.get_model(MLP, pretrained=True)
@@ -73,7 +73,7 @@ def test_get_model_by_name_loads_the_published_weights(monkeypatch,
 
 
 def test_inferencers_by_name_use_the_published_weights(monkeypatch,
-                                                        tmp_path):
+                                                       tmp_path):
     import mmpretrain
     from occam_plugin.apis import OccamInferencer
     monkeypatch.chdir(tmp_path)

@@ -39,8 +39,8 @@ BAR_MODELS = [m for m in MODELS_ if on_bar(m)]
 
 
 def test_index_lists_every_metafile_and_their_files_exist():
-    assert {m['In Collection'] for m in MODELS_} == {'OccamNets', 'ResNet',
-                                                      'MLP'}
+    assert {m['In Collection'] for m in MODELS_} == {
+        'OccamNets', 'ResNet', 'MLP'}
     for m in MODELS_:
         assert osp.isfile(osp.join(REPO, m['Config'])), m['Config']
         assert osp.isfile(osp.join(REPO, m['Weights'])), m['Weights']
@@ -79,8 +79,8 @@ def test_published_weights_load_with_the_python_apis(model):
 
 
 def test_the_bar_models_are_in_the_zoo():
-    assert {m['In Collection'] for m in BAR_MODELS} == {'OccamNets',
-                                                         'ResNet'}
+    assert {m['In Collection'] for m in BAR_MODELS} == {
+        'OccamNets', 'ResNet'}
 
 
 @pytest.mark.parametrize('model', BAR_MODELS,

@@ -186,4 +186,5 @@ def test_a_streamed_log_replaces_a_planted_link(tmp_path):
     with open_for_writing(str(link), binary=True) as f:
         f.write(b'mine')
     assert target.read_text() == 'precious' and link.read_bytes() == b'mine'
-    assert suffixed_temp('/a/grid.png') == f'/a/.grid.partial-{os.getpid()}.png'
+    assert suffixed_temp('/a/grid.png') == (
+        f'/a/.grid.partial-{os.getpid()}.png')

@@ -9,8 +9,8 @@ import occam_plugin  # noqa: F401  (registers)
 from conftest import end_rank, gloo_rank_results, tiny_occam_cfg
 from occam_plugin.engine.runner import SafeRunner
 from occam_plugin.models.utils.training_state import (rank_local_buffers,
-                                                    reset_epoch_state,
-                                                    sync_state)
+                                                      reset_epoch_state,
+                                                      sync_state)
 from mmpretrain.datasets.transforms import PackInputs
 
 

@@ -22,7 +22,7 @@ def build(cfg):
     return MODELS.build(cfg)
 
 
-# ---------------------------------------------------------------- CAM suppression
+# ------------------------------------------------------------- CAM suppression
 def _cams():
     """2 samples, 2 classes, 2x2 CAMs (see the comments for each cell)."""
     cams = torch.zeros(2, 2, 2, 2)
@@ -62,7 +62,8 @@ def test_cam_suppression_weight_and_uniform_cells():
 def test_cam_suppression_gradient_only_on_suppressed_cells():
     cams, gt = _cams()
     cams.requires_grad_(True)
-    build(dict(type='CAMSuppressionLoss', loss_weight=1.0))(cams, gt).backward()
+    loss = build(dict(type='CAMSuppressionLoss', loss_weight=1.0))
+    loss(cams, gt).backward()
     g = cams.grad
     # kept cells (above the mean) get no gradient in any class
     assert g[0, :, 0, 1].abs().sum() == 0 and g[0, :, 1, 1].abs().sum() == 0

@@ -50,7 +50,7 @@ def force_gates(head, values):
         nn.init.constant_(gate[-1].bias, v)
 
 
-# -------------------------------------------------------------------- exit rule
+# ------------------------------------------------------------------- exit rule
 def test_exit_rule_on_hand_made_gates():
     head = MODELS.build(
         dict(type='OccamHead', num_classes=2, in_channels=[4, 4, 4]))
@@ -168,9 +168,9 @@ def test_sample_weight_and_method_plug_point():
 
     class WorstSample(BaseMethod):
 
-        def forward(self, l, logits, gt_label, data_samples, exit_idx):
+        def forward(self, loss, logits, gt_label, data_samples, exit_idx):
             calls.append(exit_idx)
-            return l.max()
+            return loss.max()
 
     model.head.method = WorstSample()
     losses = model.head.loss(feats, samples(), outs=outs)
@@ -183,7 +183,8 @@ def test_non_finite_loss_names_the_key():
     model = build_model()
     x = torch.randn(4, 3, 16, 16)
     x[0, 0, 0, 0] = float('nan')
-    with pytest.raises(FloatingPointError, match="non-finite loss .*'loss_cam_supp_e0'"):
+    with pytest.raises(FloatingPointError,
+                       match="non-finite loss .*'loss_cam_supp_e0'"):
         model(x, samples(), mode='loss')
 
 
@@ -204,7 +205,7 @@ def test_tensor_mode_returns_every_exit():
     assert all(t.shape == (2, 3) for t in logits)
 
 
-# ------------------------------------------------------------- backbone channels
+# ----------------------------------------------------------- backbone channels
 def test_channels_mmpretrain_resnet_base58_and_cifar_stem():
     model = MODELS.build(
         occam_cfg(dict(type='ResNet', depth=18, stem_channels=58,
@@ -275,7 +276,7 @@ def test_vit_tokens_fail_with_a_hint():
         MODELS.build(dict(occam_cfg(vit), probe_size=32))
 
 
-# ------------------------------------------------------------------ checkpoints
+# ----------------------------------------------------------------- checkpoints
 def test_checkpoint_round_trip_resizes_memory():
     src = build_model(n_train=8)
     src(torch.randn(4, 3, 16, 16), samples(), mode='loss')  # fills state

@@ -94,7 +94,8 @@ def own_names(tree: ast.AST, attributes: bool = True) -> set:
     class-level assignments and, with ``attributes``, attributes set on
     ``self``/``cls`` and buffers/parameters registered by name."""
     names = set()
-    scopes = [tree] + [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
+    scopes = [tree] + [
+        n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
     for scope in scopes:
         for stmt in scope.body:
             targets = []

@@ -1,8 +1,8 @@
-"""``benchmarks/biased_mnist.py`` and ``benchmarks/bar.py --reference DIR`` (parity with the official
-occam-nets-v1 code): what it says when the clone or the reference's own
-packages are missing. The reference itself is not installed in CI, so only
-these errors are tested; the training glue ran in the benchmark
-(docs/results.md)."""
+"""``benchmarks/biased_mnist.py`` and ``benchmarks/bar.py --reference DIR``
+(parity with the official occam-nets-v1 code): what it says when the clone
+or the reference's own packages are missing. The reference itself is not
+installed in CI, so only these errors are tested; the training glue ran in
+the benchmark (docs/results.md)."""
 import importlib.util
 import os.path as osp
 import sys

@@ -88,7 +88,8 @@ def test_timm_backbone_via_cfg_options(tmp_path, bar_root):
     train(work_dir, bar_root, *TIMM_OPTIONS)
     assert 'loss_gate_e3' in read_logs(work_dir)
     ckpt = load_ckpt(osp.join(work_dir, 'epoch_2.pth'))
-    assert any(k.startswith('backbone.timm_model.') for k in ckpt['state_dict'])
+    assert any(
+        k.startswith('backbone.timm_model.') for k in ckpt['state_dict'])
     proc = run_tool('test.py', OCCAM_CFG, osp.join(work_dir, 'epoch_2.pth'),
                     '--work-dir', str(tmp_path / 'test'), '--cfg-options',
                     *TINY_BAR_OPTIONS, *TIMM_OPTIONS,

@@ -177,7 +177,10 @@ def test_draw_cam_grid_marks_taken_exit():
     top = h - 64  # panels start below the title band
     taken = grid[top:, 2 * 64:3 * 64]  # panel of exit 1
     other = grid[top:, 3 * 64:4 * 64]  # panel of exit 2
-    red = lambda p: (p[..., 0] > 200) & (p[..., 1] < 60) & (p[..., 2] < 60)
+
+    def red(p):
+        return (p[..., 0] > 200) & (p[..., 1] < 60) & (p[..., 2] < 60)
+
     assert red(taken[:, 1]).mean() > 0.9  # left border of the frame
     assert red(other[:, 1]).mean() < 0.1
     # CAM peak top-left -> red-ish there, bottom-right is cold (blue-ish)
@@ -278,7 +281,7 @@ def test_class_activation_map_of_a_plain_resnet(tmp_path):
 
 @pytest.mark.slow
 def test_vis_cam_never_replaces_a_png_and_names_every_input(trained_run,
-                                                             tmp_path):
+                                                            tmp_path):
     """An existing PNG in --out-dir is refused (before the model is built)
     unless --overwrite; two inputs of the same name (a/x.jpg, b/x.jpg) used
     to write one file."""

@@ -1,4 +1,4 @@
-"""`make demo`: OccamResNet vs plain ResNet on a small Biased MNIST, on the CPU.
+"""`make demo`: OccamResNet vs plain ResNet on a small Biased MNIST, on CPU.
 
     python tools/demo.py                       # the default protocol
     python tools/demo.py --epochs 2            # quicker, less accurate

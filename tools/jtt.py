@@ -1,8 +1,11 @@
 """JTT, "Just Train Twice" (Liu et al., ICML 2021): both stages, one command.
 
-    python tools/jtt.py CONFIG --work-dir work_dirs/jtt --epochs-id 60 --lambda-up 100
-    python tools/jtt.py CONFIG --work-dir ... --id-config configs/resnet/...   # identify with another model
-    python tools/jtt.py CONFIG ...            # again after a kill: finishes what is left
+    python tools/jtt.py CONFIG --work-dir work_dirs/jtt --epochs-id 60 \
+        --lambda-up 100
+    # identify with another model
+    python tools/jtt.py CONFIG --work-dir ... --id-config configs/resnet/...
+    # again after a kill: finishes what is left
+    python tools/jtt.py CONFIG ...
 
 Stage 1 trains the identification model for T epochs into
 <work-dir>/identification/ and writes the training samples it misclassifies

@@ -1,7 +1,8 @@
 """Evaluate a checkpoint on the config's test set (occam-plugin).
 
-    python tools/test.py configs/occam_resnet18_bar.py work_dirs/occam_bar/epoch_90.pth
-    python tools/test.py CONFIG CKPT --out results.pkl    # also dump predictions
+    python tools/test.py configs/occam_resnet18_bar.py \
+        work_dirs/occam_bar/epoch_90.pth
+    python tools/test.py CONFIG CKPT --out results.pkl  # also dump predictions
 """
 import argparse
 

@@ -1,10 +1,13 @@
 """Train a model from an mmpretrain-style config (occam-plugin).
 
-    python tools/train.py configs/occam_resnet18_bar.py --work-dir work_dirs/occam_bar
-    python tools/train.py CONFIG --resume            # latest checkpoint of work_dir
+    python tools/train.py configs/occam_resnet18_bar.py \
+        --work-dir work_dirs/occam_bar
+    python tools/train.py CONFIG --resume     # latest checkpoint of work_dir
     python tools/train.py CONFIG --resume work_dirs/x/epoch_3.pth
-    python tools/train.py CONFIG --cfg-options model.backbone.type=TIMMBackbone ...
-    torchrun --nproc_per_node=2 tools/train.py CONFIG --launcher pytorch   # CPU: gloo
+    python tools/train.py CONFIG \
+        --cfg-options model.backbone.type=TIMMBackbone ...
+    # CPU: gloo
+    torchrun --nproc_per_node=2 tools/train.py CONFIG --launcher pytorch
 """
 import argparse
 import os.path as osp
@@ -33,7 +36,8 @@ def parse_args(argv=None):
         help='do not validate during training')
     parser.add_argument(
         '--auto-scale-lr', action='store_true',
-        help='scale the lr by total batch size / auto_scale_lr.base_batch_size')
+        help='scale the lr by total batch size / '
+        'auto_scale_lr.base_batch_size')
     cli.add_common_args(parser, 'folder for logs and checkpoints')
     return cli.parse(parser, argv)
 

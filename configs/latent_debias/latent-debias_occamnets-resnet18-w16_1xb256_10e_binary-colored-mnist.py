@@ -18,7 +18,8 @@ _base_ = [
     './occamnets_resnet18-w16_1xb256_10e_binary-colored-mnist.py',
     './_base_/latent_debias.py',  # G, the colour scorer, the flip
 ]
-target_ckpt = ('work_dirs/occamnets_resnet18-w16_1xb256_10e_binary-colored-mnist/'
+target_ckpt = ('work_dirs/'
+               'occamnets_resnet18-w16_1xb256_10e_binary-colored-mnist/'
                'epoch_10.pth')
 
 train_dataloader = dict(

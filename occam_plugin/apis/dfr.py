@@ -153,6 +153,7 @@ def check_balance_keys(keys: np.ndarray, num_keys: Optional[int] = None,
     missing = [label(k) for k in range(num) if counts[k] == 0]
     few = [f'{label(k)}: {counts[k]}' for k in range(num)
            if 0 < counts[k] < MIN_PER_GROUP]
+
     def listed(items, limit=10):  # many groups: the first ones and a count
         more = f', ... ({len(items) - limit} more)' if len(items) > limit \
             else ''
@@ -475,6 +476,7 @@ def run_dfr(config: str, checkpoint: str, work_dir: str,
     os.makedirs(work_dir, exist_ok=True)
     with atomic_path(out_ckpt, fsync=True) as tmp:
         torch.save(new_state, tmp)
+
     def named(metrics):
         per = metrics['per_group']
         return dict(metrics, per_group={

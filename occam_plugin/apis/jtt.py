@@ -385,4 +385,3 @@ def run_jtt(config: str, work_dir: str,
                    indent=2, sort_keys=True)
         _log(f'done: {paths["result"]}')
         return result
-

@@ -101,8 +101,8 @@ def run_model(model: torch.nn.Module, loader,
             yield samples
 
 
-def predictions(model: torch.nn.Module, loader) -> Tuple[torch.Tensor,
-                                                          torch.Tensor]:
+def predictions(model: torch.nn.Module,
+                loader) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(sample_idx, pred_label)`` ``[N]`` of every sample of ``loader``
     (for an OccamNet: the exit it takes at inference)."""
     idx, pred = [], []

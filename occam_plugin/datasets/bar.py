@@ -80,9 +80,10 @@ class BAR(BaseDataset):
     is ``split='val'`` and the rest is ``split='train'``. On the official
     files that is 196 val and 1,745 train images (val 33 / 52 / 17 / 28 / 34 /
     32 per class). ``split='trainval'`` reads the whole ``train/`` folder (the
-    training set of the paper and of the reference code). Images are read with the extensions of
-    :data:`IMG_EXTENSIONS`; an image of another format (``.gif``, ``.tif``,
-    ...) or a broken symbolic link is an error, other entries
+    training set of the paper and of the reference code). Images are read
+    with the extensions of :data:`IMG_EXTENSIONS`; an image of another
+    format (``.gif``, ``.tif``, ...) or a broken symbolic link is an error,
+    other entries
     (``.DS_Store``, notes, sub-folders) are ignored with a warning that lists
     them.
 

@@ -42,8 +42,9 @@ def target_of(digit_labels: np.ndarray) -> np.ndarray:
 def color_of(images: np.ndarray) -> np.ndarray:
     """The protected attribute as this dataset defines it, measured on any
     RGB images ``N x H x W x 3`` or ``N x 3 x H x W`` (any scale): the
-    :data:`PALETTE` colour nearest (in direction) to the ink-weighted mean colour; 0 red,
-    1 green. Used to check generated pairs independently of the scorer."""
+    :data:`PALETTE` colour nearest (in direction) to the ink-weighted mean
+    colour; 0 red, 1 green. Used to check generated pairs independently of
+    the scorer."""
     x = np.asarray(images, dtype=np.float64)
     if x.ndim != 4:
         raise ValueError(f'color_of expects N x H x W x 3 RGB images, got '

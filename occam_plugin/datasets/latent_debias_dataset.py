@@ -125,7 +125,8 @@ class LatentDebiasDataset:
             generator, dict) else generator
         if not isinstance(getattr(self.generator, 'latent_dim', None), int):
             raise TypeError(
-                f'LatentDebiasDataset: generator {type(self.generator).__name__}'
+                'LatentDebiasDataset: generator '
+                f'{type(self.generator).__name__}'
                 ' must have an int attribute `latent_dim` and forward(z) -> '
                 'images in [0, 1].')
         self.target_scorer = MODELS.build(target_scorer) if isinstance(

@@ -5,8 +5,9 @@ draw the same grid. A plain classifier (backbone, global average pooling,
 one linear layer: the ResNet baselines) has one class activation map, that
 linear layer applied at every cell of the last feature map (Zhou et al.,
 CVPR 2016; its spatial mean is the model's logit): its grid has one panel
-after the image (:func:`collect_class_cams`). The CAMs come from a compute-all pass (every exit's CAM is
-wanted, also those a dynamic pass would skip); the exit the sample took comes
+after the image (:func:`collect_class_cams`). The CAMs come from a
+compute-all pass (every exit's CAM is wanted, also those a dynamic pass would
+skip); the exit the sample took comes
 from the head's own exit rule (``head.predict``), so the picture agrees with
 the model's predictions.
 

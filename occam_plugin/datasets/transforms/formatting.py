@@ -5,7 +5,8 @@ from mmpretrain.registry import TRANSFORMS
 
 __all__ = ['PackBiasInputs', 'BIAS_KEYS']
 
-#: the per-sample bias annotations every biased dataset provides (see docs/architecture.md)
+#: the per-sample bias annotations every biased dataset provides (see
+#: docs/architecture.md)
 BIAS_KEYS = ('group_idx', 'bias_label', 'bias_aligned', 'bias_factors',
              'bias_factors_aligned')
 

@@ -158,4 +158,3 @@ class TrainingStateHook(Hook):
 
     def after_train_epoch(self, runner) -> None:
         sync_state(self._model(runner))
-

@@ -19,8 +19,8 @@ __all__ = [
 def _scalar(value, key: str) -> int:
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise ValueError(f'FairnessMetric: `{key}` must hold one value per '
-                             f'sample, got shape {tuple(value.shape)}')
+            raise ValueError(f'FairnessMetric: `{key}` must hold one value '
+                             f'per sample, got shape {tuple(value.shape)}')
         return int(value.item())
     return int(value)
 

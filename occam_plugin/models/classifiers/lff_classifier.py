@@ -113,7 +113,8 @@ class LfFClassifier(BaseClassifier, TrainingState):
         self.resize_memory(num_samples)
 
     # ``head`` of the debiased model, so hooks/tools that look for
-    # ``model.head`` (e.g. TrainGuardHook's class-count check) find the trained one
+    # ``model.head`` (e.g. TrainGuardHook's class-count check) find the
+    # trained one
     @property
     def head(self):
         return self.debiased_model.head

@@ -90,8 +90,9 @@ class OccamHead(BaseModule, MethodPlugPoint):
                      nonlinearity='relu')):
         super().__init__(init_cfg=init_cfg)
         if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f'OccamHead: num_classes={num_classes!r}; '
-                             'expected a positive int (model.head.num_classes).')
+            raise ValueError(
+                f'OccamHead: num_classes={num_classes!r}; '
+                'expected a positive int (model.head.num_classes).')
         if in_channels is None or isinstance(in_channels, int) or len(
                 in_channels) < 2:
             raise ValueError(
@@ -146,7 +147,7 @@ class OccamHead(BaseModule, MethodPlugPoint):
                 f'model.head.min_inference_exit={self.num_exits - 1} instead.')
         self._exit_threshold = value
 
-    # ---- forward -------------------------------------------------------------
+    # ---- forward ------------------------------------------------------------
     def pre_logits(self, feats: Sequence[torch.Tensor]) -> Tuple[torch.Tensor]:
         """The exit features themselves."""
         return tuple(feats)
@@ -168,7 +169,8 @@ class OccamHead(BaseModule, MethodPlugPoint):
 
     def forward_exits(self, feats: Sequence[torch.Tensor]
                       ) -> Dict[str, List[torch.Tensor]]:
-        """Every exit's CAM ``[N, C, h, w]``, logits ``[N, C]``, gate ``[N]``."""
+        """Every exit's CAM ``[N, C, h, w]``, logits ``[N, C]``, gate
+        ``[N]``."""
         if len(feats) != self.num_exits:
             raise ValueError(f'OccamHead: got {len(feats)} exit features, '
                              f'built for {self.num_exits}.')
@@ -188,7 +190,7 @@ class OccamHead(BaseModule, MethodPlugPoint):
         outs = self.forward_exits(feats)
         return outs['logits'][-1], dict(outs=outs)
 
-    # ---- training ------------------------------------------------------------
+    # ---- training -----------------------------------------------------------
     def loss(self,
              feats: Sequence[torch.Tensor],
              data_samples: List[DataSample],
@@ -221,9 +223,9 @@ class OccamHead(BaseModule, MethodPlugPoint):
                        if 'sample_idx' not in ds]
             if missing:
                 raise MissingKeyError(
-                    'OccamHead.loss: data samples lack `sample_idx` (needed by '
-                    "the gate memory); keep 'sample_idx' in the meta_keys of "
-                    'PackInputs/PackBiasInputs.')
+                    'OccamHead.loss: data samples lack `sample_idx` (needed '
+                    "by the gate memory); keep 'sample_idx' in the meta_keys "
+                    'of PackInputs/PackBiasInputs.')
             sample_idx = torch.as_tensor(
                 [int(ds.sample_idx) for ds in data_samples], device=device)
         elif self.use_gates:
@@ -252,7 +254,7 @@ class OccamHead(BaseModule, MethodPlugPoint):
                 losses[f'acc_e{k}'] = (logits.argmax(1) == gt).float().mean()
         return losses
 
-    # ---- inference ---------------------------------------------------------------
+    # ---- inference ----------------------------------------------------------
     def select_exits(self, gates: torch.Tensor) -> torch.Tensor:
         """Exit rule on gates ``[N, E]`` -> chosen exit per sample ``[N]``."""
         n, e = gates.shape

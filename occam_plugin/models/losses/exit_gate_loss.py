@@ -11,6 +11,7 @@ from ..utils.training_state import (TrainingState, drop_per_sample_state,
 
 __all__ = ['ExitGateLoss']
 
+
 @MODELS.register_module()
 class ExitGateLoss(nn.Module, TrainingState):
     """Exit-gate loss of OccamNets: BCE toward "exit k was right".
@@ -136,7 +137,8 @@ class ExitGateLoss(nn.Module, TrainingState):
     @torch.no_grad()
     def gate_targets(self, logits: torch.Tensor, gt_label: torch.Tensor,
                      sample_idx: torch.Tensor, exit_idx: int) -> torch.Tensor:
-        """Targets of exit ``exit_idx``'s gate; updates the state in training."""
+        """Targets of exit ``exit_idx``'s gate; updates the state in
+        training."""
         correct = (logits.argmax(dim=1) == gt_label).float()
         if not self.training:
             return correct

@@ -33,7 +33,8 @@ class GeneralizedCELoss(nn.Module):
                  loss_weight: float = 1.0):
         super().__init__()
         if not 0 < q <= 1:
-            raise ValueError(f'GeneralizedCELoss: q must be in (0, 1], got {q}')
+            raise ValueError(
+                f'GeneralizedCELoss: q must be in (0, 1], got {q}')
         if reduction not in ('mean', 'sum', 'none'):
             raise ValueError("GeneralizedCELoss: reduction must be 'mean', "
                              f"'sum' or 'none', got {reduction!r}")

@@ -56,4 +56,3 @@ def check_per_sample(per_sample_loss: torch.Tensor, logits: torch.Tensor,
     if gt.dim() != 1 or gt.numel() != n:
         raise ValueError(f'{owner}: gt must have shape [N]={[n]}, got '
                          f'{list(gt.shape)}')
-

@@ -74,7 +74,8 @@ class ExitNeck(BaseModule):
             self.out_channels.append(out)
 
     def forward_exit(self, k: int, x: torch.Tensor) -> torch.Tensor:
-        """Run exit ``k`` alone on its stage map (used by dynamic inference)."""
+        """Run exit ``k`` alone on its stage map (used by dynamic
+        inference)."""
         if k in self.detach_exits:
             x = x.detach()
         return self.exits[k](x)

@@ -55,7 +55,8 @@ MAIN_STAGE_REDUCTIONS = (4, 8, 16, 32)
 _HINT = ('OccamNets need >= 2 four-dimensional stage maps (N, C, H, W) from '
          'the backbone. For mmpretrain CNNs leave `out_indices` unset (one '
          'exit per main stage) or name >= 2 stages, e.g. ResNet '
-         '`out_indices=(0, 1, 2, 3)`; for TIMMBackbone set `features_only=True` (and optionally '
+         '`out_indices=(0, 1, 2, 3)`; for TIMMBackbone set '
+         '`features_only=True` (and optionally '
          '`out_indices`, e.g. `(1, 2, 3, 4)`). Token outputs (ViT, 3-D) are '
          'not supported.')
 
@@ -415,7 +416,7 @@ def place_exits(stages: BackboneStages,
 
 # ------------------------------------------------------------------ families
 def split_in_order(paths: Sequence[str],
-                    is_output: Sequence[bool]) -> List[List[str]]:
+                   is_output: Sequence[bool]) -> List[List[str]]:
     """Cut an ordered module list after every module whose output is taken."""
     stages, current = [], []
     for p, taken in zip(paths, is_output):
@@ -484,7 +485,7 @@ def _timm_stage_paths(net: nn.Module) -> Optional[List[List[str]]]:
     taken = [i in stages for i in range(len(blocks) + 1)]
     # the stem's last module carries output 0
     return split_in_order(prefix + blocks,
-                           [False] * (len(prefix) - 1) + taken)
+                          [False] * (len(prefix) - 1) + taken)
 
 
 def probe_maps(bb: nn.Module, run, in_channels: int,
