@@ -1,11 +1,11 @@
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import torch
 from mmengine.dist import all_reduce
 from mmpretrain.registry import MODELS
 
 from ...errors import MissingKeyError
-from ..utils.annotation_needs import AnnotationNeeds
+from ..utils.annotation_needs import GroupAnnotationNeeds
 from ..utils.training_state import (TrainingState, TrainingStateMismatch,
                                     resize_on_load)
 from .base_method import BaseMethod
@@ -13,11 +13,9 @@ from .sample_fields import check_per_sample, sample_field
 
 __all__ = ['GroupDRO']
 
-__all__ = ['GroupDRO']
-
 
 @MODELS.register_module()
-class GroupDRO(BaseMethod, TrainingState, AnnotationNeeds):
+class GroupDRO(BaseMethod, TrainingState, GroupAnnotationNeeds):
     """Group distributionally robust optimisation (Sagawa et al., ICLR 2020).
 
     Online group weights ``q`` (one row per exit on an OccamNet, one row on a
@@ -57,10 +55,6 @@ class GroupDRO(BaseMethod, TrainingState, AnnotationNeeds):
 
     #: ``[exits, groups]``: both known only from the data (TrainingState)
     DATA_SHAPED_BUFFERS = ('q', )
-
-    def needed_sample_keys(self, model) -> Tuple[str, ...]:
-        """AnnotationNeeds: the group id on every training sample."""
-        return (self.group_key, )
 
     def set_num_groups(self, num_groups: int) -> None:
         """(Re)start every exit's weights at the uniform ``1 / num_groups``."""

@@ -1,22 +1,20 @@
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 from mmpretrain.registry import MODELS
 
 from ...errors import MissingKeyError
-from ..utils.annotation_needs import AnnotationNeeds
+from ..utils.annotation_needs import GroupAnnotationNeeds
 from ..utils.training_state import TrainingState, resize_on_load
 from .base_method import BaseMethod
 from .sample_fields import check_per_sample, sample_field
 
 __all__ = ['GroupUpweighting']
 
-__all__ = ['GroupUpweighting']
-
 
 @MODELS.register_module()
-class GroupUpweighting(BaseMethod, TrainingState, AnnotationNeeds):
+class GroupUpweighting(BaseMethod, TrainingState, GroupAnnotationNeeds):
     """Group upweighting (UpWt): per-sample loss weights from the inverse
     frequency of the sample's group in the **training set**.
 
@@ -48,10 +46,6 @@ class GroupUpweighting(BaseMethod, TrainingState, AnnotationNeeds):
 
     #: ``[groups]``: known only from the data (TrainingState)
     DATA_SHAPED_BUFFERS = ('group_counts', )
-
-    def needed_sample_keys(self, model) -> Tuple[str, ...]:
-        """AnnotationNeeds: the group id on every training sample."""
-        return (self.group_key, )
 
     def set_group_counts(self, group_counts) -> None:
         """Set the training count of every group (index = group id)."""

@@ -6,7 +6,7 @@ from typing import Tuple
 
 import torch.nn as nn
 
-__all__ = ['AnnotationNeeds']
+__all__ = ['AnnotationNeeds', 'GroupAnnotationNeeds']
 
 
 class AnnotationNeeds:
@@ -27,3 +27,13 @@ class AnnotationNeeds:
                 exits).
         """
         return ()
+
+
+class GroupAnnotationNeeds(AnnotationNeeds):
+    """``AnnotationNeeds`` of a module that reads one group id from every
+    training sample, under its ``group_key`` attribute."""
+
+    group_key: str = 'group_idx'
+
+    def needed_sample_keys(self, model: nn.Module) -> Tuple[str, ...]:
+        return (self.group_key, )
