@@ -10,8 +10,8 @@ import occam_plugin  # noqa: F401  (registers)
 from mmpretrain.registry import DATA_SAMPLERS
 from occam_plugin.datasets import balanced_sampler
 
-from conftest import load_tool
-from test_bias_annotated_dataset import (last_log, tiny_waterbirds_options,
+from conftest import latest_log, load_tool
+from test_bias_annotated_dataset import (tiny_waterbirds_options,
                                          waterbirds_config, write_waterbirds)
 
 
@@ -126,7 +126,7 @@ def test_group_balanced_training_run(tmp_path):
          '--cfg-options', *tiny_waterbirds_options(root),
          'train_dataloader.sampler.type=GroupBalancedSampler',
          'model.head.method.type=GroupDRO'])
-    log = last_log(work)
+    log = latest_log(work)
     assert "type='GroupBalancedSampler'" in log  # the config that ran
     assert 'TrainingStateHook: prepared' in log  # GroupDRO got the groups
     assert 'bias/worst_group_acc' in log
