@@ -143,3 +143,83 @@ def test_a_new_annotated_layout_is_one_file(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"pets.txt, line 1, column "
                        r"'background': value 2 is not one of"):
         DATASETS.build(dict(cfg.dataset, lazy_init=False))
+
+
+#: a new backbone family: the backbone (the user's own) and one describer
+BACKBONE_FILE = '''
+import torch.nn as nn
+from mmengine.model import BaseModule
+from mmpretrain.registry import MODELS
+
+from occam_plugin.models.utils import (BackboneStages, StageDescriber,
+                                       register_describer)
+
+
+@MODELS.register_module()
+class WalkthroughNet(BaseModule):
+    """A stem, then 4 stages of one stride-2 conv; map i when i is in
+    out_indices."""
+
+    def __init__(self, width=8, out_indices=(0, 1, 2, 3)):
+        super().__init__()
+        self.out_indices = tuple(out_indices)
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1), nn.ReLU())
+        chans = [width * 2**i for i in range(4)]
+        self.stages = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c_in, c, 3, 2, 1), nn.BatchNorm2d(c),
+                          nn.ReLU())
+            for c_in, c in zip([width] + chans[:-1], chans))
+
+    def forward(self, x):
+        x, outs = self.stem(x), []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+
+@register_describer(WalkthroughNet)
+class WalkthroughNetStages(StageDescriber):
+
+    def describe(self, backbone, in_channels, img_size):
+        idx = list(backbone.out_indices)
+        modules, run = [], ['stem']
+        for i in range(4):
+            run.append(f'stages.{i}')
+            if i in idx:
+                modules.append(run)
+                run = []
+        return BackboneStages(
+            backbone, 'WalkthroughNet',
+            channels=[backbone.stages[i][0].out_channels for i in idx],
+            reductions=[2 ** (i + 2) for i in idx], indices=idx,
+            names=[f'stages.{i}' for i in idx], main=[True] * len(idx),
+            stage_modules=modules)
+'''
+
+
+def test_a_new_backbone_family_is_one_describer(tmp_path, monkeypatch):
+    from test_backbone_families import (SIZE, build_and_train_one_step,
+                                        predict)
+    from occam_plugin.models.utils.flops import exit_flops
+    (tmp_path / 'walkthrough_backbone.py').write_text(BACKBONE_FILE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    Config.fromfile(write_config(  # the config's custom_imports import it
+        tmp_path, 'walkthrough_backbone',
+        osp.join(REPO, 'configs', '_base_', 'default_runtime.py'), ''))
+    init_default_scope('mmpretrain')
+    model = build_and_train_one_step(dict(type='WalkthroughNet'))
+    stages = model.backbone_stages
+    assert stages.kind == 'WalkthroughNet' and stages.runnable
+    assert stages.reductions == [4, 8, 16, 32]
+    per_exit = exit_flops(model, (3, SIZE, SIZE))['exit']
+    assert all(a < b for a, b in zip(per_exit, per_exit[1:])), per_exit
+    # dynamic inference runs the describer's stages: the same predictions as
+    # computing every exit, for the FLOPs of the stages it needed
+    full = predict(model, 'compute_all', 0.0)
+    dyn = predict(model, 'dynamic', 0.0)
+    for a, d in zip(full, dyn):
+        assert int(a.exit_idx) == int(d.exit_idx) == 1
+        assert torch.equal(a.pred_label, d.pred_label)
+        assert d.flops == pytest.approx(per_exit[1]) and d.flops < a.flops
