@@ -721,7 +721,7 @@ def test_a_crafted_checkpoint_is_refused_by_every_loader(loader, crafted,
     assert not marker.exists()  # nothing ran
 
 
-# --- audit 31: a runner built directly, resume past the end, log folders --
+# --- a runner built directly, resume past the end, log folders --
 
 def tiny_runner(work_dir, max_epochs=1, **kwargs):
     """A SafeRunner built directly (no config file): the Occam model of

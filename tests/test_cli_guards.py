@@ -177,7 +177,7 @@ def _train_refused(tmp_path, *options):
 
 
 def test_typo_in_a_hook_name_is_named_with_the_hook_meant(tmp_path):
-    """Issue 31, C3: a KeyError about "type" from mmengine's hook build."""
+    """A KeyError about "type" from mmengine's hook build."""
     msg = _train_refused(tmp_path, 'default_hooks.chekpoint.interval=2')
     assert msg.startswith('error: ') and '\n' not in msg
     assert ("default_hooks.chekpoint: no such hook in the config (did you "
@@ -197,13 +197,13 @@ def test_typo_in_a_hook_name_is_named_with_the_hook_meant(tmp_path):
      'numbers in [0, 1) (e.g. "(0.9,0.999)"), got (0.9, 1.5)')])
 def test_optimizer_numbers_are_checked_before_building(tmp_path, option,
                                                        shown):
-    """Issue 31, C4: a traceback from inside torch's Adam."""
+    """A traceback from inside torch's Adam."""
     msg = _train_refused(tmp_path, option)
     assert f'optim_wrapper.optimizer.{shown}' in msg, msg
 
 
 def test_seed_must_be_an_int(tmp_path):
-    """Issue 31, C5: a cast error from numpy."""
+    """A cast error from numpy."""
     msg = _train_refused(tmp_path, 'randomness.seed=abc')
     assert "randomness.seed must be an int, got 'abc'" in msg
 
@@ -213,7 +213,7 @@ def test_seed_must_be_an_int(tmp_path):
     ('env_cfg.mp_cfg.mp_start_methd=spawn', 'mp_start_method'),
     ('randomness.deterministc=True', 'deterministic')])
 def test_typo_in_a_free_key_dict_is_refused(tmp_path, option, meant):
-    """Issue 31, C6: mmengine's Runner reads env_cfg / randomness with
+    """mmengine's Runner reads env_cfg / randomness with
     .get(), so an unknown key there was ignored without a word."""
     key = option.split('=')[0]
     msg = _train_refused(tmp_path, option)
@@ -240,7 +240,7 @@ def test_free_key_dicts_list_what_mmengine_reads():
     ('model.backbone.out_indices=3', 'in 0..3'),
     ('model.backbone.num_stages=5', 'must be 1, 2, 3 or 4')])
 def test_resnet_stages_out_of_range_are_named(tmp_path, option, rule):
-    """Issue 31, C15: mmpretrain's ResNet ends in a bare
+    """mmpretrain's ResNet ends in a bare
     ``assert max(out_indices) < num_stages``."""
     key, value = option.split('=')
     msg = _train_refused(tmp_path, option)
@@ -293,7 +293,7 @@ def test_test_tool_refuses_a_typo_too(tmp_path):
 
 
 def test_demo_refuses_a_typo_in_its_cfg_options(tmp_path):
-    """Issue 31, G2: tools/demo.py's build_cfg merged any key."""
+    """tools/demo.py's build_cfg merged any key."""
     demo = load_tool('demo.py')
     with pytest.raises(SystemExit) as err:
         demo.build_cfg('occam', str(tmp_path / 'demo'),
@@ -326,7 +326,7 @@ def test_demo_refuses_options_it_would_overwrite(tmp_path, option, own,
 
 
 def test_training_on_one_class_stops_naming_the_set(tmp_path):
-    """Issue 33.1: a training set of one class (the demo's sized sets were
+    """A training set of one class (the demo's sized sets were
     all zeros) gave 100 % on every metric; TrainGuardHook, in every
     SafeRunner run (train.py, the demo, JTT's second stage, LfF), stops
     before the first step. One trainval rendering: a train set of one

