@@ -217,7 +217,7 @@ def test_plain_baseline_stops_on_a_non_finite_loss(root, tmp_path):
         train(tmp_path, root, 'optim_wrapper.optimizer.lr=1e30',
               'train_cfg.max_epochs=2', *PLAIN_WIDTH, config=PLAIN_CFG)
     assert 'non-finite loss' in str(err.value)
-    assert 'ImageClassifier' in str(err.value)
+    assert 'PlainClassifier' in str(err.value)
     assert not [f for f in os.listdir(tmp_path) if f.endswith('.pth')]
 
 
