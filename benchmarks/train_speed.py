@@ -112,7 +112,8 @@ def build(model_kind, option, batch, size=None):
 def train_flops_per_image(model, size):
     """3 x the forward FLOPs of one image (tensor mode: trunk, exits)."""
     import torch
-    from mmengine.analysis import FlopAnalyzer
+
+    from occam_plugin.models.classifiers.dynamic_exit import measure_flops
 
     class Tensor(torch.nn.Module):
 
@@ -124,10 +125,7 @@ def train_flops_per_image(model, size):
             return self.m(x, mode='tensor')
 
     model.eval()
-    analyzer = FlopAnalyzer(Tensor(model), torch.zeros(1, 3, size, size))
-    analyzer.unsupported_ops_warnings(False)
-    analyzer.uncalled_modules_warnings(False)
-    macs = analyzer.total()
+    macs = measure_flops(Tensor(model), torch.zeros(1, 3, size, size))
     model.train()
     return 3 * 2 * macs
 
