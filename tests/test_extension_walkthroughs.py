@@ -11,7 +11,7 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from conftest import REPO
+from tests.helpers import REPO
 from occam_plugin.engine.hooks.train_guard_hook import group_needs
 
 #: a new per-sample method: one file
@@ -200,8 +200,11 @@ class WalkthroughNetStages(StageDescriber):
 
 
 def test_a_new_backbone_family_is_one_describer(tmp_path, monkeypatch):
-    from test_backbone_families import (SIZE, build_and_train_one_step,
-                                        predict)
+    from tests.test_models.test_backbone_families import (
+        SIZE,
+        build_and_train_one_step,
+        predict,
+    )
     from occam_plugin.models.utils.flops import exit_flops
     (tmp_path / 'walkthrough_backbone.py').write_text(BACKBONE_FILE)
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -6,7 +6,7 @@ import os.path as osp
 
 import pytest
 
-from conftest import REPO, load_tool
+from tests.helpers import REPO, load_tool
 from occam_plugin.fileio import OutputClaims, refuse_overwrite
 
 CONFIG = osp.join(REPO, 'configs', 'occam_resnet18_bar.py')
@@ -149,8 +149,8 @@ def test_resume_never_writes_through_a_linked_last_checkpoint(tmp_path):
     """mmengine's CheckpointHook writes <work_dir>/last_checkpoint with
     open(..., 'w'): a symlink planted there had its target overwritten
     with a checkpoint path."""
-    from conftest import (TINY_BAR_OPTIONS, TINY_RESNET_OPTIONS,
-                          bar_data_options, write_bar_folder)
+    from tests.helpers import (TINY_BAR_OPTIONS, TINY_RESNET_OPTIONS,
+                               bar_data_options, write_bar_folder)
     root = write_bar_folder(tmp_path / 'BAR')
     work = tmp_path / 'work'
 
