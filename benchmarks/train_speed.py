@@ -1,12 +1,14 @@
-"""Training throughput of the BAR CPU protocol beside the machine's limit.
+"""Training throughput of the CPU protocols beside the machine's limit.
 Not a test.
 
     python benchmarks/train_speed.py                     # prints the table
     python benchmarks/train_speed.py --results-md docs/results.md
+    python benchmarks/train_speed.py --protocol demo     # make demo's
 
-For each model of the CPU protocol
-(``configs/{resnet,occamnets}/*_bar-small.py``: width 16, 112 px, batch 64)
-and each option, one subprocess builds the
+For each model of the protocol (``bar``: the BAR CPU protocol,
+``configs/{resnet,occamnets}/*_bar-small.py``, width 16, 112 px crops;
+``demo``: ``make demo``'s ``*_biased-mnist-small.py``, width 16, 80 px;
+both batch 64) and each option, one subprocess builds the
 model from the shipped config and times ``model.train_step`` (data
 preprocessor, forward, every loss, backward, Adam step: what the Runner
 runs per iteration) on a batch of 64 images:
@@ -42,9 +44,17 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from common import PYTHON, machine, write_section  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIGS = dict(
-    resnet='configs/resnet/resnet18-w16_1xb64_60e_bar-small.py',
-    occam='configs/occamnets/occamnets_resnet18-w16_1xb64_60e_bar-small.py')
+PROTOCOLS = dict(
+    bar=dict(
+        resnet='configs/resnet/resnet18-w16_1xb64_60e_bar-small.py',
+        occam='configs/occamnets/'
+        'occamnets_resnet18-w16_1xb64_60e_bar-small.py'),
+    demo=dict(
+        resnet='configs/resnet/resnet18-w16_1xb64_10e_biased-mnist-small.py',
+        occam='configs/occamnets/'
+        'occamnets_resnet18-w16_1xb64_10e_biased-mnist-small.py'))
+TITLES = dict(bar='the BAR CPU protocol', demo="make demo's protocol")
+MODELS_ = ('resnet', 'occam')
 NAMES = dict(resnet='ResNet-18', occam='OccamResNet-18')
 OPTIONS = {
     'nchw': 'fp32 NCHW',
@@ -66,7 +76,16 @@ def matmul_gflops(dtype, n=2048, repeats=5):
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
-def build(model_kind, option, batch, size=None):
+def train_size(cfg) -> int:
+    """The side of the training images: the crop of RandomResizedCrop
+    (BAR), else the stored side of the generated images (Biased MNIST)."""
+    for t in cfg.train_pipeline:
+        if t['type'] == 'RandomResizedCrop':
+            return t['scale']
+    return cfg.train_dataloader.dataset.generate.image_size
+
+
+def build(protocol, model_kind, option, batch, size=None):
     """The model, its optim wrapper and one batch as the Runner feeds it."""
     import numpy as np
     import torch
@@ -79,7 +98,7 @@ def build(model_kind, option, batch, size=None):
     import occam_plugin  # noqa: F401  (registers)
     from occam_plugin.models.utils.training_state import (
         prepare_from_dataset, reset_epoch_state)
-    cfg = Config.fromfile(osp.join(REPO, CONFIGS[model_kind]))
+    cfg = Config.fromfile(osp.join(REPO, PROTOCOLS[protocol][model_kind]))
     if option != 'nchw':  # what the Runner merges into the model
         cfg.model.data_preprocessor = cfg.data_preprocessor
     torch.manual_seed(0)
@@ -97,7 +116,7 @@ def build(model_kind, option, batch, size=None):
         num_groups=None, dataset_name='train_speed.py'))
     reset_epoch_state(model, 0)
     model.train()
-    size = size or cfg.train_pipeline[1].scale
+    size = size or train_size(cfg)
     gen = torch.Generator().manual_seed(0)
     inputs = [torch.randint(0, 256, (3, size, size), dtype=torch.uint8,
                             generator=gen) for _ in range(batch)]
@@ -133,7 +152,8 @@ def train_flops_per_image(model, size):
 def worker(args):
     import torch
     torch.set_num_threads(args.threads)
-    model, wrapper, data, size = build(args.model, args.option, args.batch)
+    model, wrapper, data, size = build(args.protocol, args.model,
+                                       args.option, args.batch)
     flops = train_flops_per_image(model, size)
     if args.option == 'compile':  # after FlopAnalyzer, which traces
         model.backbone = torch.compile(model.backbone)
@@ -162,7 +182,7 @@ def loader_images_per_s(data_root, passes=2):
     from mmpretrain.registry import DATASETS
 
     import occam_plugin  # noqa: F401
-    cfg = Config.fromfile(osp.join(REPO, CONFIGS['resnet']))
+    cfg = Config.fromfile(osp.join(REPO, PROTOCOLS['bar']['resnet']))
     ds_cfg = cfg.train_dataloader.dataset
     ds_cfg.data_root = data_root
     with DefaultScope.overwrite_default_scope('mmpretrain'):
@@ -177,7 +197,8 @@ def loader_images_per_s(data_root, passes=2):
 
 
 def spawn(model, option, threads, args):
-    cmd = [PYTHON, osp.abspath(__file__), '--worker', model, option,
+    cmd = [PYTHON, osp.abspath(__file__), '--protocol', args.protocol,
+           '--worker', model, option,
            '--threads', str(threads), '--batch', str(args.batch),
            '--iters', str(args.iters), '--warmup', str(args.warmup)]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads),
@@ -194,17 +215,18 @@ def collect(proc):
     raise RuntimeError(f'worker failed:\n{out[-3000:]}')
 
 
-def render(rows, parallel, loader, bf16_flags, command, cores):
+def render(rows, parallel, loader, bf16_flags, command, cores, protocol,
+           size):
     base = {(r['model'], r['threads']): r['batch'] / r['step_s']
             for r in rows if r['option'] == 'cl'}
     lines = [
-        '## Training throughput of the BAR CPU protocol (`benchmarks/'
+        f'## Training throughput of {TITLES[protocol]} (`benchmarks/'
         'train_speed.py`)', '',
         f'- Command: `{command}`',
         f'- Machine: {machine()}; {datetime.date.today().isoformat()}. '
         f'Native bf16: {", ".join(sorted(bf16_flags)) or "none"} '
         '(avx512_bf16 / amx_bf16 in /proc/cpuinfo).',
-        '- images/s of `model.train_step` on one batch of 64 at 112 px '
+        f'- images/s of `model.train_step` on one batch of 64 at {size} px '
         '(median of the timed steps); FLOPs of a training step = 3 x the '
         'forward\'s (mmengine FlopAnalyzer, 2 FLOPs a multiply-add); the '
         'peak is a 2048 x 2048 fp32 matmul in the same process and threads.',
@@ -240,8 +262,9 @@ def render(rows, parallel, loader, bf16_flags, command, cores):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--models', nargs='+', default=list(CONFIGS),
-                   choices=list(CONFIGS))
+    p.add_argument('--protocol', choices=list(PROTOCOLS), default='bar')
+    p.add_argument('--models', nargs='+', default=list(MODELS_),
+                   choices=list(MODELS_))
     p.add_argument('--options', nargs='+', default=list(OPTIONS),
                    choices=list(OPTIONS))
     p.add_argument('--threads', nargs='+', type=int, default=[1])
@@ -269,7 +292,8 @@ def main(argv=None):
                 if o == 'bf16' and not bf16_flags:
                     # emulated: a step takes seconds; time just one
                     proc = spawn(m, o, t, argparse.Namespace(
-                        batch=args.batch, iters=1, warmup=1))
+                        protocol=args.protocol, batch=args.batch, iters=1,
+                        warmup=1))
                 else:
                     proc = spawn(m, o, t, args)
                 rows.append(collect(proc))
@@ -285,12 +309,19 @@ def main(argv=None):
             many = [collect(pr) for pr in procs]
             parallel[m] = (one['batch'] / one['step_s'],
                            sum(r['batch'] / r['step_s'] for r in many))
-    loader = loader_images_per_s(args.data_root) if osp.isdir(
-        args.data_root) else None
-    text = render(rows, parallel, loader, bf16_flags, command, cores)
+    from mmengine.config import Config
+    loader = loader_images_per_s(args.data_root) if (
+        args.protocol == 'bar' and osp.isdir(args.data_root)) else None
+    size = train_size(Config.fromfile(
+        osp.join(REPO, PROTOCOLS[args.protocol]['resnet'])))
+    text = render(rows, parallel, loader, bf16_flags, command, cores,
+                  args.protocol, size)
     print(text)
     if args.results_md:
-        write_section(args.results_md, 'train_speed.py', text)
+        # the BAR section keeps its name of before
+        name = 'train_speed.py' + (
+            '' if args.protocol == 'bar' else f' --protocol {args.protocol}')
+        write_section(args.results_md, name, text)
 
 
 if __name__ == '__main__':

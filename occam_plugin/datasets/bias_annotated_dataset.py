@@ -67,8 +67,9 @@ class BiasAnnotatedDataset(BaseDataset):
 
     One row (CSV / TSV line, JSON object) per image. ``format`` reads a
     published layout, each a subclass registered with
-    :func:`register_layout` that gives the defaults below (and, where the
-    files differ, how to read them):
+    :func:`register_layout` that gives the defaults below as class
+    attributes (and overrides :meth:`read_rows` where its files are not one
+    CSV / TSV / JSON table):
 
     * ``'waterbirds'`` (:class:`Waterbirds`): group_DRO's ``metadata.csv``;
     * ``'celeba'`` (:class:`CelebA`): ``list_attr_celeba.txt`` +
@@ -105,11 +106,6 @@ class BiasAnnotatedDataset(BaseDataset):
         value is declared (``label_values`` and the ``attribute_values`` of
         every attribute, as the Waterbirds and CelebA layouts do), else
         ``full_init`` completes it from the file.
-
-    A new layout is a subclass in one file: the class attributes below give
-    its defaults, :meth:`read_rows` reads its files (override it when they
-    are not one CSV / TSV / JSON table), and ``@register_layout('name')``
-    makes ``format='name'`` build it.
 
     Args:
         ann_file (str): The annotation file, relative to ``data_root``.

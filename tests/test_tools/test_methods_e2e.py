@@ -142,7 +142,8 @@ def test_lff_resume_keeps_ema_state(bmnist_root, tmp_path):
     resumed = torch.load(osp.join(tmp_path, 'epoch_2.pth'),
                          weights_only=True)['state_dict']
     # the per-sample state came back through --resume (weights_only load)
-    # and kept training; exactness of the round trip: tests/test_engine/test_lff.py
+    # and kept training; exactness of the round trip:
+    # tests/test_engine/test_lff.py
     assert resumed['ema_biased'].numel() == 15
     assert not torch.equal(resumed['ema_biased'], state['ema_biased'])
 

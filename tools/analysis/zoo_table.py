@@ -4,8 +4,9 @@
 
 Every model of ``model-index.yml`` (through its metafiles) gets a row: its
 name, training data, test dataset and metrics, config and weights, so the
-README never lists fewer models than the zoo has (tests/test_apis/test_model_zoo.py
-compares the README's table with this output).
+README never lists fewer models than the zoo has
+(tests/test_apis/test_model_zoo.py compares the README's table with this
+output).
 """
 import argparse
 import os.path as osp

@@ -70,59 +70,34 @@ def _accepts_any_keyword(func) -> bool:
 class SafeRunner(Runner):
     """mmengine's ``Runner`` with the checkpoint guarantees of occam-plugin.
 
-    What mmengine offers an extension point for lives in hooks that
-    :data:`PLUGIN_DEFAULT_HOOKS` adds to every run; this class keeps only
-    what has none (how checkpoints are read, loaded and written, the lock,
-    the console, the config dump, the DDP ignore list):
-
-    - **One training run per work dir.** ``train()`` holds an advisory lock
-      on ``<work_dir>/.occam_lock`` (:mod:`.work_dir_lock`); a second run
-      stops at once naming the holder (pid, host, start time); the lock of
-      a run that died is taken over, with a warning.
-    - **A used work dir is never overwritten; a copied or moved one
-      resumes** (``WorkDirGuardHook``): a new run refuses a work dir that
-      holds checkpoints; a resumed one refuses later checkpoints than its
-      own, a checkpoint without optimizer state, and never deletes the file
-      it resumed from or a checkpoint of another run.
-    - **Auto-resume finds the latest checkpoint by its name**
-      (:meth:`from_cfg`, and ``SafeRunner(..., resume=True)`` built
-      directly) and fails when the work dir has none; a checkpoint past
-      ``train_cfg.max_epochs`` (``max_iters``) is an error naming both.
-    - **Each run has its own log folder** (:meth:`setup_env`), and no write
-      follows a symlink planted in the work dir (the lock, the config copy,
-      mmengine's ``last_checkpoint`` note).
-    - **An epoch whose validation was cut off is validated on resume**
-      (``PendingValidationHook``), before the best checkpoint moves on.
-    - **Checkpoints are written atomically**: to a hidden temporary file,
-      flushed to disk, then renamed; a kill or a full disk during a save
-      leaves the previous checkpoints and no truncated ``epoch_N.pth``.
-    - **Checkpoints are read with** ``torch.load(weights_only=True)``
-      (whatever mmengine's default) and **weights load strictly** (test,
-      resume, ``load_from``): missing, unexpected or mis-shaped keys raise
-      :class:`CheckpointError` listing them; ``strict_load=False`` in the
-      config (``--non-strict`` in our tools) loads the matching keys only.
-    - **Hook options are checked when the runner is built**: a typo in
-      ``default_hooks.checkpoint`` (which takes ``**kwargs``) fails at
-      once, not at the first save.
-    - Every run gets :data:`PLUGIN_DEFAULT_HOOKS`, unless the config sets
-      ``default_hooks.<name>=None``: ``guard`` (stops on non-finite losses
-      and class-count mismatches, for every model), ``training_state``
-      (drives every module that declares ``TrainingState``: Occam gate
-      memory, LfF EMAs, GroupDRO weights, ...), ``metrics_file``,
-      ``work_dir_guard`` and ``pending_validation``.
-    - **A quiet console** (config key ``console``, ``'quiet'`` by default,
-      ``'verbose'`` for mmengine's full console; ``--verbose`` in our
-      tools): the logger's console handler shows warnings and errors only,
-      and ``ConsoleProgressHook`` (``default_hooks.console``) prints a
-      progress line per epoch and the key metrics. The log file in
-      ``<work_dir>/<timestamp>/`` keeps everything either way.
-    - Under DDP, the buffers that modules declare rank-local are left out
-      of DDP's buffer broadcast; only rank 0 dumps the config.
+    What mmengine offers an extension point for lives in the hooks of
+    :data:`PLUGIN_DEFAULT_HOOKS`, added to every run (a config drops one
+    with ``default_hooks.<name>=None``); this class keeps only what has
+    none: one training run per work dir (an advisory lock on
+    ``<work_dir>/.occam_lock``), auto-resume from the latest checkpoint by
+    name, a log folder per run, no write through a symlink in the work
+    dir, atomic checkpoint saves, checkpoints read with
+    ``weights_only=True`` and loaded strictly, hook options checked when
+    the runner is built, the quiet console, and DDP's buffer broadcast
+    without the buffers that modules declare rank-local. The guarantees
+    one by one: README, "Resume, and what happens to your checkpoints".
 
     Use it with ``runner_type = 'SafeRunner'`` (``configs/_base_/
     default_runtime.py`` does; ``tools/train.py`` and ``tools/test.py`` use
-    it for any config that names no runner). The config key
-    ``strict_load`` (bool, default True) is read by :meth:`from_cfg`.
+    it for any config that names no runner).
+
+    Args:
+        *args: The arguments of :class:`mmengine.runner.Runner`.
+        **kwargs: Its keyword arguments.
+
+    Note:
+        Two config keys beyond mmengine's, read by :meth:`from_cfg`:
+        ``strict_load`` (default True: missing, unexpected or mis-shaped
+        keys raise :class:`CheckpointError`; False loads the matching keys
+        only, ``--non-strict`` in our tools) and ``console`` (``'quiet'``,
+        the default: warnings, errors and ``ConsoleProgressHook``'s line
+        per epoch, the log file keeping everything; ``'verbose'``:
+        mmengine's console).
     """
 
     #: hooks added to every run; a config drops one with ``name=None``
