@@ -54,7 +54,6 @@ PROTOCOLS = dict(
         occam='configs/occamnets/'
         'occamnets_resnet18-w16_1xb64_10e_biased-mnist-small.py'))
 TITLES = dict(bar='the BAR CPU protocol', demo="make demo's protocol")
-MODELS_ = ('resnet', 'occam')
 NAMES = dict(resnet='ResNet-18', occam='OccamResNet-18')
 OPTIONS = {
     'nchw': 'fp32 NCHW',
@@ -167,7 +166,7 @@ def worker(args):
         if i >= warmup:
             times.append(time.perf_counter() - t)
     out = dict(model=args.model, option=args.option, threads=args.threads,
-               step_s=statistics.median(times), batch=args.batch,
+               step_s=statistics.median(times), batch=args.batch, size=size,
                train_flops=flops,
                peak_fp32=matmul_gflops(torch.float32))
     if args.option == 'bf16':
@@ -215,8 +214,7 @@ def collect(proc):
     raise RuntimeError(f'worker failed:\n{out[-3000:]}')
 
 
-def render(rows, parallel, loader, bf16_flags, command, cores, protocol,
-           size):
+def render(rows, parallel, loader, bf16_flags, command, cores, protocol):
     base = {(r['model'], r['threads']): r['batch'] / r['step_s']
             for r in rows if r['option'] == 'cl'}
     lines = [
@@ -226,7 +224,8 @@ def render(rows, parallel, loader, bf16_flags, command, cores, protocol,
         f'- Machine: {machine()}; {datetime.date.today().isoformat()}. '
         f'Native bf16: {", ".join(sorted(bf16_flags)) or "none"} '
         '(avx512_bf16 / amx_bf16 in /proc/cpuinfo).',
-        f'- images/s of `model.train_step` on one batch of 64 at {size} px '
+        f'- images/s of `model.train_step` on one batch of 64 at '
+        f'{rows[0]["size"]} px '
         '(median of the timed steps); FLOPs of a training step = 3 x the '
         'forward\'s (mmengine FlopAnalyzer, 2 FLOPs a multiply-add); the '
         'peak is a 2048 x 2048 fp32 matmul in the same process and threads.',
@@ -263,8 +262,8 @@ def render(rows, parallel, loader, bf16_flags, command, cores, protocol,
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--protocol', choices=list(PROTOCOLS), default='bar')
-    p.add_argument('--models', nargs='+', default=list(MODELS_),
-                   choices=list(MODELS_))
+    p.add_argument('--models', nargs='+', default=list(NAMES),
+                   choices=list(NAMES))
     p.add_argument('--options', nargs='+', default=list(OPTIONS),
                    choices=list(OPTIONS))
     p.add_argument('--threads', nargs='+', type=int, default=[1])
@@ -309,13 +308,10 @@ def main(argv=None):
             many = [collect(pr) for pr in procs]
             parallel[m] = (one['batch'] / one['step_s'],
                            sum(r['batch'] / r['step_s'] for r in many))
-    from mmengine.config import Config
     loader = loader_images_per_s(args.data_root) if (
         args.protocol == 'bar' and osp.isdir(args.data_root)) else None
-    size = train_size(Config.fromfile(
-        osp.join(REPO, PROTOCOLS[args.protocol]['resnet'])))
     text = render(rows, parallel, loader, bf16_flags, command, cores,
-                  args.protocol, size)
+                  args.protocol)
     print(text)
     if args.results_md:
         # the BAR section keeps its name of before
