@@ -95,14 +95,18 @@ BACKBONES = {
 }
 
 #: protocol -> (configs, width or None for the config's, epochs, image size
-#: or None for the config's). The CPU candidates cost about the same per
-#: run (width 32 and 160 px are about 2 x a width-16, 112 px epoch); the
-#: first is the CPU protocol of
-#: the shipped configs, chosen with --select (docs/results.md)
+#: or None for the config's). Width 32 and 160 px are each about 2 x a
+#: width-16, 112 px epoch, so the first three cost about the same per run;
+#: the first is the CPU protocol of the shipped configs, chosen with
+#: --select (docs/results.md). The two 60-epoch candidates at twice its
+#: cost are the choice of a protocol that might learn the action
+#: (``--select --protocols ...``)
 PROTOCOLS = {
     'w16-112px-60e': (SMALL_CONFIGS, None, 60, None),
     'w32-112px-30e': (SMALL_CONFIGS, 32, 30, None),
     'w16-160px-30e': (SMALL_CONFIGS, None, 30, 160),
+    'w32-112px-60e': (SMALL_CONFIGS, 32, 60, None),
+    'w16-160px-60e': (SMALL_CONFIGS, None, 60, 160),
     'paper': (PAPER_CONFIGS, None, 90, None),
 }
 CPU_PROTOCOL = 'w16-112px-60e'
@@ -471,6 +475,15 @@ def render(results, args, command, protocol):
                   'accuracy of the chosen checkpoint vs its test accuracy); '
                   'the val split is as biased as train.']
     return '\n'.join(lines)
+
+
+def select_section(candidates):
+    """The results.md section of a --select: another set of candidates is
+    another choice, with a section of its own."""
+    name = 'bar.py protocol selection'
+    if tuple(candidates) == SELECT_PROTOCOLS:
+        return name
+    return f'{name} {" ".join(candidates)}'
 
 
 def render_select(results, command):
@@ -958,6 +971,10 @@ def main(argv=None):
                    '(ERM pair; a GPU is expected)')
     p.add_argument('--select', action='store_true',
                    help='seed 0 of each candidate CPU protocol')
+    p.add_argument('--protocols', nargs='+', default=None,
+                   choices=[k for k in PROTOCOLS if k != 'paper'],
+                   help='the candidates of --select (default: '
+                   + ' '.join(SELECT_PROTOCOLS) + ')')
     p.add_argument('--models', nargs='+', default=['resnet', 'occam'],
                    choices=list(NAMES))
     p.add_argument('--methods', nargs='+', default=['erm'],
@@ -1013,7 +1030,8 @@ def main(argv=None):
                      '90-epoch pair takes days on a CPU. No paper-scale '
                      'numbers are reported without one.')
     command = 'python benchmarks/bar.py ' + ' '.join(argv or sys.argv[1:])
-    protocols = SELECT_PROTOCOLS if args.select else (args.protocol, )
+    candidates = tuple(args.protocols or SELECT_PROTOCOLS)
+    protocols = candidates if args.select else (args.protocol, )
     methods = ['erm'] if args.select else args.methods
     seeds = [0] if args.select else args.seeds
     runs = [(pr, m, me, s) for s in seeds for pr in protocols
@@ -1039,7 +1057,7 @@ def main(argv=None):
                            for run in runs) if r]
     if args.select:
         text = render_select(results, command)
-        section = 'bar.py protocol selection'
+        section = select_section(candidates)
     else:
         text = render(results, args, command, args.protocol)
         section = f'bar.py {args.protocol}'

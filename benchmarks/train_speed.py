@@ -84,7 +84,7 @@ def train_size(cfg) -> int:
     return cfg.train_dataloader.dataset.generate.image_size
 
 
-def build(protocol, model_kind, option, batch, size=None):
+def build(protocol, model_kind, option, batch):
     """The model, its optim wrapper and one batch as the Runner feeds it."""
     import numpy as np
     import torch
@@ -115,7 +115,7 @@ def build(protocol, model_kind, option, batch, size=None):
         num_groups=None, dataset_name='train_speed.py'))
     reset_epoch_state(model, 0)
     model.train()
-    size = size or train_size(cfg)
+    size = train_size(cfg)
     gen = torch.Generator().manual_seed(0)
     inputs = [torch.randint(0, 256, (3, size, size), dtype=torch.uint8,
                             generator=gen) for _ in range(batch)]

@@ -15,6 +15,8 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 #: the tests' own data files (tests/data/)
 DATA = osp.join(REPO, 'tests', 'data')
 PYTHON = sys.executable
+#: the three dataloaders of a config
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
 #: file-name prefixes of the 6 BAR classes, as in the official files
@@ -68,7 +70,7 @@ def bmnist_data_options(data_root, num_trainval=46, num_test=16,
     ``image_size`` px)."""
     return tuple(
         f'{loader}.dataset.{k}={v}'
-        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+        for loader in LOADERS
         for k, v in (('data_root', data_root),
                      ('generate.num_trainval', num_trainval),
                      ('generate.num_test', num_test),
@@ -76,10 +78,10 @@ def bmnist_data_options(data_root, num_trainval=46, num_test=16,
 
 
 def bar_data_options(data_root):
-    """--cfg-options pointing every BAR dataloader at ``data_root``."""
+    """--cfg-options pointing the three dataloaders (BAR's, Waterbirds', ...)
+    at ``data_root``."""
     return tuple(f'{loader}.dataset.data_root={data_root}'
-                 for loader in ('train_dataloader', 'val_dataloader',
-                                'test_dataloader'))
+                 for loader in LOADERS)
 
 
 def write_bar_folder(root, per_class=2, size=32, splits=('train', 'test'),
@@ -172,15 +174,19 @@ def gloo_rank_results(worker, folder, world_size=2):
             for r in range(world_size)]
 
 
-def read_logs(work_dir) -> str:
-    """Every mmengine log file of ``work_dir`` (``<timestamp>/<timestamp>
-    .log``, one per run, oldest first) as one text: the full log, which a
-    quiet console does not show."""
+def log_files(work_dir) -> list:
+    """The mmengine log files of ``work_dir`` (``<timestamp>/<timestamp>
+    .log``, one per run), oldest first."""
     import glob
-    logs = sorted(glob.glob(osp.join(str(work_dir), '*', '*.log')),
+    return sorted(glob.glob(osp.join(str(work_dir), '*', '*.log')),
                   key=osp.getmtime)
+
+
+def read_logs(work_dir) -> str:
+    """Every mmengine log file of ``work_dir`` as one text: the full log,
+    which a quiet console does not show."""
     text = []
-    for path in logs:
+    for path in log_files(work_dir):
         with open(path, encoding='utf-8') as f:
             text.append(f.read())
     return ''.join(text)
@@ -188,10 +194,7 @@ def read_logs(work_dir) -> str:
 
 def latest_log(work_dir) -> str:
     """The text of ``work_dir``'s newest mmengine log file: the last run's."""
-    import glob
-    logs = sorted(glob.glob(osp.join(str(work_dir), '*', '*.log')),
-                  key=osp.getmtime)
-    with open(logs[-1], encoding='utf-8') as f:
+    with open(log_files(work_dir)[-1], encoding='utf-8') as f:
         return f.read()
 
 
@@ -266,15 +269,13 @@ def waterbirds_config(tmp_path, model='occam_resnet18'):
 
 def tiny_waterbirds_options(data_root):
     """--cfg-options: the tiny folder, 16 px crops, width 8, 1 epoch."""
-    opts = ['model.backbone.stem_channels=8',
-            'model.backbone.base_channels=8',
+    opts = [*TINY_RESNET_OPTIONS, *bar_data_options(data_root),
             'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
             'default_hooks.logger.interval=1', 'randomness.seed=0',
             'train_dataloader.dataset.pipeline.1.scale=16',
             'train_dataloader.batch_size=3']
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        opts += [f'{loader}.dataset.data_root={data_root}',
-                 f'{loader}.num_workers=0',
+    for loader in LOADERS:
+        opts += [f'{loader}.num_workers=0',
                  f'{loader}.persistent_workers=False']
         if loader != 'train_dataloader':
             opts += [f'{loader}.dataset.pipeline.1.scale=18',

@@ -37,6 +37,21 @@ def test_options_of_a_protocol():
         'model.head.method.type=SpectralDecoupling'
     assert bar.options(bar.CPU_PROTOCOL, 'occam', 'no-cs', 0, None, 60)[-1] \
         == 'model.head.cam_suppression=None'
+    # 160 px: the train crop, and val/test resized to 8/7 of it, then cropped
+    opts = bar.options('w16-160px-60e', 'resnet', 'erm', 0, None, 60)
+    assert opts == ['randomness.seed=0',
+                    'train_dataloader.dataset.pipeline.1.scale=160',
+                    'val_dataloader.dataset.pipeline.1.scale=182',
+                    'val_dataloader.dataset.pipeline.2.crop_size=160',
+                    'test_dataloader.dataset.pipeline.1.scale=182',
+                    'test_dataloader.dataset.pipeline.2.crop_size=160']
+
+
+def test_each_set_of_select_candidates_has_its_own_section():
+    assert bar.select_section(bar.SELECT_PROTOCOLS) == \
+        'bar.py protocol selection'
+    assert bar.select_section(['w32-112px-60e', 'w16-160px-60e']) == \
+        'bar.py protocol selection w32-112px-60e w16-160px-60e'
 
 
 def test_summarise_predictions_by_hand():

@@ -12,12 +12,10 @@ import os.path as osp
 import numpy as np
 import pytest
 
-from tests.helpers import (REPO, TINY_RESNET_OPTIONS, bmnist_data_options,
-                           load_tool)
+from tests.helpers import (LOADERS, REPO, TINY_RESNET_OPTIONS,
+                           bmnist_data_options, load_tool)
 
 pytestmark = pytest.mark.slow  # trainings and tool runs
-
-LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
 def _common(work_dir, batch=8):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from tests.helpers import REPO, bmnist_data_options, latest_log
+from tests.helpers import LOADERS, REPO, bmnist_data_options, latest_log
 
 
 def _load_train_tool():
@@ -74,7 +74,7 @@ def tiny_options(data_root, model, method, max_epochs=1):
     # 18 trainval renderings (of every class, in class turns): 15 of them
     # are train images (train_ixs), 3 val; 10 test images
     opts = list(bmnist_data_options(data_root, num_trainval=18, num_test=10))
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+    for loader in LOADERS:
         opts.append(f'{loader}.batch_size={8 if loader[0] == "t" else 10}')
     opts += [f'train_cfg.max_epochs={max_epochs}',
              'default_hooks.logger.interval=1', 'randomness.seed=0']
