@@ -44,16 +44,6 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CLASSES = ('climbing', 'diving', 'fishing', 'pole vaulting', 'racing',
            'throwing')
 
-#: (model, method) -> config of the CPU protocol
-SMALL_CONFIGS = {
-    ('resnet', 'erm'): 'configs/resnet/resnet18-w16_1xb64_60e_bar-small.py',
-    ('occam', 'erm'):
-        'configs/occamnets/occamnets_resnet18-w16_1xb64_60e_bar-small.py',
-    ('resnet', 'lff'): 'configs/lff/lff_resnet18-w16_1xb64_60e_bar-small.py',
-    ('occam', 'lff'):
-        'configs/lff/lff_occamnets-resnet18-w16_1xb64_60e_bar-small.py',
-}
-SMALL_CONFIGS[('resnet', 'sd')] = SMALL_CONFIGS[('resnet', 'erm')]
 #: method -> the --cfg-options that switch it on the ERM config; the
 #: 'no-*' and 'exits-*' ones are OccamNet ablations. 'exits-234' drops the
 #: exit after stage 1 (28 px at 112 px input), which the shipped model trains
@@ -81,33 +71,42 @@ def first_exit_stage(method):
     return 0
 
 
-for _m in METHOD_OPTIONS:
-    SMALL_CONFIGS[('occam', _m)] = SMALL_CONFIGS[('occam', 'erm')]
+def cpu_configs(width):
+    """(model, method) -> config of the CPU protocol at base width
+    ``width`` (16 or 32): ERM, LfF, and the methods and ablations that are
+    options on the ERM config."""
+    w = f'w{width}_1xb64_60e_bar-small.py'
+    configs = {
+        ('resnet', 'erm'): f'configs/resnet/resnet18-{w}',
+        ('occam', 'erm'): f'configs/occamnets/occamnets_resnet18-{w}',
+        ('resnet', 'lff'): f'configs/lff/lff_resnet18-{w}',
+        ('occam', 'lff'): f'configs/lff/lff_occamnets-resnet18-{w}',
+    }
+    configs[('resnet', 'sd')] = configs[('resnet', 'erm')]
+    for method in METHOD_OPTIONS:
+        configs[('occam', method)] = configs[('occam', 'erm')]
+    return configs
+
+
 PAPER_CONFIGS = {
     ('resnet', 'erm'): 'configs/resnet/resnet18_1xb128_90e_bar.py',
     ('occam', 'erm'): 'configs/occamnets/occamnets_resnet18_1xb128_90e_bar.py',
 }
 
-#: the backbones a width option applies to, per (model, method)
-BACKBONES = {
-    ('resnet', 'lff'): ('model.biased_model', ),
-    ('occam', 'lff'): ('model.biased_model', 'model.debiased_model'),
-}
-
-#: protocol -> (configs, width or None for the config's, epochs, image size
-#: or None for the config's). Width 32 and 160 px are each about 2 x a
-#: width-16, 112 px epoch, so the first three cost about the same per run;
-#: the first is the CPU protocol of the shipped configs, chosen with
-#: --select (docs/results.md). The two 60-epoch candidates at twice its
-#: cost are the choice of a protocol that might learn the action
-#: (``--select --protocols ...``)
+#: protocol -> (configs, epochs, image size or None for the config's).
+#: Width 32 and 160 px are each about 2 x a width-16, 112 px epoch, so the
+#: first three cost about the same per run; the first is the CPU protocol of
+#: the zoo, chosen with --select (docs/results.md). The two 60-epoch
+#: candidates at twice its cost are the choice of a protocol that might
+#: learn the action (``--select --protocols ...``): val chose
+#: ``w32-112px-60e``, whose configs are the ``-w32`` ones
 PROTOCOLS = {
-    'w16-112px-60e': (SMALL_CONFIGS, None, 60, None),
-    'w32-112px-30e': (SMALL_CONFIGS, 32, 30, None),
-    'w16-160px-30e': (SMALL_CONFIGS, None, 30, 160),
-    'w32-112px-60e': (SMALL_CONFIGS, 32, 60, None),
-    'w16-160px-60e': (SMALL_CONFIGS, None, 60, 160),
-    'paper': (PAPER_CONFIGS, None, 90, None),
+    'w16-112px-60e': (cpu_configs(16), 60, None),
+    'w32-112px-30e': (cpu_configs(32), 30, None),
+    'w16-160px-30e': (cpu_configs(16), 30, 160),
+    'w32-112px-60e': (cpu_configs(32), 60, None),
+    'w16-160px-60e': (cpu_configs(16), 60, 160),
+    'paper': (PAPER_CONFIGS, 90, None),
 }
 CPU_PROTOCOL = 'w16-112px-60e'
 SELECT_PROTOCOLS = ('w16-112px-60e', 'w32-112px-30e', 'w16-160px-30e')
@@ -125,17 +124,13 @@ def run_dir(work_root, protocol, model, method, seed):
 
 def options(protocol, model, method, seed, data_root, epochs, extra=()):
     """--cfg-options of one run: the seed, the data and the protocol."""
-    configs, width, _, size = PROTOCOLS[protocol]
-    config_epochs = 90 if protocol == 'paper' else PROTOCOLS[CPU_PROTOCOL][2]
+    _, _, size = PROTOCOLS[protocol]
+    config_epochs = 90 if protocol == 'paper' else PROTOCOLS[CPU_PROTOCOL][1]
     opts = [f'randomness.seed={seed}']
     if data_root:
         opts += [f'{loader}.dataset.data_root={data_root}'
                  for loader in ('train_dataloader', 'val_dataloader',
                                 'test_dataloader')]
-    if width:
-        for p in BACKBONES.get((model, method), ('model', )):
-            opts += [f'{p}.backbone.stem_channels={width}',
-                     f'{p}.backbone.base_channels={width}']
     if size:
         # train: RandomResizedCrop; val/test: ResizeEdge 8/7, CenterCrop
         opts.append(f'train_dataloader.dataset.pipeline.1.scale={size}')
@@ -254,7 +249,7 @@ def one(args):
     from occam_plugin.evaluation import load_predictions
     protocol, model, method, seed = (args.one[0], args.one[1], args.one[2],
                                      int(args.one[3]))
-    configs, _, epochs, _ = PROTOCOLS[protocol]
+    configs, epochs, _ = PROTOCOLS[protocol]
     epochs = args.epochs or epochs
     cfg = osp.join(REPO, configs[(model, method)])
     wd = run_dir(args.work_root, protocol, model, method, seed)
@@ -778,7 +773,8 @@ def reference_one(args):
     logging.getLogger().setLevel(logging.WARNING)
     torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', '1')))
 
-    cfg = Config.fromfile(osp.join(REPO, SMALL_CONFIGS[('resnet', 'erm')]))
+    cfg = Config.fromfile(osp.join(
+        REPO, PROTOCOLS[CPU_PROTOCOL][0][('resnet', 'erm')]))
     width = cfg.model.backbone.base_channels
     epochs = args.epochs or cfg.train_cfg.max_epochs
     milestones = cfg.param_scheduler.milestones if not args.epochs else [

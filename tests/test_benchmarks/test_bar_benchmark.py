@@ -23,13 +23,16 @@ def test_kendall_tau_by_hand():
 
 
 def test_options_of_a_protocol():
+    # width 32 is in the configs; 30 epochs move the lr steps with them
     opts = bar.options('w32-112px-30e', 'occam', 'lff', 1, '/d', 30)
-    assert 'randomness.seed=1' in opts
-    assert 'val_dataloader.dataset.data_root=/d' in opts
-    for p in ('model.biased_model', 'model.debiased_model'):
-        assert f'{p}.backbone.base_channels=32' in opts
-    assert 'train_cfg.max_epochs=30' in opts
-    assert 'param_scheduler.milestones=[16,23]' in opts
+    assert opts == ['randomness.seed=1'] + [
+        f'{loader}_dataloader.dataset.data_root=/d'
+        for loader in ('train', 'val', 'test')] + [
+        'train_cfg.max_epochs=30', 'param_scheduler.milestones=[16,23]']
+    assert bar.PROTOCOLS['w32-112px-30e'][0][('occam', 'lff')] == \
+        'configs/lff/lff_occamnets-resnet18-w32_1xb64_60e_bar-small.py'
+    assert bar.PROTOCOLS['w32-112px-60e'][0][('occam', 'no-cs')] == \
+        'configs/occamnets/occamnets_resnet18-w32_1xb64_60e_bar-small.py'
     # the shipped CPU protocol needs no option beyond seed and data
     assert bar.options(bar.CPU_PROTOCOL, 'resnet', 'erm', 0, None, 60) == [
         'randomness.seed=0']
@@ -45,6 +48,30 @@ def test_options_of_a_protocol():
                     'val_dataloader.dataset.pipeline.2.crop_size=160',
                     'test_dataloader.dataset.pipeline.1.scale=182',
                     'test_dataloader.dataset.pipeline.2.crop_size=160']
+
+
+@pytest.mark.parametrize('key', [('resnet', 'erm'), ('occam', 'erm'),
+                                 ('resnet', 'lff'), ('occam', 'lff')])
+def test_width_32_configs_are_the_width_16_ones_at_width_32(key):
+    """What the w32 protocols trained before they had configs: the width-16
+    config with the stem and every stage of each trunk at width 32 (the
+    debiased model of an LfF ResNet is a copy of its biased one)."""
+    from mmengine.config import Config
+
+    def resolved(path):
+        return Config.fromfile(osp.join(REPO, path),
+                               import_custom_modules=False)
+
+    w32 = resolved(bar.PROTOCOLS['w32-112px-60e'][0][key])
+    w16 = resolved(bar.PROTOCOLS['w16-112px-60e'][0][key])
+    trunks = {('resnet', 'lff'): ('model.biased_model', ),
+              ('occam', 'lff'): ('model.biased_model',
+                                 'model.debiased_model')}
+    assert w16.model != w32.model
+    w16.merge_from_dict({f'{t}.backbone.{k}': 32
+                         for t in trunks.get(key, ('model', ))
+                         for k in ('stem_channels', 'base_channels')})
+    assert w32.to_dict() == w16.to_dict()
 
 
 def test_each_set_of_select_candidates_has_its_own_section():
