@@ -481,6 +481,16 @@ def select_section(candidates):
     return f'{name} {" ".join(candidates)}'
 
 
+def run_section(protocol, methods):
+    """The results.md section of a protocol's runs. A report without the ERM
+    runs (methods trained later) gets a section of its own instead of
+    replacing the table that has them."""
+    name = f'bar.py {protocol}'
+    if 'erm' in methods:
+        return name
+    return f'{name} {" ".join(methods)}'
+
+
 def render_select(results, command):
     lines = ['### BAR: choosing the CPU protocol on val '
              '(`benchmarks/bar.py --select`)', '',
@@ -1056,7 +1066,7 @@ def main(argv=None):
         section = select_section(candidates)
     else:
         text = render(results, args, command, args.protocol)
-        section = f'bar.py {args.protocol}'
+        section = run_section(args.protocol, methods)
     print(text)
     if args.results_md:
         write_section(args.results_md, section, text)

@@ -81,6 +81,13 @@ def test_each_set_of_select_candidates_has_its_own_section():
         'bar.py protocol selection w32-112px-60e w16-160px-60e'
 
 
+def test_a_report_without_erm_has_its_own_section():
+    assert bar.run_section('w32-112px-60e', ['erm', 'lff']) == \
+        'bar.py w32-112px-60e'
+    assert bar.run_section('w32-112px-60e', ['lff']) == \
+        'bar.py w32-112px-60e lff'
+
+
 def test_summarise_predictions_by_hand():
     import torch
     preds = [dict(gt_label=torch.tensor([g]), pred_label=torch.tensor([p]))
