@@ -171,6 +171,44 @@ def test_balanced_bce_weights_minority_by_sqrt_of_ratio():
     assert out.item() == pytest.approx(0.9013429483, abs=1e-6)
 
 
+def test_saturated_gates_give_finite_gradients():
+    """A gate at exactly 1 or 0 (what a bf16 sigmoid gives from a logit of
+    about 6): the loss is torch's BCE (logs clamped at -100) and its gradient
+    is finite, also under autocast. A BCE written out as logs gives 0/0 =
+    NaN there, which turned a bf16 OccamResNet-18 on BAR into NaNs."""
+    loss = _gate()
+    logits = torch.tensor([[1., 0.], [1., 0.], [1., 0.], [1., 0.]])
+    gt = torch.tensor([0, 1, 0, 1])  # targets 1, 0, 1, 0
+    idx = torch.arange(4)
+    # right and sure (1 -> 1, 0 -> 0): no loss, no gradient; wrong and sure
+    # (1 -> 0, 0 -> 1): -(-100) each, balanced weights 1
+    gates = torch.tensor([1., 0., 0., 1.], requires_grad=True)
+    out = loss(gates, logits, gt, idx, 0)
+    assert out.item() == pytest.approx(50.0, abs=1e-4)
+    out.backward()
+    assert torch.isfinite(gates.grad).all()
+    assert gates.grad[:2].tolist() == [0.0, 0.0]
+    # d/dg of -(1/4) log(g) at g=0 is -(1/4) / max(g (1 - g), 1e-12)
+    assert gates.grad[2].item() == pytest.approx(-0.25e12, rel=1e-5)
+    assert gates.grad[3].item() == pytest.approx(0.25e12, rel=1e-5)
+    # elsewhere value and gradient are torch's BCE (balanced: weights 1)
+    gates = torch.tensor([0.8, 0.2, 0.5, 0.9], requires_grad=True)
+    ours = loss(gates, logits, gt, idx, 0)
+    ours.backward()
+    ref_gates = gates.detach().clone().requires_grad_()
+    ref = torch.nn.functional.binary_cross_entropy(
+        ref_gates, torch.tensor([1., 0., 1., 0.]))
+    ref.backward()
+    assert ours.item() == pytest.approx(ref.item(), abs=1e-6)
+    assert torch.allclose(gates.grad, ref_gates.grad, atol=1e-6)
+    gates = torch.tensor([1., 0., 0.5, 0.5], dtype=torch.bfloat16,
+                         requires_grad=True)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = loss(gates, logits, gt, idx, 0)
+    out.backward()
+    assert out.dtype == torch.float32 and torch.isfinite(gates.grad).all()
+
+
 def test_threshold_switches_from_refresh_to_memory():
     loss = _gate()
     idx, gt = torch.tensor([0, 1]), torch.tensor([0, 1])

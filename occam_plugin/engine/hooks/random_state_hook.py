@@ -50,4 +50,6 @@ class RandomStateHook(Hook):
             return
         random.setstate(states['python'])
         np.random.set_state(states['numpy'])
-        torch.set_rng_state(states['torch'])
+        # a resume on a GPU maps the checkpoint's tensors there; the CPU
+        # generator takes its state as a CPU ByteTensor only
+        torch.set_rng_state(states['torch'].to('cpu', torch.uint8))

@@ -198,9 +198,16 @@ class ExitGateLoss(nn.Module, TrainingState):
             larger = torch.maximum(n_exit, n_cont).clamp_min(1)
             frac = torch.where(target > 0.5, n_exit, n_cont) / larger
             weight = (1 / frac.clamp_min(1e-12))**self.balance_power
-        # BCE written out: F.binary_cross_entropy refuses autocast (--amp);
-        # logs clamped at -100 as torch does
+        # torch's BCE, written out because F.binary_cross_entropy refuses
+        # autocast (--amp) and raises on a NaN gate (the loss guard names
+        # non-finite losses). Its value clamps the logs at -100, its gradient
+        # (g - t) / max(g (1 - g), 1e-12) stays finite where a gate is
+        # exactly 0 or 1 (a bf16 sigmoid is 1 from a logit of about 6);
+        # the gradient of the clamped logs would be 0/0 = NaN there
         g, t = gate.float(), target.float()
-        bce = -(t * g.log().clamp_min(-100) +
-                (1 - t) * (1 - g).log().clamp_min(-100))
+        with torch.no_grad():
+            value = -(t * g.log().clamp_min(-100) +
+                      (1 - t) * (1 - g).log().clamp_min(-100))
+            slope = (g - t) / (g * (1 - g)).clamp_min(1e-12)
+        bce = value + slope * (g - g.detach())
         return self.loss_weight * (weight * bce).mean()
