@@ -50,6 +50,18 @@ def test_options_of_a_protocol():
                     'test_dataloader.dataset.pipeline.2.crop_size=160']
 
 
+def test_paper_scale_loaders_share_the_cpus_among_the_jobs(monkeypatch):
+    monkeypatch.setattr(bar.os, 'cpu_count', lambda: 16)
+    for jobs, workers in ((1, 15), (2, 7), (4, 3), (32, 1)):
+        opts = bar.options('paper', 'occam', 'erm', 0, None, 90, jobs=jobs)
+        assert opts[:3] == [
+            'randomness.seed=0',
+            'data_preprocessor.type=ChannelsLastDataPreprocessor',
+            'default_hooks.checkpoint.interval=10']
+        for loader in ('train', 'val', 'test'):
+            assert f'{loader}_dataloader.num_workers={workers}' in opts
+
+
 @pytest.mark.parametrize('key', [('resnet', 'erm'), ('occam', 'erm'),
                                  ('resnet', 'lff'), ('occam', 'lff')])
 def test_width_32_configs_are_the_width_16_ones_at_width_32(key):
