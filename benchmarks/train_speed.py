@@ -19,7 +19,8 @@ runs per iteration) on a batch of 64 images:
   and losses stay eager);
 - ``+ bf16 autocast``: CPUAmpOptimWrapper (``tools/train.py --amp`` on a
   CPU with native bf16); on a CPU without avx512_bf16/amx_bf16 it is
-  emulated and only shown for the record.
+  emulated and only shown for the record;
+- ``bf16 autocast + torch.compile``: both (``compile-bf16``).
 
 The limit: the FLOPs of a training step per image (mmengine's
 FlopAnalyzer on one image, one multiply-add = 2 FLOPs here, times 3 for
@@ -60,6 +61,7 @@ OPTIONS = {
     'cl': 'fp32 channels-last (shipped)',
     'compile': 'fp32 channels-last + torch.compile',
     'bf16': 'bf16 autocast, channels-last',
+    'compile-bf16': 'bf16 autocast, channels-last + torch.compile',
 }
 
 
@@ -105,7 +107,7 @@ def build(protocol, model_kind, option, batch):
         model = MODELS.build(cfg.model)
         model.init_weights()
         wrapper_cfg = dict(cfg.optim_wrapper)
-        if option == 'bf16':
+        if 'bf16' in option:
             wrapper_cfg['type'] = 'CPUAmpOptimWrapper'
         wrapper = build_optim_wrapper(model, wrapper_cfg)
     # the state the Runner's TrainingStateHook sizes to the training set
@@ -154,10 +156,10 @@ def worker(args):
     model, wrapper, data, size = build(args.protocol, args.model,
                                        args.option, args.batch)
     flops = train_flops_per_image(model, size)
-    if args.option == 'compile':  # after FlopAnalyzer, which traces
+    if 'compile' in args.option:  # after FlopAnalyzer, which traces
         model.backbone = torch.compile(model.backbone)
     warmup, iters = args.warmup, args.iters
-    if args.option == 'compile':
+    if 'compile' in args.option:
         warmup += 2  # inductor compiles the forward and the backward first
     times = []
     for i in range(warmup + iters):
@@ -169,7 +171,7 @@ def worker(args):
                step_s=statistics.median(times), batch=args.batch, size=size,
                train_flops=flops,
                peak_fp32=matmul_gflops(torch.float32))
-    if args.option == 'bf16':
+    if 'bf16' in args.option:
         out['peak_bf16'] = matmul_gflops(torch.bfloat16, n=1024, repeats=2)
     print('RESULT ' + json.dumps(out), flush=True)
 
@@ -239,7 +241,7 @@ def render(rows, parallel, loader, bf16_flags, command, cores, protocol):
         ratio = ips / base[(r['model'], r['threads'])] \
             if (r['model'], r['threads']) in base else float('nan')
         label = OPTIONS[r['option']]
-        if r['option'] == 'bf16':
+        if 'bf16' in r['option']:
             label += (f' (bf16 matmul {r["peak_bf16"]:.1f} GFLOP/s'
                       + ('' if bf16_flags else ', emulated') + ')')
         lines.append(
@@ -288,7 +290,7 @@ def main(argv=None):
     for m in args.models:
         for t in args.threads:
             for o in args.options:
-                if o == 'bf16' and not bf16_flags:
+                if 'bf16' in o and not bf16_flags:
                     # emulated: a step takes seconds; time just one
                     proc = spawn(m, o, t, argparse.Namespace(
                         protocol=args.protocol, batch=args.batch, iters=1,

@@ -75,6 +75,12 @@ def parse_args(argv=None):
                    default=None,
                    help='extra config overrides for every model (key=value,'
                    ' as in tools/train.py), e.g. model.head.use_gates=False')
+    p.add_argument('--amp', choices=('auto', 'on', 'off'), default='auto',
+                   help='bf16 autocast (tools/train.py --amp): auto = on '
+                   'where it is native (a CPU with avx512_bf16 or amx_bf16, '
+                   'or CUDA), fp32 elsewhere; on = refuse to run without '
+                   'it; off = fp32. The numbers differ from fp32 runs by '
+                   'about the spread between seeds (docs/results.md)')
     p.add_argument('--prepare-only', action='store_true',
                    help='generate the data splits, train nothing')
     p.add_argument('--verbose', action='store_true',
@@ -143,9 +149,10 @@ def refuse_demo_keys(cfg_options) -> None:
 
 def build_cfg(model: str, work_dir: str, p_bias=None, epochs=None,
               num_trainval=None, num_test=None, image_size=None, seed=0,
-              data_root=None, cfg_options=None, verbose=False) -> Config:
+              data_root=None, cfg_options=None, verbose=False,
+              amp='off') -> Config:
     """The model's small config with the demo's overrides applied."""
-    from occam_plugin.cli import merge_options
+    from occam_plugin.cli import amp_available, merge_options, use_amp
     refuse_demo_keys(cfg_options)
     # checked as tools/train.py checks them: a typo'd key is an error
     cfg = merge_options(Config.fromfile(CONFIGS[model]), cfg_options)
@@ -183,6 +190,8 @@ def build_cfg(model: str, work_dir: str, p_bias=None, epochs=None,
     # choices are made on (validation does not change training)
     cfg.train_cfg.val_interval = cfg.train_cfg.max_epochs
     cfg.randomness = dict(seed=seed, deterministic=False)
+    if amp == 'on' or (amp == 'auto' and amp_available()):
+        use_amp(cfg)
     if verbose:  # else SafeRunner's quiet console
         cfg.console = 'verbose'
     cfg.work_dir = work_dir
@@ -353,7 +362,8 @@ def main(argv=None):
                      num_trainval=args.num_trainval, num_test=args.num_test,
                      image_size=args.image_size, seed=args.seed,
                      cfg_options=args.cfg_options,
-                     data_root=args.data_root, verbose=args.verbose)
+                     data_root=args.data_root, verbose=args.verbose,
+                     amp=args.amp)
     cfg = build_cfg('occam', args.work_dir, **overrides)
     ds = cfg.train_dataloader.dataset
     g = ds.generate
@@ -361,7 +371,10 @@ def main(argv=None):
           f'{ds.p_bias} (val reads full_{ds.get("val_p_bias", 0.5)}), '
           f'{g["num_cells"]}x{g["num_cells"]} cells stored at '
           f'{g["image_size"]} px, {cfg.train_cfg.max_epochs} epochs; '
-          'generated on first use, then reused.', flush=True)
+          'generated on first use, then reused. Training in '
+          + ('bf16 autocast' if 'Amp' in cfg.optim_wrapper.get('type', '')
+             else 'fp32')
+          + ' (--amp).', flush=True)
     if args.prepare_only:
         prepare(cfg)
         return {}

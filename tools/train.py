@@ -12,8 +12,6 @@
 import argparse
 import os.path as osp
 
-import torch
-
 from occam_plugin import cli
 
 
@@ -42,25 +40,6 @@ def parse_args(argv=None):
     return cli.parse(parser, argv)
 
 
-def amp_optim_wrapper(cfg):
-    """``--amp``: mmengine's AmpOptimWrapper on CUDA; on the CPU, bf16
-    autocast (CPUAmpOptimWrapper) where the CPU computes in bf16 natively."""
-    if torch.cuda.is_available():
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-        return
-    from occam_plugin.engine.optimizers import cpu_bf16_flags
-    flags = cpu_bf16_flags()
-    if not flags:
-        raise SystemExit(
-            '--amp: no CUDA device, and this CPU has no native bf16 '
-            '(neither avx512_bf16 nor amx_bf16 in /proc/cpuinfo): bf16 '
-            'would be emulated, slower than fp32. Train without --amp, or '
-            'set optim_wrapper.type=CPUAmpOptimWrapper to force it.')
-    cfg.optim_wrapper.type = 'CPUAmpOptimWrapper'
-    cfg.optim_wrapper.pop('loss_scale', None)
-
-
 def merge_args(cfg, args):
     """Apply the command line to the config (CLI > config file)."""
 
@@ -70,7 +49,7 @@ def merge_args(cfg, args):
             cfg.val_dataloader = None
             cfg.val_evaluator = None
         if args.amp:
-            amp_optim_wrapper(cfg)
+            cli.use_amp(cfg)
         if args.resume == 'auto':
             cfg.resume = True
             cfg.load_from = None

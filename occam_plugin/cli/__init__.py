@@ -7,15 +7,15 @@ A layer above ``engine``: ``apis`` and the scripts import it; ``models``,
 ``datasets``, ``evaluation`` and ``engine`` never do, and ``import
 occam_plugin`` does not.
 """
-from .common import (add_common_args, apply_common_args, check_train_cfg,
-                     fix_dataloaders, is_user_error, launch, load_config,
-                     merge_options, parse, run_tool)
+from .common import (add_common_args, amp_available, apply_common_args,
+                     check_train_cfg, fix_dataloaders, is_user_error, launch,
+                     load_config, merge_options, parse, run_tool, use_amp)
 from .runs import (newest, read_metrics, read_records, run_commands,
                    warn_gpu_sharing)
 
 __all__ = [
     'add_common_args', 'parse', 'load_config', 'apply_common_args',
     'merge_options', 'fix_dataloaders', 'check_train_cfg', 'launch',
-    'is_user_error', 'run_tool', 'newest', 'read_metrics', 'read_records',
-    'warn_gpu_sharing', 'run_commands'
+    'is_user_error', 'run_tool', 'amp_available', 'use_amp', 'newest',
+    'read_metrics', 'read_records', 'warn_gpu_sharing', 'run_commands'
 ]

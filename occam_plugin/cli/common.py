@@ -188,6 +188,35 @@ def fix_dataloaders(cfg: Config) -> None:
         cfg.train_dataloader = no_singleton_batches(train)
 
 
+def amp_available() -> bool:
+    """Whether mixed precision pays here: a CUDA device, or a CPU that
+    computes in bf16 natively (:func:`~occam_plugin.engine.optimizers.
+    cpu_bf16_flags`); elsewhere bf16 is emulated, slower than fp32."""
+    import torch
+
+    from ..engine.optimizers import cpu_bf16_flags
+    return torch.cuda.is_available() or bool(cpu_bf16_flags())
+
+
+def use_amp(cfg: Config) -> None:
+    """``--amp``: mmengine's AmpOptimWrapper on CUDA; on the CPU, bf16
+    autocast (CPUAmpOptimWrapper) where the CPU computes in bf16 natively,
+    else a SystemExit saying why."""
+    import torch
+    if torch.cuda.is_available():
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        return
+    if not amp_available():
+        raise SystemExit(
+            '--amp: no CUDA device, and this CPU has no native bf16 '
+            '(neither avx512_bf16 nor amx_bf16 in /proc/cpuinfo): bf16 '
+            'would be emulated, slower than fp32. Train without --amp, or '
+            'set optim_wrapper.type=CPUAmpOptimWrapper to force it.')
+    cfg.optim_wrapper.type = 'CPUAmpOptimWrapper'
+    cfg.optim_wrapper.pop('loss_scale', None)
+
+
 def check_train_cfg(cfg: Config) -> None:
     """``train_cfg``'s lengths are integers >= 1, else a SystemExit naming
     the key and the value (not the scheduler's "end should be larger than

@@ -11,6 +11,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 
 import occam_plugin.engine.optimizers as optimizers
+from occam_plugin import cli
 from occam_plugin.engine.optimizers import CPUAmpOptimWrapper, cpu_bf16_flags
 from tests.helpers import REPO
 
@@ -63,15 +64,15 @@ def test_only_bfloat16():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CPU path of --amp')
 def test_train_amp_on_the_cpu(monkeypatch):
-    train = load_tool('train.py')
     cfg = Config(dict(optim_wrapper=dict(
         type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3))))
     monkeypatch.setattr(optimizers, 'cpu_bf16_flags', lambda: frozenset())
     with pytest.raises(SystemExit, match='no native bf16.*avx512_bf16'):
-        train.amp_optim_wrapper(cfg)
+        cli.use_amp(cfg)
     monkeypatch.setattr(optimizers, 'cpu_bf16_flags',
                         lambda: frozenset({'amx_bf16'}))
-    train.amp_optim_wrapper(cfg)
+    assert cli.amp_available()
+    cli.use_amp(cfg)
     assert cfg.optim_wrapper.type == 'CPUAmpOptimWrapper'
 
 
@@ -88,3 +89,24 @@ def test_training_run_with_cpu_amp(tiny_bar_root, tmp_path):
     assert glob.glob(str(work / 'epoch_2.pth'))
     logs = ''.join(open(p).read() for p in glob.glob(str(work / '*/*.log')))
     assert "type='CPUAmpOptimWrapper'" in logs
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='CPU path of --amp')
+def test_demo_amp_auto_follows_the_cpu(monkeypatch, tmp_path):
+    """make demo trains in bf16 where the CPU has it natively, fp32 where it
+    would be emulated; --amp on refuses the latter, --amp off is fp32."""
+    demo = load_tool('demo.py')
+
+    def wrapper(amp):
+        cfg = demo.build_cfg('occam', str(tmp_path / 'demo'), amp=amp)
+        return cfg.optim_wrapper.get('type', 'OptimWrapper')
+
+    monkeypatch.setattr(optimizers, 'cpu_bf16_flags',
+                        lambda: frozenset({'avx512_bf16'}))
+    assert wrapper('auto') == 'CPUAmpOptimWrapper'
+    assert wrapper('on') == 'CPUAmpOptimWrapper'
+    assert wrapper('off') == 'OptimWrapper'
+    monkeypatch.setattr(optimizers, 'cpu_bf16_flags', lambda: frozenset())
+    assert wrapper('auto') == 'OptimWrapper'
+    with pytest.raises(SystemExit, match='no native bf16'):
+        wrapper('on')
