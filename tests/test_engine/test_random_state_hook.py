@@ -29,11 +29,12 @@ def _round_trip(move=lambda t: t):
     states['torch'] = move(states['torch'])
     hook.after_load_checkpoint(None, checkpoint)
     hook.before_train(None)
-    assert _draws() == expected
+    return _draws(), expected
 
 
 def test_restored_states_continue_the_saved_draws():
-    _round_trip()
+    resumed, uninterrupted = _round_trip()
+    assert resumed == uninterrupted
     # restore=False: the saved states stay in the checkpoint, unused
     checkpoint = {}
     torch.manual_seed(4)
@@ -51,4 +52,5 @@ def test_restored_states_continue_the_saved_draws():
 def test_states_mapped_to_the_gpu_by_a_resume_are_restored():
     # mmengine's resume maps the checkpoint to the GPU on a GPU machine;
     # torch.set_rng_state refused that tensor (seen on an H200)
-    _round_trip(lambda t: t.cuda())
+    resumed, uninterrupted = _round_trip(lambda t: t.cuda())
+    assert resumed == uninterrupted
