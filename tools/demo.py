@@ -76,7 +76,8 @@ def parse_args(argv=None):
                    help='extra config overrides for every model (key=value,'
                    ' as in tools/train.py), e.g. model.head.use_gates=False')
     p.add_argument('--amp', choices=('auto', 'on', 'off'), default='auto',
-                   help='bf16 autocast (tools/train.py --amp): auto = on '
+                   help='mixed precision as tools/train.py --amp (bf16 '
+                   'autocast on a CPU, fp16 on CUDA): auto = on '
                    'where it is native (a CPU with avx512_bf16 or amx_bf16, '
                    'or CUDA), fp32 elsewhere; on = refuse to run without '
                    'it; off = fp32. The numbers differ from fp32 runs by '
@@ -372,7 +373,8 @@ def main(argv=None):
           f'{g["num_cells"]}x{g["num_cells"]} cells stored at '
           f'{g["image_size"]} px, {cfg.train_cfg.max_epochs} epochs; '
           'generated on first use, then reused. Training in '
-          + ('bf16 autocast' if 'Amp' in cfg.optim_wrapper.get('type', '')
+          # AmpOptimWrapper (CUDA: fp16) or CPUAmpOptimWrapper (bf16)
+          + ('mixed precision' if 'Amp' in cfg.optim_wrapper.get('type', '')
              else 'fp32')
           + ' (--amp).', flush=True)
     if args.prepare_only:
