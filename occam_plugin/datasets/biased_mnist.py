@@ -235,13 +235,16 @@ class BiasedMNIST(BaseDataset):
                 raise ValueError(f'{json_file}: an entry lacks the keys '
                                  f'{lack} (has {sorted(rec)})')
         self._check_values(records, positions, json_file)
+        # once: ``self.metainfo`` is a deep copy of the whole metainfo
+        n_values = len(self.metainfo['bias_factor_values'][
+            self.primary_factor])
         for rec in records:
             name = f'{rec["index"]}.jpg'
             if name not in present:
                 absent.append(name)
                 continue
             data_list.append(self._data_info(rec, osp.join(img_dir, name),
-                                             canon_cells))
+                                             canon_cells, n_values))
         if absent:
             raise FileNotFoundError(
                 f'{img_dir}: {len(absent)} of {len(records)} images listed '
@@ -277,8 +280,9 @@ class BiasedMNIST(BaseDataset):
         in BiasMetric's group check after a whole test loop, naming neither
         the file nor the entry."""
         ranges = {'digit': (len(CLASSES), 'the classes 0-9')}
+        values = self.metainfo['bias_factor_values']
         for f in FACTORS:
-            n = len(self.metainfo['bias_factor_values'][f])
+            n = len(values[f])
             ranges[FACTOR_KEYS[f]] = (n, f'the {n} values of {f}')
         bad = []
         for pos, rec in zip(positions, records):
@@ -299,7 +303,8 @@ class BiasedMNIST(BaseDataset):
                 '\nA damaged or edited file, or one of another dataset: '
                 're-download (or re-generate) it, or fix these entries.')
 
-    def _data_info(self, rec: dict, img_path: str, canon_cells) -> dict:
+    def _data_info(self, rec: dict, img_path: str, canon_cells,
+                   n_values: int) -> dict:
         y = int(rec['digit'])
         factors = {f: int(rec[FACTOR_KEYS[f]]) for f in FACTORS}
         aligned = {f: factors[f] == y for f in FACTORS}
@@ -307,7 +312,6 @@ class BiasedMNIST(BaseDataset):
             aligned['digit_position'] = (
                 factors['digit_position'] == canon_cells[y])
         primary = self.primary_factor
-        n_values = len(self.metainfo['bias_factor_values'][primary])
         group = class_x_bias_group(self.group_by, y, factors[primary],
                                    aligned[primary], n_values)
         return dict(img_path=img_path, gt_label=y,

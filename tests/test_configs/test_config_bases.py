@@ -37,8 +37,17 @@ CHANGED = {
 }
 
 
+#: changes made on purpose since then to every config with Adam: torch's
+#: fused Adam (one kernel, the same update to float rounding)
+ADAM_CHANGED = {'fused': True}
+
+
 def changed(name, cfg):
-    """``cfg`` with the changes of :data:`CHANGED` made."""
+    """``cfg`` with the changes of :data:`CHANGED` and
+    :data:`ADAM_CHANGED` made."""
+    optimizer = cfg.get('optim_wrapper', {}).get('optimizer', {})
+    if optimizer.get('type') == 'Adam':
+        optimizer.update(ADAM_CHANGED)
     for key, value in CHANGED.get(name, {}).items():
         *parents, last = key.split('.')
         node = cfg

@@ -107,3 +107,43 @@ def test_pixel_limit_after_decoding_when_pil_cannot_read_the_header(
     monkeypatch.setattr(loading, 'header_size', lambda data: None)
     with pytest.raises(ValueError, match=r'Image too large: .*16 x 16 px'):
         loading.read_image_checked(path, max_pixels=100)
+
+
+def _encoded(fmt, width, height, **kwargs):
+    import io
+    rng = np.random.default_rng(1)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (height, width, 3),
+                                 dtype=np.uint8)).save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize('fmt, kwargs', [
+    ('JPEG', {}), ('JPEG', dict(progressive=True)),
+    ('JPEG', dict(exif=Image.Exif())), ('PNG', {}), ('BMP', {})])
+def test_header_size_is_what_pil_reads(fmt, kwargs):
+    """PNG and JPEG headers are read directly (PIL's parser costs more than
+    decoding a small JPEG), other formats through PIL: the same sizes."""
+    from occam_plugin.datasets.transforms.loading import header_size
+    for width, height in [(1, 1), (17, 9), (80, 80), (300, 919)]:
+        data = _encoded(fmt, width, height, **kwargs)
+        assert header_size(data) == (width, height)
+
+
+def test_jpeg_bomb_is_refused_from_its_frame_header(tmp_path, monkeypatch):
+    """A JPEG whose frame header declares 40,000 x 30,000 px (the few
+    bytes of a real 16 px one) is refused before decoding."""
+    from occam_plugin.datasets.transforms import loading
+    data = bytearray(_encoded('JPEG', 16, 16))
+    sof = data.index(b'\xff\xc0')
+    data[sof + 5:sof + 9] = (30_000).to_bytes(2, 'big') + \
+        (40_000).to_bytes(2, 'big')
+    path = tmp_path / 'bomb.jpg'
+    path.write_bytes(bytes(data))
+    decoded = []
+    monkeypatch.setattr(loading.mmcv, 'imfrombytes',
+                        lambda *a, **k: decoded.append(a) or None)
+    with pytest.raises(ValueError, match=r'40000 x 30000 px .* by its '
+                       r'header.*max_pixels=89,478,485'):
+        loading.read_image_checked(str(path))
+    assert not decoded

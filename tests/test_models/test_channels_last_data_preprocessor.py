@@ -31,6 +31,24 @@ def test_same_values_channels_last_strides():
     assert torch.equal(a, b)
 
 
+def test_images_of_other_sizes_are_padded_as_mmpretrain_does():
+    """Same-sized images are stacked before the cast (one batch op); a
+    list of other sizes keeps ClsDataPreprocessor's pad-and-stack."""
+    init_default_scope('mmpretrain')
+    plain = MODELS.build(dict(type='ClsDataPreprocessor', **PRE))
+    cl = MODELS.build(dict(type='ChannelsLastDataPreprocessor', **PRE))
+
+    def data():
+        d = batch(n=2)
+        d['inputs'][1] = d['inputs'][1][:, :9, :7]
+        return d
+
+    a, b = plain(data(), True), cl(data(), True)
+    assert b['inputs'].shape == (2, 3, 12, 12)
+    assert torch.equal(a['inputs'], b['inputs'])
+    assert [int(s.gt_label) for s in b['data_samples']] == [0, 1]
+
+
 def test_a_resnet_fed_channels_last_gives_the_same_logits():
     init_default_scope('mmpretrain')
 

@@ -2,9 +2,11 @@
 # one recipe for its datasets (Biased MNIST v2, COCO-on-Places, BAR; the
 # 90-epoch length matches the BAR quick start): Adam, lr 1e-3, weight decay
 # 5e-4, 90 epochs, lr x0.1 at epochs 50 and 70. The batch of 128 is set in
-# the dataset config (train_dataloader.batch_size).
+# the dataset config (train_dataloader.batch_size). fused: torch's one-kernel
+# Adam (CPU and CUDA), the same update to float rounding, in a fraction of
+# the per-parameter loop's time.
 optim_wrapper = dict(
-    optimizer=dict(type='Adam', lr=1e-3, weight_decay=5e-4))
+    optimizer=dict(type='Adam', lr=1e-3, weight_decay=5e-4, fused=True))
 
 param_scheduler = dict(
     type='MultiStepLR', by_epoch=True, milestones=[50, 70], gamma=0.1)

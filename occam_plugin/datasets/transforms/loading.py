@@ -42,10 +42,53 @@ class _TooLarge(Exception):
     """PIL refused the header: more than twice its own pixel limit."""
 
 
+#: JPEG start-of-frame markers (every SOFn but DHT 0xC4, JPG 0xC8, DAC 0xCC)
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+#: JPEG markers without a length field (TEM, RST0-7, SOI)
+_JPEG_STANDALONE = frozenset([0x01, *range(0xD0, 0xD9)])
+
+
+def _png_jpeg_size(data: bytes) -> Optional[Tuple[int, int]]:
+    """``(width, height)`` of a PNG (its IHDR) or a JPEG (its first frame
+    header, the one decoders use), or None for another format or a header
+    this does not follow. A few byte reads instead of PIL's parser, which
+    costs more than decoding a small JPEG."""
+    if data[:8] == b'\x89PNG\r\n\x1a\n' and data[12:16] == b'IHDR' \
+            and len(data) >= 24:
+        return (int.from_bytes(data[16:20], 'big'),
+                int.from_bytes(data[20:24], 'big'))
+    if data[:2] != b'\xff\xd8':
+        return None
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            i += 2
+            continue
+        if marker == 0xDA:  # scan data before any frame header
+            return None
+        if marker in _JPEG_SOF:
+            if i + 9 > n:
+                return None
+            return (int.from_bytes(data[i + 7:i + 9], 'big'),
+                    int.from_bytes(data[i + 5:i + 7], 'big'))
+        i += 2 + int.from_bytes(data[i + 2:i + 4], 'big')
+    return None
+
+
 def header_size(img_bytes: bytes) -> Optional[Tuple[int, int]]:
     """``(width, height)`` from the image header, without decoding the
-    pixels (PIL reads them lazily); None when PIL does not know the format
-    (the decoder then tries it, and the decoded size is checked)."""
+    pixels (PNG and JPEG read directly, other formats by PIL, which reads
+    pixels lazily); None when neither knows the format (the decoder then
+    tries it, and the decoded size is checked)."""
+    size = _png_jpeg_size(img_bytes)
+    if size is not None:
+        return size
     from PIL import Image
     try:
         with warnings.catch_warnings():

@@ -91,6 +91,15 @@ class ChannelsLastDataPreprocessor(ClsDataPreprocessor):
         return why
 
     def forward(self, data: dict, training: bool = False) -> dict:
+        inputs = data.get('inputs')
+        if isinstance(inputs, (list, tuple)) and inputs and all(
+                isinstance(x, torch.Tensor) and x.shape == inputs[0].shape
+                for x in inputs):
+            # pseudo_collate's list of same-sized images: one uint8 batch,
+            # so the cast, the BGR flip and the normalisation (the same
+            # values) run once per batch, not once per image, and a GPU
+            # gets one copy
+            data = dict(data, inputs=torch.stack(inputs))
         data = super().forward(data, training)
         inputs = data['inputs']
         if self.channels_last and isinstance(inputs, torch.Tensor) \
